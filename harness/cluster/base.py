@@ -1,0 +1,116 @@
+"""What every cluster provider gives: a primary, a streaming replica, and PgBouncer in front.
+
+Providers differ in how they start servers (local binaries, containers, or
+servers someone else runs); everything above this module only sees
+:class:`Endpoints` and :meth:`Cluster.wait_for_replica`.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, replace
+from types import TracebackType
+
+import psycopg
+
+from harness.dsn import redact, with_database
+from harness.errors import InfrastructureError
+
+__all__ = ["Cluster", "Endpoints"]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """DSNs for one database on the cluster.
+
+    ``writer`` and ``reader`` go through PgBouncer (transaction pooling on the
+    primary, session pooling on the replica); ``primary`` and ``replica`` reach
+    the servers directly. Where a provider has no pooler they equal the direct ones.
+    """
+
+    primary: str
+    replica: str
+    writer: str
+    reader: str
+
+    def for_database(self, dbname: str) -> Endpoints:
+        return replace(
+            self,
+            primary=with_database(self.primary, dbname),
+            replica=with_database(self.replica, dbname),
+            writer=with_database(self.writer, dbname),
+            reader=with_database(self.reader, dbname),
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """The names the plan's application code reads, plus the direct ones."""
+        return {
+            "PRIMARY_URL": self.primary,
+            "REPLICA_URL": self.replica,
+            "DATABASE_URL": self.writer,
+            "DATABASE_READONLY_URL": self.reader,
+        }
+
+
+class Cluster(abc.ABC):
+    """A running primary with a streaming replica; stop it with :meth:`stop` or ``with``."""
+
+    provider: str = ""
+
+    @property
+    @abc.abstractmethod
+    def endpoints(self) -> Endpoints:
+        """DSNs for the cluster's default database."""
+
+    @property
+    def has_streaming_replica(self) -> bool:
+        """False where the reader is the writer itself (an external cluster without replica)."""
+        return True
+
+    @property
+    def pgbouncer_admin(self) -> dict[str, str]:
+        """Admin-console DSNs of the poolers this cluster started, by role (writer, reader)."""
+        return {}
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop what this cluster started, and nothing else. Safe to call twice."""
+
+    def wait_for_replica(self, *, timeout: float = 30.0) -> None:
+        """Block until the replica has replayed everything the primary has written so far."""
+        if not self.has_streaming_replica:
+            return
+        eps = self.endpoints
+        with psycopg.connect(eps.primary, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        target = row[0]
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(eps.replica, autocommit=True, connect_timeout=5) as conn:
+            delay = 0.001
+            while True:
+                caught_up = conn.execute(
+                    "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (target,)
+                ).fetchone()
+                if caught_up and caught_up[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise InfrastructureError(
+                        f"replica at {redact(eps.replica)} has not replayed up to {target} "
+                        f"after {timeout:.1f} sec; check that it is streaming "
+                        "(pg_stat_replication on the primary)"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

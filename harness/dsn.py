@@ -1,0 +1,41 @@
+"""Connection strings: building them, pointing them at another database, hiding passwords.
+
+A DSN may carry a password; nothing pgcutover prints, logs or reports may show
+one, so every DSN that leaves the process goes through :func:`redact` first.
+"""
+
+from __future__ import annotations
+
+import re
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+__all__ = ["make_dsn", "redact", "with_database"]
+
+
+def make_dsn(*, host: str, port: int, user: str, dbname: str) -> str:
+    return f"postgresql://{user}@{host}:{port}/{dbname}"
+
+
+def with_database(dsn: str, dbname: str) -> str:
+    """The same server and credentials, another database."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        head, _, tail = dsn.partition("://")
+        authority, slash, rest = tail.partition("/")
+        query = rest.partition("?")[2] if slash else ""
+        return f"{head}://{authority}/{dbname}" + (f"?{query}" if query else "")
+    return make_conninfo(dsn, dbname=dbname)
+
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>postgres(?:ql)?://)(?P<user>[^:@/]*):[^@/]*@")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def redact(text: str) -> str:
+    """Replace every password inside ``text`` (URL or key=value form) by ``***``."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _KV_PASSWORD.sub(r"\1***", text)
+
+
+def database_of(dsn: str) -> str:
+    return str(conninfo_to_dict(dsn).get("dbname", ""))
