@@ -47,7 +47,12 @@ class ClusterStartError(InfrastructureError):
 
 
 class StepFailed(HarnessError):
-    """A migration step failed; the database is left as before that step."""
+    """A migration step failed; the database is left as before that step.
+
+    Exit code 1: the plan was run and found wanting, as with any other finding.
+    """
+
+    exit_code = 1
 
     def __init__(self, message: str, *, step: str, sqlstate: str | None = None) -> None:
         self.step = step

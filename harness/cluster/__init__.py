@@ -1,0 +1,43 @@
+"""Clusters the harness runs against: a primary, a streaming replica, PgBouncer in front.
+
+``start_cluster(provider=...)`` is the one entry point; the providers are
+``local`` (this machine's binaries, the default), ``docker`` (testcontainers)
+and ``external`` (``DATABASE_URL`` / ``DATABASE_READONLY_URL``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.cluster.base import Cluster, Endpoints
+from harness.errors import UsageError
+
+__all__ = ["PROVIDERS", "Cluster", "Endpoints", "start_cluster"]
+
+PROVIDERS = ("local", "docker", "external")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def start_cluster(
+    provider: str = "local",
+    *,
+    pg_bin: str | None = None,
+    dbname: str = "app",
+    progress: Callable[[str], None] = _quiet,
+) -> Cluster:
+    if provider == "local":
+        from harness.cluster.local import start_local_cluster
+
+        return start_local_cluster(pg_bin=pg_bin, dbname=dbname, progress=progress)
+    if provider == "docker":
+        from harness.cluster.docker import start_docker_cluster
+
+        return start_docker_cluster(dbname=dbname, progress=progress)
+    if provider == "external":
+        from harness.cluster.external import connect_external
+
+        return connect_external()
+    raise UsageError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")

@@ -83,7 +83,9 @@ class Cluster(abc.ABC):
             return
         eps = self.endpoints
         with psycopg.connect(eps.primary, autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+            # The insert position, not pg_current_wal_lsn() (the write position): a commit
+            # made with synchronous_commit=off can still sit in WAL buffers, unwritten.
+            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
         assert row is not None
         target = row[0]
         deadline = time.monotonic() + timeout

@@ -87,7 +87,9 @@ def find_binaries(pg_bin: str | os.PathLike[str] | None = None) -> PgBinaries:
     for bindir in candidates:
         if _complete(bindir, needed):
             return PgBinaries(bindir)
-    looked = ", ".join(dict.fromkeys(str(c) for c in candidates)) or "nowhere (no pg_config on PATH)"
+    looked = (
+        ", ".join(dict.fromkeys(str(c) for c in candidates)) or "nowhere (no pg_config on PATH)"
+    )
     raise InfrastructureError(
         "PostgreSQL server programs not found (looked for initdb, pg_ctl, postgres, "
         f"pg_basebackup, pg_dump, psql in: {looked}); install them "

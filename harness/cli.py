@@ -1,0 +1,319 @@
+"""The ``harness`` command: progress on stderr, results on stdout, exit codes for CI.
+
+Exit codes: 0 the plan is safe (or the command did its job), 1 the plan was
+checked and has findings, 2 usage or infrastructure error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from harness.cluster import PROVIDERS, start_cluster
+from harness.dsn import redact
+from harness.errors import HarnessError, InfrastructureError
+from harness.invariants import Check
+from harness.plan import Plan, load_plan
+from harness.runner import StepOutcome
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def progress(message: str) -> None:
+    print(f"harness: {redact(message)}", file=sys.stderr, flush=True)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return path
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default="local",
+        help="local: this machine's PostgreSQL binaries (default); docker: testcontainers; "
+        "external: DATABASE_URL and DATABASE_READONLY_URL",
+    )
+    parser.add_argument("--pg-bin", help="directory holding initdb, pg_ctl, pg_basebackup")
+
+
+def add_legacy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale", type=_positive, default=1, help="multiply the legacy data (default 1)"
+    )
+    parser.add_argument(
+        "--legacy",
+        type=_existing_file,
+        help="start from this plain SQL dump or pg_dump custom archive instead of the built-in "
+        "legacy database",
+    )
+
+
+# -- up ------------------------------------------------------------------------------
+def _wait_for_signal() -> int:
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    stop.wait()
+    return received[0]
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from harness.legacy import seed
+
+    with start_cluster(args.provider, pg_bin=args.pg_bin, progress=progress) as cluster:
+        progress(f"seeding the legacy database (scale {args.scale})")
+        report = seed(cluster.endpoints.primary, scale=args.scale, legacy=args.legacy)
+        progress(f"seeded {sum(report.rows.values()):,} rows in {report.seconds:.2f} sec")
+        cluster.wait_for_replica()
+        for key, value in cluster.endpoints.as_env().items():
+            print(f"{key}={value}", flush=True)
+        progress("up; stop with Ctrl-C or SIGTERM")
+        signum = _wait_for_signal()
+        progress(f"received {signal.Signals(signum).name}: tearing down")
+    return 0
+
+
+# -- seed ----------------------------------------------------------------------------
+def cmd_seed(args: argparse.Namespace) -> int:
+    from harness.legacy import seed
+
+    report = seed(args.dsn, scale=args.scale, legacy=args.legacy, progress=progress)
+    for table, rows in sorted(report.rows.items()):
+        print(f"{table}\t{rows}")
+    progress(f"seeded {sum(report.rows.values()):,} rows in {report.seconds:.2f} sec")
+    return 0
+
+
+# -- plans ---------------------------------------------------------------------------
+def _emit(check: Check) -> None:
+    print(redact(str(check)), flush=True)
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    return load_plan(args.plan)
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from harness.gate import run_gate
+
+    report = run_gate(
+        _plan(args),
+        provider=args.provider,
+        pg_bin=args.pg_bin,
+        legacy=args.legacy,
+        scale=args.scale,
+        backup_dir=args.reports / "backups",
+        emit=_emit,
+        progress=progress,
+    )
+    report.write(args.reports / "gate.json")
+    failed = [c.name for c in report.checks if c.verdict == "fail"]
+    verdict = "SAFE" if report.safe else f"NOT SAFE ({len(failed)} checks failed)"
+    print(f"plan {report.plan!r}: {verdict} in {report.seconds:.1f} sec", flush=True)
+    progress(f"report written to {args.reports / 'gate.json'}")
+    return report.exit_code
+
+
+def _print_outcomes(outcomes: list[StepOutcome], *, dry_run: bool) -> None:
+    for outcome in outcomes:
+        step = outcome.step
+        if dry_run:
+            print(f"would apply {step.label} ({len(step.statements)} statements)")
+            for statement in step.statements:
+                print(f"    line {statement.line}: {statement.text.splitlines()[0]}")
+        else:
+            print(f"applied {step.label} in {outcome.seconds:.2f} sec")
+    if not outcomes:
+        print("nothing to do")
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from harness.runner import Runner, take_backup, verify_backup
+
+    plan = _plan(args)
+    with Runner(plan, args.dsn, progress=progress) as runner:
+        if not args.dry_run and runner.pending() and not args.no_backup:
+            backup = take_backup(args.dsn, directory=args.reports / "backups")
+            problems = verify_backup(args.dsn, backup)
+            if problems:
+                raise InfrastructureError(
+                    f"the backup {backup.path} does not restore to the same database, so "
+                    "nothing was migrated:\n" + "\n".join(f"  {p}" for p in problems)
+                )
+            progress(f"backup {backup.path} ({backup.bytes:,} bytes) restores identically")
+        _print_outcomes(runner.migrate(dry_run=args.dry_run), dry_run=args.dry_run)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from harness.runner import Runner
+
+    with Runner(_plan(args), args.dsn, progress=progress) as runner:
+        _print_outcomes(runner.rollback(dry_run=args.dry_run), dry_run=args.dry_run)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from harness.catalog import Fingerprint
+    from harness.cluster import Endpoints
+    from harness.cluster.external import ExternalCluster
+    from harness.gate import GateReport, verify_database
+
+    baseline = None
+    if args.baseline is not None:
+        baseline = Fingerprint.from_json(json.loads(args.baseline.read_text()))
+    cluster = ExternalCluster(writer=args.dsn, reader=args.reader_dsn)
+    endpoints: Endpoints = cluster.endpoints
+    report = GateReport(plan=_plan(args).name, context={"dsn": redact(args.dsn)})
+    verify_database(
+        _plan(args),
+        endpoints,
+        baseline=baseline,
+        wait_for_replica=cluster.wait_for_replica if cluster.has_streaming_replica else None,
+        emit=_emit,
+        report=report,
+    )
+    report.write(args.reports / "verify.json")
+    return report.exit_code
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from harness.catalog import fingerprint
+
+    try:
+        with psycopg.connect(args.dsn, autocommit=True, connect_timeout=10) as conn:
+            fp = fingerprint(conn, data=not args.no_data)
+    except psycopg.OperationalError as exc:
+        raise InfrastructureError(f"cannot connect to {redact(args.dsn)}: {exc}") from None
+    print(json.dumps(fp.to_json(), indent=1, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="pgcutover: prove a PostgreSQL schema migration safe before cutover",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser(
+        "up",
+        help="start a primary, a streaming replica and PgBouncer, seeded with the legacy database",
+        description="Start a cluster, load the legacy database, print its connection strings "
+        "and stay up until SIGINT or SIGTERM.",
+    )
+    add_cluster_options(up)
+    add_legacy_options(up)
+    up.set_defaults(func=cmd_up)
+
+    seed = sub.add_parser(
+        "seed",
+        help="load the legacy database into an existing, empty database",
+        description="Load the legacy database into an existing, empty database.",
+    )
+    seed.add_argument("--dsn", required=True, help="connection string of the empty database")
+    add_legacy_options(seed)
+    seed.set_defaults(func=cmd_seed)
+
+    def plan_parser(name: str, help: str, func: Command) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        p.add_argument("--plan", required=True, type=Path, help="the plan directory")
+        p.add_argument(
+            "--reports", type=Path, default=Path("reports"), help="where reports go (reports/)"
+        )
+        p.set_defaults(func=func)
+        return p
+
+    gate = plan_parser(
+        "gate",
+        "start a cluster, seed it, then migrate, verify, roll back, verify and migrate again; "
+        "exit 0 when the plan is safe, 1 with findings",
+        cmd_gate,
+    )
+    add_cluster_options(gate)
+    add_legacy_options(gate)
+
+    for name, help, func in (
+        (
+            "migrate",
+            "apply a plan's pending steps to a database, after a verified backup",
+            cmd_migrate,
+        ),
+        ("rollback", "roll back a plan's applied steps, newest first", cmd_rollback),
+    ):
+        p = plan_parser(name, help, func)
+        p.add_argument("--dsn", required=True, help="the primary's connection string")
+        p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+        if name == "migrate":
+            p.add_argument("--no-backup", action="store_true", help="skip the pg_dump backup")
+
+    verify = plan_parser(
+        "verify", "check a migrated database against the plan's layout and privileges", cmd_verify
+    )
+    verify.add_argument("--dsn", required=True, help="the primary's connection string")
+    verify.add_argument("--reader-dsn", help="a streaming replica to compare with the primary")
+    verify.add_argument(
+        "--baseline",
+        type=_existing_file,
+        help="a fingerprint taken before the migration (harness fingerprint): adds the "
+        "nothing-lost, tables-intact and sequences checks",
+    )
+
+    fp = sub.add_parser(
+        "fingerprint",
+        help="print a database's structural fingerprint and data checksums as JSON",
+        description="Print a database's structural fingerprint and data checksums as JSON.",
+    )
+    fp.add_argument("--dsn", required=True)
+    fp.add_argument("--no-data", action="store_true", help="structure only, no checksums")
+    fp.set_defaults(func=cmd_fingerprint)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except HarnessError as exc:
+        print(f"harness: error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Servers someone else runs, given as ``DATABASE_URL`` and ``DATABASE_READONLY_URL``.
+
+The reader falls back to the writer when no read-only URL is set, as the plan's
+``DatabasePool`` does; there is then no replica to wait for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import psycopg
+
+from harness.cluster.base import Cluster, Endpoints
+from harness.dsn import redact
+from harness.errors import InfrastructureError, UsageError
+
+__all__ = ["ExternalCluster", "connect_external"]
+
+
+class ExternalCluster(Cluster):
+    provider = "external"
+
+    def __init__(self, *, writer: str, reader: str | None = None) -> None:
+        self._endpoints = Endpoints(
+            primary=writer, replica=reader or writer, writer=writer, reader=reader or writer
+        )
+        self._replica = reader is not None and reader != writer
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return self._endpoints
+
+    @property
+    def has_streaming_replica(self) -> bool:
+        return self._replica
+
+    def stop(self) -> None:
+        """Nothing to stop: these servers are not ours."""
+
+
+def _check(dsn: str, *, name: str) -> bool:
+    """Connect once; answer whether the server is a standby."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    except psycopg.OperationalError as exc:
+        raise InfrastructureError(
+            f"{name}={redact(dsn)} refuses connections ({redact(str(exc)).strip()}); "
+            "check the host, port and credentials, and that the server is running"
+        ) from None
+    return bool(row and row[0])
+
+
+def connect_external(env: Mapping[str, str] | None = None) -> ExternalCluster:
+    env = os.environ if env is None else env
+    writer = env.get("DATABASE_URL")
+    if not writer:
+        raise UsageError(
+            "--provider external needs DATABASE_URL (and optionally DATABASE_READONLY_URL) "
+            "in the environment; set it to the primary's connection string"
+        )
+    reader = env.get("DATABASE_READONLY_URL") or None
+    if _check(writer, name="DATABASE_URL"):
+        raise UsageError(
+            f"DATABASE_URL={redact(writer)} points at a read-only standby; "
+            "point it at the primary and give the standby as DATABASE_READONLY_URL"
+        )
+    if reader is not None:
+        _check(reader, name="DATABASE_READONLY_URL")
+    return ExternalCluster(writer=writer, reader=reader)

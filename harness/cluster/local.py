@@ -1,0 +1,250 @@
+"""A primary, a streaming replica and two PgBouncers from this machine's binaries.
+
+Everything lives in one temporary directory and on free loopback ports, so
+several clusters (and the developer's own PostgreSQL) can run side by side.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psycopg
+
+from harness.cluster.base import Cluster, Endpoints
+from harness.cluster.binaries import PgBinaries, find_binaries, find_pgbouncer
+from harness.cluster.pgbouncer import READER, WRITER, PgBouncer
+from harness.cluster.processes import ServerProcess, free_port, prepare_dir, run_as_owner
+from harness.dsn import make_dsn
+
+__all__ = ["LocalCluster", "start_local_cluster"]
+
+# Settings for a disposable test cluster. fsync and full_page_writes off trade crash
+# safety (irrelevant for a throwaway cluster) for speed; max_connections leaves room
+# for both PgBouncer pools (25+5 writer, 50+10 reader) plus direct test connections,
+# and a hot standby must have at least the primary's value.
+SERVER_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "wal_keep_size": "256MB",
+    "hot_standby": "on",
+    "hot_standby_feedback": "on",
+    "max_connections": "300",
+    "shared_buffers": "128MB",
+    "fsync": "off",
+    "full_page_writes": "off",
+    "checkpoint_timeout": "30min",
+    "max_wal_size": "2GB",
+    "log_min_messages": "warning",
+    "log_line_prefix": "%m [%p] %q%u@%d ",
+    "shared_preload_libraries": "pg_stat_statements",
+    "track_io_timing": "on",
+}
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _server_argv(bins: PgBinaries, datadir: Path, *, port: int, socket_dir: Path) -> list[str]:
+    argv = [bins.path("postgres"), "-D", str(datadir), "-p", str(port), "-k", str(socket_dir)]
+    for key, value in SERVER_SETTINGS.items():
+        argv += ["-c", f"{key}={value}"]
+    return argv
+
+
+def _accepts(dsn: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    return probe
+
+
+def _streaming(dsn: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
+                row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+        except psycopg.OperationalError:
+            return False
+        return row is not None and row[0] == "streaming"
+
+    return probe
+
+
+class LocalCluster(Cluster):
+    """Owns a temporary directory and the four processes it started there."""
+
+    provider = "local"
+
+    def __init__(self, *, bins: PgBinaries, workdir: Path, dbname: str) -> None:
+        self.bins = bins
+        self.workdir = workdir
+        self.dbname = dbname
+        self.primary: ServerProcess | None = None
+        self.replica: ServerProcess | None = None
+        self.bouncers: dict[str, PgBouncer] = {}
+        self._endpoints: Endpoints | None = None
+        # A safety net: if the owner forgets stop(), the interpreter's exit still runs it.
+        self._finalizer = weakref.finalize(self, LocalCluster._teardown, self._processes, workdir)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def _processes(self) -> list[ServerProcess]:
+        procs = [b.process for b in self.bouncers.values()]
+        return procs + [p for p in (self.replica, self.primary) if p is not None]
+
+    @staticmethod
+    def _teardown(processes: Callable[[], list[ServerProcess]], workdir: Path) -> None:
+        for proc in processes():
+            proc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def stop(self) -> None:
+        self._finalizer()
+
+    def start(self, *, progress: Progress = _quiet) -> None:
+        socket_dir = prepare_dir(self.workdir / "sockets")
+        primary_dir = self.workdir / "primary"
+        replica_dir = self.workdir / "replica"
+        progress("initdb: creating the primary's data directory")
+        run_as_owner(
+            [
+                self.bins.path("initdb"),
+                "-D", str(primary_dir),
+                "-U", "postgres",
+                "-A", "trust",
+                "-E", "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            what="initdb",
+        )  # fmt: skip
+        primary_port = free_port()
+        progress(f"starting the primary on 127.0.0.1:{primary_port}")
+        self.primary = ServerProcess(
+            _server_argv(self.bins, primary_dir, port=primary_port, socket_dir=socket_dir),
+            name="PostgreSQL primary",
+            log=self.workdir / "primary.log",
+            port=primary_port,
+        )
+        admin = make_dsn(host="127.0.0.1", port=primary_port, user="postgres", dbname="postgres")
+        self.primary.wait_ready(_accepts(admin))
+        if self.dbname != "postgres":
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self.dbname}"')
+
+        progress("pg_basebackup: cloning the replica from the primary")
+        run_as_owner(
+            [
+                self.bins.path("pg_basebackup"),
+                "-h", "127.0.0.1",
+                "-p", str(primary_port),
+                "-U", "postgres",
+                "-D", str(replica_dir),
+                "-R", "-X", "stream", "-c", "fast", "--no-sync",
+            ],
+            what="pg_basebackup",
+        )  # fmt: skip
+        replica_port = free_port()
+        progress(f"starting the replica on 127.0.0.1:{replica_port}")
+        self.replica = ServerProcess(
+            _server_argv(self.bins, replica_dir, port=replica_port, socket_dir=socket_dir),
+            name="PostgreSQL replica",
+            log=self.workdir / "replica.log",
+            port=replica_port,
+        )
+
+        pgbouncer = find_pgbouncer()
+        for settings, server_port in ((WRITER, primary_port), (READER, replica_port)):
+            self.bouncers[settings.role] = PgBouncer(
+                settings,
+                executable=pgbouncer,
+                workdir=self.workdir / f"pgbouncer-{settings.role}",
+                listen_port=free_port(),
+                server_port=server_port,
+                dbname=self.dbname,
+            )
+        replica_admin = make_dsn(
+            host="127.0.0.1", port=replica_port, user="postgres", dbname="postgres"
+        )
+        self.replica.wait_ready(_streaming(replica_admin))
+        for bouncer in self.bouncers.values():
+            bouncer.wait_ready()
+        progress("cluster ready: replica streaming, PgBouncer accepting")
+
+        def direct(port: int) -> str:
+            return make_dsn(host="127.0.0.1", port=port, user="postgres", dbname=self.dbname)
+
+        self._endpoints = Endpoints(
+            primary=direct(primary_port),
+            replica=direct(replica_port),
+            writer=self.bouncers["writer"].dsn(self.dbname),
+            reader=self.bouncers["reader"].dsn(self.dbname),
+        )
+
+    # -- Cluster interface ---------------------------------------------------------
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise RuntimeError("cluster not started")
+        return self._endpoints
+
+    @property
+    def pgbouncer_admin(self) -> dict[str, str]:
+        return {role: b.admin_dsn for role, b in self.bouncers.items()}
+
+    def allow_pooler_users(self, users: Iterable[str]) -> None:
+        """Let roles a plan creates connect through PgBouncer too."""
+        names = list(users)
+        for bouncer in self.bouncers.values():
+            bouncer.allow_users(names)
+
+    def restart_replica(self) -> None:
+        """Start the replica again after a fault scenario stopped it."""
+        assert self.replica is not None
+        old = self.replica
+        old.stop()
+        self.replica = ServerProcess(
+            _server_argv(
+                self.bins,
+                self.workdir / "replica",
+                port=old.port,
+                socket_dir=self.workdir / "sockets",
+            ),
+            name=old.name,
+            log=old.log,
+            port=old.port,
+        )
+        self.replica.wait_ready(_accepts(self.endpoints.replica))
+
+
+def start_local_cluster(
+    *,
+    pg_bin: str | None = None,
+    dbname: str = "app",
+    progress: Progress = _quiet,
+    base_dir: str | None = None,
+) -> LocalCluster:
+    """Start a local cluster; on any failure, stop what was started and re-raise."""
+    bins = find_binaries(pg_bin)
+    find_pgbouncer()  # fail before creating anything when PgBouncer is missing
+    workdir = prepare_dir(Path(tempfile.mkdtemp(prefix="pgcutover-", dir=base_dir)))
+    cluster = LocalCluster(bins=bins, workdir=workdir, dbname=dbname)
+    try:
+        cluster.start(progress=progress)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster

@@ -1,0 +1,197 @@
+"""Starting and stopping the server processes pgcutover owns.
+
+Two rules shape this module. PostgreSQL (and PgBouncer) refuse to run as root,
+so when the harness runs as root every server process runs as the ``postgres``
+OS user, in directories that user owns. And the harness stops exactly the
+processes it started, by the pid it holds, never by name, so that a developer's
+own PostgreSQL on the same machine is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ClusterStartError, InfrastructureError
+
+__all__ = ["ServerProcess", "free_port", "prepare_dir", "run_as_owner", "server_user"]
+
+SERVER_OS_USER = "postgres"
+
+
+def server_user() -> pwd.struct_passwd | None:
+    """The OS user servers run as, or None to run them as ourselves (we are not root)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVER_OS_USER)
+    except KeyError:
+        raise InfrastructureError(
+            "running as root, and PostgreSQL refuses to run as root, but there is no "
+            f"'{SERVER_OS_USER}' OS user to run it as; create one "
+            f"(useradd --system {SERVER_OS_USER}) or run the harness as an ordinary user"
+        ) from None
+
+
+def prepare_dir(path: Path) -> Path:
+    """Create ``path`` owned by the server user (PgBouncer and PostgreSQL write there)."""
+    path.mkdir(parents=True, exist_ok=True)
+    user = server_user()
+    if user is not None:
+        os.chown(path, user.pw_uid, user.pw_gid)
+    return path
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """subprocess arguments that run a child as the server user (all None: as ourselves)."""
+
+    user: int | None = None
+    group: int | None = None
+    extra_groups: list[int] | None = None
+
+
+def _owner() -> _Owner:
+    user = server_user()
+    if user is None:
+        return _Owner()
+    return _Owner(user.pw_uid, user.pw_gid, [])
+
+
+def run_as_owner(
+    argv: Sequence[str], *, what: str, timeout: float = 120.0, log: Path | None = None
+) -> None:
+    """Run a short-lived server tool (initdb, pg_basebackup) as the server user."""
+    owner = _owner()
+    try:
+        done = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            user=owner.user,
+            group=owner.group,
+            extra_groups=owner.extra_groups,
+        )
+    except subprocess.TimeoutExpired:
+        raise ClusterStartError(f"{what} did not finish within {timeout:.0f} sec") from None
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout).strip()
+        if log is not None:
+            log.write_text(output)
+        raise ClusterStartError(
+            f"{what} failed with exit code {done.returncode}",
+            log_tail="\n".join(output.splitlines()[-15:]),
+        )
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago.
+
+    Another process can still take it before our server binds it; the server's
+    start then fails with "Address already in use", which ServerProcess reports.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ServerProcess:
+    """A long-running server we started, with its log, stopped by its own pid."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str,
+        log: Path,
+        port: int,
+        stop_signal: signal.Signals = signal.SIGINT,
+    ) -> None:
+        self.name = name
+        self.log = log
+        self.port = port
+        self._stop_signal = stop_signal
+        with open(log, "ab") as out:
+            user = server_user()
+            if user is not None:
+                os.chown(log, user.pw_uid, user.pw_gid)
+            # A session of its own: a Ctrl-C in the terminal reaches the harness,
+            # which then stops the servers in order, instead of each of them at once.
+            owner = _owner()
+            self._proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                user=owner.user,
+                group=owner.group,
+                extra_groups=owner.extra_groups,
+            )
+
+    @property
+    def pid(self) -> int:
+        return int(self._proc.pid)
+
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def wait_ready(self, probe: Callable[[], bool], *, timeout: float = 30.0) -> None:
+        """Poll ``probe`` until it answers True; fail early if the process died."""
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            if not self.running():
+                raise self._start_error(f"exited with code {self._proc.returncode}")
+            if probe():
+                return
+            if time.monotonic() > deadline:
+                raise self._start_error(f"did not accept connections within {timeout:.0f} sec")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+
+    def _start_error(self, what: str) -> ClusterStartError:
+        tail = _tail(self.log)
+        message = f"{self.name} on 127.0.0.1:{self.port} {what}"
+        if "Address already in use" in tail or "could not bind" in tail:
+            message += (
+                f"; port {self.port} was taken by another process after the harness chose it: "
+                "run again (a new port is chosen each time)"
+            )
+        return ClusterStartError(message, log_tail=tail)
+
+    def stop(self, *, timeout: float = 15.0) -> None:
+        if not self.running():
+            return
+        try:
+            self._proc.send_signal(self._stop_signal)
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL): used by fault scenarios to make a server vanish."""
+        if self.running():
+            self._proc.kill()
+            self._proc.wait()

@@ -1,0 +1,306 @@
+"""The gate: migrate, verify, roll back, verify, migrate again — and a verdict.
+
+Every check is reported as soon as it completes, and a failing step does not
+end the run: the runner diagnoses each statement of the failed step and goes
+on, and the remaining checks run on what the plan produced, so one report
+names every defect of a plan.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from harness.catalog import IGNORE_SEQUENCE_VALUES, Fingerprint, fingerprint
+from harness.cluster import Cluster, Endpoints, start_cluster
+from harness.databases import create_database, drop_database
+from harness.dsn import redact
+from harness.invariants import (
+    Check,
+    OldSessions,
+    check_data,
+    check_dependencies,
+    check_foreign_keys,
+    check_layout,
+    check_same,
+    check_sequences,
+    check_table_parts,
+    default_queries,
+    probe_privileges,
+)
+from harness.lint import lint_plan
+from harness.plan import Plan
+from harness.runner import Runner, StepOutcome, take_backup, verify_backup
+
+__all__ = ["GateReport", "run_gate", "verify_database"]
+
+Emit = Callable[[Check], None]
+Progress = Callable[[str], None]
+GATE_DATABASE = "pgcutover_gate"
+
+
+def _quiet(_: object) -> None:
+    pass
+
+
+@dataclass
+class GateReport:
+    plan: str
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+    context: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def safe(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.safe else 1
+
+    def to_json(self) -> dict[str, object]:
+        failed = [c.name for c in self.checks if c.verdict == "fail"]
+        return {
+            "plan": self.plan,
+            "verdict": "safe" if self.safe else "unsafe",
+            "failed": failed,
+            "seconds": round(self.seconds, 2),
+            **self.context,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(redact(json.dumps(self.to_json(), indent=2)) + "\n")
+
+
+class _Collector:
+    def __init__(self, report: GateReport, emit: Emit) -> None:
+        self.report, self.emit = report, emit
+
+    def add(self, check: Check) -> None:
+        self.report.checks.append(check)
+        self.emit(check)
+
+
+def _steps_check(name: str, outcomes: list[StepOutcome]) -> Check:
+    offenders = [str(e) for o in outcomes if not o.applied for e in o.errors]
+    for o in outcomes:
+        if o.salvaged:
+            roles = (
+                f", with the roles {', '.join(o.stand_ins)} created as stand-ins (the plan "
+                "expects them and never creates them)"
+                if o.stand_ins
+                else ""
+            )
+            offenders.append(
+                f"{o.step.label}: its statements that succeed were applied anyway{roles}, so "
+                "the checks that follow see what the plan intends"
+            )
+    failed_steps = [o.step.label for o in outcomes if not o.applied]
+    seconds = sum(o.seconds for o in outcomes)
+    retried = sum(o.attempts - 1 for o in outcomes)
+    return Check.of(
+        name,
+        offenders=offenders,
+        ok=f"all {len(outcomes)} steps applied in {seconds:.2f} sec"
+        + (f" ({retried} lock-timeout retries)" if retried else ""),
+        failed=f"{len(failed_steps)} of {len(outcomes)} steps failed and were rolled back "
+        f"({', '.join(failed_steps)}); every failing statement is listed",
+    )
+
+
+def _connect(dsn: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+
+
+def verify_database(
+    plan: Plan,
+    endpoints: Endpoints,
+    *,
+    baseline: Fingerprint | None,
+    wait_for_replica: Callable[[], None] | None,
+    emit: Emit,
+    report: GateReport,
+) -> Fingerprint:
+    """The checks of a migrated database; those needing a baseline run only with one."""
+    out = _Collector(report, emit)
+    with _connect(endpoints.primary) as conn:
+        after = fingerprint(conn)
+        out.add(check_layout(plan.layout, after, conn))
+        if baseline is not None:
+            out.add(check_data(plan.layout, baseline, after))
+            out.add(check_table_parts(plan.layout, baseline, after))
+            out.add(check_sequences(plan.layout, baseline, after))
+        out.add(check_foreign_keys(conn))
+        out.add(probe_privileges(conn, plan.privileges))
+        out.add(check_dependencies(conn, plan.layout))
+    if wait_for_replica is not None:
+        wait_for_replica()
+        with _connect(endpoints.replica) as replica:
+            mirrored = fingerprint(replica)
+        out.add(
+            check_same(
+                "replica.matches_primary",
+                after,
+                mirrored,
+                ignore=(IGNORE_SEQUENCE_VALUES,),
+                ok="the replica's fingerprint equals the primary's after replay",
+                failed="the replica differs from the primary after replay",
+            )
+        )
+    return after
+
+
+def gate_database(
+    plan: Plan,
+    endpoints: Endpoints,
+    *,
+    wait_for_replica: Callable[[], None] | None,
+    emit: Emit,
+    progress: Progress,
+    report: GateReport,
+    backup_dir: Path,
+) -> None:
+    """Migrate, verify, roll back, verify, migrate again, on a seeded database."""
+    out = _Collector(report, emit)
+    wait = wait_for_replica or (lambda: None)
+    out.add(lint_plan(plan))
+    with _connect(endpoints.primary) as conn:
+        baseline = fingerprint(conn)
+    progress("pg_dump -Fc backup, then a restore to prove it")
+    backup = take_backup(endpoints.primary, directory=backup_dir)
+    out.add(
+        Check.of(
+            "backup.restores",
+            offenders=verify_backup(endpoints.primary, backup, expected=baseline),
+            ok=f"the pg_dump -Fc backup ({backup.bytes:,} bytes, {backup.seconds:.2f} sec) "
+            "restores to a database identical to the original",
+            failed="the backup does not restore to the same database",
+        )
+    )
+    sessions = OldSessions(
+        endpoints,
+        default_queries(plan.layout.tables, plan.session_queries),
+        wait_for_replica=wait,
+    )
+    try:
+        with Runner(plan, endpoints.primary, progress=progress, salvage=True) as runner:
+            progress(f"migrating with plan {plan.name!r}")
+            migrate = runner.migrate(
+                keep_going=True, after_step=lambda o: sessions.after(o.step.label)
+            )
+            out.add(_steps_check("migrate.steps", migrate))
+            migrated = verify_database(
+                plan,
+                endpoints,
+                baseline=baseline,
+                wait_for_replica=wait_for_replica,
+                emit=emit,
+                report=report,
+            )
+            progress("rolling back")
+            rollback = runner.rollback(
+                keep_going=True, after_step=lambda o: sessions.after(o.step.label)
+            )
+            out.add(_steps_check("rollback.steps", rollback))
+            out.add(sessions.check(phase="keep_working"))
+            wait()
+            with _connect(endpoints.primary) as conn:
+                restored = fingerprint(conn)
+            out.add(
+                check_same(
+                    "rollback.exact",
+                    baseline,
+                    restored,
+                    ok="after rollback the primary is exactly as before the migration",
+                    failed="the rollback does not restore the database as it was",
+                )
+            )
+            if wait_for_replica is not None:
+                with _connect(endpoints.replica) as replica:
+                    mirrored = fingerprint(replica)
+                out.add(
+                    check_same(
+                        "rollback.exact_on_replica",
+                        baseline,
+                        mirrored,
+                        ignore=(IGNORE_SEQUENCE_VALUES,),
+                        ok="after rollback the replica is exactly as before the migration",
+                        failed="after rollback the replica differs from the database as it was",
+                    )
+                )
+            progress("migrating again after the rollback")
+            again = runner.migrate(keep_going=True)
+            with _connect(endpoints.primary) as conn:
+                remigrated = fingerprint(conn)
+            differences = check_same(
+                "roundtrip.migrate_again",
+                migrated,
+                remigrated,
+                ok="",
+                failed="",
+            ).details
+            failed_steps = [
+                f"{o.step.label} failed the second time" for o in again if not o.applied
+            ]
+            out.add(
+                Check.of(
+                    "roundtrip.migrate_again",
+                    offenders=failed_steps
+                    + [f"second migration differs: {d}" for d in differences],
+                    ok="migrate → rollback → migrate gives the database of the first migration",
+                    failed="migrating again after the rollback does not give the same database",
+                )
+            )
+    finally:
+        sessions.close()
+
+
+def run_gate(
+    plan: Plan,
+    *,
+    provider: str = "local",
+    pg_bin: str | None = None,
+    legacy: Path | None = None,
+    scale: int = 1,
+    backup_dir: Path = Path("reports/backups"),
+    emit: Emit = _quiet,
+    progress: Progress = _quiet,
+) -> GateReport:
+    """Start a cluster, seed the legacy database, and put the plan through the gate."""
+    from harness.legacy import seed
+
+    started = time.perf_counter()
+    report = GateReport(plan=plan.name, context={"provider": provider, "scale": scale})
+    cluster: Cluster
+    with start_cluster(provider, pg_bin=pg_bin, progress=progress) as cluster:
+        drop_database(cluster.endpoints.primary, GATE_DATABASE)
+        create_database(cluster.endpoints.primary, GATE_DATABASE)
+        endpoints = cluster.endpoints.for_database(GATE_DATABASE)
+        try:
+            progress(f"seeding the legacy database (scale {scale})")
+            seed(endpoints.primary, scale=scale, legacy=legacy, progress=progress)
+            allow = getattr(cluster, "allow_pooler_users", None)
+            if allow is not None:
+                allow(plan.layout.roles)
+            gate_database(
+                plan,
+                endpoints,
+                wait_for_replica=cluster.wait_for_replica
+                if cluster.has_streaming_replica
+                else None,
+                emit=emit,
+                progress=progress,
+                report=report,
+                backup_dir=backup_dir,
+            )
+        finally:
+            drop_database(cluster.endpoints.primary, GATE_DATABASE)
+    report.seconds = time.perf_counter() - started
+    return report

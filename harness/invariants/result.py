@@ -1,0 +1,49 @@
+"""A check's verdict: what was checked, whether it held, and why not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Check", "Verdict"]
+
+Verdict = Literal["pass", "fail", "warn"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named invariant, checked once.
+
+    ``reason`` is one sentence a database engineer can act on; ``details`` lists
+    the offenders one per line, so a report names every one of them.
+    """
+
+    name: str
+    verdict: Verdict
+    reason: str
+    details: tuple[str, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict != "fail"
+
+    @classmethod
+    def of(
+        cls, name: str, *, offenders: list[str], ok: str, failed: str, warn_only: bool = False
+    ) -> Check:
+        """A check that fails (or warns) when there is any offender."""
+        if not offenders:
+            return cls(name, "pass", ok)
+        return cls(name, "warn" if warn_only else "fail", failed, tuple(offenders))
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "details": list(self.details),
+        }
+
+    def __str__(self) -> str:
+        head = f"{self.verdict.upper():4} {self.name}: {self.reason}"
+        return "\n".join([head, *(f"       - {d}" for d in self.details)])

@@ -1,0 +1,120 @@
+"""Sessions opened before the migration must keep working through it.
+
+``ALTER DATABASE … SET search_path`` reaches only sessions opened afterwards.
+Every connection already open — in the application's pool, and PgBouncer's own
+server connections, which live up to ``server_lifetime`` (an hour for the
+plan's writer) — keeps the old path; for those, an unqualified table name that
+moved away stops resolving at the moment the step commits. This check holds
+such sessions open across every step and runs the application's unqualified
+queries after each one, naming the step that broke each query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from harness.cluster import Endpoints
+from harness.errors import UsageError
+from harness.invariants.result import Check
+
+__all__ = ["OldSessions", "default_queries"]
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+def default_queries(tables: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
+    """A count of each table by its bare name, as the application names it, then ``extra``."""
+    bare = sorted({t.split(".", 1)[-1] for t in tables})
+    count = sql.SQL("SELECT count(*) FROM {}")
+    return [count.format(sql.Identifier(t)).as_string() for t in bare] + list(extra)
+
+
+@dataclass
+class _Session:
+    label: str
+    conn: Conn
+    on_replica: bool
+
+
+class OldSessions:
+    """Sessions opened now, before the first step; queried again after every step."""
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        queries: list[str],
+        *,
+        wait_for_replica: Callable[[], None],
+        via_pooler: bool = True,
+    ) -> None:
+        self.queries = queries
+        self._wait_for_replica = wait_for_replica
+        self.broken: dict[
+            tuple[str, str], tuple[str, str]
+        ] = {}  # (session, query) -> (step, error)
+        targets = [("direct to the primary", endpoints.primary, False)]
+        if via_pooler and endpoints.writer != endpoints.primary:
+            targets.append(("PgBouncer writer", endpoints.writer, False))
+        if endpoints.reader != endpoints.writer:
+            targets.append(
+                ("PgBouncer reader" if via_pooler else "replica", endpoints.reader, True)
+            )
+        self.sessions = [
+            # No server-side prepared statements: transaction pooling cannot keep them.
+            _Session(label, psycopg.connect(dsn, autocommit=True, prepare_threshold=None), replica)
+            for label, dsn, replica in targets
+        ]
+        failures = self._run_all()
+        if failures:
+            self.close()
+            raise UsageError(
+                "the application queries fail before any step ran, so they cannot show what "
+                "a step breaks; fix them in [sessions] queries of plan.toml:\n"
+                + "\n".join(f"  {s}: {q}: {e}" for s, q, e in failures)
+            )
+
+    def _run_all(self) -> list[tuple[str, str, str]]:
+        failures = []
+        waited = False
+        for session in self.sessions:
+            if session.on_replica and not waited:
+                self._wait_for_replica()
+                waited = True
+            for query in self.queries:
+                try:
+                    session.conn.execute(query.encode(), prepare=False)
+                except psycopg.Error as exc:
+                    message = (exc.diag.message_primary or str(exc)).strip()
+                    failures.append((session.label, query, message))
+        return failures
+
+    def after(self, step_label: str) -> None:
+        """Run every query in every session; remember the first step that broke each."""
+        for label, query, error in self._run_all():
+            self.broken.setdefault((label, query), (step_label, error))
+
+    def check(self, *, phase: str) -> Check:
+        by_query: dict[tuple[str, str, str], list[str]] = {}
+        for (label, query), (step, error) in self.broken.items():
+            by_query.setdefault((query, step, error), []).append(label)
+        offenders = [
+            f"`{query}` fails from {step} on, in sessions opened before the migration "
+            f"({', '.join(labels)}): {error}"
+            for (query, step, error), labels in sorted(by_query.items())
+        ]
+        where = ", ".join(s.label for s in self.sessions)
+        return Check.of(
+            f"sessions.{phase}",
+            offenders=offenders,
+            ok=f"{len(self.queries)} application queries kept working after every step "
+            f"in sessions opened before it ({where})",
+            failed="sessions that were open before the migration break part way through it",
+        )
+
+    def close(self) -> None:
+        for session in self.sessions:
+            session.conn.close()

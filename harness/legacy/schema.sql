@@ -1,0 +1,289 @@
+-- The retailer's database before the migration: KCT Menswear's single-schema
+-- Prisma database, everything in `public`, as the multi-schema plan finds it.
+--
+-- The objects the plan must not break are here on purpose:
+--   * functions whose bodies name tables without a schema (customer_lifetime_value
+--     in PL/pgSQL, variant_stock in SQL with a string body): PostgreSQL resolves
+--     those names at call time through search_path, so moving a table to another
+--     schema breaks them only when they are called, never when the table moves;
+--   * a view (order_summaries) that follows its tables by OID wherever they go;
+--   * identity and serial columns whose sequences must keep counting after a move;
+--   * enum types and a trigger function that stay in public.
+--
+-- The loader runs the part before the post-data marker, copies the rows in, then
+-- runs the rest: foreign keys and indexes built once over loaded tables are far
+-- cheaper than checked row by row, which is why pg_dump orders a dump the same way.
+-- Run whole (psql -f), the file creates the same empty database.
+
+CREATE TYPE order_status AS ENUM (
+    'pending', 'paid', 'fulfilled', 'shipped', 'delivered', 'cancelled', 'refunded'
+);
+
+CREATE TYPE appointment_kind AS ENUM (
+    'consultation', 'fitting', 'alteration', 'wedding_party', 'pickup'
+);
+
+-- Prisma's @default(cuid()) is computed by the client; rows written by hand
+-- (psql, migrations) get an id of the same shape from the server.
+CREATE FUNCTION cuid() RETURNS text
+LANGUAGE sql VOLATILE
+AS $$ SELECT 'c' || substr(md5(random()::text || clock_timestamp()::text), 1, 24) $$;
+
+CREATE FUNCTION set_updated_at() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION customer_lifetime_value(customer_id text) RETURNS numeric
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    spent numeric;
+BEGIN
+    SELECT coalesce(sum(o.total), 0) INTO spent
+      FROM orders o
+     WHERE o.customer_id = customer_lifetime_value.customer_id
+       AND o.status NOT IN ('cancelled', 'refunded');
+    RETURN spent;
+END
+$$;
+
+CREATE TABLE suppliers (
+    id             text PRIMARY KEY DEFAULT cuid(),
+    name           text NOT NULL,
+    country        char(2),
+    contact_email  text,
+    lead_time_days integer,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE collections (
+    id          text PRIMARY KEY DEFAULT cuid(),
+    name        text NOT NULL,
+    slug        text NOT NULL,
+    description text,
+    season      text,
+    is_active   boolean NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE products (
+    id            text PRIMARY KEY DEFAULT cuid(),
+    supplier_id   text,
+    collection_id text,
+    name          text NOT NULL,
+    slug          text NOT NULL,
+    category      text NOT NULL,
+    fabric        text,
+    description   text,
+    base_price    numeric(10, 2) NOT NULL CHECK (base_price >= 0),
+    is_active     boolean NOT NULL DEFAULT true,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE product_variants (
+    id           text PRIMARY KEY DEFAULT cuid(),
+    product_id   text NOT NULL,
+    sku          text NOT NULL,
+    size         text NOT NULL,
+    fit          text,
+    color        text NOT NULL,
+    price        numeric(10, 2) NOT NULL CHECK (price >= 0),
+    stock        integer NOT NULL DEFAULT 0,
+    weight_grams integer,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE customers (
+    id               text PRIMARY KEY DEFAULT cuid(),
+    email            text NOT NULL,
+    first_name       text NOT NULL,
+    last_name        text,
+    phone            text,
+    date_of_birth    date,
+    marketing_opt_in boolean NOT NULL DEFAULT false,
+    loyalty_points   integer NOT NULL DEFAULT 0,
+    preferred_store  text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE orders (
+    id               text PRIMARY KEY DEFAULT cuid(),
+    order_number     serial NOT NULL,
+    customer_id      text NOT NULL,
+    status           order_status NOT NULL DEFAULT 'pending',
+    currency         char(3) NOT NULL DEFAULT 'USD',
+    subtotal         numeric(12, 2) NOT NULL,
+    tax              numeric(12, 2) NOT NULL DEFAULT 0,
+    shipping         numeric(12, 2) NOT NULL DEFAULT 0,
+    total            numeric(12, 2) NOT NULL,
+    shipping_address jsonb,
+    notes            text,
+    placed_at        timestamptz NOT NULL,
+    shipped_at       timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE order_items (
+    id         bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    order_id   text NOT NULL,
+    variant_id text NOT NULL,
+    quantity   integer NOT NULL CHECK (quantity > 0),
+    unit_price numeric(10, 2) NOT NULL,
+    discount   numeric(10, 2) NOT NULL DEFAULT 0
+);
+
+CREATE TABLE appointments (
+    id               bigserial PRIMARY KEY,
+    customer_id      text NOT NULL,
+    kind             appointment_kind NOT NULL,
+    status           text NOT NULL DEFAULT 'scheduled',
+    scheduled_at     timestamptz NOT NULL,
+    duration_minutes integer NOT NULL DEFAULT 45,
+    stylist          text,
+    notes            text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE measurements (
+    id          text PRIMARY KEY DEFAULT cuid(),
+    customer_id text NOT NULL,
+    chest_cm    numeric(5, 1),
+    waist_cm    numeric(5, 1),
+    hip_cm      numeric(5, 1),
+    inseam_cm   numeric(5, 1),
+    sleeve_cm   numeric(5, 1),
+    neck_cm     numeric(5, 1),
+    jacket_size text,
+    taken_by    text,
+    notes       text,
+    taken_at    timestamptz NOT NULL
+);
+
+CREATE TABLE customer_insights (
+    id                  text PRIMARY KEY DEFAULT cuid(),
+    customer_id         text NOT NULL,
+    lifetime_value      numeric(14, 2) NOT NULL DEFAULT 0,
+    order_count         integer NOT NULL DEFAULT 0,
+    average_order_value numeric(12, 2),
+    last_order_at       timestamptz,
+    segment             text NOT NULL,
+    churn_risk          double precision,
+    computed_at         timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE product_recommendations (
+    id          bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    customer_id text NOT NULL,
+    product_id  text NOT NULL,
+    score       double precision NOT NULL,
+    reason      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- pgcutover:post-data
+
+ALTER TABLE collections ADD CONSTRAINT collections_slug_key UNIQUE (slug);
+ALTER TABLE products ADD CONSTRAINT products_slug_key UNIQUE (slug);
+ALTER TABLE product_variants ADD CONSTRAINT product_variants_sku_key UNIQUE (sku);
+ALTER TABLE customers ADD CONSTRAINT customers_email_key UNIQUE (email);
+ALTER TABLE orders ADD CONSTRAINT orders_order_number_key UNIQUE (order_number);
+ALTER TABLE customer_insights
+    ADD CONSTRAINT customer_insights_customer_id_key UNIQUE (customer_id);
+ALTER TABLE product_recommendations
+    ADD CONSTRAINT product_recommendations_customer_id_product_id_key
+    UNIQUE (customer_id, product_id);
+
+ALTER TABLE products
+    ADD CONSTRAINT products_supplier_id_fkey FOREIGN KEY (supplier_id)
+        REFERENCES suppliers (id) ON DELETE SET NULL,
+    ADD CONSTRAINT products_collection_id_fkey FOREIGN KEY (collection_id)
+        REFERENCES collections (id) ON DELETE SET NULL;
+ALTER TABLE product_variants
+    ADD CONSTRAINT product_variants_product_id_fkey FOREIGN KEY (product_id)
+        REFERENCES products (id) ON DELETE CASCADE;
+ALTER TABLE orders
+    ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (customer_id)
+        REFERENCES customers (id) ON DELETE RESTRICT;
+ALTER TABLE order_items
+    ADD CONSTRAINT order_items_order_id_fkey FOREIGN KEY (order_id)
+        REFERENCES orders (id) ON DELETE CASCADE,
+    ADD CONSTRAINT order_items_variant_id_fkey FOREIGN KEY (variant_id)
+        REFERENCES product_variants (id) ON DELETE RESTRICT;
+ALTER TABLE appointments
+    ADD CONSTRAINT appointments_customer_id_fkey FOREIGN KEY (customer_id)
+        REFERENCES customers (id) ON DELETE CASCADE;
+ALTER TABLE measurements
+    ADD CONSTRAINT measurements_customer_id_fkey FOREIGN KEY (customer_id)
+        REFERENCES customers (id) ON DELETE CASCADE;
+ALTER TABLE customer_insights
+    ADD CONSTRAINT customer_insights_customer_id_fkey FOREIGN KEY (customer_id)
+        REFERENCES customers (id) ON DELETE CASCADE;
+ALTER TABLE product_recommendations
+    ADD CONSTRAINT product_recommendations_customer_id_fkey FOREIGN KEY (customer_id)
+        REFERENCES customers (id) ON DELETE CASCADE,
+    ADD CONSTRAINT product_recommendations_product_id_fkey FOREIGN KEY (product_id)
+        REFERENCES products (id) ON DELETE CASCADE;
+
+CREATE INDEX products_supplier_id_idx ON products (supplier_id);
+CREATE INDEX products_collection_id_idx ON products (collection_id);
+CREATE INDEX product_variants_product_id_idx ON product_variants (product_id);
+CREATE INDEX orders_customer_id_idx ON orders (customer_id);
+CREATE INDEX order_items_order_id_idx ON order_items (order_id);
+CREATE INDEX order_items_variant_id_idx ON order_items (variant_id);
+CREATE INDEX appointments_customer_id_idx ON appointments (customer_id);
+CREATE INDEX measurements_customer_id_idx ON measurements (customer_id);
+CREATE INDEX product_recommendations_product_id_idx ON product_recommendations (product_id);
+CREATE INDEX customers_lower_email_idx ON customers (lower(email));
+-- The storefront's "orders to ship" query; small because most orders are done.
+CREATE INDEX orders_open_placed_at_idx ON orders (placed_at)
+    WHERE status IN ('pending', 'paid');
+CREATE INDEX appointments_upcoming_idx ON appointments (scheduled_at)
+    WHERE status = 'scheduled';
+
+CREATE TRIGGER suppliers_set_updated_at BEFORE UPDATE ON suppliers
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE TRIGGER collections_set_updated_at BEFORE UPDATE ON collections
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE TRIGGER products_set_updated_at BEFORE UPDATE ON products
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE TRIGGER product_variants_set_updated_at BEFORE UPDATE ON product_variants
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE TRIGGER customers_set_updated_at BEFORE UPDATE ON customers
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE TRIGGER orders_set_updated_at BEFORE UPDATE ON orders
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE TRIGGER appointments_set_updated_at BEFORE UPDATE ON appointments
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+-- A string body (not BEGIN ATOMIC) is parsed again at every call, under the
+-- caller's search_path: `product_variants` here means whatever that finds.
+CREATE FUNCTION variant_stock(product_id text) RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(sum(v.stock), 0) FROM product_variants v WHERE v.product_id = $1
+$$;
+
+CREATE VIEW order_summaries AS
+SELECT o.id AS order_id,
+       o.order_number,
+       o.status,
+       o.total,
+       o.currency,
+       o.placed_at,
+       c.id AS customer_id,
+       c.email,
+       concat_ws(' ', c.first_name, c.last_name) AS customer_name
+  FROM orders o
+  JOIN customers c ON c.id = o.customer_id;

@@ -1,0 +1,15 @@
+"""Migration plans: a directory of ``plan.toml`` plus numbered up and down SQL steps."""
+
+from harness.plan.model import Layout, Plan, PrivilegeRule, RunnerSettings, Step, load_plan
+from harness.plan.sqltext import Statement, split_statements
+
+__all__ = [
+    "Layout",
+    "Plan",
+    "PrivilegeRule",
+    "RunnerSettings",
+    "Statement",
+    "Step",
+    "load_plan",
+    "split_statements",
+]

@@ -1,0 +1,311 @@
+"""A migration plan on disk: what it promises (``plan.toml``) and how (``up/``, ``down/``).
+
+Layout of a plan directory::
+
+    plan.toml            name, the expected layout after migration, privileges
+    up/001_name.sql      steps, applied in number order, each in its own transaction
+    down/001_name.sql    the rollback of each step, same numbers, applied in reverse
+
+``plan.toml``::
+
+    name = "kct"
+    description = "..."                      # optional
+
+    [runner]                                 # optional; these are the defaults
+    lock_timeout = "2s"                      # per step, SET LOCAL
+    statement_timeout = "60s"
+    lock_retries = 4                         # further tries after a lock timeout
+
+    [layout]
+    schemas = ["tenant_shared", "audit"]     # must exist after migration
+    roles = ["kct_app"]                      # must exist after migration
+    new_tables = ["audit.audit_log"]         # tables the plan creates
+    materialized_views = ["cache.catalog"]   # materialized views the plan creates
+
+    [layout.tables]                          # table before -> schema after
+    "public.products" = "tenant_shared"      # a bare name means public
+
+    [[privileges]]                           # proven by trying, as the role
+    role = "kct_app"
+    on = "tenant_shared"                     # a schema: USAGE, CREATE
+    allow = ["USAGE"]
+    deny = ["CREATE"]
+
+    [[privileges]]
+    role = "kct_readonly"
+    on = "tenant_kct.*"                      # every table and view in the schema;
+    allow = ["SELECT"]                       # or "schema.table" for one of them
+    deny = ["INSERT", "UPDATE", "DELETE"]
+
+    [sessions]                               # optional: queries the application runs,
+    queries = ["SELECT customer_lifetime_value(id) FROM customers LIMIT 1"]
+                                             # unqualified, besides a count(*) per table
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import PlanError
+from harness.plan.sqltext import Statement, split_statements
+
+__all__ = ["SCHEMA_OPS", "TABLE_OPS", "Layout", "Plan", "PrivilegeRule", "RunnerSettings", "Step",
+           "load_plan"]  # fmt: skip
+
+SCHEMA_OPS = frozenset({"USAGE", "CREATE"})
+TABLE_OPS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
+_STEP_FILE = re.compile(r"^(?P<number>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
+_DURATION = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min|h)?$")
+# A step runs inside the runner's transaction: these would end it part way through.
+_TRANSACTION_CONTROL = ("BEGIN", "START TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT")
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    name: str
+    direction: str  # "up" or "down"
+    path: Path
+    sql: str
+    checksum: str
+
+    @property
+    def label(self) -> str:
+        """How reports name a step: ``up/002_move_tables.sql``."""
+        return f"{self.direction}/{self.path.name}"
+
+    @property
+    def statements(self) -> list[Statement]:
+        return split_statements(self.sql)
+
+
+@dataclass(frozen=True)
+class PrivilegeRule:
+    role: str
+    on: str
+    allow: frozenset[str]
+    deny: frozenset[str]
+
+    @property
+    def is_schema(self) -> bool:
+        return "." not in self.on
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    lock_timeout: str = "2s"
+    statement_timeout: str = "60s"
+    lock_retries: int = 4
+
+
+@dataclass(frozen=True)
+class Layout:
+    schemas: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    tables: dict[str, str] = field(default_factory=dict)  # "public.products" -> "tenant_shared"
+    new_tables: tuple[str, ...] = ()
+    materialized_views: tuple[str, ...] = ()
+
+    def target(self, qualified: str) -> str:
+        """Where ``qualified`` (as it was before migration) must be afterwards."""
+        return f"{self.tables[qualified]}.{qualified.split('.', 1)[1]}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    directory: Path
+    description: str
+    layout: Layout
+    privileges: tuple[PrivilegeRule, ...]
+    runner: RunnerSettings
+    session_queries: tuple[str, ...]
+    up: tuple[Step, ...]
+    down: tuple[Step, ...]
+
+    def down_for(self, number: int) -> Step:
+        return next(s for s in self.down if s.number == number)
+
+
+def _qualify(name: str, *, where: str) -> str:
+    parts = name.split(".")
+    if len(parts) == 1:
+        parts = ["public", *parts]
+    if len(parts) != 2 or not all(_IDENT.match(p) for p in parts):
+        raise PlanError(
+            f"{where}: {name!r} is not a table name; write schema.table in lower case "
+            "(for example public.products)"
+        )
+    return ".".join(parts)
+
+
+def _ident(name: object, *, where: str) -> str:
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise PlanError(f"{where}: {name!r} is not a lower-case SQL identifier")
+    return name
+
+
+def _str_list(value: object, *, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PlanError(f"{where} must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def _read_steps(directory: Path, direction: str) -> dict[int, Step]:
+    folder = directory / direction
+    if not folder.is_dir():
+        raise PlanError(f"{folder}: missing; a plan has {direction}/NNN_name.sql step files")
+    steps: dict[int, Step] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.is_dir():
+            continue
+        m = _STEP_FILE.match(path.name)
+        if not m:
+            raise PlanError(
+                f"{path}: step files are named NNN_name.sql (for example 001_create_schemas.sql)"
+            )
+        number = int(m["number"])
+        if number in steps:
+            raise PlanError(f"{path}: step number {number} is used twice in {direction}/")
+        raw = path.read_bytes()
+        try:
+            sql = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PlanError(f"{path}: not UTF-8 text ({exc})") from None
+        step = Step(number, m["name"], direction, path, sql, hashlib.sha256(raw).hexdigest())
+        for statement in step.statements:
+            words = statement.first_words
+            if any(words == tc or words.startswith(tc + " ") for tc in _TRANSACTION_CONTROL):
+                raise PlanError(
+                    f"{step.label} line {statement.line}: {words.split()[0]} — each step runs "
+                    "in its own transaction, which the runner begins and commits; remove "
+                    "transaction control from the step"
+                )
+        steps[number] = step
+    return steps
+
+
+def _privileges(raw: object) -> tuple[PrivilegeRule, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PlanError("plan.toml: [[privileges]] must be an array of tables")
+    rules = []
+    for i, entry in enumerate(raw, 1):
+        where = f"plan.toml: privileges #{i}"
+        if not isinstance(entry, dict):
+            raise PlanError(f"{where} must be a table with role, on, allow, deny")
+        unknown = set(entry) - {"role", "on", "allow", "deny"}
+        if unknown:
+            raise PlanError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        role = _ident(entry.get("role"), where=f"{where} role")
+        on = entry.get("on")
+        if not isinstance(on, str) or not on:
+            raise PlanError(f"{where}: 'on' names a schema, schema.* or schema.table")
+        allow = frozenset(o.upper() for o in _str_list(entry.get("allow", []), where=where))
+        deny = frozenset(o.upper() for o in _str_list(entry.get("deny", []), where=where))
+        valid = SCHEMA_OPS if "." not in on else TABLE_OPS
+        bad = (allow | deny) - valid
+        if bad:
+            raise PlanError(
+                f"{where}: {', '.join(sorted(bad))} cannot be tried on {on!r}; "
+                f"choose from {', '.join(sorted(valid))}"
+            )
+        if allow & deny:
+            raise PlanError(f"{where}: {', '.join(sorted(allow & deny))} both allowed and denied")
+        rules.append(PrivilegeRule(role, on, allow, deny))
+    return tuple(rules)
+
+
+def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise PlanError(f"plan.toml: [{key}] must be a table")
+    return value
+
+
+def load_plan(directory: str | Path) -> Plan:
+    """Read and validate a plan directory; every problem names its file."""
+    directory = Path(directory)
+    toml_path = directory / "plan.toml"
+    if not toml_path.is_file():
+        raise PlanError(f"{toml_path}: missing; a plan directory holds plan.toml, up/ and down/")
+    try:
+        doc = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{toml_path}: not valid TOML: {exc}") from None
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise PlanError(f'{toml_path}: needs name = "..."')
+
+    layout_doc = _table(doc, "layout")
+    tables_doc = layout_doc.get("tables", {})
+    if not isinstance(tables_doc, dict):
+        raise PlanError(f'{toml_path}: [layout.tables] maps table = "schema"')
+    tables = {
+        _qualify(t, where=f"{toml_path} [layout.tables]"): _ident(s, where=f"[layout.tables] {t}")
+        for t, s in tables_doc.items()
+    }
+    layout = Layout(
+        schemas=tuple(
+            _ident(s, where="[layout] schemas")
+            for s in _str_list(layout_doc.get("schemas", []), where="[layout] schemas")
+        ),
+        roles=tuple(
+            _ident(r, where="[layout] roles")
+            for r in _str_list(layout_doc.get("roles", []), where="[layout] roles")
+        ),
+        tables=tables,
+        new_tables=tuple(
+            _qualify(t, where="[layout] new_tables")
+            for t in _str_list(layout_doc.get("new_tables", []), where="[layout] new_tables")
+        ),
+        materialized_views=tuple(
+            _qualify(t, where="[layout] materialized_views")
+            for t in _str_list(
+                layout_doc.get("materialized_views", []), where="[layout] materialized_views"
+            )
+        ),
+    )
+    runner_doc = _table(doc, "runner")
+    unknown = set(runner_doc) - {"lock_timeout", "statement_timeout", "lock_retries"}
+    if unknown:
+        raise PlanError(f"{toml_path}: [runner] has unknown key(s) {', '.join(sorted(unknown))}")
+    runner = RunnerSettings(**runner_doc)
+    for key in ("lock_timeout", "statement_timeout"):
+        if not _DURATION.match(str(getattr(runner, key))):
+            raise PlanError(f"{toml_path}: [runner] {key} must be a duration like '2s' or '500ms'")
+    if not isinstance(runner.lock_retries, int) or not 0 <= runner.lock_retries <= 20:
+        raise PlanError(f"{toml_path}: [runner] lock_retries must be a whole number 0..20")
+
+    up = _read_steps(directory, "up")
+    down = _read_steps(directory, "down")
+    if not up:
+        raise PlanError(f"{directory / 'up'}: no steps; add up/001_name.sql")
+    for number, step in up.items():
+        if number not in down:
+            raise PlanError(
+                f"{step.label} has no rollback: add down/{step.path.name} "
+                "(an empty file with a comment if the step needs none)"
+            )
+    for number, step in down.items():
+        if number not in up:
+            raise PlanError(f"{step.label} rolls back a step that up/ does not have")
+    sessions = _table(doc, "sessions")
+    return Plan(
+        name=name,
+        directory=directory,
+        description=str(doc.get("description", "")),
+        layout=layout,
+        privileges=_privileges(doc.get("privileges")),
+        runner=runner,
+        session_queries=tuple(_str_list(sessions.get("queries", []), where="[sessions] queries")),
+        up=tuple(up[n] for n in sorted(up)),
+        down=tuple(down[n] for n in sorted(down)),
+    )

@@ -1,0 +1,358 @@
+"""Applying a plan's steps to a database, one transaction per step, with a ledger.
+
+Two modes. Strict (``harness migrate``): stop at the first failing step and
+raise; the database is left as it was before that step. Keep going (the gate):
+record the failure, find every other failing statement of that step in a
+scratch transaction that is rolled back, and go on with the next steps, so one
+run names every defect of a plan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import psycopg
+from psycopg import sql
+
+from harness.dsn import redact
+from harness.errors import InfrastructureError, PlanError, StepFailed, UsageError
+from harness.plan import Plan, Step
+from harness.plan.sqltext import Statement
+from harness.runner.ledger import AppliedStep, ensure_ledger, forget, read_ledger, record
+
+__all__ = ["Runner", "StatementError", "StepOutcome"]
+
+Conn = psycopg.Connection[tuple[object, ...]]
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class StatementError:
+    """One statement of a step that the server refused, and why."""
+
+    step: str
+    line: int
+    statement: str
+    sqlstate: str | None
+    message: str
+
+    def __str__(self) -> str:
+        code = f" [SQLSTATE {self.sqlstate}]" if self.sqlstate else ""
+        return f"{self.step} line {self.line}: {self.message}{code} — in `{self.statement}`"
+
+
+@dataclass
+class StepOutcome:
+    step: Step
+    applied: bool
+    seconds: float = 0.0
+    attempts: int = 0
+    errors: list[StatementError] = field(default_factory=list)
+    # Salvage: the step failed, and its statements that succeed were applied anyway,
+    # with these roles created because the plan expects them and never creates them.
+    salvaged: bool = False
+    stand_ins: list[str] = field(default_factory=list)
+
+
+def _count(step: Step) -> str:
+    n = len(step.statements)
+    return f"{n} statement{'s' if n != 1 else ''}"
+
+
+def _snippet(statement: Statement, limit: int = 100) -> str:
+    lines = [ln.strip() for ln in statement.text.splitlines()]
+    text = " ".join(ln for ln in lines if ln and not ln.startswith("--"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error(step: Step, statement: Statement, exc: psycopg.Error) -> StatementError:
+    diag = exc.diag
+    message = diag.message_primary or str(exc).strip()
+    if diag.message_hint:
+        message += f" (hint: {diag.message_hint})"
+    return StatementError(step.label, statement.line, _snippet(statement), diag.sqlstate, message)
+
+
+class Runner:
+    """Applies and reverts one plan's steps on one database."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        dsn: str,
+        *,
+        progress: Progress = _quiet,
+        sleep: Callable[[float], None] = time.sleep,
+        salvage: bool = False,
+    ) -> None:
+        self.plan = plan
+        self.salvage = salvage
+        self.dsn = dsn
+        self._progress = progress
+        self._sleep = sleep
+        try:
+            self.conn: Conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise InfrastructureError(
+                f"cannot connect to {redact(dsn)}: {redact(str(exc)).strip()}; "
+                "check the DSN and that the server is running"
+            ) from None
+        row = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if row and row[0]:
+            self.conn.close()
+            raise UsageError(
+                f"{redact(dsn)} is a read-only standby; migrations run on the primary: "
+                "give the primary's DSN"
+            )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the ledger against the plan -------------------------------------------------
+    def applied(self) -> list[AppliedStep]:
+        return read_ledger(self.conn, self.plan.name)
+
+    def _check_ledger(self, *, strict: bool) -> list[AppliedStep]:
+        applied = self.applied()
+        by_number = {s.number: s for s in self.plan.up}
+        for row in applied:
+            step = by_number.get(row.step)
+            if step is None:
+                raise PlanError(
+                    f"the database has step {row.step} ({row.name}) of plan {self.plan.name!r} "
+                    "applied, but the plan has no such step any more; roll it back with the "
+                    "plan that applied it"
+                )
+            if step.checksum != row.checksum:
+                raise PlanError(
+                    f"{step.label} changed after it was applied (applied sha256 "
+                    f"{row.checksum[:12]}…, file now {step.checksum[:12]}…); restore the file "
+                    "as it was, or roll the step back first and then apply the new version"
+                )
+        if strict:
+            numbers = [s.number for s in self.plan.up]
+            done = [r.step for r in applied]
+            if done != numbers[: len(done)]:
+                skipped = [n for n in numbers if n < max(done) and n not in done]
+                raise PlanError(
+                    f"the database skipped step(s) {', '.join(map(str, skipped))} of plan "
+                    f"{self.plan.name!r}; roll back to before them, then migrate in order"
+                )
+        return applied
+
+    def pending(self) -> list[Step]:
+        done = {r.step for r in self._check_ledger(strict=True)}
+        return [s for s in self.plan.up if s.number not in done]
+
+    # -- running steps ---------------------------------------------------------------
+    @contextmanager
+    def _step_transaction(self) -> Iterator[None]:
+        with self.conn.transaction():
+            self.conn.execute(
+                "SELECT set_config('lock_timeout', %s, true),"
+                " set_config('statement_timeout', %s, true)",
+                (self.plan.runner.lock_timeout, self.plan.runner.statement_timeout),
+            )
+            yield
+
+    def _run(self, step: Step, *, ledger: Callable[[int], None]) -> StepOutcome:
+        outcome = StepOutcome(step=step, applied=False)
+        started = time.perf_counter()
+        statements = step.statements
+        for attempt in range(self.plan.runner.lock_retries + 1):
+            outcome.attempts = attempt + 1
+            current: Statement | None = None
+            try:
+                with self._step_transaction():
+                    for current in statements:
+                        self.conn.execute(current.text, prepare=False)
+                    ledger(int((time.perf_counter() - started) * 1000))
+            except psycopg.errors.LockNotAvailable as exc:
+                if attempt < self.plan.runner.lock_retries:
+                    delay = min(0.2 * 2**attempt, 5.0)
+                    self._progress(
+                        f"{step.label}: lock not available ({exc.diag.message_primary}); "
+                        f"retrying in {delay:.1f} sec"
+                    )
+                    self._sleep(delay)
+                    continue
+                assert current is not None
+                outcome.errors = [_error(step, current, exc)]
+            except psycopg.Error as exc:
+                if current is None or (
+                    isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+                ):
+                    raise InfrastructureError(
+                        f"lost the connection while running {step.label}: {exc}"
+                    ) from None
+                outcome.errors = [_error(step, current, exc)]
+                self._diagnose(outcome, ledger=ledger)
+            else:
+                outcome.applied = True
+            break
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _statement_pass(
+        self,
+        step: Step,
+        *,
+        stand_in_roles: Sequence[str] = (),
+        commit: bool = False,
+        ledger: Callable[[int], None] | None = None,
+    ) -> list[StatementError]:
+        """Run each statement of ``step`` under its own savepoint; every one that fails.
+
+        Each statement is tried after the ones before it, so its error is the one it
+        would meet in the step. Rolled back unless ``commit``.
+        """
+        errors: list[StatementError] = []
+        try:
+            with self.conn.transaction(force_rollback=not commit), self._step_transaction():
+                for role in stand_in_roles:
+                    self.conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+                for statement in step.statements:
+                    try:
+                        with self.conn.transaction():
+                            self.conn.execute(statement.text, prepare=False)
+                    except psycopg.Error as exc:
+                        errors.append(_error(step, statement, exc))
+                if ledger is not None:
+                    ledger(0)
+        except psycopg.Error as exc:
+            self._progress(f"{step.label}: the statement-by-statement pass failed: {exc}")
+        return errors
+
+    def _missing_roles(self) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT r FROM unnest(%s::text[]) r WHERE r NOT IN (SELECT rolname FROM pg_roles)",
+            (list(self.plan.layout.roles),),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _diagnose(self, outcome: StepOutcome, *, ledger: Callable[[int], None]) -> None:
+        """Name every failing statement of a failed step; in salvage mode, apply the rest.
+
+        A first pass shows what the step meets on this database. Where roles the plan
+        expects are missing, a second pass stands them in, so that the statements that
+        failed only for lack of a role are tried for their other defects too. Salvage
+        commits that second pass (and records the step), so the remaining checks see
+        what the plan intends rather than stopping at the first broken step.
+        """
+        step = outcome.step
+        errors = self._statement_pass(step)
+        stand_ins = self._missing_roles()
+        if stand_ins or self.salvage:
+            seen = {(e.line, e.message) for e in errors}
+            second = self._statement_pass(
+                step,
+                stand_in_roles=stand_ins,
+                commit=self.salvage,
+                ledger=ledger if self.salvage else None,
+            )
+            prefix = (
+                f"(with the plan's roles {', '.join(stand_ins)} stood in) " if stand_ins else ""
+            )
+            for e in second:
+                if (e.line, e.message) not in seen:
+                    errors.append(replace(e, message=prefix + e.message))
+            if self.salvage:
+                outcome.salvaged = True
+                outcome.stand_ins = stand_ins
+        outcome.errors = sorted(errors, key=lambda e: (e.line, e.message))
+
+    def apply(self, step: Step) -> StepOutcome:
+        self._progress(f"applying {step.label} ({_count(step)})")
+        outcome = self._run(
+            step,
+            ledger=lambda ms: record(
+                self.conn,
+                plan=self.plan.name,
+                step=step.number,
+                name=step.name,
+                checksum=step.checksum,
+                duration_ms=ms,
+            ),
+        )
+        self._report(outcome)
+        return outcome
+
+    def revert(self, step: Step) -> StepOutcome:
+        down = self.plan.down_for(step.number)
+        self._progress(f"applying {down.label} ({_count(down)})")
+        outcome = self._run(
+            down, ledger=lambda _ms: forget(self.conn, plan=self.plan.name, step=step.number)
+        )
+        self._report(outcome)
+        return outcome
+
+    def _report(self, outcome: StepOutcome) -> None:
+        if outcome.applied:
+            self._progress(f"{outcome.step.label}: done in {outcome.seconds:.2f} sec")
+        else:
+            for err in outcome.errors:
+                self._progress(f"FAILED {err}")
+
+    # -- whole runs ------------------------------------------------------------------
+    def migrate(
+        self,
+        *,
+        keep_going: bool = False,
+        dry_run: bool = False,
+        after_step: Callable[[StepOutcome], None] | None = None,
+    ) -> list[StepOutcome]:
+        done = {r.step for r in self._check_ledger(strict=not keep_going)}
+        todo = [s for s in self.plan.up if s.number not in done]
+        if dry_run:
+            return [StepOutcome(step=s, applied=False) for s in todo]
+        ensure_ledger(self.conn)
+        return self._each(todo, self.apply, keep_going=keep_going, after_step=after_step)
+
+    def rollback(
+        self,
+        *,
+        keep_going: bool = False,
+        dry_run: bool = False,
+        after_step: Callable[[StepOutcome], None] | None = None,
+    ) -> list[StepOutcome]:
+        done = {r.step for r in self._check_ledger(strict=False)}
+        todo = [s for s in reversed(self.plan.up) if s.number in done]
+        if dry_run:
+            return [StepOutcome(step=self.plan.down_for(s.number), applied=False) for s in todo]
+        return self._each(todo, self.revert, keep_going=keep_going, after_step=after_step)
+
+    def _each(
+        self,
+        steps: list[Step],
+        run: Callable[[Step], StepOutcome],
+        *,
+        keep_going: bool,
+        after_step: Callable[[StepOutcome], None] | None,
+    ) -> list[StepOutcome]:
+        outcomes = []
+        for step in steps:
+            outcome = run(step)
+            outcomes.append(outcome)
+            if after_step is not None:
+                after_step(outcome)
+            if not outcome.applied and not keep_going:
+                raise StepFailed(
+                    f"{outcome.step.label} failed; the database is as it was before this step:\n"
+                    + "\n".join(f"  {e}" for e in outcome.errors),
+                    step=outcome.step.label,
+                    sqlstate=outcome.errors[0].sqlstate if outcome.errors else None,
+                )
+        return outcomes

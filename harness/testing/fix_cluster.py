@@ -1,0 +1,72 @@
+"""The session-wide cluster fixture and its command-line options.
+
+Option names carry a ``pg`` prefix: Locust installs a pytest plugin that
+already defines ``--host`` and a ``session`` fixture.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from harness.cluster import PROVIDERS, Cluster, start_cluster
+from harness.errors import HarnessError
+
+__all__ = ["cluster", "in_ci", "missing_capability"]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing_capability(reason: str) -> None:
+    """Skip locally, fail in CI: there a missing dependency is a broken pipeline."""
+    if in_ci():
+        pytest.fail(f"CI=true and a required capability is missing: {reason}")
+    pytest.skip(reason)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pgcutover", "pgcutover cluster")
+    group.addoption(
+        "--pg-provider",
+        choices=PROVIDERS,
+        default=os.environ.get("PGCUTOVER_PROVIDER", "local"),
+        help="where the primary and replica run (default: local binaries)",
+    )
+    group.addoption("--pg-bin", default=None, help="directory holding initdb and pg_ctl")
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A primary with a streaming replica and PgBouncer, for the whole test session."""
+    provider = request.config.getoption("--pg-provider")
+    try:
+        started = start_cluster(provider, pg_bin=request.config.getoption("--pg-bin"))
+    except HarnessError as exc:
+        missing_capability(f"cannot start the {provider} cluster: {exc}")
+        raise  # unreachable: missing_capability always raises
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    provider = config.getoption("--pg-provider")
+    if provider != "local":
+        return f"pgcutover: provider={provider}"
+    try:
+        from harness.cluster.binaries import find_binaries
+
+        version = find_binaries(config.getoption("--pg-bin")).version()
+    except HarnessError as exc:
+        version = f"not found ({exc})"
+    return f"pgcutover: provider=local, {version}"
+
+
+def connect(dsn: str, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=5, **kwargs)  # type: ignore[arg-type]

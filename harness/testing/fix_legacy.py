@@ -1,0 +1,105 @@
+"""Fresh databases for each scenario: empty ones, and copies of the legacy database.
+
+The legacy database is seeded once per session into a template; each scenario
+clones it (``CREATE DATABASE … TEMPLATE``), which takes a fraction of a second
+instead of a new seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from harness.cluster import Cluster, Endpoints
+from harness.databases import create_database, drop_database
+from harness.testing.fix_cluster import connect
+
+__all__ = ["LegacyDatabase", "empty_db", "legacy_db", "legacy_template"]
+
+TEMPLATE = "legacy_template"
+_names = itertools.count(1)
+
+
+def fresh_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{next(_names)}"
+
+
+@dataclass(frozen=True)
+class LegacyDatabase:
+    """A scenario's own copy of the legacy database, on primary and replica."""
+
+    name: str
+    endpoints: Endpoints
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pgcutover", "pgcutover cluster")
+    group.addoption("--pg-scale", type=int, default=1, help="legacy data scale (default 1)")
+    group.addoption(
+        "--pg-legacy", default=None, help="seed from this SQL dump or pg_dump archive instead"
+    )
+
+
+@pytest.fixture(scope="session")
+def legacy_template(request: pytest.FixtureRequest, cluster: Cluster) -> str:
+    """The seeded legacy database every scenario copies; seeded once per session."""
+    from harness.legacy import seed
+
+    legacy = request.config.getoption("--pg-legacy")
+    dsn = create_database(cluster.endpoints.primary, TEMPLATE)
+    seed(
+        dsn,
+        scale=request.config.getoption("--pg-scale"),
+        legacy=Path(legacy) if legacy else None,
+        pg_bin=None,
+    )
+    cluster.wait_for_replica()
+    return TEMPLATE
+
+
+@pytest.fixture
+def legacy_db(cluster: Cluster, legacy_template: str) -> Iterator[LegacyDatabase]:
+    """A fresh copy of the legacy database, already replayed on the replica."""
+    name = fresh_name("legacy")
+    create_database(cluster.endpoints.primary, name, template=legacy_template)
+    cluster.wait_for_replica()
+    try:
+        yield LegacyDatabase(name=name, endpoints=cluster.endpoints.for_database(name))
+    finally:
+        drop_database(cluster.endpoints.primary, name)
+
+
+@pytest.fixture
+def empty_db(cluster: Cluster) -> Iterator[str]:
+    """DSN of a new, empty database on the primary."""
+    name = fresh_name("empty")
+    dsn = create_database(cluster.endpoints.primary, name)
+    try:
+        yield dsn
+    finally:
+        drop_database(cluster.endpoints.primary, name)
+
+
+@pytest.fixture
+def primary(legacy_db: LegacyDatabase) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with connect(legacy_db.endpoints.primary) as conn:
+        yield conn
+
+
+@pytest.fixture
+def replica(legacy_db: LegacyDatabase) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with connect(legacy_db.endpoints.replica) as conn:
+        yield conn
+
+
+@pytest.fixture
+def bouncer(legacy_db: LegacyDatabase) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """Through PgBouncer's writer (transaction pooling): no server-side prepared statements."""
+    with connect(legacy_db.endpoints.writer, prepare_threshold=None) as conn:
+        yield conn

@@ -1,0 +1,1 @@
+-- The plan's Rollback Plan has nothing for this step: the grants stay.

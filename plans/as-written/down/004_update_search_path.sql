@@ -1,0 +1,2 @@
+-- The plan's Rollback Plan has nothing for this step: the database keeps the new
+-- search_path.

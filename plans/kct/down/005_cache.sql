@@ -1,0 +1,2 @@
+DROP MATERIALIZED VIEW cache.customer_order_totals;
+DROP MATERIALIZED VIEW cache.product_catalog;
