@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The floor for "cluster up": the raw commands a person would type to get a primary, a
-# streaming replica and two PgBouncers accepting, with no harness around them.
+# streaming replica and two PgBouncers accepting, with no harness around them. Prints
+# READY when all four accept, then tears down once standard input closes.
 # Usage: cluster_floor.sh BINDIR   (runs as the postgres user when started as root)
 set -euo pipefail
 bin=$1
@@ -34,7 +35,9 @@ done
 until psql -h 127.0.0.1 -p "$p2" -U postgres -Atc "select status from pg_stat_wal_receiver" postgres 2>/dev/null | grep -q streaming; do :; done
 until psql -h 127.0.0.1 -p "$p3" -U postgres -Atc "select 1" postgres >/dev/null 2>&1; do :; done
 until psql -h 127.0.0.1 -p "$p4" -U postgres -Atc "select 1" postgres >/dev/null 2>&1; do :; done
-# teardown (not timed by the caller's floor when it passes --keep)
+echo READY
+# The caller times the start up to READY; teardown waits for standard input to close.
+cat >/dev/null || true
 kill "$(cat "$d/writer.pid")" "$(cat "$d/reader.pid")"
 run "$bin/pg_ctl" -D "$d/replica" -m immediate stop >/dev/null
 run "$bin/pg_ctl" -D "$d/primary" -m immediate stop >/dev/null

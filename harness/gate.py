@@ -119,6 +119,27 @@ def _connect(dsn: str) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
 
 
+def new_sessions_check(plan: Plan, dsn: str) -> Check:
+    """Sessions opened after the migration get the database's new search_path; it must serve."""
+    offenders = []
+    queries = default_queries(plan.layout.tables, plan.session_queries)
+    with _connect(dsn) as conn:
+        path = conn.execute("SHOW search_path").fetchone()
+        for query in queries:
+            try:
+                conn.execute(query.encode(), prepare=False)
+            except psycopg.Error as exc:
+                offenders.append(f"`{query}`: {(exc.diag.message_primary or str(exc)).strip()}")
+    return Check.of(
+        "sessions.new_sessions_work",
+        offenders=offenders,
+        ok=f"{len(queries)} application queries work in a session opened after the migration "
+        f"(search_path {path[0] if path else '?'})",
+        failed=f"sessions opened after the migration (search_path "
+        f"{path[0] if path else '?'}) cannot run the application's queries",
+    )
+
+
 def verify_database(
     plan: Plan,
     endpoints: Endpoints,
@@ -140,6 +161,7 @@ def verify_database(
         out.add(check_foreign_keys(conn))
         out.add(probe_privileges(conn, plan.privileges))
         out.add(check_dependencies(conn, plan.layout))
+    out.add(new_sessions_check(plan, endpoints.primary))
     if wait_for_replica is not None:
         wait_for_replica()
         with _connect(endpoints.replica) as replica:

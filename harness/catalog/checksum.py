@@ -90,13 +90,14 @@ def checksum_query(*, schema: str, table: str, columns: Sequence[tuple[str, bool
 
     ``columns`` are ``(name, hashed natively)`` in column order. The alias is
     written qualified (``"t"."col"``) so a column named like the alias cannot be
-    mistaken for the whole row.
+    mistaken for the whole row. A cast to text keeps the column's collation, and
+    text hashes under a nondeterministic one ignore case: hence ``COLLATE "C"``.
     """
     alias = sql.Identifier("t")
     parts = [
         sql.SQL("{}.{}").format(alias, sql.Identifier(name))
         if native
-        else sql.SQL("{}.{}::text").format(alias, sql.Identifier(name))
+        else sql.SQL('{}.{}::text COLLATE pg_catalog."C"').format(alias, sql.Identifier(name))
         for name, native in columns
     ]
     return sql.SQL(

@@ -15,7 +15,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, TypeVar
 
-from harness.catalog.fingerprint import Fingerprint, Relation, Sequence, parse_aclitem
+from harness.catalog.fingerprint import (
+    DefaultPrivilege,
+    Fingerprint,
+    Relation,
+    Sequence,
+    parse_aclitem,
+)
 from harness.errors import UsageError
 
 __all__ = [
@@ -155,6 +161,15 @@ _LABELS = {
 _MULTILINE = {"definition"}  # for views and functions; constraints and indexes fit one line
 
 
+# nextval WAL-logs this many values ahead (SEQ_LOG_VALS in sequence.c, every version
+# since 7.x): a standby, or a primary after a crash, reads up to this much more.
+_SEQ_LOG_VALS = 32
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" if count == 1 else f"{count:,} rows"
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "none"
@@ -228,7 +243,8 @@ class _Differ:
         for key, ty, ty_now, moved in self.placed("type", e.types, a.types):
             if not moved:
                 self.attributes("type", ty, ty_now, obj=key)
-        self.by_key("default privileges", e.default_privileges, a.default_privileges)
+        if IGNORE_PRIVILEGES not in self.ignore:
+            self.default_privileges(e.default_privileges, a.default_privileges)
         self.by_key("extension", e.extensions, a.extensions)
         self.settings(e.settings, a.settings)
         if IGNORE_ROLES not in self.ignore:
@@ -269,7 +285,8 @@ class _Differ:
             elif key not in expected:
                 self.add(kind, key, f"unexpected {kind} `{key}`")
             else:
-                self.attributes(kind, expected[key], actual[key], obj=key)
+                subject = f"{kind} `{key}`"
+                self.attributes(kind, expected[key], actual[key], obj=key, subject=subject)
 
     def attributes(
         self,
@@ -323,9 +340,9 @@ class _Differ:
         if IGNORE_DATA in self.ignore or old.rows is None or new.rows is None:
             return
         if old.rows != new.rows:
-            self.add("rows", key, f"`{key}`: {old.rows:,} rows expected, {new.rows:,} found")
+            self.add("rows", key, f"`{key}`: {_rows(old.rows)} expected, {new.rows:,} found")
         elif old.checksum != new.checksum:
-            message = f"`{key}`: same {old.rows:,} rows counted but contents differ (checksum)"
+            message = f"`{key}`: same {_rows(old.rows)} counted but contents differ (checksum)"
             self.add("checksum", key, message)
 
     def columns(self, key: str, old: Relation, new: Relation, *, moved: bool) -> None:
@@ -371,10 +388,14 @@ class _Differ:
         if IGNORE_SEQUENCE_VALUES in self.ignore:
             return
         if old.last_value != new.last_value:
-            note = ""
-            if new.last_value < old.last_value:
-                reset = not new.is_called and new.last_value == new.start
+            ahead = new.last_value - old.last_value
+            if ahead < 0:
+                reset = new.last_value == new.start
                 note = " (reset)" if reset else " (went backwards: nextval will repeat values)"
+            elif ahead <= _SEQ_LOG_VALS:
+                note = f" (ahead by {ahead}, as a hot standby reads it)"
+            else:
+                note = ""
             message = f"`{key}`: last value {old.last_value:,} expected, {new.last_value:,} found"
             self.add("sequence_value", key, message + note)
         elif old.is_called != new.is_called:
@@ -384,6 +405,23 @@ class _Differ:
                 f"found {used[new.is_called]}"
             )
             self.add("sequence_value", key, message)
+
+    def default_privileges(
+        self, expected: Mapping[str, DefaultPrivilege], actual: Mapping[str, DefaultPrivilege]
+    ) -> None:
+        """An entry absent on one side compares as granting nothing."""
+        for key in sorted(expected.keys() | actual.keys()):
+            entry = expected.get(key) or actual[key]
+            before, after = expected.get(key), actual.get(key)
+            old, new = before.acl if before else (), after.acl if after else ()
+            if old != new:
+                objects = _WORDS["DefaultPrivilege", "object_type"].get(
+                    entry.object_type, "objects"
+                )
+                where = f" in {entry.schema}" if entry.schema else ""
+                message = f"default privileges on {objects} created by {entry.role}{where}"
+                changes = _privilege_changes(old, new)
+                self.add("default privileges", key, f"{message}: {changes}")
 
     def settings(
         self, expected: Mapping[str, Mapping[str, str]], actual: Mapping[str, Mapping[str, str]]

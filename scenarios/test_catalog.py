@@ -1,0 +1,319 @@
+"""Fingerprints of a real database: stable, sensitive to each kind of change, equal for a copy.
+
+Each test builds a small shop in the fresh database ``empty_db`` gives, takes a
+fingerprint, changes one thing, and checks the diff says exactly that thing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from harness.catalog import (
+    IGNORE_DATABASE,
+    Fingerprint,
+    diff,
+    fingerprint,
+    same,
+    table_checksum,
+)
+from harness.cluster.binaries import find_binaries
+from harness.dsn import database_of, with_database
+from harness.errors import UsageError
+
+SHOP = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE suppliers (id serial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE customers (
+    id serial PRIMARY KEY, email text UNIQUE, mood mood, score numeric(6, 2),
+    seen_at timestamptz DEFAULT now(), tags text[], extra jsonb
+);
+CREATE TABLE orders (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer_id int REFERENCES customers (id), total numeric(10, 2) CHECK (total >= 0)
+);
+CREATE INDEX orders_customer_idx ON orders (customer_id);
+CREATE VIEW big_orders AS SELECT id, total FROM orders WHERE total > 100;
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+CREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION touch();
+ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_orders ON orders USING (customer_id > 0);
+INSERT INTO suppliers (name) VALUES ('Loro Piana'), ('Zegna');
+INSERT INTO customers (email, mood, score, tags, extra) VALUES
+    ('a@kct.com', 'ok', 1.50, '{vip}', '{"size": 40}'),
+    ('b@kct.com', 'happy', 2.25, '{}', NULL),
+    ('c@kct.com', NULL, NULL, NULL, '{"size": 42.0}');
+INSERT INTO orders (customer_id, total) VALUES (1, 120.00), (2, 80.50), (1, 99.99);
+CREATE MATERIALIZED VIEW order_totals AS SELECT customer_id, sum(total) FROM orders GROUP BY 1;
+"""
+
+
+@pytest.fixture
+def shop(empty_db: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(SHOP)
+        yield conn
+
+
+@pytest.fixture
+def role(empty_db: str) -> Iterator[str]:
+    """A role of our own; roles are cluster-wide, so the name is unique to this test."""
+    name = f"kct_app_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(name)))
+    yield name
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def spare_db(empty_db: str, role: str) -> Iterator[str]:
+    """A second empty database with the same encoding and locale, to restore into.
+
+    Asks for ``role`` so the copy, which holds grants to it, is dropped first.
+    """
+    name = f"{database_of(empty_db)}_copy"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        enc, collate, ctype = conn.execute(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database"
+            " WHERE datname = current_database()"
+        ).fetchone() or ("", "", "")
+        conn.execute(
+            sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
+            ).format(
+                sql.Identifier(name), sql.Literal(enc), sql.Literal(collate), sql.Literal(ctype)
+            )
+        )
+    yield with_database(empty_db, name)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def changes(conn: psycopg.Connection[Any], before: Fingerprint) -> list[str]:
+    return [str(d) for d in diff(before, fingerprint(conn))]
+
+
+def copy_database(source: str, target: str, *, dump: Path) -> None:
+    """Dump and restore by DSNs as the fixtures give them.
+
+    Not ``conn.info.dsn``: psycopg's bundled libpq may be newer than the server's
+    client programs and adds options to it (``sslcertmode``, libpq 16) that
+    pg_dump 15 rejects as "invalid connection option".
+    """
+    binaries = find_binaries()
+    subprocess.run(
+        [binaries.path("pg_dump"), "--format=custom", f"--file={dump}", f"--dbname={source}"],
+        check=True,
+    )
+    subprocess.run(
+        [binaries.path("pg_restore"), "--exit-on-error", f"--dbname={target}", str(dump)],
+        check=True,
+    )
+
+
+def test_fingerprint_is_stable_across_reads(shop: psycopg.Connection[Any]) -> None:
+    first, second = fingerprint(shop), fingerprint(shop)
+    assert first == second
+    assert diff(first, second) == []
+    assert Fingerprint.from_json(first.to_json()) == first
+    assert first.row_count("public.orders") == 3
+    assert first.row_count("public.order_totals") == 2
+    assert set(first.views) == {"public.big_orders", "public.order_totals"}
+    assert [t.definition for t in first.types.values()] == [("sad", "ok", "happy")]
+
+
+def test_fingerprint_leaves_the_session_as_it_was(shop: psycopg.Connection[Any]) -> None:
+    shop.execute("SET search_path = public, pg_temp")
+    fingerprint(shop)
+    assert shop.execute("SHOW search_path").fetchone() == ("public, pg_temp",)
+    shop.autocommit = False
+    shop.execute("SELECT 1")
+    with pytest.raises(UsageError, match="idle connection"):
+        fingerprint(shop)
+    shop.rollback()
+
+
+def test_table_moved_to_another_schema(shop: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop)
+    shop.execute("CREATE SCHEMA tenant_shared; ALTER TABLE suppliers SET SCHEMA tenant_shared")
+    after = fingerprint(shop)
+    found = [str(d) for d in diff(before, after)]
+    assert "`public.suppliers`: expected in public, found in tenant_shared" in found
+    # Its serial sequence moves with it (ALTER TABLE ... SET SCHEMA takes owned sequences).
+    assert "`public.suppliers_id_seq`: expected in public, found in tenant_shared" in found
+    assert not [m for m in found if "rows" in m or "checksum" in m]
+    assert after.table_schema("suppliers") == ["tenant_shared"]
+
+
+def test_updating_one_value_changes_the_checksum_not_the_count(
+    shop: psycopg.Connection[Any],
+) -> None:
+    before = fingerprint(shop)
+    shop.execute("UPDATE customers SET email = 'b@kct.co' WHERE id = 2")
+    assert changes(shop, before) == [
+        "`public.customers`: same 3 rows counted but contents differ (checksum)"
+    ]
+
+
+def test_deleted_row_changes_the_count(shop: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop)
+    shop.execute("DELETE FROM orders WHERE id = 3")
+    assert changes(shop, before) == ["`public.orders`: 3 rows expected, 2 found"]
+
+
+def test_grant_shows_as_a_privilege_difference(shop: psycopg.Connection[Any], role: str) -> None:
+    before = fingerprint(shop)
+    shop.execute(sql.SQL("GRANT SELECT, INSERT ON orders TO {}").format(sql.Identifier(role)))
+    assert changes(shop, before) == [
+        f"`public.orders`: privileges differ: {role} gained SELECT, INSERT"
+    ]
+
+
+def test_database_search_path_shows(shop: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop)
+    database = sql.Identifier(shop.info.dbname)
+    shop.execute(
+        sql.SQL("ALTER DATABASE {} SET search_path = public, tenant_shared").format(database)
+    )
+    assert changes(shop, before) == [
+        "database setting search_path: expected <unset>, found 'public, tenant_shared'"
+    ]
+
+
+def test_setval_shows(shop: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop)
+    shop.execute("SELECT setval('suppliers_id_seq', 1, false)")
+    assert changes(shop, before) == [
+        "`public.suppliers_id_seq`: last value 2 expected, 1 found (reset)"
+    ]
+
+
+def test_restored_copy_fingerprints_equal(
+    shop: psycopg.Connection[Any], empty_db: str, role: str, spare_db: str, tmp_path: Path
+) -> None:
+    shop.execute(sql.SQL("GRANT SELECT ON customers TO {}").format(sql.Identifier(role)))
+    # pg_restore refreshes materialized views: a stale one would differ, rightly.
+    shop.execute("REFRESH MATERIALIZED VIEW order_totals")
+    copy_database(empty_db, spare_db, dump=tmp_path / "shop.dump")
+    with psycopg.connect(spare_db) as copy:
+        assert diff(fingerprint(shop), fingerprint(copy)) == []
+
+
+def test_plain_dump_leaves_database_settings_behind(
+    shop: psycopg.Connection[Any], empty_db: str, spare_db: str, tmp_path: Path
+) -> None:
+    """pg_dump without --create carries no ALTER DATABASE ... SET (PostgreSQL >= 11)."""
+    database = sql.Identifier(shop.info.dbname)
+    shop.execute(sql.SQL("ALTER DATABASE {} SET search_path = public, audit").format(database))
+    copy_database(empty_db, spare_db, dump=tmp_path / "shop.dump")
+    with psycopg.connect(spare_db) as copy:
+        original, restored = fingerprint(shop), fingerprint(copy)
+    assert [str(d) for d in diff(original, restored)] == [
+        "database setting search_path: expected 'public, audit', found <unset>"
+    ]
+    assert same(original, restored, ignore=[IGNORE_DATABASE])
+
+
+@pytest.mark.parametrize(
+    ("column", "rows", "change"),
+    [
+        (
+            "a int, b text",
+            "(1, 'x'), (2, 'y')",
+            "UPDATE probe SET b = CASE b WHEN 'x' THEN 'y' ELSE 'x' END",
+        ),
+        ("a int", "(1), (2)", "UPDATE probe SET a = 1"),  # a duplicate replaces a row
+        ("a text", "(''), ('x')", "UPDATE probe SET a = NULL WHERE a = ''"),
+        ("a numeric", "(1.0), (2)", "UPDATE probe SET a = 1.00 WHERE a = 1"),  # equal, not same
+        ("a float8", "(0), (2)", "UPDATE probe SET a = '-0' WHERE a = 0"),
+        (
+            "a interval",
+            "('1 day'), ('1 hour')",
+            "UPDATE probe SET a = '24 hours' WHERE a = '1 day'",
+        ),
+        (
+            "a jsonb",
+            "('{\"k\": 1.0}'), ('[]')",
+            "UPDATE probe SET a = '{\"k\": 1.00}' WHERE a ? 'k'",
+        ),
+        ("a timestamptz", "(now()), ('epoch')", "UPDATE probe SET a = a + '1 microsecond'"),
+        (
+            "t int",
+            "(1), (2)",
+            "UPDATE probe SET t = 3 WHERE t = 2",
+        ),  # a column named like the alias
+        ("a mood", "('sad'), ('ok')", "UPDATE probe SET a = 'happy' WHERE a = 'ok'"),
+    ],
+)
+def test_checksum_sees_changes_that_keep_the_count(
+    shop: psycopg.Connection[Any], column: str, rows: str, change: str
+) -> None:
+    shop.execute(
+        sql.SQL("CREATE TABLE probe ({}); INSERT INTO probe VALUES {}").format(
+            sql.SQL(column), sql.SQL(rows)
+        )
+    )
+    before = fingerprint(shop)
+    shop.execute(change)
+    assert changes(shop, before) == [
+        "`public.probe`: same 2 rows counted but contents differ (checksum)"
+    ]
+
+
+def test_checksum_sees_case_under_a_case_insensitive_collation(
+    shop: psycopg.Connection[Any],
+) -> None:
+    try:
+        shop.execute(
+            "CREATE COLLATION ci"
+            " (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+        )
+    except psycopg.errors.FeatureNotSupported:
+        pytest.skip("this server was built without ICU")
+    shop.execute("CREATE TABLE probe (a text COLLATE ci); INSERT INTO probe VALUES ('abc')")
+    before = fingerprint(shop)
+    shop.execute("UPDATE probe SET a = 'ABC'")
+    assert changes(shop, before) == [
+        "`public.probe`: same 1 row counted but contents differ (checksum)"
+    ]
+
+
+def test_table_checksum_matches_the_fingerprint(shop: psycopg.Connection[Any]) -> None:
+    one = table_checksum(shop, schema="public", table="customers")
+    relation = fingerprint(shop).tables["public.customers"]
+    assert (one.rows, one.digest) == (relation.rows, relation.checksum)
+
+
+def test_excluded_schemas_are_left_out(shop: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop)
+    shop.execute("CREATE SCHEMA pgcutover; CREATE TABLE pgcutover.runs (id int)")
+    shop.execute("CREATE SCHEMA scratch; CREATE TABLE scratch.notes (id int)")
+    assert diff(before, fingerprint(shop, exclude_schemas=("pgcutover", "scratch"))) == []
+    assert "pgcutover.runs" in fingerprint(shop, exclude_schemas=()).tables
+
+
+@pytest.mark.slow
+def test_fingerprint_of_half_a_million_wide_rows_is_fast(shop: psycopg.Connection[Any]) -> None:
+    """The budget is 3M rows in 5 s on two cores; 500k rows get a proportional 2.5 s."""
+    shop.execute(
+        "CREATE TABLE wide AS SELECT g AS id, g % 5000 AS customer_id,"
+        " 'user' || g || '@example.com' AS email, (g % 10000) / 7.0 AS total,"
+        " now() - g * interval '1 minute' AS created_at, repeat('x', 40 + g % 60) AS note,"
+        " g % 2 = 0 AS flag, jsonb_build_object('k', g) AS payload"
+        " FROM generate_series(1, 500000) g"
+    )
+    shop.execute("VACUUM ANALYZE wide")
+    started = time.perf_counter()
+    fp = fingerprint(shop)
+    elapsed = time.perf_counter() - started
+    assert fp.row_count("public.wide") == 500_000
+    assert elapsed < 2.5, f"fingerprint took {elapsed:.2f} s for 500,000 rows"

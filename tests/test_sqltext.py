@@ -1,0 +1,177 @@
+"""Splitting step SQL into statements, without a database.
+
+The runner executes a step's statements one by one (to name every failing one)
+and reports each failure by line; a splitter that cut a function body or a
+string at its semicolon would send the server half a statement and point the
+engineer at the wrong line.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.plan.sqltext import Statement, split_statements
+
+
+def _texts(sql: str) -> list[str]:
+    return [s.text for s in split_statements(sql)]
+
+
+def test_dollar_quoted_body_keeps_its_semicolons() -> None:
+    """A plpgsql body is full of semicolons; the statement ends after its closing tag."""
+    sql = (
+        "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\n"
+        "BEGIN\n"
+        "    PERFORM 1;\n"
+        "    RETURN $$inner; not a tag end$$::text::int;\n"
+        "END\n"
+        "$body$;\n"
+        "SELECT 2;\n"
+    )
+    texts = _texts(sql)
+    assert len(texts) == 2
+    assert texts[0].startswith("CREATE FUNCTION") and texts[0].endswith("$body$")
+    assert "PERFORM 1;" in texts[0] and "RETURN $$inner; not a tag end$$" in texts[0]
+    assert texts[1] == "SELECT 2"
+
+
+def test_anonymous_dollar_quote_in_do_block() -> None:
+    """``DO $$ … $$`` is how steps run conditional DDL; its body must stay whole."""
+    sql = "DO $$ BEGIN IF true THEN RAISE NOTICE 'a;b'; END IF; END $$;\nSELECT 1"
+    assert _texts(sql) == [
+        "DO $$ BEGIN IF true THEN RAISE NOTICE 'a;b'; END IF; END $$",
+        "SELECT 1",
+    ]
+
+
+def test_positional_parameter_is_not_a_dollar_tag() -> None:
+    """``$1`` in a SQL function body is a parameter, not the start of a dollar quote."""
+    sql = "SELECT $1 + 1; SELECT 2"
+    assert _texts(sql) == ["SELECT $1 + 1", "SELECT 2"]
+
+
+def test_nested_block_comments_hide_semicolons() -> None:
+    """PostgreSQL block comments nest, unlike C's: ``*/`` of the inner one does not end it."""
+    sql = "/* outer /* inner; */ still a comment; */ SELECT 1; SELECT 2"
+    statements = split_statements(sql)
+    assert [s.text for s in statements] == [
+        "/* outer /* inner; */ still a comment; */ SELECT 1",
+        "SELECT 2",
+    ]
+    assert statements[0].first_words == "SELECT"
+
+
+def test_line_comment_hides_semicolons() -> None:
+    """A ``;`` inside ``-- …`` is prose, not a statement end."""
+    sql = "SELECT 1 -- first; second\n, 2;\nSELECT 3"
+    assert _texts(sql) == ["SELECT 1 -- first; second\n, 2", "SELECT 3"]
+
+
+def test_escape_string_with_backslash_quote() -> None:
+    r"""In ``E'…'`` a ``\'`` is a quote inside the string, so ``;`` after it is still inside."""
+    sql = "SELECT E'it\\'s; still inside', e'\\\\'; SELECT 2"
+    assert _texts(sql) == ["SELECT E'it\\'s; still inside', e'\\\\'", "SELECT 2"]
+
+
+def test_standard_string_backslash_is_not_an_escape() -> None:
+    r"""With standard_conforming_strings (on since 9.1) ``'C:\'`` ends at its second quote."""
+    sql = "SELECT 'C:\\'; SELECT 2"
+    assert _texts(sql) == ["SELECT 'C:\\'", "SELECT 2"]
+
+
+def test_doubled_quotes_inside_string() -> None:
+    """``''`` is one quote inside a string; the string goes on past it."""
+    sql = "INSERT INTO t VALUES ('it''s; one value', 'x'); SELECT 2"
+    assert _texts(sql) == ["INSERT INTO t VALUES ('it''s; one value', 'x')", "SELECT 2"]
+
+
+def test_quoted_identifiers_with_semicolons_and_doubled_quotes() -> None:
+    """A quoted identifier may hold ``;`` and ``""``; both stay in the statement."""
+    sql = 'CREATE TABLE "we;ird ""name""" (id int); SELECT 2'
+    assert _texts(sql) == ['CREATE TABLE "we;ird ""name""" (id int)', "SELECT 2"]
+
+
+def test_line_is_that_of_the_first_word_not_a_comment_above() -> None:
+    """Reports say "line N": it must be the statement's own line, not its comment's."""
+    sql = (
+        "-- step header\n"  # 1
+        "CREATE SCHEMA a;\n"  # 2
+        "\n"  # 3
+        "/* a block\n"  # 4
+        "   comment */\n"  # 5
+        "  -- and a line comment\n"  # 6
+        "  CREATE SCHEMA b;\n"  # 7
+        "CREATE SCHEMA c; CREATE SCHEMA d;\n"  # 8
+        "CREATE FUNCTION f() RETURNS int AS $$\n"  # 9
+        "SELECT 1;\n"  # 10
+        "$$ LANGUAGE sql;\n"  # 11
+        "\n"  # 12
+        "SELECT 'multi\n"  # 13
+        "line'; SELECT 2;\n"  # 14
+    )
+    statements = split_statements(sql)
+    assert [(s.first_words, s.line) for s in statements] == [
+        ("CREATE SCHEMA A", 2),
+        ("CREATE SCHEMA B", 7),
+        ("CREATE SCHEMA C", 8),
+        ("CREATE SCHEMA D", 8),
+        ("CREATE FUNCTION F", 9),
+        ("SELECT MULTI LINE", 13),
+        ("SELECT", 14),
+    ]
+
+
+def test_text_is_stripped_and_keeps_comment_above() -> None:
+    """The text keeps the comment above (context for the report) but no outer whitespace."""
+    statements = split_statements("\n\n  -- why\n  SELECT 1  ;  \n")
+    assert statements == [Statement(text="-- why\n  SELECT 1", line=4)]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "",
+        "   \n\t\n",
+        "-- only a comment",
+        "-- a comment\n/* and a block /* nested */ */\n",
+        ";;\n;",
+        "-- comment;\n;\n/* ; */;",
+    ],
+    ids=["empty", "whitespace", "line-comment", "comments", "semicolons", "comments-and-semis"],
+)
+def test_nothing_to_run_gives_no_statements(sql: str) -> None:
+    """An empty down step (a comment saying why it needs none) must run nothing at all."""
+    assert split_statements(sql) == []
+
+
+def test_trailing_statement_without_semicolon() -> None:
+    """The last statement of a file often has no ``;``; it must not be dropped."""
+    statements = split_statements("SELECT 1;\nSELECT 2\n-- trailing comment\n")
+    assert [(s.text, s.line) for s in statements] == [
+        ("SELECT 1", 1),
+        ("SELECT 2\n-- trailing comment", 2),
+    ]
+
+
+def test_unterminated_dollar_quote_runs_to_the_end() -> None:
+    """An unclosed body is one (broken) statement for the server to reject with its line."""
+    statements = split_statements("SELECT 1;\nDO $$ BEGIN; END;\n")
+    assert [(s.text, s.line) for s in statements] == [
+        ("SELECT 1", 1),
+        ("DO $$ BEGIN; END;", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sql", "words"),
+    [
+        ("-- c\nbegin", "BEGIN"),
+        ("/* x */ Start Transaction Isolation Level serializable", "START TRANSACTION ISOLATION"),
+        ("commit", "COMMIT"),
+        ("DO $$ BEGIN END $$", "DO BEGIN END"),
+    ],
+)
+def test_first_words_are_upper_case_without_comments(sql: str, words: str) -> None:
+    """The plan loader refuses transaction control by these words; comments must not hide it."""
+    (statement,) = split_statements(sql)
+    assert statement.first_words == words
