@@ -262,8 +262,9 @@ def test_enum_labels_trigger_state_and_invalid_index() -> None:
         ORDERS, triggers=(replace(trig, enabled="D"),), indexes=(replace(idx, valid=False),)
     )
     assert messages(fingerprint(tables=(before,)), fingerprint(tables=(after,))) == [
-        "index `orders_total_idx` on `public.orders`: valid on expected, off found",
-        "trigger `audit` on `public.orders`: enabled enabled expected, disabled found",
+        "index `orders_total_idx` on `public.orders`: state valid expected, "
+        "INVALID (left by a failed CREATE INDEX CONCURRENTLY) found",
+        "trigger `audit` on `public.orders`: state enabled expected, disabled found",
     ]
 
 

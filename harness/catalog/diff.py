@@ -134,6 +134,12 @@ _WORDS: dict[tuple[str, str], dict[Any, str]] = {
         "x": "exclusion",
         "t": "trigger",
     },
+    ("Index", "valid"): {
+        True: "valid",
+        False: "INVALID (left by a failed CREATE INDEX CONCURRENTLY)",
+    },
+    ("Constraint", "validated"): {True: "validated", False: "NOT VALID"},
+    ("Relation", "populated"): {True: "populated", False: "not populated (WITH NO DATA)"},
     ("Policy", "command"): {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"},
     ("DefaultPrivilege", "object_type"): {
         "r": "tables",
@@ -144,6 +150,10 @@ _WORDS: dict[tuple[str, str], dict[Any, str]] = {
     },
 }
 _LABELS = {
+    "enabled": "state",
+    "valid": "state",
+    "validated": "state",
+    "populated": "state",
     "row_security": "row-level security",
     "force_row_security": "forced row-level security",
     "partition_bound": "partition bound",

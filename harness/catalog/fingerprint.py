@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -45,6 +45,14 @@ __all__ = [
 FORMAT = 1
 
 Acl = tuple[str, ...]
+
+
+class _Qualified(Protocol):
+    @property
+    def qualified(self) -> str: ...
+
+
+_Q = TypeVar("_Q", bound=_Qualified)
 
 
 @dataclass(frozen=True)
@@ -386,27 +394,42 @@ _NS = sql.SQL(
     "n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'"
     " AND n.nspname <> ALL(%(excluded)s::text[])"
 )
+
+
+def _acl(column: str, kind: str, owner: str) -> sql.Composed:
+    """Sorted aclitem text; a NULL ACL stands for the default, so spell the default out."""
+    return sql.SQL(
+        'ARRAY(SELECT x::text COLLATE "C"'
+        " FROM unnest(coalesce({}, acldefault({}, {}))) x ORDER BY 1)"
+    ).format(sql.SQL(column), sql.Literal(kind), sql.SQL(owner))
+
+
 _DATABASE = sql.SQL("""
 SELECT pg_get_userbyid(d.datdba)::text,
-  ARRAY(SELECT x::text FROM unnest(coalesce(d.datacl, acldefault('d', d.datdba))) x ORDER BY 1),
+  {acl},
   pg_encoding_to_char(d.encoding)::text, d.datcollate::text, d.datctype::text, pg_is_in_recovery()
-FROM pg_database d WHERE d.datname = current_database()""")
+FROM pg_database d WHERE d.datname = current_database()""").format(
+    acl=_acl("d.datacl", "d", "d.datdba")
+)
 _SCHEMAS = sql.SQL("""
 SELECT n.nspname::text, pg_get_userbyid(n.nspowner)::text,
-  ARRAY(SELECT x::text FROM unnest(coalesce(n.nspacl, acldefault('n', n.nspowner))) x ORDER BY 1)
-FROM pg_namespace n WHERE {ns} ORDER BY 1""").format(ns=_NS)
+  {acl}
+FROM pg_namespace n WHERE {ns} ORDER BY 1""").format(
+    ns=_NS, acl=_acl("n.nspacl", "n", "n.nspowner")
+)
 _RELATIONS = sql.SQL("""
 SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, pg_get_userbyid(c.relowner)::text,
-  ARRAY(SELECT x::text FROM unnest(coalesce(c.relacl, acldefault('r', c.relowner))) x ORDER BY 1),
+  {acl},
   c.relpersistence::text, c.relrowsecurity, c.relforcerowsecurity,
   coalesce(c.reloptions, ARRAY[]::text[]),
-  ARRAY(SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid ORDER BY 1),
+  ARRAY(SELECT i.inhparent::regclass::text COLLATE "C" FROM pg_inherits i
+        WHERE i.inhrelid = c.oid ORDER BY 1),
   pg_get_expr(c.relpartbound, c.oid), CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
   CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END, c.relispopulated
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {ns} AND NOT EXISTS (SELECT FROM pg_depend d
   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 2, 3""").format(ns=_NS)
+ORDER BY 2, 3""").format(ns=_NS, acl=_acl("c.relacl", "r", "c.relowner"))
 # The position is the rank among live columns, not attnum: a restored copy
 # has no dropped columns, so its attnums close up. "native" is checksum.py's test.
 _COLUMNS = sql.SQL("""
@@ -418,7 +441,7 @@ SELECT a.attrelid, a.attname::text,
   CASE WHEN a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
   CASE WHEN a.attcollation <> t.typcollation
     THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END,
-  ARRAY(SELECT x::text FROM unnest(coalesce(a.attacl, ARRAY[]::aclitem[])) x ORDER BY 1),
+  ARRAY(SELECT x::text COLLATE "C" FROM unnest(a.attacl) x ORDER BY 1),
   et.typnamespace = 'pg_catalog'::regnamespace AND et.typname::text = ANY(%(native)s)
     AND (a.attcollation = 0 OR co.collisdeterministic)
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
@@ -444,7 +467,7 @@ FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT g.tgisinternal AND {ns}""").format(ns=_NS)
 _POLICIES = sql.SQL("""
 SELECT p.polrelid, p.polname::text, p.polcmd::text, p.polpermissive,
-  ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r)::text END
+  ARRAY(SELECT (CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r)::text END) COLLATE "C"
         FROM unnest(p.polroles) r ORDER BY 1),
   pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
@@ -452,7 +475,7 @@ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {ns}""").format(ns=_NS)
 _SEQUENCES = sql.SQL("""
 SELECT n.nspname::text, c.relname::text, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement,
   s.seqmin, s.seqmax, s.seqcache, s.seqcycle, pg_get_userbyid(c.relowner)::text,
-  ARRAY(SELECT x::text FROM unnest(coalesce(c.relacl, acldefault('s', c.relowner))) x ORDER BY 1),
+  {acl},
   (SELECT dn.nspname || '.' || dc.relname || '.' || a.attname FROM pg_depend d
    JOIN pg_class dc ON dc.oid = d.refobjid JOIN pg_namespace dn ON dn.oid = dc.relnamespace
    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
@@ -462,7 +485,7 @@ FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE {ns} AND NOT EXISTS (SELECT FROM pg_depend d
   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2""").format(ns=_NS)
+ORDER BY 1, 2""").format(ns=_NS, acl=_acl("c.relacl", "s", "c.relowner"))
 # pg_get_functiondef refuses aggregates; describe those from pg_aggregate. Range
 # constructors depend on their type (deptype 'i') and come and go with it.
 _FUNCTIONS = sql.SQL("""
@@ -476,16 +499,16 @@ SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oi
       'INITCOND ' || g.agginitval) FROM pg_aggregate g WHERE g.aggfnoid = p.oid)
     ELSE pg_get_functiondef(p.oid) END,
   pg_get_userbyid(p.proowner)::text,
-  ARRAY(SELECT x::text FROM unnest(coalesce(p.proacl, acldefault('f', p.proowner))) x ORDER BY 1),
+  {acl},
   coalesce(p.proconfig, ARRAY[]::text[])
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 WHERE {ns} AND NOT EXISTS (SELECT FROM pg_depend d
   WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
-ORDER BY 1, 2, 3""").format(ns=_NS)
+ORDER BY 1, 2, 3""").format(ns=_NS, acl=_acl("p.proacl", "f", "p.proowner"))
 # Array types and the row types of tables come with their owners; leave them out.
 _TYPES = sql.SQL("""
 SELECT n.nspname::text, t.typname::text, t.typtype::text, pg_get_userbyid(t.typowner)::text,
-  ARRAY(SELECT x::text FROM unnest(coalesce(t.typacl, acldefault('T', t.typowner))) x ORDER BY 1),
+  {acl},
   CASE t.typtype
   WHEN 'e' THEN ARRAY(SELECT e.enumlabel::text FROM pg_enum e
     WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
@@ -507,10 +530,10 @@ WHERE {ns} AND t.typtype IN ('b', 'c', 'd', 'e', 'r')
   AND NOT EXISTS (SELECT FROM pg_type a WHERE a.typarray = t.oid)
   AND NOT EXISTS (SELECT FROM pg_depend d
     WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
-ORDER BY 1, 2""").format(ns=_NS)
+ORDER BY 1, 2""").format(ns=_NS, acl=_acl("t.typacl", "T", "t.typowner"))
 _DEFAULT_ACLS = sql.SQL("""
 SELECT pg_get_userbyid(d.defaclrole)::text, n.nspname::text, d.defaclobjtype::text,
-  ARRAY(SELECT x::text FROM unnest(d.defaclacl) x ORDER BY 1)
+  ARRAY(SELECT x::text COLLATE "C" FROM unnest(d.defaclacl) x ORDER BY 1)
 FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
 WHERE d.defaclnamespace = 0 OR ({ns})""").format(ns=_NS)
 _EXTENSIONS = sql.SQL("""
@@ -529,8 +552,8 @@ WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_
 _ROLES = sql.SQL("""
 SELECT r.rolname::text, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin,
   r.rolreplication, r.rolbypassrls, r.rolconnlimit,
-  ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-        WHERE m.member = r.oid ORDER BY 1)
+  ARRAY(SELECT g.rolname::text COLLATE "C" FROM pg_auth_members m
+        JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1)
 FROM pg_roles r WHERE r.rolname = ANY(%(roles)s::text[]) ORDER BY 1""")
 
 
@@ -545,7 +568,7 @@ def _fetch(
 def _read(cur: psycopg.Cursor[Any], *, params: dict[str, Any], data: bool) -> Fingerprint:
     *db, in_recovery = _fetch(cur, _DATABASE, params)[0]
     database = Database(*db)
-    schemas = {r[0]: Schema(*r) for r in _fetch(cur, _SCHEMAS, params)}
+    schemas = {r[0]: Schema(*r) for r in sorted(_fetch(cur, _SCHEMAS, params))}
 
     parts: dict[int, dict[str, list[Any]]] = {}
     hashable: dict[int, list[tuple[str, bool]]] = {}
@@ -578,7 +601,7 @@ def _read(cur: psycopg.Cursor[Any], *, params: dict[str, Any], data: bool) -> Fi
     functions = [Function(*r) for r in _fetch(cur, _FUNCTIONS, params)]
     types = [TypeDef(*r) for r in _fetch(cur, _TYPES, params)]
     default_privileges = [DefaultPrivilege(*r) for r in _fetch(cur, _DEFAULT_ACLS, params)]
-    extensions = {r[0]: Extension(*r) for r in _fetch(cur, _EXTENSIONS, params)}
+    extensions = {r[0]: Extension(*r) for r in sorted(_fetch(cur, _EXTENSIONS, params))}
     settings: dict[str, dict[str, str]] = {}
     referenced = {database.owner}
     for scope, role, config in _fetch(cur, _SETTINGS, params):
@@ -598,16 +621,16 @@ def _read(cur: psycopg.Cursor[Any], *, params: dict[str, Any], data: bool) -> Fi
     for d in default_privileges:
         referenced |= _acl_roles(d.acl) | {d.role}
     referenced |= {e.owner for e in extensions.values()}
-    roles = {r[0]: Role(*r) for r in _fetch(cur, _ROLES, {"roles": sorted(referenced)})}
+    roles = {r[0]: Role(*r) for r in sorted(_fetch(cur, _ROLES, {"roles": sorted(referenced)}))}
 
     return Fingerprint(
         database=database,
         schemas=schemas,
-        tables={r.qualified: r for r in relations if r.kind in "rpf"},
-        views={r.qualified: r for r in relations if r.kind in "vm"},
-        sequences={s.qualified: s for s in sequences},
-        functions={f.qualified: f for f in sorted(functions, key=lambda f: f.qualified)},
-        types={t.qualified: t for t in types},
+        tables=_by_name(r for r in relations if r.kind in "rpf"),
+        views=_by_name(r for r in relations if r.kind in "vm"),
+        sequences=_by_name(sequences),
+        functions=_by_name(functions),
+        types=_by_name(types),
         default_privileges={
             f"{d.role}/{d.schema or '*'}/{d.object_type}": d
             for d in sorted(
@@ -618,6 +641,11 @@ def _read(cur: psycopg.Cursor[Any], *, params: dict[str, Any], data: bool) -> Fi
         settings={k: dict(sorted(v.items())) for k, v in sorted(settings.items())},
         roles=roles,
     )
+
+
+def _by_name(objects: Iterable[_Q]) -> dict[str, _Q]:
+    """Keyed by qualified name in code point order, whatever the database's collation."""
+    return {o.qualified: o for o in sorted(objects, key=lambda o: o.qualified)}
 
 
 def _order(part: Any) -> tuple[int, str]:
