@@ -24,7 +24,7 @@ from harness.catalog import Fingerprint, diff, fingerprint
 from harness.databases import database_exists
 from harness.dsn import redact
 from harness.errors import InfrastructureError, PlanError, StepFailed, UsageError
-from harness.plan import Plan, load_plan
+from harness.plan import load_plan
 from harness.runner import Runner, StepOutcome, take_backup, verify_backup
 from harness.testing.fix_cluster import connect
 from harness.testing.fix_legacy import LegacyDatabase
@@ -179,9 +179,7 @@ def test_dry_run_changes_nothing_and_lists_the_pending_steps(legacy_db: LegacyDa
     before = _fingerprint(dsn)
     with Runner(plan, dsn) as runner:
         outcomes = runner.migrate(dry_run=True)
-        assert [(o.step.label, o.applied) for o in outcomes] == [
-            (s.label, False) for s in plan.up
-        ]
+        assert [(o.step.label, o.applied) for o in outcomes] == [(s.label, False) for s in plan.up]
         assert runner.rollback(dry_run=True) == []
     assert _differences(before, dsn) == []
     assert not _ledger_exists(dsn), "a dry run created the ledger"

@@ -30,8 +30,10 @@ def test_dollar_quoted_body_keeps_its_semicolons() -> None:
     )
     texts = _texts(sql)
     assert len(texts) == 2
-    assert texts[0].startswith("CREATE FUNCTION") and texts[0].endswith("$body$")
-    assert "PERFORM 1;" in texts[0] and "RETURN $$inner; not a tag end$$" in texts[0]
+    assert texts[0].startswith("CREATE FUNCTION")
+    assert texts[0].endswith("$body$")
+    assert "PERFORM 1;" in texts[0]
+    assert "RETURN $$inner; not a tag end$$" in texts[0]
     assert texts[1] == "SELECT 2"
 
 

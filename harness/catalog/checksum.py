@@ -74,7 +74,8 @@ JOIN pg_type et ON et.oid = CASE WHEN t.typelem <> 0 AND EXISTS (
        SELECT 1 FROM pg_type e WHERE e.oid = t.typelem AND e.typarray = t.oid)
      THEN t.typelem ELSE t.oid END
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
-WHERE a.attrelid = %(relation)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """)
 
@@ -109,6 +110,7 @@ def checksum_query(*, schema: str, table: str, columns: Sequence[tuple[str, bool
 def run(
     cur: psycopg.Cursor[Any], *, schema: str, table: str, columns: Sequence[tuple[str, bool]] | None
 ) -> tuple[int, str]:
+    """``(rows, digest)`` through a cursor on which :data:`SESSION` is already in effect."""
     cur.execute(checksum_query(schema=schema, table=table, columns=columns or ()))
     row = cur.fetchone()
     assert row is not None  # an aggregate without GROUP BY always returns one row
@@ -118,16 +120,15 @@ def run(
 def table_checksum(conn: psycopg.Connection[Any], *, schema: str, table: str) -> DataChecksum:
     """Checksum one table on its own, e.g. to compare it on the primary and a replica.
 
-    Runs in the connection's current transaction (or autocommit); pins the
-    text-output settings for that transaction only when one is open.
+    Equal to the ``rows``/``checksum`` a fingerprint records for it. Runs in a
+    transaction (a savepoint if one is open) that it rolls back, so the settings
+    it pins do not outlive the call; in an open REPEATABLE READ transaction it
+    sees that transaction's snapshot.
     """
-    relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    params = {"schema": schema, "table": table, "native": list(NATIVE_HASH_TYPES)}
     with conn.transaction(force_rollback=True), conn.cursor() as cur:
         cur.execute(SESSION)
-        cur.execute(
-            _COLUMNS,
-            {"relation": relation.as_string(conn), "native": list(NATIVE_HASH_TYPES)},
-        )
+        cur.execute(_COLUMNS, params)
         columns = [(name, bool(native)) for name, native in cur.fetchall()]
         rows, digest = run(cur, schema=schema, table=table, columns=columns)
     return DataChecksum(rows, digest)

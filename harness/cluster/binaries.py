@@ -99,6 +99,14 @@ def find_binaries(pg_bin: str | os.PathLike[str] | None = None) -> PgBinaries:
 
 
 def find_pgbouncer() -> str:
+    chosen = os.environ.get("PGCUTOVER_PGBOUNCER")
+    if chosen:
+        if os.access(chosen, os.X_OK):
+            return chosen
+        raise UsageError(
+            f"PGCUTOVER_PGBOUNCER={chosen} is not an executable file; "
+            "point it at the pgbouncer program or unset it"
+        )
     for candidate in (shutil.which("pgbouncer"), "/usr/sbin/pgbouncer", "/usr/local/bin/pgbouncer"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate

@@ -1,0 +1,153 @@
+"""``harness up`` from start to signal, and every kind of bad input it can meet.
+
+Each bad input must give one clear message naming the cause and the fix, exit with
+code 2, and leave no process and no temporary directory behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import harness.cluster.local as local
+from harness.cluster.local import default_base_dir, start_local_cluster
+from harness.errors import ClusterStartError
+
+HARNESS = [sys.executable, "-m", "harness.cli"]
+
+
+def _cluster_dirs() -> set[str]:
+    return {p.name for p in Path(default_base_dir()).glob("pgcutover-*") if p.is_dir()}
+
+
+def _our_servers() -> set[int]:
+    """Pids of PostgreSQL and PgBouncer processes whose command line names a harness dir."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "pgcutover-" in cmd and ("postgres" in cmd or "pgbouncer" in cmd):
+            pids.add(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def leaves_nothing_behind() -> Iterator[None]:
+    dirs, servers = _cluster_dirs(), _our_servers()
+    yield
+    assert _cluster_dirs() - dirs == set(), "a temporary directory was left behind"
+    assert _our_servers() - servers == set(), "a server process was left running"
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HARNESS, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _accepts(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=2, autocommit=True):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.mark.usefixtures("leaves_nothing_behind")
+def test_up_prints_the_four_dsns_and_stops_on_sigterm() -> None:
+    with subprocess.Popen(
+        [*HARNESS, "up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        env = {}
+        while len(env) < 4:
+            line = proc.stdout.readline()
+            assert line, f"harness up ended early: {proc.stderr.read() if proc.stderr else ''}"
+            key, _, value = line.strip().partition("=")
+            env[key] = value
+        assert set(env) == {"PRIMARY_URL", "REPLICA_URL", "DATABASE_URL", "DATABASE_READONLY_URL"}
+        recovery = {}
+        for key, dsn in env.items():
+            with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery(), count(*) FROM customers").fetchone()
+                assert row is not None
+                recovery[key] = row[0]
+                assert row[1] == 3369
+        assert recovery == {
+            "PRIMARY_URL": False,
+            "DATABASE_URL": False,
+            "REPLICA_URL": True,
+            "DATABASE_READONLY_URL": True,
+        }
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert not any(_accepts(dsn) for dsn in env.values())
+
+
+@pytest.mark.usefixtures("leaves_nothing_behind")
+def test_unusable_pg_bin(tmp_path: Path) -> None:
+    done = _run("up", "--pg-bin", str(tmp_path))
+    assert done.returncode == 2
+    assert f"--pg-bin {tmp_path} is not usable" in done.stderr
+    assert "pg_config --bindir" in done.stderr
+
+
+@pytest.mark.usefixtures("leaves_nothing_behind")
+def test_missing_pgbouncer(tmp_path: Path) -> None:
+    done = _run("up", env={"PGCUTOVER_PGBOUNCER": str(tmp_path / "pgbouncer")})
+    assert done.returncode == 2
+    assert "PGCUTOVER_PGBOUNCER" in done.stderr
+    assert "is not an executable file" in done.stderr
+
+
+@pytest.mark.usefixtures("leaves_nothing_behind")
+def test_dump_that_fails_to_load(tmp_path: Path) -> None:
+    dump = tmp_path / "broken.sql"
+    dump.write_text("CREATE TABLE ok (id int);\nCREATE TABLE broken (id nosuchtype);\n")
+    done = _run("up", "--legacy", str(dump))
+    assert done.returncode == 2
+    assert str(dump) in done.stderr
+    assert 'type "nosuchtype" does not exist' in done.stderr
+
+
+def test_dsn_that_refuses_connections_hides_its_password() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        done = _run("seed", "--dsn", f"postgresql://app:s3cr3t@127.0.0.1:{port}/x")
+    assert done.returncode == 2
+    assert f"127.0.0.1:{port}" in done.stderr
+    assert "s3cr3t" not in done.stderr + done.stdout
+
+
+@pytest.mark.usefixtures("leaves_nothing_behind")
+def test_port_taken_in_the_meantime(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        # The harness picks a port that another process takes before the server binds it.
+        monkeypatch.setattr(local, "free_port", lambda: taken)
+        with pytest.raises(ClusterStartError) as failure:
+            start_local_cluster()
+    message = str(failure.value)
+    assert f"port {taken} was taken by another process" in message
+    assert "run again" in message
+    assert "could not" in failure.value.log_tail or "in use" in failure.value.log_tail
