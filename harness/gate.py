@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from harness.catalog import IGNORE_SEQUENCE_VALUES, Fingerprint, fingerprint
+from harness.catalog import IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
 from harness.databases import create_database, drop_database
 from harness.dsn import redact
@@ -140,6 +140,23 @@ def new_sessions_check(plan: Plan, dsn: str) -> Check:
     )
 
 
+def _fingerprint_of(dsn: str) -> Fingerprint:
+    with _connect(dsn) as conn:
+        return fingerprint(conn)
+
+
+def _replica_check(name: str, expected: Fingerprint, endpoints: Endpoints, *, when: str) -> Check:
+    """The replica against ``expected``; sequences run ahead on a standby, so not their values."""
+    return check_same(
+        name,
+        expected,
+        _fingerprint_of(endpoints.replica),
+        ignore=(IGNORE_SEQUENCE_VALUES,),
+        ok=f"{when}, the replica's fingerprint equals the primary's",
+        failed=f"{when}, the replica differs from the primary",
+    )
+
+
 def verify_database(
     plan: Plan,
     endpoints: Endpoints,
@@ -164,19 +181,30 @@ def verify_database(
     out.add(new_sessions_check(plan, endpoints.primary))
     if wait_for_replica is not None:
         wait_for_replica()
-        with _connect(endpoints.replica) as replica:
-            mirrored = fingerprint(replica)
-        out.add(
-            check_same(
-                "replica.matches_primary",
-                after,
-                mirrored,
-                ignore=(IGNORE_SEQUENCE_VALUES,),
-                ok="the replica's fingerprint equals the primary's after replay",
-                failed="the replica differs from the primary after replay",
-            )
-        )
+        out.add(_replica_check("replica.matches_primary", after, endpoints, when="after replay"))
     return after
+
+
+def _backup_check(endpoints: Endpoints, baseline: Fingerprint, backup_dir: Path) -> Check:
+    backup = take_backup(endpoints.primary, directory=backup_dir)
+    return Check.of(
+        "backup.restores",
+        offenders=verify_backup(endpoints.primary, backup, expected=baseline),
+        ok=f"the pg_dump -Fc backup ({backup.bytes:,} bytes, {backup.seconds:.2f} sec) "
+        "restores to a database identical to the original",
+        failed="the backup does not restore to the same database",
+    )
+
+
+def _roundtrip_check(again: list[StepOutcome], migrated: Fingerprint, dsn: str) -> Check:
+    failed = [f"{o.step.label} failed the second time" for o in again if not o.applied]
+    differences = [f"second migration differs: {d}" for d in diff(migrated, _fingerprint_of(dsn))]
+    return Check.of(
+        "roundtrip.migrate_again",
+        offenders=failed + differences,
+        ok="migrate → rollback → migrate gives the database of the first migration",
+        failed="migrating again after the rollback does not give the same database",
+    )
 
 
 def gate_database(
@@ -193,19 +221,9 @@ def gate_database(
     out = _Collector(report, emit)
     wait = wait_for_replica or (lambda: None)
     out.add(lint_plan(plan))
-    with _connect(endpoints.primary) as conn:
-        baseline = fingerprint(conn)
+    baseline = _fingerprint_of(endpoints.primary)
     progress("pg_dump -Fc backup, then a restore to prove it")
-    backup = take_backup(endpoints.primary, directory=backup_dir)
-    out.add(
-        Check.of(
-            "backup.restores",
-            offenders=verify_backup(endpoints.primary, backup, expected=baseline),
-            ok=f"the pg_dump -Fc backup ({backup.bytes:,} bytes, {backup.seconds:.2f} sec) "
-            "restores to a database identical to the original",
-            failed="the backup does not restore to the same database",
-        )
-    )
+    out.add(_backup_check(endpoints, baseline, backup_dir))
     sessions = OldSessions(
         endpoints,
         default_queries(plan.layout.tables, plan.session_queries),
@@ -214,10 +232,10 @@ def gate_database(
     try:
         with Runner(plan, endpoints.primary, progress=progress, salvage=True) as runner:
             progress(f"migrating with plan {plan.name!r}")
-            migrate = runner.migrate(
+            steps = runner.migrate(
                 keep_going=True, after_step=lambda o: sessions.after(o.step.label)
             )
-            out.add(_steps_check("migrate.steps", migrate))
+            out.add(_steps_check("migrate.steps", steps))
             migrated = verify_database(
                 plan,
                 endpoints,
@@ -227,59 +245,30 @@ def gate_database(
                 report=report,
             )
             progress("rolling back")
-            rollback = runner.rollback(
+            steps = runner.rollback(
                 keep_going=True, after_step=lambda o: sessions.after(o.step.label)
             )
-            out.add(_steps_check("rollback.steps", rollback))
+            out.add(_steps_check("rollback.steps", steps))
             out.add(sessions.check(phase="keep_working"))
-            wait()
-            with _connect(endpoints.primary) as conn:
-                restored = fingerprint(conn)
             out.add(
                 check_same(
                     "rollback.exact",
                     baseline,
-                    restored,
+                    _fingerprint_of(endpoints.primary),
                     ok="after rollback the primary is exactly as before the migration",
                     failed="the rollback does not restore the database as it was",
                 )
             )
             if wait_for_replica is not None:
-                with _connect(endpoints.replica) as replica:
-                    mirrored = fingerprint(replica)
+                wait()
                 out.add(
-                    check_same(
-                        "rollback.exact_on_replica",
-                        baseline,
-                        mirrored,
-                        ignore=(IGNORE_SEQUENCE_VALUES,),
-                        ok="after rollback the replica is exactly as before the migration",
-                        failed="after rollback the replica differs from the database as it was",
+                    _replica_check(
+                        "rollback.exact_on_replica", baseline, endpoints, when="after rollback"
                     )
                 )
             progress("migrating again after the rollback")
             again = runner.migrate(keep_going=True)
-            with _connect(endpoints.primary) as conn:
-                remigrated = fingerprint(conn)
-            differences = check_same(
-                "roundtrip.migrate_again",
-                migrated,
-                remigrated,
-                ok="",
-                failed="",
-            ).details
-            failed_steps = [
-                f"{o.step.label} failed the second time" for o in again if not o.applied
-            ]
-            out.add(
-                Check.of(
-                    "roundtrip.migrate_again",
-                    offenders=failed_steps
-                    + [f"second migration differs: {d}" for d in differences],
-                    ok="migrate → rollback → migrate gives the database of the first migration",
-                    failed="migrating again after the rollback does not give the same database",
-                )
-            )
+            out.add(_roundtrip_check(again, migrated, endpoints.primary))
     finally:
         sessions.close()
 

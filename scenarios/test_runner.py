@@ -59,23 +59,21 @@ def _differences(before: Fingerprint, dsn: str) -> list[str]:
     return [str(d) for d in diff(before, _fingerprint(dsn))]
 
 
-def _ledger(dsn: str, plan: str) -> list[tuple[object, ...]]:
-    """(step, name, checksum) rows, or [] where no ledger exists yet."""
+def _ledger_exists(dsn: str) -> bool:
     with connect(dsn) as conn:
         row = conn.execute("SELECT to_regclass('pgcutover.ledger') IS NOT NULL").fetchone()
-        if row != (True,):
-            return []
+    return row == (True,)
+
+
+def _ledger(dsn: str, plan: str) -> list[tuple[object, ...]]:
+    """(step, name, checksum) rows, or [] where no ledger exists yet."""
+    if not _ledger_exists(dsn):
+        return []
+    with connect(dsn) as conn:
         return conn.execute(
             "SELECT step, name, checksum FROM pgcutover.ledger WHERE plan = %s ORDER BY step",
             (plan,),
         ).fetchall()
-
-
-def _ledger_exists(dsn: str) -> bool:
-    with connect(dsn) as conn:
-        return conn.execute("SELECT to_regclass('pgcutover.ledger') IS NOT NULL").fetchone() == (
-            True,
-        )
 
 
 def _line_of(path: Path, needle: str) -> int:
@@ -347,6 +345,7 @@ def test_lock_released_during_backoff_lets_the_retry_succeed(
     """The reason to retry at all: a report query finishes and the migration goes through."""
     dsn = legacy_db.endpoints.primary
     plan = load_plan(_copy_plan(tmp_path, runner=FAST_LOCKS))
+    assert plan.runner.lock_retries == 2
     retrying = threading.Event()
     released = threading.Event()
     release_errors: list[BaseException] = []
