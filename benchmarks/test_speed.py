@@ -51,7 +51,8 @@ def _floor_up() -> float:
         text=True,
         env={**os.environ, "TMPDIR": default_base_dir()},
     ) as proc:
-        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stdin is not None
         line = proc.stdout.readline()
         elapsed = time.perf_counter() - started
         proc.stdin.close()
@@ -80,7 +81,8 @@ def test_cluster_up_against_the_shell_floor() -> None:
         target="at most 1.5x the floor",
     )
     print(f"   ratio harness/floor: {o / f:.2f}x (median of {ROUNDS})")
-    assert o > 0 and f > 0
+    assert o > 0
+    assert f > 0
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ def test_scenario_database_from_template(
     def clone() -> None:
         create_database(cluster.endpoints.primary, scratch(), template=legacy_template)
 
-    benchmark.pedantic(clone, rounds=10, iterations=1)
+    benchmark.pedantic(clone, rounds=10, iterations=1)  # type: ignore[no-untyped-call]
     median = benchmark.stats.stats.median if benchmark.stats else float("nan")
     _report(
         "fresh scenario database from the template", [("CREATE DATABASE … TEMPLATE", median)],

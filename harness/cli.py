@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+import psycopg
+
 from harness.cluster import PROVIDERS, start_cluster
 from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError
@@ -149,7 +151,7 @@ def _print_outcomes(outcomes: list[StepOutcome], *, dry_run: bool) -> None:
         if dry_run:
             print(f"would apply {step.label} ({len(step.statements)} statements)")
             for statement in step.statements:
-                print(f"    line {statement.line}: {statement.text.splitlines()[0]}")
+                print(f"    line {statement.line}: {statement.summary}")
         else:
             print(f"applied {step.label} in {outcome.seconds:.2f} sec")
     if not outcomes:
@@ -185,13 +187,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from harness.catalog import Fingerprint
     from harness.cluster import Endpoints
-    from harness.cluster.external import ExternalCluster
+    from harness.cluster.external import connect_external
     from harness.gate import GateReport, verify_database
 
     baseline = None
     if args.baseline is not None:
         baseline = Fingerprint.from_json(json.loads(args.baseline.read_text()))
-    cluster = ExternalCluster(writer=args.dsn, reader=args.reader_dsn)
+    cluster = connect_external(
+        writer=args.dsn, reader=args.reader_dsn, writer_name="--dsn", reader_name="--reader-dsn"
+    )
     endpoints: Endpoints = cluster.endpoints
     report = GateReport(plan=_plan(args).name, context={"dsn": redact(args.dsn)})
     verify_database(
@@ -310,6 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except psycopg.Error as exc:
+        # A server error nobody turned into a finding is the harness failing, not the plan.
+        print(f"harness: error: the server refused: {redact(str(exc)).strip()}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130

@@ -71,12 +71,6 @@ def test_migrate_dry_run_lists_steps_and_changes_nothing(
     assert not (tmp_path / "backups").exists(), "a dry run took a backup"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="harness/cli.py _print_outcomes line 152 prints statement.text.splitlines()[0], "
-    "which is the comment above a statement when it has one: the dry run shows "
-    "'line 18: -- Without IF NOT EXISTS: ...' for CREATE SCHEMA tenant_shared",
-)
 def test_migrate_dry_run_shows_each_statement_not_its_comment(
     legacy_db: LegacyDatabase, tmp_path: Path
 ) -> None:
@@ -94,7 +88,7 @@ def test_migrate_dry_run_shows_each_statement_not_its_comment(
     )
     assert done.returncode == 0, _explain(done)
     assert "    line 18: CREATE SCHEMA tenant_shared\n" in done.stdout
-    assert "    line 5: DO $$\n" in done.stdout
+    assert "    line 5: DO $$ BEGIN IF NOT EXISTS" in done.stdout
     shown = [ln.split(": ", 1)[1] for ln in done.stdout.splitlines() if ln.startswith("    line ")]
     assert not [text for text in shown if text.startswith("--")]
 
@@ -239,13 +233,6 @@ def test_replica_dsn_exits_2(legacy_db: LegacyDatabase, tmp_path: Path, command:
     assert done.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="harness/cli.py cmd_verify never checks pg_is_in_recovery(): on a standby, "
-    "harness/invariants/privileges.py probe_privileges (setval, line ~170) raises "
-    "ReadOnlySqlTransaction uncaught, so the process dies with a traceback and exit code 1, "
-    "which CI reads as 'the plan has findings'",
-)
 def test_verify_with_replica_as_dsn_exits_2(legacy_db: LegacyDatabase, tmp_path: Path) -> None:
     """``verify --dsn`` must be the primary; a standby given there is a usage error."""
     done = _harness(

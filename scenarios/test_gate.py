@@ -152,8 +152,8 @@ def test_grants_missing_one_privilege_are_rejected(
     plan = _copy_plan(tmp_path)
     _edit(
         plan / "up/003_grant_privileges.sql",
-        "GRANT SELECT, INSERT, UPDATE, DELETE\n    ON ALL TABLES IN SCHEMA tenant_shared, tenant_kct",
-        "GRANT SELECT, INSERT, UPDATE\n    ON ALL TABLES IN SCHEMA tenant_shared, tenant_kct",
+        "GRANT SELECT, INSERT, UPDATE, DELETE\n    ON ALL TABLES IN SCHEMA",
+        "GRANT SELECT, INSERT, UPDATE\n    ON ALL TABLES IN SCHEMA",
     )
     report = _gate(plan, cluster, legacy_db, tmp_path)
     assert _failed(report) == {"privileges.tried"}

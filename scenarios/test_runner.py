@@ -152,13 +152,6 @@ def test_rollback_restores_the_database_and_empties_the_ledger(
     assert _differences(before, dsn) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="harness/runner/runner.py Runner.apply: the ledger table is created only by "
-    "migrate(); apply() on a database without it fails its ledger INSERT, which _run blames "
-    "on the step's last statement, and _diagnose then finds no failing statement: the "
-    "outcome is applied=False with errors=[] and no progress message",
-)
 def test_apply_on_a_database_without_ledger(legacy_db: LegacyDatabase) -> None:
     """``Runner.apply`` is public: on a fresh database it must apply and record the step."""
     dsn = legacy_db.endpoints.primary

@@ -37,7 +37,7 @@ def start_cluster(
 
         return start_docker_cluster(dbname=dbname, progress=progress)
     if provider == "external":
-        from harness.cluster.external import connect_external
+        from harness.cluster.external import from_env
 
-        return connect_external()
+        return from_env()
     raise UsageError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")

@@ -15,7 +15,7 @@ from harness.cluster.base import Cluster, Endpoints
 from harness.dsn import redact
 from harness.errors import InfrastructureError, UsageError
 
-__all__ = ["ExternalCluster", "connect_external"]
+__all__ = ["ExternalCluster", "connect_external", "from_env"]
 
 
 class ExternalCluster(Cluster):
@@ -52,7 +52,25 @@ def _check(dsn: str, *, name: str) -> bool:
     return bool(row and row[0])
 
 
-def connect_external(env: Mapping[str, str] | None = None) -> ExternalCluster:
+def connect_external(
+    *,
+    writer: str,
+    reader: str | None = None,
+    writer_name: str = "DATABASE_URL",
+    reader_name: str = "DATABASE_READONLY_URL",
+) -> ExternalCluster:
+    """Check both servers answer and the writer is a primary; names are for messages."""
+    if _check(writer, name=writer_name):
+        raise UsageError(
+            f"{writer_name}={redact(writer)} points at a read-only standby; "
+            f"give the primary there and the standby as {reader_name}"
+        )
+    if reader:
+        _check(reader, name=reader_name)
+    return ExternalCluster(writer=writer, reader=reader or None)
+
+
+def from_env(env: Mapping[str, str] | None = None) -> ExternalCluster:
     env = os.environ if env is None else env
     writer = env.get("DATABASE_URL")
     if not writer:
@@ -60,12 +78,4 @@ def connect_external(env: Mapping[str, str] | None = None) -> ExternalCluster:
             "--provider external needs DATABASE_URL (and optionally DATABASE_READONLY_URL) "
             "in the environment; set it to the primary's connection string"
         )
-    reader = env.get("DATABASE_READONLY_URL") or None
-    if _check(writer, name="DATABASE_URL"):
-        raise UsageError(
-            f"DATABASE_URL={redact(writer)} points at a read-only standby; "
-            "point it at the primary and give the standby as DATABASE_READONLY_URL"
-        )
-    if reader is not None:
-        _check(reader, name="DATABASE_READONLY_URL")
-    return ExternalCluster(writer=writer, reader=reader)
+    return connect_external(writer=writer, reader=env.get("DATABASE_READONLY_URL") or None)

@@ -61,7 +61,10 @@ SCHEMA_OPS = frozenset({"USAGE", "CREATE"})
 TABLE_OPS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
 _STEP_FILE = re.compile(r"^(?P<number>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
-_DURATION = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min|h)?$")
+# With a unit: PostgreSQL reads a bare number as milliseconds, rarely what was meant.
+_DURATION = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min|h)$")
+_TOP_LEVEL = frozenset({"name", "description", "runner", "layout", "privileges", "sessions"})
+_RUNNER_KEYS = frozenset({"lock_timeout", "statement_timeout", "lock_retries"})
 # A step runs inside the runner's transaction: these would end it part way through.
 _TRANSACTION_CONTROL = ("BEGIN", "START TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT")
 
@@ -172,7 +175,10 @@ def _read_steps(directory: Path, direction: str) -> dict[int, Step]:
             )
         number = int(m["number"])
         if number in steps:
-            raise PlanError(f"{path}: step number {number} is used twice in {direction}/")
+            raise PlanError(
+                f"{path}: step number {number} is used twice in {direction}/, also by "
+                f"{steps[number].path.name}; give each step its own number"
+            )
         raw = path.read_bytes()
         try:
             sql = raw.decode("utf-8")
@@ -191,14 +197,14 @@ def _read_steps(directory: Path, direction: str) -> dict[int, Step]:
     return steps
 
 
-def _privileges(raw: object) -> tuple[PrivilegeRule, ...]:
+def _privileges(raw: object, *, toml_path: Path) -> tuple[PrivilegeRule, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise PlanError("plan.toml: [[privileges]] must be an array of tables")
+        raise PlanError(f"{toml_path}: [[privileges]] must be an array of tables")
     rules = []
     for i, entry in enumerate(raw, 1):
-        where = f"plan.toml: privileges #{i}"
+        where = f"{toml_path}: [[privileges]] #{i}"
         if not isinstance(entry, dict):
             raise PlanError(f"{where} must be a table with role, on, allow, deny")
         unknown = set(entry) - {"role", "on", "allow", "deny"}
@@ -206,8 +212,11 @@ def _privileges(raw: object) -> tuple[PrivilegeRule, ...]:
             raise PlanError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         role = _ident(entry.get("role"), where=f"{where} role")
         on = entry.get("on")
-        if not isinstance(on, str) or not on:
-            raise PlanError(f"{where}: 'on' names a schema, schema.* or schema.table")
+        parts = on.split(".") if isinstance(on, str) else []
+        if not (1 <= len(parts) <= 2 and all(_IDENT.match(p) or p == "*" for p in parts)) or (
+            parts[0] == "*"
+        ):
+            raise PlanError(f"{where}: on = {on!r}; name a schema, schema.* or schema.table")
         allow = frozenset(o.upper() for o in _str_list(entry.get("allow", []), where=where))
         deny = frozenset(o.upper() for o in _str_list(entry.get("deny", []), where=where))
         valid = SCHEMA_OPS if "." not in on else TABLE_OPS
@@ -223,10 +232,10 @@ def _privileges(raw: object) -> tuple[PrivilegeRule, ...]:
     return tuple(rules)
 
 
-def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
+def _table(doc: dict[str, Any], key: str, *, toml_path: Path) -> dict[str, Any]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
-        raise PlanError(f"plan.toml: [{key}] must be a table")
+        raise PlanError(f"{toml_path}: [{key}] must be a table")
     return value
 
 
@@ -240,11 +249,17 @@ def load_plan(directory: str | Path) -> Plan:
         doc = tomllib.loads(toml_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PlanError(f"{toml_path}: not valid TOML: {exc}") from None
+    unknown = set(doc) - _TOP_LEVEL
+    if unknown:
+        raise PlanError(
+            f"{toml_path}: unknown key(s) {', '.join(sorted(unknown))}; a plan has "
+            f"{', '.join(sorted(_TOP_LEVEL))}"
+        )
     name = doc.get("name")
     if not isinstance(name, str) or not name:
         raise PlanError(f'{toml_path}: needs name = "..."')
 
-    layout_doc = _table(doc, "layout")
+    layout_doc = _table(doc, "layout", toml_path=toml_path)
     tables_doc = layout_doc.get("tables", {})
     if not isinstance(tables_doc, dict):
         raise PlanError(f'{toml_path}: [layout.tables] maps table = "schema"')
@@ -273,15 +288,23 @@ def load_plan(directory: str | Path) -> Plan:
             )
         ),
     )
-    runner_doc = _table(doc, "runner")
-    unknown = set(runner_doc) - {"lock_timeout", "statement_timeout", "lock_retries"}
+    runner_doc = _table(doc, "runner", toml_path=toml_path)
+    unknown = set(runner_doc) - _RUNNER_KEYS
     if unknown:
-        raise PlanError(f"{toml_path}: [runner] has unknown key(s) {', '.join(sorted(unknown))}")
+        raise PlanError(
+            f"{toml_path}: [runner] has unknown key(s) {', '.join(sorted(unknown))}; "
+            f"the known ones are {', '.join(sorted(_RUNNER_KEYS))}"
+        )
     runner = RunnerSettings(**runner_doc)
     for key in ("lock_timeout", "statement_timeout"):
-        if not _DURATION.match(str(getattr(runner, key))):
-            raise PlanError(f"{toml_path}: [runner] {key} must be a duration like '2s' or '500ms'")
-    if not isinstance(runner.lock_retries, int) or not 0 <= runner.lock_retries <= 20:
+        value = getattr(runner, key)
+        if not isinstance(value, str) or not _DURATION.match(value):
+            raise PlanError(
+                f"{toml_path}: [runner] {key} must be a duration with a unit, "
+                f'like "2s" or "500ms", not {value!r}'
+            )
+    retries = runner.lock_retries
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
         raise PlanError(f"{toml_path}: [runner] lock_retries must be a whole number 0..20")
 
     up = _read_steps(directory, "up")
@@ -297,13 +320,13 @@ def load_plan(directory: str | Path) -> Plan:
     for number, step in down.items():
         if number not in up:
             raise PlanError(f"{step.label} rolls back a step that up/ does not have")
-    sessions = _table(doc, "sessions")
+    sessions = _table(doc, "sessions", toml_path=toml_path)
     return Plan(
         name=name,
         directory=directory,
         description=str(doc.get("description", "")),
         layout=layout,
-        privileges=_privileges(doc.get("privileges")),
+        privileges=_privileges(doc.get("privileges"), toml_path=toml_path),
         runner=runner,
         session_queries=tuple(_str_list(sessions.get("queries", []), where="[sessions] queries")),
         up=tuple(up[n] for n in sorted(up)),

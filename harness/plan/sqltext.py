@@ -20,6 +20,12 @@ class Statement:
     line: int  # 1-based line of the statement's first character in its file
 
     @property
+    def summary(self) -> str:
+        """The statement on one line, comments left out, cut at ``limit`` characters."""
+        text = " ".join(_strip_comments(self.text).split())
+        return text if len(text) <= 100 else text[:99] + "…"
+
+    @property
     def first_words(self) -> str:
         """The statement's opening keywords, upper-case, comments left out."""
         words = re.findall(r"[A-Za-z_]+", _strip_comments(self.text))

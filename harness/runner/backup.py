@@ -9,6 +9,7 @@ those are compared separately from the restored copy.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def _run(argv: list[str], *, what: str) -> None:
 def take_backup(dsn: str, *, directory: Path, bins: PgBinaries | None = None) -> Backup:
     bins = bins or find_binaries()
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
+    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     path = directory / f"{database_of(dsn) or 'database'}-{stamp}.dump"
     started = time.perf_counter()
     _run([bins.path("pg_dump"), "-Fc", "-f", str(path), "-d", dsn], what="pg_dump")
@@ -61,7 +62,7 @@ def verify_backup(
     if expected is None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             expected = fingerprint(conn)
-    scratch = f"{database_of(dsn)}_restore_check"[:63]
+    scratch = f"{database_of(dsn)[:40]}_restore_check_{os.getpid()}"
     drop_database(dsn, scratch)
     create_database(dsn, scratch)
     try:

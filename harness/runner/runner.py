@@ -66,18 +66,12 @@ def _count(step: Step) -> str:
     return f"{n} statement{'s' if n != 1 else ''}"
 
 
-def _snippet(statement: Statement, limit: int = 100) -> str:
-    lines = [ln.strip() for ln in statement.text.splitlines()]
-    text = " ".join(ln for ln in lines if ln and not ln.startswith("--"))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _error(step: Step, statement: Statement, exc: psycopg.Error) -> StatementError:
     diag = exc.diag
     message = diag.message_primary or str(exc).strip()
     if diag.message_hint:
         message += f" (hint: {diag.message_hint})"
-    return StatementError(step.label, statement.line, _snippet(statement), diag.sqlstate, message)
+    return StatementError(step.label, statement.line, statement.summary, diag.sqlstate, message)
 
 
 class Runner:
@@ -179,6 +173,7 @@ class Runner:
                 with self._step_transaction():
                     for current in statements:
                         self.conn.execute(current.text, prepare=False)
+                    current = None  # past the step's statements: a failure now is ours
                     ledger(int((time.perf_counter() - started) * 1000))
             except psycopg.errors.LockNotAvailable as exc:
                 if attempt < self.plan.runner.lock_retries:
@@ -196,7 +191,8 @@ class Runner:
                     isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
                 ):
                     raise InfrastructureError(
-                        f"lost the connection while running {step.label}: {exc}"
+                        f"{step.label}: the runner could not record the step or lost its "
+                        f"connection ({redact(str(exc)).strip()}); the step was rolled back"
                     ) from None
                 outcome.errors = [_error(step, current, exc)]
                 self._diagnose(outcome, ledger=ledger)
@@ -275,6 +271,7 @@ class Runner:
         outcome.errors = sorted(errors, key=lambda e: (e.line, e.message))
 
     def apply(self, step: Step) -> StepOutcome:
+        ensure_ledger(self.conn)
         self._progress(f"applying {step.label} ({_count(step)})")
         outcome = self._run(
             step,
@@ -318,7 +315,6 @@ class Runner:
         todo = [s for s in self.plan.up if s.number not in done]
         if dry_run:
             return [StepOutcome(step=s, applied=False) for s in todo]
-        ensure_ledger(self.conn)
         return self._each(todo, self.apply, keep_going=keep_going, after_step=after_step)
 
     def rollback(
