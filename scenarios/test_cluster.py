@@ -32,13 +32,22 @@ def test_primary_write_reaches_replica_after_wait(
     assert replica.execute("SELECT v FROM marker").fetchall() == [("written on the primary",)]
 
 
-def test_legacy_counts_are_the_plans(primary: Conn, replica: Conn) -> None:
+def test_legacy_counts_are_the_plans(
+    primary: Conn, replica: Conn, legacy_counts: dict[str, int]
+) -> None:
     query = (
         "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM product_variants),"
         " (SELECT count(*) FROM customers)"
     )
-    assert primary.execute(query).fetchone() == (37, 544, 3369)
-    assert replica.execute(query).fetchone() == (37, 544, 3369)
+    scale = legacy_counts["products"] // 37
+    # "37 products, 544 variants, 3,369 customers", times the session's --pg-scale.
+    assert (37 * scale, 544 * scale, 3369 * scale) == (
+        legacy_counts["products"],
+        legacy_counts["product_variants"],
+        legacy_counts["customers"],
+    )
+    assert primary.execute(query).fetchone() == (37 * scale, 544 * scale, 3369 * scale)
+    assert replica.execute(query).fetchone() == (37 * scale, 544 * scale, 3369 * scale)
 
 
 def test_pgbouncer_pools_have_the_configured_modes(

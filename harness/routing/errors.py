@@ -173,9 +173,12 @@ def _classify_one(exc: BaseException) -> ErrorKind | None:
     # 40001 with this wording, PostgreSQL >= 9.x): the replica could not serve it.
     if "conflict with recovery" in message:
         return ErrorKind.REPLICA_UNAVAILABLE
-    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
-        if any(marker in message for marker in _SERVER_MARKERS):
-            return ErrorKind.SERVER_REFUSED
+    if (
+        isinstance(exc, psycopg.OperationalError)
+        and exc.sqlstate is None
+        and any(marker in message for marker in _SERVER_MARKERS)
+    ):
+        return ErrorKind.SERVER_REFUSED
     return ErrorKind.QUERY_ERROR
 
 

@@ -13,6 +13,7 @@ and publishes one boolean the request path reads for free.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import os
@@ -80,7 +81,9 @@ class ReplicaPolicy:
     def __post_init__(self) -> None:
         for name in ("read_your_writes_wait", "check_interval", "retry_min", "retry_max"):
             if getattr(self, name) < 0:
-                raise UsageError(f"replica policy {name} must be >= 0 sec, got {getattr(self, name)}")
+                raise UsageError(
+                    f"replica policy {name} must be >= 0 sec, got {getattr(self, name)}"
+                )
         if self.max_lag_bytes < 0 or self.max_lag_seconds < 0:
             raise UsageError(
                 f"replica lag bounds must be >= 0, got {self.max_lag_bytes} bytes and "
@@ -183,10 +186,8 @@ def connect_bounded(url: str, *, application_name: str, timeout: float) -> Conn:
 
 def _close(conn: Conn | None) -> None:
     if conn is not None:
-        try:
+        with contextlib.suppress(psycopg.Error):
             conn.close()
-        except psycopg.Error:
-            pass
 
 
 class ReplicaMonitor:
@@ -361,8 +362,11 @@ class ReplicaMonitor:
 
     def _log_lag(self, *, usable: bool, lag_bytes: int | None, lag_seconds: float | None) -> None:
         if usable:
-            logger.info("replica caught up (%s bytes, %.2f sec behind); reads return to it",
-                        lag_bytes, lag_seconds or 0.0)
+            logger.info(
+                "replica caught up (%s bytes, %.2f sec behind); reads return to it",
+                lag_bytes,
+                lag_seconds or 0.0,
+            )
         else:
             logger.warning(
                 "replica is %s bytes and %.2f sec behind, more than the bound (%d bytes, "

@@ -20,7 +20,7 @@ from harness.cluster import Cluster, Endpoints
 from harness.databases import create_database, drop_database
 from harness.testing.fix_cluster import connect
 
-__all__ = ["LegacyDatabase", "empty_db", "legacy_db", "legacy_template"]
+__all__ = ["LegacyDatabase", "empty_db", "legacy_counts", "legacy_db", "legacy_template"]
 
 TEMPLATE = "legacy_template"
 _names = itertools.count(1)
@@ -61,6 +61,16 @@ def legacy_template(request: pytest.FixtureRequest, cluster: Cluster) -> str:
     )
     cluster.wait_for_replica()
     return TEMPLATE
+
+
+@pytest.fixture(scope="session")
+def legacy_counts(request: pytest.FixtureRequest) -> dict[str, int]:
+    """Rows per table of the built-in legacy database at this session's ``--pg-scale``."""
+    from harness.legacy import counts
+
+    if request.config.getoption("--pg-legacy"):
+        pytest.skip("the counts are the built-in legacy database's; --pg-legacy replaced it")
+    return counts(scale=request.config.getoption("--pg-scale"))
 
 
 @pytest.fixture

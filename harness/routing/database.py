@@ -1,0 +1,559 @@
+"""Writer and reader pools with read/write splitting: the plan's ``DatabasePool`` done properly.
+
+Pool sizes. The plan gives two sets of numbers: ``dbConfig`` (writer 2..10,
+reader 5..20) and ``DatabasePool`` (writer max 20, reader max 50). We take
+``dbConfig``'s, and ``DatabasePool``'s idle and connection timeouts, because
+these pools sit in front of PgBouncer and every application process opens its
+own: PgBouncer's writer accepts 100 clients (``max_client_conn``) for 25+5
+server connections, its reader 200 clients for 50+10, and the reader pools in
+*session* mode, where each idle client connection pins a replica connection.
+With 10/20 per process, ten processes fit under the writer's 100 clients and
+three under the reader's 60 server connections; with 20/50, five processes
+would exhaust the writer's client slots, and a single process would take 50 of
+the replica's 60 connections while mostly idle.
+
+Behind PgBouncer in transaction pooling nothing may live in the session:
+connections are made with ``prepare_threshold=None`` (PgBouncer 1.18 cannot
+keep prepared statements across transactions; psycopg's automatic preparing then
+fails with DuplicatePreparedStatement or "prepared statement does not exist"),
+and a search_path is only ever set with ``SET LOCAL``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg.abc import Params, QueryNoTemplate
+from psycopg_pool import ConnectionPool
+
+from harness.dsn import redact
+from harness.errors import UsageError
+from harness.routing.errors import (
+    UNAVAILABLE_KINDS,
+    ErrorKind,
+    PoolExhausted,
+    ReplicaUnavailable,
+    WriterUnavailable,
+    classify,
+)
+from harness.routing.replica import (
+    Conn,
+    Lsn,
+    ReplicaMonitor,
+    ReplicaPolicy,
+    ReplicaState,
+    abort_connection,
+    connect_bounded,
+    fetch_bounded,
+)
+from harness.routing.schemas import set_local_search_path
+
+__all__ = ["READER_POOL", "WRITER_POOL", "Database", "PoolConfig", "UnitOfWork", "urls_from_env"]
+
+logger = logging.getLogger("harness.routing")
+T = TypeVar("T")
+Row = tuple[Any, ...]
+Pool = ConnectionPool[Conn]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolConfig:
+    """One role's client-side pool; names follow psycopg_pool, times in seconds."""
+
+    application_name: str
+    min_size: int
+    max_size: int
+    #: idle connections above min_size are closed after this long
+    max_idle: float
+    #: how long a request waits for a free connection (the plan's connectionTimeoutMillis)
+    timeout: float = 2.0
+    #: how long opening one connection may take
+    connect_timeout: float = 2.0
+    #: requests allowed to queue for a connection; 0 is unlimited
+    max_waiting: int = 0
+
+
+WRITER_POOL = PoolConfig(
+    application_name="kct_nextjs_writer", min_size=2, max_size=10, max_idle=30.0
+)
+READER_POOL = PoolConfig(
+    application_name="kct_nextjs_reader", min_size=5, max_size=20, max_idle=60.0
+)
+DEFAULT_POLICY = ReplicaPolicy()
+
+
+def urls_from_env(environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """``DATABASE_URL`` and ``DATABASE_READONLY_URL``; the reader is optional, as in the plan."""
+    writer = environ.get("DATABASE_URL", "").strip()
+    if not writer:
+        raise UsageError(
+            "DATABASE_URL is not set: export the primary's (or its PgBouncer's) connection "
+            "string, and DATABASE_READONLY_URL for the replica if there is one"
+        )
+    return writer, environ.get("DATABASE_READONLY_URL", "").strip() or None
+
+
+def _read_only(conn: Conn) -> None:
+    # A client-side attribute: psycopg then opens transactions with BEGIN READ ONLY,
+    # no extra round trip, nothing left on the server for PgBouncer to leak.
+    conn.read_only = True
+
+
+def _insert_lsn(conn: Conn) -> Lsn | None:
+    """The WAL insert position right now, on an idle connection; None if it broke."""
+    # The insert position, not pg_current_wal_lsn(): with synchronous_commit=off the
+    # commit record may be inserted but not yet written, and a token short of the
+    # commit record would let the replica "catch up" without it.
+    try:
+        conn.autocommit = True
+        try:
+            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+        finally:
+            conn.autocommit = False
+    except psycopg.Error:
+        return None
+    return Lsn.parse(row[0]) if row else None
+
+
+class Database:
+    """Writes go to the writer; reads go to the replica while it is up, close and answering.
+
+    ``with db.writer() as conn`` and ``with db.reader() as conn`` commit on success
+    and roll back on error. ``fetchall``/``fetchone`` are reads that never fail
+    because of the replica: if it goes away mid-read they run again on the
+    writer. A :meth:`unit_of_work` reads its own writes.
+    """
+
+    def __init__(
+        self,
+        writer_url: str,
+        reader_url: str | None = None,
+        *,
+        writer_pool: PoolConfig = WRITER_POOL,
+        reader_pool: PoolConfig = READER_POOL,
+        replica: ReplicaPolicy = DEFAULT_POLICY,
+        health_application_name: str = "kct_nextjs_health",
+    ) -> None:
+        if not writer_url:
+            raise UsageError("the writer's connection string is empty; pass DATABASE_URL")
+        self.writer_url = writer_url
+        self.reader_url = reader_url if reader_url and reader_url != writer_url else None
+        self.policy = replica
+        self.writer_config = writer_pool
+        self.reader_config = reader_pool
+        self._health_app = health_application_name
+        self._inflight: set[Conn] = set()
+        self._up_hooks: list[Callable[[], None]] = []
+        self._fallbacks: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._reader_pool: Pool | None = None
+        self._monitor: ReplicaMonitor | None = None
+        self._closed = False
+        self._check_writer()
+        self._writer_pool = self._pool(writer_url, writer_pool, read_only=False)
+        try:
+            if self.reader_url is None:
+                self._reader_pool = self._pool(writer_url, reader_pool, read_only=True)
+            else:
+                self._monitor = ReplicaMonitor(
+                    writer_url=writer_url,
+                    reader_url=self.reader_url,
+                    policy=replica,
+                    application_name=health_application_name,
+                    on_up=self._replica_up,
+                    on_down=self._abort_inflight,
+                )
+                self._monitor.check()
+                self._monitor.start()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Database:
+        """From ``DATABASE_URL`` and ``DATABASE_READONLY_URL``; no reader means the writer."""
+        writer, reader = urls_from_env(os.environ if environ is None else environ)
+        return cls(writer, reader, **options)
+
+    def __repr__(self) -> str:
+        reader = redact(self.reader_url) if self.reader_url else "(the writer)"
+        return f"<Database writer={redact(self.writer_url)} reader={reader}>"
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- setup ------------------------------------------------------------------------
+    def _check_writer(self) -> None:
+        timeout = self.writer_config.connect_timeout
+        try:
+            with connect_bounded(
+                self.writer_url, application_name=self._health_app, timeout=timeout
+            ) as conn:
+                rows = fetch_bounded(conn, "SELECT pg_is_in_recovery()", timeout=timeout)
+        except psycopg.Error as exc:
+            error = WriterUnavailable(
+                f"cannot connect to the writer at {redact(self.writer_url)}: "
+                f"{redact(str(exc)).strip()}; check DATABASE_URL and that PostgreSQL (or "
+                "PgBouncer) is running and accepts connections"
+            )
+            error.kind = classify(exc)
+            raise error from None  # the cause would print the libpq text unredacted
+        if rows[0][0]:
+            raise WriterUnavailable(
+                f"the writer at {redact(self.writer_url)} is a standby (pg_is_in_recovery() is "
+                "true) and cannot take writes; point DATABASE_URL at the primary"
+            )
+
+    def _pool(self, url: str, config: PoolConfig, *, read_only: bool) -> Pool:
+        return ConnectionPool(
+            url,
+            kwargs={
+                "application_name": config.application_name,
+                "connect_timeout": max(2, round(config.connect_timeout)),
+                "prepare_threshold": None,
+            },
+            min_size=config.min_size,
+            max_size=config.max_size,
+            max_idle=config.max_idle,
+            timeout=config.timeout,
+            max_waiting=config.max_waiting,
+            name=config.application_name,
+            configure=_read_only if read_only else None,
+            open=True,
+        )
+
+    def _replica_up(self) -> None:
+        """The replica answers (again): open its pool, or renew every connection in it."""
+        assert self.reader_url is not None
+        if self._reader_pool is None:
+            self._reader_pool = self._pool(self.reader_url, self.reader_config, read_only=True)
+        else:
+            # Connections made while it was down were refused or parked by PgBouncer, and
+            # those from before were cut when it stopped: drain replaces them all, without
+            # blocking this thread on any of them.
+            self._reader_pool.drain()
+        for hook in self._up_hooks:
+            hook()
+
+    def _abort_inflight(self) -> None:
+        for conn in self._inflight.copy():
+            abort_connection(conn)
+
+    # -- checkout -------------------------------------------------------------------------
+    def _get(self, pool: Pool, role: str) -> Conn:
+        try:
+            return pool.getconn()
+        except (psycopg_pool.PoolTimeout, psycopg_pool.TooManyRequests) as exc:
+            raise PoolExhausted(role=role, timeout=pool.timeout, stats=pool.get_stats()) from exc
+
+    def _fallback(self, reason: str) -> tuple[Conn, Pool, bool]:
+        with self._lock:
+            self._fallbacks[reason] += 1
+        conn = self._get(self._writer_pool, "writer")
+        conn.read_only = True
+        return conn, self._writer_pool, False
+
+    def _checkout_read(
+        self, *, after: Lsn | None, force_writer: str | None
+    ) -> tuple[Conn, Pool, bool]:
+        """A connection for a read, its pool, and whether it is on the replica."""
+        monitor = self._monitor
+        pool = self._reader_pool
+        if monitor is None and pool is not None:
+            return self._get(pool, "reader"), pool, False
+        if force_writer is not None:
+            return self._fallback(force_writer)
+        if monitor is None or pool is None:
+            return self._fallback("replica_down")
+        if not monitor.usable:
+            return self._fallback("replica_lagging" if monitor.state.available else "replica_down")
+        try:
+            conn = self._get(pool, "reader")
+        except PoolExhausted:
+            if monitor.usable:
+                raise  # load, not an outage: spilling reads onto the writer would spread it
+            return self._fallback("replica_down")
+        self._inflight.add(conn)
+        if after is None or monitor.replayed(after) or self._wait_replay(conn, after):
+            return conn, pool, True
+        self._inflight.discard(conn)
+        pool.putconn(conn)
+        return self._fallback("read_your_writes")
+
+    def _wait_replay(self, conn: Conn, token: Lsn) -> bool:
+        """Poll the replica until it has replayed ``token``, for a bounded time."""
+        assert self._monitor is not None
+        deadline = time.monotonic() + self.policy.read_your_writes_wait
+        delay = 0.001
+        try:
+            conn.autocommit = True
+            try:
+                while True:
+                    row = conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()
+                    if row is None or row[0] is None:
+                        return True  # not in recovery: a primary has everything
+                    replayed = Lsn.parse(row[0])
+                    if replayed >= token:
+                        self._monitor.note_replayed(replayed)
+                        return True
+                    if time.monotonic() + delay > deadline:
+                        return False
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.02)
+            finally:
+                conn.autocommit = False
+        except psycopg.Error as exc:
+            self._replica_failed(exc, conn)
+            return False
+
+    def _replica_failed(self, exc: BaseException, conn: Conn) -> bool:
+        """Tell the monitor if ``exc`` means the replica went away; True if it does."""
+        kind = classify(exc)
+        gone = conn.broken or kind in UNAVAILABLE_KINDS
+        # A recovery conflict cancels one query on a healthy replica: retry, don't mark down.
+        if gone and kind is not ErrorKind.REPLICA_UNAVAILABLE and self._monitor is not None:
+            self._monitor.report_failure(exc)
+        return gone
+
+    # -- the public face ---------------------------------------------------------------------
+    @contextmanager
+    def writer(self, *, search_path: Sequence[str] = ()) -> Iterator[Conn]:
+        """A connection to the writer, in a transaction committed when the block ends."""
+        with self._writing(search_path=search_path, unit=None) as conn:
+            yield conn
+
+    @contextmanager
+    def reader(
+        self, *, search_path: Sequence[str] = (), after: Lsn | None = None
+    ) -> Iterator[Conn]:
+        """A read-only connection: the replica's if usable (and past ``after``), else the writer's.
+
+        If the replica fails inside the block, :class:`ReplicaUnavailable` is raised
+        (the router already sends the next reads to the writer); use
+        :meth:`fetchall` for reads that must not fail.
+        """
+        with self._reading(search_path=search_path, after=after, force_writer=None) as conn:
+            yield conn
+
+    @contextmanager
+    def _writing(self, *, search_path: Sequence[str], unit: UnitOfWork | None) -> Iterator[Conn]:
+        pool = self._writer_pool
+        conn = self._get(pool, "writer")
+        try:
+            with conn:
+                if search_path:
+                    conn.execute(set_local_search_path(search_path))
+                yield conn
+            if unit is not None:
+                unit._wrote(_insert_lsn(conn))
+        finally:
+            pool.putconn(conn)
+
+    @contextmanager
+    def _reading(
+        self, *, search_path: Sequence[str], after: Lsn | None, force_writer: str | None
+    ) -> Iterator[Conn]:
+        conn, pool, on_replica = self._checkout_read(after=after, force_writer=force_writer)
+        try:
+            try:
+                with conn:
+                    if search_path:
+                        conn.execute(set_local_search_path(search_path))
+                    yield conn
+            except psycopg.Error as exc:
+                if on_replica and self._replica_failed(exc, conn):
+                    raise ReplicaUnavailable(
+                        f"read on the replica at {redact(self.reader_url or '')} failed: "
+                        f"{redact(str(exc)).strip()}; reads go to the writer until it is back"
+                    ) from exc
+                raise
+        finally:
+            if on_replica:
+                self._inflight.discard(conn)
+            elif pool is self._writer_pool:
+                with contextlib.suppress(psycopg.Error):  # broken: the pool discards it
+                    conn.read_only = None
+            pool.putconn(conn)
+
+    def _read_retrying(
+        self, work: Callable[[Conn], T], *, after: Lsn | None, force_writer: str | None
+    ) -> T:
+        try:
+            with self._reading(search_path=(), after=after, force_writer=force_writer) as conn:
+                return work(conn)
+        except ReplicaUnavailable:
+            with self._reading(search_path=(), after=None, force_writer="replica_error") as conn:
+                return work(conn)
+
+    def fetchall(self, query: QueryNoTemplate, params: Params | None = None) -> list[Row]:
+        """All rows of a read; retried on the writer if the replica fails under it."""
+        return self._read_retrying(
+            lambda conn: conn.execute(query, params).fetchall(), after=None, force_writer=None
+        )
+
+    def fetchone(self, query: QueryNoTemplate, params: Params | None = None) -> Row | None:
+        """The first row of a read; retried on the writer if the replica fails under it."""
+        return self._read_retrying(
+            lambda conn: conn.execute(query, params).fetchone(), after=None, force_writer=None
+        )
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A scope whose reads see its own earlier writes, wherever they are served."""
+        return UnitOfWork(self)
+
+    def current_lsn(self) -> Lsn | None:
+        """The primary's WAL insert position now: a read-your-writes token for later reads."""
+        conn = self._get(self._writer_pool, "writer")
+        try:
+            return _insert_lsn(conn)
+        finally:
+            self._writer_pool.putconn(conn)
+
+    def wait_for_replay(self, token: Lsn) -> bool:
+        """True once the replica has replayed ``token`` (bounded by the policy's wait)."""
+        monitor, pool = self._monitor, self._reader_pool
+        if monitor is None:
+            return True
+        if pool is None or not monitor.usable:
+            return False
+        if monitor.replayed(token):
+            return True
+        conn = self._get(pool, "reader")
+        self._inflight.add(conn)
+        try:
+            return self._wait_replay(conn, token)
+        finally:
+            self._inflight.discard(conn)
+            pool.putconn(conn)
+
+    def replica_state(self) -> ReplicaState | None:
+        """The monitor's last verdict; None when there is no separate replica."""
+        return None if self._monitor is None else self._monitor.state
+
+    @property
+    def replica_usable(self) -> bool:
+        """Whether plain reads go to the replica right now (True when reader is the writer)."""
+        return self._monitor is None or self._monitor.usable
+
+    def report_replica_failure(self, exc: BaseException) -> None:
+        """Another client of the replica (the ORM's engine) saw it fail."""
+        if self._monitor is not None:
+            self._monitor.report_failure(exc)
+
+    def on_replica_up(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` (in the monitor thread) each time the replica becomes available again."""
+        self._up_hooks.append(hook)
+
+    def track_replica_connection(self, conn: Any, *, active: bool) -> None:
+        """Register a connection whose reads must be broken if the replica goes down."""
+        if active:
+            self._inflight.add(conn)
+        else:
+            self._inflight.discard(conn)
+
+    def _ping(self, pool: Pool | None) -> bool:
+        if pool is None:
+            return False
+        timeout = self.policy.probe_timeout
+        try:
+            conn = pool.getconn(timeout=timeout)
+        except psycopg.Error:
+            return False
+        try:
+            with conn:
+                fetch_bounded(conn, "SELECT 1", timeout=timeout)
+        except psycopg.Error:
+            return False
+        finally:
+            pool.putconn(conn)
+        return True
+
+    def health_check(self) -> dict[str, bool]:
+        """``{"write": ..., "read": ...}``: does each side answer ``SELECT 1`` right now."""
+        return {"write": self._ping(self._writer_pool), "read": self._ping(self._reader_pool)}
+
+    def stats(self) -> dict[str, Any]:
+        """Pool counters (psycopg_pool ``get_stats``), replica state and fallbacks by reason."""
+        state = self.replica_state()
+        with self._lock:
+            fallbacks = dict(self._fallbacks)
+        return {
+            "writer": self._writer_pool.get_stats(),
+            "reader": self._reader_pool.get_stats() if self._reader_pool else {},
+            "replica": asdict(state) if state else None,
+            "fallbacks": fallbacks,
+        }
+
+    def close(self) -> None:
+        """Stop the monitor and close both pools; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._monitor is not None:
+            self._monitor.stop()
+        for pool in (self._reader_pool, getattr(self, "_writer_pool", None)):
+            if pool is not None:
+                pool.close()
+
+
+class UnitOfWork:
+    """Reads after a write here see that write: the write's WAL position is the token.
+
+    After each committed write the primary's insert position is kept; a later
+    read goes to the replica only once it has replayed that far (waiting at most
+    the policy's ``read_your_writes_wait``), else to the writer.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.token: Lsn | None = None
+        # set when a write committed but its WAL position could not be read
+        self._force_writer: str | None = None
+
+    def __enter__(self) -> UnitOfWork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def _wrote(self, lsn: Lsn | None) -> None:
+        if lsn is None:  # committed, but the position is unknown: trust only the writer
+            self._force_writer = "position_unknown"
+        else:
+            self.token = lsn if self.token is None else Lsn(max(self.token, lsn))
+
+    def writer(self, *, search_path: Sequence[str] = ()) -> AbstractContextManager[Conn]:
+        return self._db._writing(search_path=search_path, unit=self)
+
+    def reader(self, *, search_path: Sequence[str] = ()) -> AbstractContextManager[Conn]:
+        return self._db._reading(
+            search_path=search_path, after=self.token, force_writer=self._force_writer
+        )
+
+    def fetchall(self, query: QueryNoTemplate, params: Params | None = None) -> list[Row]:
+        return self._db._read_retrying(
+            lambda conn: conn.execute(query, params).fetchall(),
+            after=self.token,
+            force_writer=self._force_writer,
+        )
+
+    def fetchone(self, query: QueryNoTemplate, params: Params | None = None) -> Row | None:
+        return self._db._read_retrying(
+            lambda conn: conn.execute(query, params).fetchone(),
+            after=self.token,
+            force_writer=self._force_writer,
+        )
