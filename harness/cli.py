@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
         "nothing-lost, tables-intact and sequences checks",
     )
 
+    from harness.monitor.command import add_parser as add_status_parser
+
+    add_status_parser(sub)
+
     fp = sub.add_parser(
         "fingerprint",
         help="print a database's structural fingerprint and data checksums as JSON",

@@ -7,10 +7,12 @@ code 2, and leave no process and no temporary directory behind.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,12 +26,8 @@ from harness.errors import ClusterStartError
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
 
-def _cluster_dirs() -> set[str]:
-    return {p.name for p in Path(default_base_dir()).glob("pgcutover-*") if p.is_dir()}
-
-
-def _our_servers() -> set[int]:
-    """Pids of PostgreSQL and PgBouncer processes whose command line names a harness dir."""
+def _servers_in(base: Path) -> set[int]:
+    """Pids of processes whose command line names a directory under ``base``."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -38,17 +36,31 @@ def _our_servers() -> set[int]:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "pgcutover-" in cmd and ("postgres" in cmd or "pgbouncer" in cmd):
+        if str(base) in cmd:
             pids.add(int(entry.name))
     return pids
 
 
 @pytest.fixture
-def leaves_nothing_behind() -> Iterator[None]:
-    dirs, servers = _cluster_dirs(), _our_servers()
+def base_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory of this test's own for the clusters it starts, so that what is left
+    behind is told apart from other clusters running on the machine. Beside the
+    usual one, not under pytest's tmp_path: the server user must be able to enter it."""
+    base = Path(tempfile.mkdtemp(prefix="cli-up-", dir=default_base_dir()))
+    base.chmod(0o755)
+    monkeypatch.setenv("PGCUTOVER_TMPDIR", str(base))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def leaves_nothing_behind(base_dir: Path) -> Iterator[None]:
     yield
-    assert _cluster_dirs() - dirs == set(), "a temporary directory was left behind"
-    assert _our_servers() - servers == set(), "a server process was left running"
+    left = [
+        p.name for p in base_dir.glob("pgcutover-*") if not p.name.startswith("pgcutover-initdb")
+    ]
+    assert left == [], "a temporary directory was left behind"
+    assert _servers_in(base_dir) == set(), "a server process was left running"
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-import psycopg
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from psycopg import sql
 
 from harness.catalog import fingerprint
@@ -97,6 +96,15 @@ def load(dsn: str, contents: LegacyContents) -> None:
                 )
 
 
+def describe(contents: LegacyContents) -> None:
+    """What kind of example this was, for ``--hypothesis-show-statistics``."""
+    values = [v for rows in contents.rows.values() for row in rows for v in row.values()]
+    empty = sum(not rows for rows in contents.rows.values())
+    event({0: "no table empty", len(contents.rows): "every table empty"}.get(empty, "some empty"))
+    if any(isinstance(v, str) and len(v) >= 10_000 for v in values):
+        event("has a wide (TOASTed) value")
+
+
 def failures(checks: list[Check]) -> str:
     return "\n".join(str(c) for c in checks if not c.passed)
 
@@ -107,6 +115,7 @@ def test_random_contents_survive_migrate_rollback_migrate(
     cluster: Cluster, empty_legacy_template: str, kct_plan: Plan, contents: LegacyContents
 ) -> None:
     """Every invariant the gate checks holds for any contents, not just the seeded ones."""
+    describe(contents)
     name = fresh_name("prop")
     dsn = create_database(cluster.endpoints.primary, name, template=empty_legacy_template)
     try:

@@ -9,14 +9,7 @@ SQLAlchemy side (engines, a routing Session, the retailer's models) lives in
 
 from __future__ import annotations
 
-from harness.routing.database import (
-    READER_POOL,
-    WRITER_POOL,
-    Database,
-    PoolConfig,
-    UnitOfWork,
-    urls_from_env,
-)
+from harness.routing.database import Database
 from harness.routing.errors import (
     ErrorKind,
     InvalidIdentifier,
@@ -26,6 +19,7 @@ from harness.routing.errors import (
     WriterUnavailable,
     classify,
 )
+from harness.routing.pools import READER_POOL, WRITER_POOL, PoolConfig, urls_from_env
 from harness.routing.replica import Lsn, ReplicaPolicy, ReplicaState
 from harness.routing.schemas import (
     LEGACY_LAYOUT,
@@ -34,6 +28,7 @@ from harness.routing.schemas import (
     set_local_search_path,
     validate_identifier,
 )
+from harness.routing.unit import UnitOfWork
 
 __all__ = [
     "LEGACY_LAYOUT",

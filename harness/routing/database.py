@@ -1,22 +1,9 @@
-"""Writer and reader pools with read/write splitting: the plan's ``DatabasePool`` done properly.
-
-Pool sizes. The plan gives two sets of numbers: ``dbConfig`` (writer 2..10,
-reader 5..20) and ``DatabasePool`` (writer max 20, reader max 50). We take
-``dbConfig``'s, and ``DatabasePool``'s idle and connection timeouts, because
-these pools sit in front of PgBouncer and every application process opens its
-own: PgBouncer's writer accepts 100 clients (``max_client_conn``) for 25+5
-server connections, its reader 200 clients for 50+10, and the reader pools in
-*session* mode, where each idle client connection pins a replica connection.
-With 10/20 per process, ten processes fit under the writer's 100 clients and
-three under the reader's 60 server connections; with 20/50, five processes
-would exhaust the writer's client slots, and a single process would take 50 of
-the replica's 60 connections while mostly idle.
+"""Read/write splitting over two pools: the plan's ``DatabasePool``, done properly.
 
 Behind PgBouncer in transaction pooling nothing may live in the session:
-connections are made with ``prepare_threshold=None`` (PgBouncer 1.18 cannot
-keep prepared statements across transactions; psycopg's automatic preparing then
-fails with DuplicatePreparedStatement or "prepared statement does not exist"),
-and a search_path is only ever set with ``SET LOCAL``.
+connections never prepare statements (see ``pools``), a search_path is only
+ever set with ``SET LOCAL``, and a read that must not touch the primary's data
+by mistake runs in ``BEGIN READ ONLY`` wherever it lands.
 """
 
 from __future__ import annotations
@@ -28,14 +15,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
 from psycopg.abc import Params, QueryNoTemplate
-from psycopg_pool import ConnectionPool
 
 from harness.dsn import redact
 from harness.errors import UsageError
@@ -46,6 +32,14 @@ from harness.routing.errors import (
     ReplicaUnavailable,
     WriterUnavailable,
     classify,
+)
+from harness.routing.pools import (
+    READER_POOL,
+    WRITER_POOL,
+    Pool,
+    PoolConfig,
+    make_pool,
+    urls_from_env,
 )
 from harness.routing.replica import (
     Conn,
@@ -58,56 +52,16 @@ from harness.routing.replica import (
     fetch_bounded,
 )
 from harness.routing.schemas import set_local_search_path
+from harness.routing.unit import UnitOfWork
 
-__all__ = ["READER_POOL", "WRITER_POOL", "Database", "PoolConfig", "UnitOfWork", "urls_from_env"]
+__all__ = ["Database"]
 
 logger = logging.getLogger("harness.routing")
 T = TypeVar("T")
 Row = tuple[Any, ...]
-Pool = ConnectionPool[Conn]
 
 
-@dataclass(frozen=True, kw_only=True)
-class PoolConfig:
-    """One role's client-side pool; names follow psycopg_pool, times in seconds."""
-
-    application_name: str
-    min_size: int
-    max_size: int
-    #: idle connections above min_size are closed after this long
-    max_idle: float
-    #: how long a request waits for a free connection (the plan's connectionTimeoutMillis)
-    timeout: float = 2.0
-    #: how long opening one connection may take
-    connect_timeout: float = 2.0
-    #: requests allowed to queue for a connection; 0 is unlimited
-    max_waiting: int = 0
-
-
-WRITER_POOL = PoolConfig(
-    application_name="kct_nextjs_writer", min_size=2, max_size=10, max_idle=30.0
-)
-READER_POOL = PoolConfig(
-    application_name="kct_nextjs_reader", min_size=5, max_size=20, max_idle=60.0
-)
 DEFAULT_POLICY = ReplicaPolicy()
-
-
-def urls_from_env(environ: Mapping[str, str]) -> tuple[str, str | None]:
-    """``DATABASE_URL`` and ``DATABASE_READONLY_URL``; the reader is optional, as in the plan."""
-    writer = environ.get("DATABASE_URL", "").strip()
-    if not writer:
-        raise UsageError(
-            "DATABASE_URL is not set: export the primary's (or its PgBouncer's) connection "
-            "string, and DATABASE_READONLY_URL for the replica if there is one"
-        )
-    return writer, environ.get("DATABASE_READONLY_URL", "").strip() or None
-
-
-def _read_only(conn: Conn) -> None:
-    # A client-side attribute: psycopg then opens transactions with BEGIN READ ONLY,
-    # no extra round trip, nothing left on the server for PgBouncer to leak.
-    conn.read_only = True
 
 
 def _insert_lsn(conn: Conn) -> Lsn | None:
@@ -133,6 +87,14 @@ class Database:
     and roll back on error. ``fetchall``/``fetchone`` are reads that never fail
     because of the replica: if it goes away mid-read they run again on the
     writer. A :meth:`unit_of_work` reads its own writes.
+
+    Pool sizes default to the plan's ``dbConfig`` (writer 2..10, reader 5..20)
+    with ``DatabasePool``'s timeouts (2 s to get a connection, idle 30 s / 60 s),
+    not ``DatabasePool``'s maxima of 20 and 50: every process has its own pools in
+    front of one PgBouncer, whose writer admits 100 clients and whose reader, in
+    session mode, holds one of the replica's 60 server connections per client
+    connection. Ten processes fit at 10/20; five (writer) or one (reader) at 20/50.
+    See :mod:`harness.routing.pools`.
     """
 
     def __init__(
@@ -161,10 +123,10 @@ class Database:
         self._monitor: ReplicaMonitor | None = None
         self._closed = False
         self._check_writer()
-        self._writer_pool = self._pool(writer_url, writer_pool, read_only=False)
+        self._writer_pool = make_pool(writer_url, writer_pool, read_only=False)
         try:
             if self.reader_url is None:
-                self._reader_pool = self._pool(writer_url, reader_pool, read_only=True)
+                self._reader_pool = make_pool(writer_url, reader_pool, read_only=True)
             else:
                 self._monitor = ReplicaMonitor(
                     writer_url=writer_url,
@@ -218,29 +180,11 @@ class Database:
                 "true) and cannot take writes; point DATABASE_URL at the primary"
             )
 
-    def _pool(self, url: str, config: PoolConfig, *, read_only: bool) -> Pool:
-        return ConnectionPool(
-            url,
-            kwargs={
-                "application_name": config.application_name,
-                "connect_timeout": max(2, round(config.connect_timeout)),
-                "prepare_threshold": None,
-            },
-            min_size=config.min_size,
-            max_size=config.max_size,
-            max_idle=config.max_idle,
-            timeout=config.timeout,
-            max_waiting=config.max_waiting,
-            name=config.application_name,
-            configure=_read_only if read_only else None,
-            open=True,
-        )
-
     def _replica_up(self) -> None:
         """The replica answers (again): open its pool, or renew every connection in it."""
         assert self.reader_url is not None
         if self._reader_pool is None:
-            self._reader_pool = self._pool(self.reader_url, self.reader_config, read_only=True)
+            self._reader_pool = make_pool(self.reader_url, self.reader_config, read_only=True)
         else:
             # Connections made while it was down were refused or parked by PgBouncer, and
             # those from before were cut when it stopped: drain replaces them all, without
@@ -264,7 +208,11 @@ class Database:
         with self._lock:
             self._fallbacks[reason] += 1
         conn = self._get(self._writer_pool, "writer")
-        conn.read_only = True
+        try:
+            conn.read_only = True
+        except psycopg.Error:
+            self._writer_pool.putconn(conn)  # broke while idle in the pool: discarded there
+            raise
         return conn, self._writer_pool, False
 
     def _checkout_read(
@@ -508,52 +456,3 @@ class Database:
         for pool in (self._reader_pool, getattr(self, "_writer_pool", None)):
             if pool is not None:
                 pool.close()
-
-
-class UnitOfWork:
-    """Reads after a write here see that write: the write's WAL position is the token.
-
-    After each committed write the primary's insert position is kept; a later
-    read goes to the replica only once it has replayed that far (waiting at most
-    the policy's ``read_your_writes_wait``), else to the writer.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self.token: Lsn | None = None
-        # set when a write committed but its WAL position could not be read
-        self._force_writer: str | None = None
-
-    def __enter__(self) -> UnitOfWork:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def _wrote(self, lsn: Lsn | None) -> None:
-        if lsn is None:  # committed, but the position is unknown: trust only the writer
-            self._force_writer = "position_unknown"
-        else:
-            self.token = lsn if self.token is None else Lsn(max(self.token, lsn))
-
-    def writer(self, *, search_path: Sequence[str] = ()) -> AbstractContextManager[Conn]:
-        return self._db._writing(search_path=search_path, unit=self)
-
-    def reader(self, *, search_path: Sequence[str] = ()) -> AbstractContextManager[Conn]:
-        return self._db._reading(
-            search_path=search_path, after=self.token, force_writer=self._force_writer
-        )
-
-    def fetchall(self, query: QueryNoTemplate, params: Params | None = None) -> list[Row]:
-        return self._db._read_retrying(
-            lambda conn: conn.execute(query, params).fetchall(),
-            after=self.token,
-            force_writer=self._force_writer,
-        )
-
-    def fetchone(self, query: QueryNoTemplate, params: Params | None = None) -> Row | None:
-        return self._db._read_retrying(
-            lambda conn: conn.execute(query, params).fetchone(),
-            after=self.token,
-            force_writer=self._force_writer,
-        )

@@ -114,9 +114,7 @@ class Product(Base):
 
     id: Mapped[str] = _cuid()
     supplier_id: Mapped[str | None] = mapped_column(ForeignKey(f"{TENANT_SHARED}.suppliers.id"))
-    collection_id: Mapped[str | None] = mapped_column(
-        ForeignKey(f"{TENANT_SHARED}.collections.id")
-    )
+    collection_id: Mapped[str | None] = mapped_column(ForeignKey(f"{TENANT_SHARED}.collections.id"))
     name: Mapped[str] = mapped_column(Text)
     slug: Mapped[str] = mapped_column(Text, unique=True)
     category: Mapped[str] = mapped_column(Text)
@@ -245,6 +243,9 @@ class Measurement(Base):
 
 
 # -- analytics: derived tables, rebuilt from the others ----------------------------------------
+# customer_id and product_id point into tenant tables (the legacy database has
+# foreign keys there); analytics is shared by every tenant, so the models do not
+# tie it to one tenant's customers.
 class CustomerInsight(Base):
     __tablename__ = "customer_insights"
     __table_args__ = {"schema": ANALYTICS}

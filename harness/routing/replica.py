@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "ReplicaPolicy",
     "ReplicaState",
     "abort_connection",
+    "bounded",
     "connect_bounded",
     "fetch_bounded",
 ]
@@ -155,13 +156,12 @@ class _Watchdog:
         self._timer.cancel()
 
 
-def fetch_bounded(
-    conn: Conn, query: str, params: tuple[Any, ...] | None = None, *, timeout: float
-) -> list[tuple[Any, ...]]:
-    """Run ``query`` and fetch its rows, or fail after ``timeout`` sec instead of hanging."""
+@contextlib.contextmanager
+def bounded(conn: Conn, *, timeout: float) -> Iterator[None]:
+    """Everything ``conn`` does inside the block fails after ``timeout`` sec instead of hanging."""
     watchdog = _Watchdog(conn, timeout)
     try:
-        return conn.execute(query, params, prepare=False).fetchall()
+        yield
     except psycopg.OperationalError as exc:
         if watchdog.fired:
             raise psycopg.OperationalError(
@@ -170,6 +170,14 @@ def fetch_bounded(
         raise
     finally:
         watchdog.disarm()
+
+
+def fetch_bounded(
+    conn: Conn, query: str, params: tuple[Any, ...] | None = None, *, timeout: float
+) -> list[tuple[Any, ...]]:
+    """Run ``query`` and fetch its rows, or fail after ``timeout`` sec instead of hanging."""
+    with bounded(conn, timeout=timeout):
+        return conn.execute(query, params, prepare=False).fetchall()
 
 
 def connect_bounded(url: str, *, application_name: str, timeout: float) -> Conn:
@@ -241,6 +249,7 @@ class ReplicaMonitor:
         """A request saw the replica fail: stop routing to it now, and probe at once."""
         if self.state.available:
             self._mark_down(exc, source="a read")
+            self._on_down()  # other reads may be parked on it in PgBouncer: break them now
         self._wake.set()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -275,20 +284,30 @@ class ReplicaMonitor:
         """Probe once, now, in the calling thread; update and return the state."""
         try:
             primary = self._primary_lsn()
-            self._reader = self._reader or self._connect(self._reader_url)
-            rows = fetch_bounded(
-                self._reader,
-                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text",
-                timeout=self.policy.probe_timeout,
-            )
+            rows = self._ask_replica()
         except psycopg.Error as exc:
-            _close(self._reader)
-            self._reader = None
             self._mark_down(exc, source="the health check")
             return self.state
         in_recovery, replay_text = rows[0]
         self._mark_up(primary, Lsn.parse(replay_text) if in_recovery and replay_text else None)
         return self.state
+
+    def _ask_replica(self) -> list[tuple[Any, ...]]:
+        query = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text"
+        reused = self._reader is not None
+        while True:
+            try:
+                self._reader = self._reader or self._connect(self._reader_url)
+                return fetch_bounded(self._reader, query, timeout=self.policy.probe_timeout)
+            except psycopg.Error as exc:
+                _close(self._reader)
+                self._reader = None
+                # A kept connection can die alone (a pooler restart, server_lifetime):
+                # one retry on a new one before calling the replica down, unless it
+                # hung, which a new connection through PgBouncer would do again.
+                if not reused or "no answer from the server" in str(exc):
+                    raise
+                reused = False
 
     def _connect(self, url: str) -> Conn:
         return connect_bounded(url, application_name=self._app, timeout=self.policy.probe_timeout)
