@@ -74,6 +74,7 @@ _WIDE_ALPHABET = (
 UTC = dt.UTC
 _MIN_TS = dt.datetime(1, 1, 1, tzinfo=UTC)
 _MAX_TS = dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+_OFFSETS = (dt.timezone(dt.timedelta(hours=14)), dt.timezone(-dt.timedelta(hours=12, minutes=30)))
 # PostgreSQL's own limits for timestamptz and date, beyond Python's datetime.
 _PG_TIMESTAMPS = (
     "4713-01-01 00:00:00+00 BC",
@@ -183,7 +184,8 @@ def timestamps() -> st.SearchStrategy[object]:
         st.datetimes(
             min_value=_MIN_TS.replace(tzinfo=None),
             max_value=_MAX_TS.replace(tzinfo=None),
-            timezones=st.just(UTC),
+            # psycopg sends the offset; the server stores UTC (0001-01-01+14 is 1 BC).
+            timezones=st.sampled_from([UTC, *_OFFSETS]),
         ),
     )
 
@@ -270,14 +272,17 @@ def _table(
     draw: st.DrawFn,
     columns: dict[str, st.SearchStrategy[Any]],
     *,
-    max_size: int,
+    sizes: tuple[int, int],
     unique: Sequence[tuple[str, ...]] = (("id",),),
 ) -> list[Row]:
     """Rows whose UNIQUE columns (each tuple one constraint) are unique, as the table demands."""
     if any(strategy.is_empty for strategy in columns.values()):
         return []  # a child table whose parent table was drawn empty
     keys = tuple(_key(u) for u in unique)
-    return draw(st.lists(st.fixed_dictionaries(columns), max_size=max_size, unique_by=keys))
+    rows = st.lists(
+        st.fixed_dictionaries(columns), min_size=sizes[0], max_size=sizes[1], unique_by=keys
+    )
+    return draw(rows)
 
 
 def _of(values: Sequence[object]) -> st.SearchStrategy[object]:
@@ -292,7 +297,9 @@ def _ids(rows: list[Row]) -> list[object]:
 @st.composite
 def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
     """Contents of all eleven legacy tables, children referencing the parents drawn."""
-    n = max_rows
+    # Half the examples fill every table: left alone, the children of a parent
+    # table drawn empty are empty too, and all eleven would rarely hold rows at once.
+    n = (draw(st.sampled_from([0, 1])), max_rows)
     price = money(precision=10, minimum=Decimal(0))  # CHECK (price >= 0)
     amount = money(precision=12)  # no CHECK: negative amounts are legal
     measure = _nullable(money(precision=5, scale=1))
@@ -308,7 +315,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "created_at": timestamps(),
             "updated_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
     )
     collections = rows["collections"] = _table(
         draw,
@@ -322,7 +329,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "created_at": timestamps(),
             "updated_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
         unique=[("id",), ("slug",)],
     )
     products = rows["products"] = _table(
@@ -341,7 +348,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "created_at": timestamps(),
             "updated_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
         unique=[("id",), ("slug",)],
     )
     variants = rows["product_variants"] = _table(
@@ -359,7 +366,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "created_at": timestamps(),
             "updated_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
         unique=[("id",), ("sku",)],
     )
     customers = rows["customers"] = _table(
@@ -377,7 +384,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "created_at": timestamps(),
             "updated_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
         unique=[("id",), ("email",)],
     )
     customer = _of(_ids(customers))
@@ -400,7 +407,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "created_at": timestamps(),
             "updated_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
         unique=[("id",), ("order_number",)],
     )
     rows["order_items"] = _table(
@@ -413,7 +420,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "unit_price": money(precision=10),
             "discount": money(precision=10),
         },
-        max_size=n,
+        sizes=n,
     )
     rows["appointments"] = _table(
         draw,
@@ -429,7 +436,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "created_at": timestamps(),
             "updated_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
     )
     rows["measurements"] = _table(
         draw,
@@ -443,7 +450,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "notes": long_text(),
             "taken_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
     )
     rows["customer_insights"] = _table(
         draw,
@@ -458,7 +465,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "churn_risk": _nullable(floats()),
             "computed_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
         unique=[("id",), ("customer_id",)],
     )
     rows["product_recommendations"] = _table(
@@ -471,7 +478,7 @@ def legacy_contents(draw: st.DrawFn, *, max_rows: int = 4) -> LegacyContents:
             "reason": pg_text(),
             "created_at": timestamps(),
         },
-        max_size=n,
+        sizes=n,
         unique=[("id",), ("customer_id", "product_id")],
     )
     sequences: dict[tuple[str, str], tuple[int, bool] | None] = {}

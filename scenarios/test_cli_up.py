@@ -88,7 +88,7 @@ def test_up_prints_the_four_dsns_and_stops_on_sigterm() -> None:
         [*HARNESS, "up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
         assert proc.stdout is not None
-        env = {}
+        env: dict[str, str] = {}
         while len(env) < 4:
             line = proc.stdout.readline()
             assert line, f"harness up ended early: {proc.stderr.read() if proc.stderr else ''}"

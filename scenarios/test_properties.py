@@ -1,7 +1,7 @@
 """Random legacy contents keep every invariant through migrate → rollback → migrate.
 
 The seeded legacy database is one data set; a plan that survives it may still
-lose the row with a NUL-adjacent escape, a BC date, a price at the bound of its
+lose the row with a backslash escape, a BC date, a price at the bound of its
 numeric, a 100 KB TOASTed note or an empty table. Here hypothesis draws the
 contents of all eleven tables (foreign keys consistent, any table possibly
 empty) and each example runs plans/kct on its own database on the real
@@ -12,6 +12,7 @@ the first.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,12 @@ from pathlib import Path
 import pytest
 from hypothesis import event, given
 from psycopg import sql
+from strategies import (  # scenarios/strategies.py
+    LEGACY_COPY_ORDER,
+    LegacyContents,
+    database_settings,
+    legacy_contents,
+)
 
 from harness.catalog import fingerprint
 from harness.cluster import Cluster
@@ -36,12 +43,6 @@ from harness.plan import Plan, load_plan
 from harness.runner import Runner
 from harness.testing.fix_cluster import connect
 from harness.testing.fix_legacy import fresh_name
-from scenarios.strategies import (
-    LEGACY_COPY_ORDER,
-    LegacyContents,
-    database_settings,
-    legacy_contents,
-)
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +50,9 @@ KCT = Path(__file__).resolve().parents[1] / "plans" / "kct"
 EXAMPLES = 15
 
 
-@pytest.fixture(scope="module")
+@functools.cache
 def kct_plan() -> Plan:
+    """Read once; not a fixture, or hypothesis would print the whole plan with a failure."""
     return load_plan(KCT)
 
 
@@ -112,7 +114,7 @@ def failures(checks: list[Check]) -> str:
 @database_settings(max_examples=EXAMPLES)
 @given(contents=legacy_contents())
 def test_random_contents_survive_migrate_rollback_migrate(
-    cluster: Cluster, empty_legacy_template: str, kct_plan: Plan, contents: LegacyContents
+    cluster: Cluster, empty_legacy_template: str, contents: LegacyContents
 ) -> None:
     """Every invariant the gate checks holds for any contents, not just the seeded ones."""
     describe(contents)
@@ -120,8 +122,8 @@ def test_random_contents_survive_migrate_rollback_migrate(
     dsn = create_database(cluster.endpoints.primary, name, template=empty_legacy_template)
     try:
         load(dsn, contents)
-        layout = kct_plan.layout
-        with connect(dsn) as conn, Runner(kct_plan, dsn) as runner:
+        layout = kct_plan().layout
+        with connect(dsn) as conn, Runner(kct_plan(), dsn) as runner:
             before = fingerprint(conn)
             # The drawn rows are really there: otherwise "unchanged" would prove nothing.
             loaded = {t: before.row_count(f"public.{t}") for t in LEGACY_COPY_ORDER}

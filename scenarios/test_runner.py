@@ -162,6 +162,28 @@ def test_apply_on_a_database_without_ledger(legacy_db: LegacyDatabase) -> None:
     assert _ledger(dsn, "kct") == [(1, plan.up[0].name, plan.up[0].checksum)]
 
 
+def test_single_steps_apply_in_order_and_roll_back_newest_first(
+    legacy_db: LegacyDatabase,
+) -> None:
+    """``apply`` and ``revert`` are public too: they must not skip, repeat or reorder steps."""
+    dsn = legacy_db.endpoints.primary
+    plan = load_plan(KCT)
+    before = _fingerprint(dsn)
+    with Runner(plan, dsn) as runner:
+        with pytest.raises(PlanError, match="none is applied"):
+            runner.revert(plan.up[0])
+        assert runner.apply(plan.up[0]).applied
+        assert runner.apply(plan.up[1]).applied
+        with pytest.raises(PlanError, match="is already applied"):
+            runner.apply(plan.up[0])
+        with pytest.raises(PlanError, match="the newest applied is 2"):
+            runner.revert(plan.up[0])
+        assert runner.revert(plan.up[1]).applied
+        assert runner.revert(plan.up[0]).applied
+    assert _ledger(dsn, "kct") == []
+    assert _differences(before, dsn) == []
+
+
 # -- dry run --------------------------------------------------------------------------
 def test_dry_run_changes_nothing_and_lists_the_pending_steps(legacy_db: LegacyDatabase) -> None:
     """``--dry-run`` is used against production to review a deploy: it must touch nothing."""

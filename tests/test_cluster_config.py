@@ -9,7 +9,7 @@ import pytest
 
 from harness.cluster.base import Endpoints
 from harness.cluster.binaries import find_binaries, find_pgbouncer
-from harness.cluster.pgbouncer import READER, WRITER, render_ini
+from harness.cluster.pgbouncer import READER, WRITER, PoolSettings, render_ini
 from harness.dsn import redact, with_database
 from harness.errors import UsageError
 
@@ -31,11 +31,10 @@ def _ini(text: str) -> dict[str, str]:
     ],
 )  # fmt: skip
 def test_pgbouncer_ini_has_the_plans_numbers(
-    settings: object, expected: dict[str, str], tmp_path: Path
+    settings: PoolSettings, expected: dict[str, str], tmp_path: Path
 ) -> None:
-    assert settings in (WRITER, READER)
     text = render_ini(
-        settings,  # type: ignore[arg-type]
+        settings,
         listen_port=6432,
         server_port=5432,
         dbname="app",

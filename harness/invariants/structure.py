@@ -81,9 +81,8 @@ def check_data(layout: Layout, before: Fingerprint, after: Fingerprint) -> Check
                 else f"`{now.qualified}`: row count not comparable"
             )
         elif table.checksum != now.checksum:
-            offenders.append(
-                f"`{now.qualified}`: same {table.rows:,} rows, but their contents changed"
-            )
+            same = f"{table.rows:,} row{'s' if table.rows != 1 else ''}"
+            offenders.append(f"`{now.qualified}`: same {same}, but their contents changed")
     rows = sum(t.rows or 0 for t in before.tables.values())
     return Check.of(
         "data.unchanged",

@@ -213,8 +213,11 @@ def _privileges(raw: object, *, toml_path: Path) -> tuple[PrivilegeRule, ...]:
         role = _ident(entry.get("role"), where=f"{where} role")
         on = entry.get("on")
         parts = on.split(".") if isinstance(on, str) else []
-        if not (1 <= len(parts) <= 2 and all(_IDENT.match(p) or p == "*" for p in parts)) or (
-            parts[0] == "*"
+        if (
+            not isinstance(on, str)
+            or not 1 <= len(parts) <= 2
+            or not _IDENT.match(parts[0])
+            or not all(_IDENT.match(p) or p == "*" for p in parts[1:])
         ):
             raise PlanError(f"{where}: on = {on!r}; name a schema, schema.* or schema.table")
         allow = frozenset(o.upper() for o in _str_list(entry.get("allow", []), where=where))

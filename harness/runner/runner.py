@@ -271,7 +271,15 @@ class Runner:
         outcome.errors = sorted(errors, key=lambda e: (e.line, e.message))
 
     def apply(self, step: Step) -> StepOutcome:
+        """Apply one up step; it must come after every step the ledger lists."""
         ensure_ledger(self.conn)
+        done = [r.step for r in self._check_ledger(strict=False)]
+        if done and step.number <= max(done):
+            state = "is already applied" if step.number in done else "comes before applied ones"
+            raise PlanError(
+                f"{step.label} {state} (applied: {', '.join(map(str, done))}); "
+                "steps apply in order, each once"
+            )
         self._progress(f"applying {step.label} ({_count(step)})")
         outcome = self._run(
             step,
@@ -288,6 +296,13 @@ class Runner:
         return outcome
 
     def revert(self, step: Step) -> StepOutcome:
+        """Roll back one step; it must be the newest the ledger lists."""
+        done = [r.step for r in self._check_ledger(strict=False)]
+        if not done or step.number != max(done):
+            newest = f"the newest applied is {max(done)}" if done else "none is applied"
+            raise PlanError(
+                f"cannot roll back {step.label}: {newest}; steps roll back newest first"
+            )
         down = self.plan.down_for(step.number)
         self._progress(f"applying {down.label} ({_count(down)})")
         outcome = self._run(
