@@ -38,7 +38,8 @@ def test_pgbouncer_ini_has_the_plans_numbers(
         listen_port=6432,
         server_port=5432,
         dbname="app",
-        workdir=tmp_path,
+        auth_file=str(tmp_path / "users.txt"),
+        files_in=str(tmp_path),
     )
     ini = _ini(text)
     assert {k: ini[k] for k in expected} == expected

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from harness.cluster.base import Cluster, Endpoints
-from harness.cluster.pgbouncer import READER, WRITER, PoolSettings
+from harness.cluster.pgbouncer import READER, WRITER, PoolSettings, render_ini
 from harness.dsn import make_dsn, with_database
 from harness.errors import ClusterStartError, InfrastructureError
 
@@ -117,30 +117,16 @@ class DockerPlan:
 
 def pgbouncer_ini(settings: PoolSettings, *, server_host: str, dbname: str) -> str:
     """The pgbouncer.ini for one role, with the plan's numbers, as the local provider has it."""
-    return f"""\
-[databases]
-{settings.role} = host={server_host} port={PG_PORT} dbname={dbname}
-* = host={server_host} port={PG_PORT}
-
-[pgbouncer]
-listen_addr = 0.0.0.0
-listen_port = {PGBOUNCER_PORT}
-; trust: the servers trust the network too; users must still be listed in auth_file
-auth_type = trust
-auth_file = {PGBOUNCER_DIR}/userlist.txt
-admin_users = {SUPERUSER}
-stats_users = {SUPERUSER}
-pool_mode = {settings.pool_mode}
-max_client_conn = {settings.max_client_conn}
-default_pool_size = {settings.default_pool_size}
-reserve_pool_size = {settings.reserve_pool_size}
-reserve_pool_timeout = {settings.reserve_pool_timeout}
-server_lifetime = {settings.server_lifetime}
-server_idle_timeout = {settings.server_idle_timeout}
-server_login_retry = {settings.server_login_retry}
-; psycopg and SQLAlchemy may send these; PgBouncer refuses unknown startup parameters
-ignore_startup_parameters = extra_float_digits,options
-"""
+    return render_ini(
+        settings,
+        listen_addr="0.0.0.0",  # inside the container, behind a mapped port
+        listen_port=PGBOUNCER_PORT,
+        server_host=server_host,
+        server_port=PG_PORT,
+        dbname=dbname,
+        auth_file=f"{PGBOUNCER_DIR}/userlist.txt",
+        admin_user=SUPERUSER,
+    )
 
 
 def _server_args() -> list[str]:

@@ -51,27 +51,38 @@ def _quote_user(name: str) -> str:
 def render_ini(
     settings: PoolSettings,
     *,
+    listen_addr: str = "127.0.0.1",
     listen_port: int,
+    server_host: str = "127.0.0.1",
     server_port: int,
     dbname: str,
-    workdir: Path,
+    auth_file: str,
     admin_user: str = "postgres",
+    files_in: str | None = None,
 ) -> str:
-    """The pgbouncer.ini for one role; every path inside ``workdir``."""
+    """The pgbouncer.ini for one role, for local processes and containers alike.
+
+    ``files_in`` puts the log, pid file and Unix socket in a directory of ours; left
+    out (a container), PgBouncer logs to stderr and keeps its image's defaults.
+    """
+    files = (
+        f"unix_socket_dir = {files_in}\n"
+        f"logfile = {files_in}/pgbouncer.log\n"
+        f"pidfile = {files_in}/pgbouncer.pid\n"
+        if files_in
+        else ""
+    )
     return f"""\
 [databases]
-{settings.role} = host=127.0.0.1 port={server_port} dbname={dbname}
-* = host=127.0.0.1 port={server_port}
+{settings.role} = host={server_host} port={server_port} dbname={dbname}
+* = host={server_host} port={server_port}
 
 [pgbouncer]
-listen_addr = 127.0.0.1
+listen_addr = {listen_addr}
 listen_port = {listen_port}
-unix_socket_dir = {workdir}
-logfile = {workdir}/pgbouncer.log
-pidfile = {workdir}/pgbouncer.pid
-; trust: the servers trust loopback too; users must still be listed in auth_file
+{files}; trust: the servers trust the harness's network; users must still be in auth_file
 auth_type = trust
-auth_file = {workdir}/users.txt
+auth_file = {auth_file}
 admin_users = {admin_user}
 stats_users = {admin_user}
 pool_mode = {settings.pool_mode}
@@ -113,7 +124,8 @@ class PgBouncer:
                 listen_port=listen_port,
                 server_port=server_port,
                 dbname=dbname,
-                workdir=self.workdir,
+                auth_file=str(self.workdir / "users.txt"),
+                files_in=str(self.workdir),
             )
         )
         self._chown(ini)
