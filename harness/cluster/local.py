@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from harness.cluster.base import Cluster, Endpoints
 from harness.cluster.binaries import PgBinaries, find_binaries, find_pgbouncer
 from harness.cluster.pgbouncer import READER, WRITER, PgBouncer
 from harness.cluster.processes import ServerProcess, free_port, prepare_dir, run_as_owner
+from harness.databases import create_database
 from harness.dsn import make_dsn
 from harness.errors import ClusterStartError
 
@@ -179,28 +179,29 @@ class LocalCluster(Cluster):
     def stop(self) -> None:
         self._finalizer()
 
+    def _server(self, role: str, *, port: int) -> ServerProcess:
+        """Start the primary or the replica from its data directory (same name as role)."""
+        return ServerProcess(
+            _server_argv(
+                self.bins, self.workdir / role, port=port, socket_dir=self.workdir / "sockets"
+            ),
+            name=f"PostgreSQL {role}",
+            log=self.workdir / f"{role}.log",
+            port=port,
+        )
+
     def start(self, *, progress: Progress = _quiet) -> None:
-        socket_dir = prepare_dir(self.workdir / "sockets")
+        prepare_dir(self.workdir / "sockets")
         primary_dir = self.workdir / "primary"
         replica_dir = self.workdir / "replica"
         _initdb(self.bins, primary_dir, progress=progress)
         primary_port = free_port()
         progress(f"starting the primary on 127.0.0.1:{primary_port}")
-        self.primary = ServerProcess(
-            _server_argv(self.bins, primary_dir, port=primary_port, socket_dir=socket_dir),
-            name="PostgreSQL primary",
-            log=self.workdir / "primary.log",
-            port=primary_port,
-        )
+        self.primary = self._server("primary", port=primary_port)
         admin = make_dsn(host="127.0.0.1", port=primary_port, user="postgres", dbname="postgres")
         self.primary.wait_ready(_accepts(admin))
         if self.dbname != "postgres":
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("CREATE DATABASE {} STRATEGY FILE_COPY").format(
-                        sql.Identifier(self.dbname)
-                    )
-                )
+            create_database(admin, self.dbname)
 
         progress("pg_basebackup: cloning the replica from the primary")
         run_as_owner(
@@ -216,12 +217,7 @@ class LocalCluster(Cluster):
         )  # fmt: skip
         replica_port = free_port()
         progress(f"starting the replica on 127.0.0.1:{replica_port}")
-        self.replica = ServerProcess(
-            _server_argv(self.bins, replica_dir, port=replica_port, socket_dir=socket_dir),
-            name="PostgreSQL replica",
-            log=self.workdir / "replica.log",
-            port=replica_port,
-        )
+        self.replica = self._server("replica", port=replica_port)
 
         pgbouncer = find_pgbouncer()
         for settings, server_port in ((WRITER, primary_port), (READER, replica_port)):
@@ -271,19 +267,8 @@ class LocalCluster(Cluster):
     def restart_replica(self) -> None:
         """Start the replica again after a fault scenario stopped it."""
         assert self.replica is not None
-        old = self.replica
-        old.stop()
-        self.replica = ServerProcess(
-            _server_argv(
-                self.bins,
-                self.workdir / "replica",
-                port=old.port,
-                socket_dir=self.workdir / "sockets",
-            ),
-            name=old.name,
-            log=old.log,
-            port=old.port,
-        )
+        self.replica.stop()
+        self.replica = self._server("replica", port=self.replica.port)
         self.replica.wait_ready(_accepts(self.endpoints.replica))
 
 
