@@ -134,9 +134,9 @@ def test_seeding(cluster: Cluster, scratch: Callable[[], str], scale: int) -> No
         )  # fmt: skip
 
 
-def test_gate_on_the_corrected_plan(tmp_path: Path) -> None:
+def test_gate_on_the_corrected_plan() -> None:
     plan = load_plan(HERE.parent / "plans" / "kct")
-    report = run_gate(plan, backup_dir=tmp_path)
+    report = run_gate(plan)
     _report(
         "harness gate --plan plans/kct at scale 1",
         [("cluster up, seed, backup, migrate, verify, rollback, …", report.seconds)],

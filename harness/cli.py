@@ -133,7 +133,6 @@ def cmd_gate(args: argparse.Namespace) -> int:
         pg_bin=args.pg_bin,
         legacy=args.legacy,
         scale=args.scale,
-        backup_dir=args.reports / "backups",
         emit=_emit,
         progress=progress,
     )

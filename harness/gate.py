@@ -9,6 +9,7 @@ names every defect of a plan.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -280,17 +281,24 @@ def run_gate(
     pg_bin: str | None = None,
     legacy: Path | None = None,
     scale: int = 1,
-    backup_dir: Path = Path("reports/backups"),
+    backup_dir: Path | None = None,
     emit: Emit = _quiet,
     progress: Progress = _quiet,
 ) -> GateReport:
-    """Start a cluster, seed the legacy database, and put the plan through the gate."""
+    """Start a cluster, seed the legacy database, and put the plan through the gate.
+
+    The gate's backup proves the plan's first step is covered; it is of a throwaway
+    database, so unless ``backup_dir`` is given it goes where the cluster goes.
+    """
     from harness.legacy import seed
 
     started = time.perf_counter()
     report = GateReport(plan=plan.name, context={"provider": provider, "scale": scale})
     cluster: Cluster
-    with start_cluster(provider, pg_bin=pg_bin, progress=progress) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="pgcutover-backup-") as scratch,
+        start_cluster(provider, pg_bin=pg_bin, progress=progress) as cluster,
+    ):
         drop_database(cluster.endpoints.primary, GATE_DATABASE)
         create_database(cluster.endpoints.primary, GATE_DATABASE)
         endpoints = cluster.endpoints.for_database(GATE_DATABASE)
@@ -309,7 +317,7 @@ def run_gate(
                 emit=emit,
                 progress=progress,
                 report=report,
-                backup_dir=backup_dir,
+                backup_dir=backup_dir or Path(scratch),
             )
         finally:
             drop_database(cluster.endpoints.primary, GATE_DATABASE)
