@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from harness.cluster.processes import ServerProcess, prepare_dir, server_user
+from harness.cluster.processes import ServerProcess, give_to_server_user, prepare_dir
 
 __all__ = ["READER", "WRITER", "PgBouncer", "PoolSettings", "render_ini"]
 
@@ -128,7 +128,7 @@ class PgBouncer:
                 files_in=str(self.workdir),
             )
         )
-        self._chown(ini)
+        give_to_server_user(ini)
         # Foreground (no -d): we hold its pid, and its log is ours to read on failure.
         self.process = ServerProcess(
             [executable, str(ini)],
@@ -138,17 +138,10 @@ class PgBouncer:
             stop_signal=signal.SIGINT,
         )
 
-    def _chown(self, path: Path) -> None:
-        user = server_user()
-        if user is not None:
-            import os
-
-            os.chown(path, user.pw_uid, user.pw_gid)
-
     def _write_users(self) -> None:
         path = self.workdir / "users.txt"
         path.write_text("".join(f'{_quote_user(u)} ""\n' for u in self._users))
-        self._chown(path)
+        give_to_server_user(path)
 
     @property
     def admin_dsn(self) -> str:

@@ -21,7 +21,14 @@ from pathlib import Path
 
 from harness.errors import ClusterStartError, InfrastructureError
 
-__all__ = ["ServerProcess", "free_port", "prepare_dir", "run_as_owner", "server_user"]
+__all__ = [
+    "ServerProcess",
+    "free_port",
+    "give_to_server_user",
+    "prepare_dir",
+    "run_as_owner",
+    "server_user",
+]
 
 SERVER_OS_USER = "postgres"
 
@@ -40,13 +47,19 @@ def server_user() -> pwd.struct_passwd | None:
         ) from None
 
 
-def prepare_dir(path: Path) -> Path:
-    """Create ``path`` owned by the server user (PgBouncer and PostgreSQL write there)."""
-    path.mkdir(parents=True, exist_ok=True)
+def give_to_server_user(path: Path) -> Path:
+    """Make ``path`` the server user's: a server started as root's stand-in must write
+    there (a root-owned log left by an earlier start makes PgBouncer refuse to start)."""
     user = server_user()
     if user is not None:
         os.chown(path, user.pw_uid, user.pw_gid)
     return path
+
+
+def prepare_dir(path: Path) -> Path:
+    """Create ``path`` owned by the server user (PgBouncer and PostgreSQL write there)."""
+    path.mkdir(parents=True, exist_ok=True)
+    return give_to_server_user(path)
 
 
 @dataclass(frozen=True)
@@ -130,9 +143,7 @@ class ServerProcess:
         self.port = port
         self._stop_signal = stop_signal
         with open(log, "ab") as out:
-            user = server_user()
-            if user is not None:
-                os.chown(log, user.pw_uid, user.pw_gid)
+            give_to_server_user(log)
             # A session of its own: a Ctrl-C in the terminal reaches the harness,
             # which then stops the servers in order, instead of each of them at once.
             owner = _owner()

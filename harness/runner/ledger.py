@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg.rows import class_row
 
 __all__ = ["LEDGER_SCHEMA", "AppliedStep", "ensure_ledger", "read_ledger"]
 
@@ -51,12 +52,12 @@ def read_ledger(conn: psycopg.Connection[tuple[object, ...]], plan: str) -> list
     exists = conn.execute("SELECT to_regclass('pgcutover.ledger') IS NOT NULL").fetchone()
     if not (exists and exists[0]):
         return []
-    rows = conn.execute(
-        "SELECT step, name, checksum, applied_at FROM pgcutover.ledger"
-        " WHERE plan = %s ORDER BY step",
-        (plan,),
-    ).fetchall()
-    return [AppliedStep(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]  # type: ignore[call-overload, arg-type]
+    with conn.cursor(row_factory=class_row(AppliedStep)) as cur:
+        return cur.execute(
+            "SELECT step, name, checksum, applied_at FROM pgcutover.ledger"
+            " WHERE plan = %s ORDER BY step",
+            (plan,),
+        ).fetchall()
 
 
 def record(

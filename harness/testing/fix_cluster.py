@@ -68,5 +68,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"pgcutover: provider=local, {version}"
 
 
-def connect(dsn: str, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(dsn, autocommit=True, connect_timeout=5, **kwargs)  # type: ignore[arg-type]
+def connect(
+    dsn: str, *, prepare_threshold: int | None = 5
+) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection; ``prepare_threshold=None`` for PgBouncer's transaction pool."""
+    return psycopg.connect(
+        dsn, autocommit=True, connect_timeout=5, prepare_threshold=prepare_threshold
+    )
