@@ -1,0 +1,46 @@
+"""The Locust session runs against a real cluster: bounded, on loopback, by itself.
+
+Locust patches its process with gevent, so it runs in a process of its own, never
+inside this pytest process that uses threads and psycopg.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.testing.fix_legacy import LegacyDatabase
+
+LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
+
+
+@pytest.mark.parametrize("routing", ["split", "writer"])
+def test_locust_session_runs_without_failures(
+    legacy_db: LegacyDatabase, tmp_path: Path, routing: str
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": legacy_db.endpoints.writer,
+        "DATABASE_READONLY_URL": legacy_db.endpoints.reader,
+        "PGCUTOVER_ROUTING": routing,
+    }
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+            "-u", "10", "-r", "10", "-t", "3s", "--stop-timeout", "5",
+            "--csv", str(tmp_path / "run"), "--only-summary",
+        ],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "run_stats.csv", newline="") as f:
+        stats = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
+    for key in (("read", "product with variants"), ("read", "customer's orders"),
+                ("write", "place order")):  # fmt: skip
+        assert int(stats[key]["Request Count"]) > 0, key
+        assert int(stats[key]["Failure Count"]) == 0, key
