@@ -146,15 +146,17 @@ def _fingerprint_of(dsn: str) -> Fingerprint:
         return fingerprint(conn)
 
 
-def _replica_check(name: str, expected: Fingerprint, endpoints: Endpoints, *, when: str) -> Check:
+def _replica_check(
+    name: str, expected: Fingerprint, endpoints: Endpoints, *, ok: str, failed: str
+) -> Check:
     """The replica against ``expected``; sequences run ahead on a standby, so not their values."""
     return check_same(
         name,
         expected,
         _fingerprint_of(endpoints.replica),
         ignore=(IGNORE_SEQUENCE_VALUES,),
-        ok=f"{when}, the replica's fingerprint equals the primary's",
-        failed=f"{when}, the replica differs from the primary",
+        ok=ok,
+        failed=failed,
     )
 
 
@@ -182,7 +184,15 @@ def verify_database(
     out.add(new_sessions_check(plan, endpoints.primary))
     if wait_for_replica is not None:
         wait_for_replica()
-        out.add(_replica_check("replica.matches_primary", after, endpoints, when="after replay"))
+        out.add(
+            _replica_check(
+                "replica.matches_primary",
+                after,
+                endpoints,
+                ok="after replay, the replica's fingerprint equals the primary's",
+                failed="after replay, the replica differs from the primary",
+            )
+        )
     return after
 
 
@@ -264,7 +274,11 @@ def gate_database(
                 wait()
                 out.add(
                     _replica_check(
-                        "rollback.exact_on_replica", baseline, endpoints, when="after rollback"
+                        "rollback.exact_on_replica",
+                        baseline,
+                        endpoints,
+                        ok="after rollback the replica is exactly as before the migration",
+                        failed="the rollback does not restore the replica as it was",
                     )
                 )
             progress("migrating again after the rollback")
@@ -299,9 +313,11 @@ def run_gate(
         tempfile.TemporaryDirectory(prefix="pgcutover-backup-") as scratch,
         start_cluster(provider, pg_bin=pg_bin, progress=progress) as cluster,
     ):
-        drop_database(cluster.endpoints.primary, GATE_DATABASE)
-        create_database(cluster.endpoints.primary, GATE_DATABASE)
-        endpoints = cluster.endpoints.for_database(GATE_DATABASE)
+        # A plan that names its database in its SQL gets a copy under that name.
+        name = plan.database or GATE_DATABASE
+        drop_database(cluster.endpoints.primary, name)
+        create_database(cluster.endpoints.primary, name)
+        endpoints = cluster.endpoints.for_database(name)
         try:
             progress(f"seeding the legacy database (scale {scale})")
             seed(endpoints.primary, scale=scale, legacy=legacy, progress=progress)
@@ -320,6 +336,6 @@ def run_gate(
                 backup_dir=backup_dir or Path(scratch),
             )
         finally:
-            drop_database(cluster.endpoints.primary, GATE_DATABASE)
+            drop_database(cluster.endpoints.primary, name)
     report.seconds = time.perf_counter() - started
     return report

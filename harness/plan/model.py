@@ -10,6 +10,8 @@ Layout of a plan directory::
 
     name = "kct"
     description = "..."                      # optional
+    database = "kct_production"              # optional: the database name the SQL uses
+                                             # (ALTER DATABASE ...); the gate's copy gets it
 
     [runner]                                 # optional; these are the defaults
     lock_timeout = "2s"                      # per step, SET LOCAL
@@ -63,7 +65,9 @@ _STEP_FILE = re.compile(r"^(?P<number>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
 # With a unit: PostgreSQL reads a bare number as milliseconds, rarely what was meant.
 _DURATION = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min|h)$")
-_TOP_LEVEL = frozenset({"name", "description", "runner", "layout", "privileges", "sessions"})
+_TOP_LEVEL = frozenset(
+    {"name", "description", "database", "runner", "layout", "privileges", "sessions"}
+)
 _RUNNER_KEYS = frozenset({"lock_timeout", "statement_timeout", "lock_retries"})
 # A step runs inside the runner's transaction: these would end it part way through.
 _TRANSACTION_CONTROL = ("BEGIN", "START TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT")
@@ -125,6 +129,7 @@ class Plan:
     name: str
     directory: Path
     description: str
+    database: str | None  # the name the plan's SQL gives its database, if it names one
     layout: Layout
     privileges: tuple[PrivilegeRule, ...]
     runner: RunnerSettings
@@ -328,6 +333,9 @@ def load_plan(directory: str | Path) -> Plan:
         name=name,
         directory=directory,
         description=str(doc.get("description", "")),
+        database=_ident(doc["database"], where=f"{toml_path} database")
+        if "database" in doc
+        else None,
         layout=layout,
         privileges=_privileges(doc.get("privileges"), toml_path=toml_path),
         runner=runner,

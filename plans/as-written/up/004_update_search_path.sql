@@ -1,10 +1,3 @@
--- Step 2, "3. Update search paths", as written but for the database's name.
--- Changed to run at all: the plan names its production database
--- (ALTER DATABASE kct_production ...); the gate runs on a copy with another name,
--- so the statement takes the name of the current database instead.
-DO $$
-BEGIN
-    EXECUTE format('ALTER DATABASE %I SET search_path TO public, tenant_shared, tenant_kct',
-                   current_database());
-END
-$$;
+-- Step 2, "3. Update search paths", as written. It names the production database;
+-- plan.toml's `database` makes the gate run it on a copy with that name.
+ALTER DATABASE kct_production SET search_path TO public, tenant_shared, tenant_kct;
