@@ -35,18 +35,26 @@ class Statement:
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
 
 
+def _comment_end(text: str, i: int) -> int | None:
+    """Where the comment that starts at ``i`` ends; None when none starts there."""
+    if text.startswith("--", i):
+        j = text.find("\n", i)
+        return len(text) if j < 0 else j
+    if text.startswith("/*", i):
+        return _skip_block_comment(text, i)
+    return None
+
+
 def _strip_comments(text: str) -> str:
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
-        if text.startswith("--", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif text.startswith("/*", i):
-            i = _skip_block_comment(text, i)
-        else:
+        end = _comment_end(text, i)
+        if end is None:
             out.append(text[i])
             i += 1
+        else:
+            i = end
     return "".join(out)
 
 
@@ -95,11 +103,9 @@ def split_statements(sql: str) -> list[Statement]:
     start, i, n = 0, 0, len(sql)
     while i < n:
         ch = sql[i]
-        if sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j
-        elif sql.startswith("/*", i):
-            i = _skip_block_comment(sql, i)
+        comment_end = _comment_end(sql, i)
+        if comment_end is not None:
+            i = comment_end
         elif ch in "eE" and sql.startswith("'", i + 1) and (i == 0 or not _ident(sql[i - 1])):
             i = _skip_escape_string(sql, i)
         elif ch == "'" or ch == '"':
@@ -132,12 +138,9 @@ def _add(statements: list[Statement], sql: str, start: int, end: int) -> None:
     while True:  # the statement's line is that of its first word, not of a comment above
         while i < end and sql[i].isspace():
             i += 1
-        if sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = end if j < 0 else j
-        elif sql.startswith("/*", i):
-            i = _skip_block_comment(sql, i)
-        else:
+        comment_end = _comment_end(sql, i)
+        if comment_end is None:
             break
+        i = comment_end
     line = sql.count("\n", 0, i) + 1
     statements.append(Statement(text=chunk.strip(), line=line))
