@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from harness.errors import UsageError
 from harness.legacy import LEGACY_COUNTS, counts
-from harness.legacy.data import AWKWARD_NAMES, COLUMNS, copy_escape, generate
+from harness.legacy.data import AWKWARD_NAMES, COLUMNS, FOREIGN_KEYS, copy_escape, generate
 
 Row = dict[str, str | None]
 Tables = dict[str, list[Row]]
@@ -26,21 +26,6 @@ Tables = dict[str, list[Row]]
 _BACKSLASH = re.compile(r"\\(.)", re.DOTALL)
 _SEQUENCES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 _CUID = re.compile(r"c[0-9a-f]{24}")
-
-# (child table, column, parent table): every foreign key in schema.sql.
-FOREIGN_KEYS = (
-    ("products", "supplier_id", "suppliers"),
-    ("products", "collection_id", "collections"),
-    ("product_variants", "product_id", "products"),
-    ("orders", "customer_id", "customers"),
-    ("order_items", "order_id", "orders"),
-    ("order_items", "variant_id", "product_variants"),
-    ("appointments", "customer_id", "customers"),
-    ("measurements", "customer_id", "customers"),
-    ("customer_insights", "customer_id", "customers"),
-    ("product_recommendations", "customer_id", "customers"),
-    ("product_recommendations", "product_id", "products"),
-)
 
 
 def decode_field(field: str) -> str | None:

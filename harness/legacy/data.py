@@ -29,6 +29,7 @@ __all__ = [
     "AWKWARD_NAMES",
     "COLUMNS",
     "DEFAULT_SEED",
+    "FOREIGN_KEYS",
     "LEGACY_COUNTS",
     "TableCopy",
     "copy_escape",
@@ -46,6 +47,22 @@ LEGACY_COUNTS: Final[Mapping[str, int]] = MappingProxyType({
     "measurements": 2358, "customer_insights": 3369, "product_recommendations": 6738,
 })
 # fmt: on
+
+#: (child table, column, parent table): every foreign key schema.sql declares; the
+#: generator keeps each of them, and a scenario checks the catalog says the same.
+FOREIGN_KEYS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("products", "supplier_id", "suppliers"),
+    ("products", "collection_id", "collections"),
+    ("product_variants", "product_id", "products"),
+    ("orders", "customer_id", "customers"),
+    ("order_items", "order_id", "orders"),
+    ("order_items", "variant_id", "product_variants"),
+    ("appointments", "customer_id", "customers"),
+    ("measurements", "customer_id", "customers"),
+    ("customer_insights", "customer_id", "customers"),
+    ("product_recommendations", "customer_id", "customers"),
+    ("product_recommendations", "product_id", "products"),
+)
 
 #: (first_name, last_name) of the first customers, exactly as stored.
 AWKWARD_NAMES: Final[tuple[tuple[str, str | None], ...]] = (
