@@ -210,15 +210,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
-    import psycopg
-
     from harness.catalog import fingerprint
+    from harness.databases import connect
 
-    try:
-        with psycopg.connect(args.dsn, autocommit=True, connect_timeout=10) as conn:
-            fp = fingerprint(conn, data=not args.no_data)
-    except psycopg.OperationalError as exc:
-        raise InfrastructureError(f"cannot connect to {redact(args.dsn)}: {exc}") from None
+    with connect(args.dsn) as conn:
+        fp = fingerprint(conn, data=not args.no_data)
     print(json.dumps(fp.to_json(), indent=1, sort_keys=True))
     return 0
 

@@ -15,11 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-
 from harness.catalog import IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
-from harness.databases import create_database, drop_database
+from harness.databases import connect, create_database, drop_database
 from harness.dsn import redact
 from harness.invariants import (
     Check,
@@ -28,6 +26,7 @@ from harness.invariants import (
     check_dependencies,
     check_foreign_keys,
     check_layout,
+    check_new_sessions,
     check_same,
     check_sequences,
     check_table_parts,
@@ -116,33 +115,8 @@ def _steps_check(name: str, outcomes: list[StepOutcome]) -> Check:
     )
 
 
-def _connect(dsn: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
-
-
-def new_sessions_check(plan: Plan, dsn: str) -> Check:
-    """Sessions opened after the migration get the database's new search_path; it must serve."""
-    offenders = []
-    queries = default_queries(plan.layout.tables, plan.session_queries)
-    with _connect(dsn) as conn:
-        path = conn.execute("SHOW search_path").fetchone()
-        for query in queries:
-            try:
-                conn.execute(query.encode(), prepare=False)
-            except psycopg.Error as exc:
-                offenders.append(f"`{query}`: {(exc.diag.message_primary or str(exc)).strip()}")
-    return Check.of(
-        "sessions.new_sessions_work",
-        offenders=offenders,
-        ok=f"{len(queries)} application queries work in a session opened after the migration "
-        f"(search_path {path[0] if path else '?'})",
-        failed=f"sessions opened after the migration (search_path "
-        f"{path[0] if path else '?'}) cannot run the application's queries",
-    )
-
-
 def _fingerprint_of(dsn: str) -> Fingerprint:
-    with _connect(dsn) as conn:
+    with connect(dsn) as conn:
         return fingerprint(conn)
 
 
@@ -171,7 +145,7 @@ def verify_database(
 ) -> Fingerprint:
     """The checks of a migrated database; those needing a baseline run only with one."""
     out = _Collector(report, emit)
-    with _connect(endpoints.primary) as conn:
+    with connect(endpoints.primary) as conn:
         after = fingerprint(conn)
         out.add(check_layout(plan.layout, after, conn))
         if baseline is not None:
@@ -181,7 +155,11 @@ def verify_database(
         out.add(check_foreign_keys(conn))
         out.add(probe_privileges(conn, plan.privileges))
         out.add(check_dependencies(conn, plan.layout))
-    out.add(new_sessions_check(plan, endpoints.primary))
+    out.add(
+        check_new_sessions(
+            endpoints.primary, default_queries(plan.layout.tables, plan.session_queries)
+        )
+    )
     if wait_for_replica is not None:
         wait_for_replica()
         out.add(

@@ -3,7 +3,7 @@
 from harness.invariants.dependencies import check_dependencies
 from harness.invariants.privileges import probe_privileges
 from harness.invariants.result import Check, Verdict
-from harness.invariants.sessions import OldSessions, default_queries
+from harness.invariants.sessions import OldSessions, check_new_sessions, default_queries
 from harness.invariants.structure import (
     check_data,
     check_foreign_keys,
@@ -22,6 +22,7 @@ __all__ = [
     "check_dependencies",
     "check_foreign_keys",
     "check_layout",
+    "check_new_sessions",
     "check_same",
     "check_sequences",
     "check_table_parts",

@@ -18,10 +18,11 @@ import psycopg
 from psycopg import sql
 
 from harness.cluster import Endpoints
+from harness.databases import connect
 from harness.errors import UsageError
 from harness.invariants.result import Check
 
-__all__ = ["OldSessions", "default_queries"]
+__all__ = ["OldSessions", "check_new_sessions", "default_queries", "failing_queries"]
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -31,6 +32,33 @@ def default_queries(tables: Iterable[str], extra: Iterable[str] = ()) -> list[st
     bare = sorted({t.split(".", 1)[-1] for t in tables})
     count = sql.SQL("SELECT count(*) FROM {}")
     return [count.format(sql.Identifier(t)).as_string() for t in bare] + list(extra)
+
+
+def failing_queries(conn: Conn, queries: list[str]) -> list[tuple[str, str]]:
+    """(query, the server's message) for each query of ``queries`` that fails on ``conn``."""
+    failures = []
+    for query in queries:
+        try:
+            conn.execute(query.encode(), prepare=False)
+        except psycopg.Error as exc:
+            failures.append((query, (exc.diag.message_primary or str(exc)).strip()))
+    return failures
+
+
+def check_new_sessions(dsn: str, queries: list[str]) -> Check:
+    """Sessions opened after the migration get the database's new search_path; it must serve."""
+    with connect(dsn) as conn:
+        row = conn.execute("SHOW search_path").fetchone()
+        path = str(row[0]) if row else "?"
+        failures = failing_queries(conn, queries)
+    return Check.of(
+        "sessions.new_sessions_work",
+        offenders=[f"`{query}`: {message}" for query, message in failures],
+        ok=f"{len(queries)} application queries work in a session opened after the migration "
+        f"(search_path {path})",
+        failed=f"sessions opened after the migration (search_path {path}) cannot run the "
+        "application's queries",
+    )
 
 
 @dataclass
@@ -78,18 +106,16 @@ class OldSessions:
             )
 
     def _run_all(self) -> list[tuple[str, str, str]]:
-        failures = []
+        failures: list[tuple[str, str, str]] = []
         waited = False
         for session in self.sessions:
             if session.on_replica and not waited:
                 self._wait_for_replica()
                 waited = True
-            for query in self.queries:
-                try:
-                    session.conn.execute(query.encode(), prepare=False)
-                except psycopg.Error as exc:
-                    message = (exc.diag.message_primary or str(exc)).strip()
-                    failures.append((session.label, query, message))
+            failures += [
+                (session.label, query, message)
+                for query, message in failing_queries(session.conn, self.queries)
+            ]
         return failures
 
     def after(self, step_label: str) -> None:

@@ -15,11 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-
 from harness.catalog import IGNORE_DATABASE, Fingerprint, diff, fingerprint
 from harness.cluster.binaries import PgBinaries, find_binaries
-from harness.databases import create_database, drop_database
+from harness.databases import connect, create_database, drop_database
 from harness.dsn import database_of, redact, with_database
 from harness.errors import InfrastructureError
 
@@ -60,7 +58,7 @@ def verify_backup(
     """Restore ``backup`` into a scratch database; the differences from ``dsn``, if any."""
     bins = bins or find_binaries()
     if expected is None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with connect(dsn) as conn:
             expected = fingerprint(conn)
     scratch = f"{database_of(dsn)[:40]}_restore_check_{os.getpid()}"
     drop_database(dsn, scratch)
@@ -71,7 +69,7 @@ def verify_backup(
              str(backup.path)],
             what="pg_restore of the backup",
         )  # fmt: skip
-        with psycopg.connect(with_database(dsn, scratch), autocommit=True) as conn:
+        with connect(with_database(dsn, scratch)) as conn:
             restored = fingerprint(conn)
     finally:
         drop_database(dsn, scratch)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import psycopg
 from psycopg import sql
 
+from harness.databases import connect
 from harness.dsn import redact
 from harness.errors import InfrastructureError, PlanError, StepFailed, UsageError
 from harness.plan import Plan, Step
@@ -91,13 +92,7 @@ class Runner:
         self.dsn = dsn
         self._progress = progress
         self._sleep = sleep
-        try:
-            self.conn: Conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            raise InfrastructureError(
-                f"cannot connect to {redact(dsn)}: {redact(str(exc)).strip()}; "
-                "check the DSN and that the server is running"
-            ) from None
+        self.conn: Conn = connect(dsn)
         row = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
         if row and row[0]:
             self.conn.close()
