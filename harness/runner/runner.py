@@ -275,6 +275,9 @@ class Runner:
                 f"{step.label} {state} (applied: {', '.join(map(str, done))}); "
                 "steps apply in order, each once"
             )
+        return self._apply(step)
+
+    def _apply(self, step: Step) -> StepOutcome:
         self._progress(f"applying {step.label} ({_count(step)})")
         outcome = self._run(
             step,
@@ -298,6 +301,9 @@ class Runner:
             raise PlanError(
                 f"cannot roll back {step.label}: {newest}; steps roll back newest first"
             )
+        return self._revert(step)
+
+    def _revert(self, step: Step) -> StepOutcome:
         down = self.plan.down_for(step.number)
         self._progress(f"applying {down.label} ({_count(down)})")
         outcome = self._run(
@@ -325,7 +331,9 @@ class Runner:
         todo = [s for s in self.plan.up if s.number not in done]
         if dry_run:
             return [StepOutcome(step=s, applied=False) for s in todo]
-        return self._each(todo, self.apply, keep_going=keep_going, after_step=after_step)
+        ensure_ledger(self.conn)
+        # The ledger was checked once above; each step need not read it again.
+        return self._each(todo, self._apply, keep_going=keep_going, after_step=after_step)
 
     def rollback(
         self,
@@ -338,7 +346,7 @@ class Runner:
         todo = [s for s in reversed(self.plan.up) if s.number in done]
         if dry_run:
             return [StepOutcome(step=self.plan.down_for(s.number), applied=False) for s in todo]
-        return self._each(todo, self.revert, keep_going=keep_going, after_step=after_step)
+        return self._each(todo, self._revert, keep_going=keep_going, after_step=after_step)
 
     def _each(
         self,
