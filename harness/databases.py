@@ -7,13 +7,16 @@ the template to have no other connections, so nothing keeps one open.
 
 from __future__ import annotations
 
+import os
+import secrets
+
 import psycopg
 from psycopg import sql
 
 from harness.dsn import redact, with_database
-from harness.errors import InfrastructureError
+from harness.errors import InfrastructureError, UsageError
 
-__all__ = ["connect", "create_database", "database_exists", "drop_database"]
+__all__ = ["connect", "create_database", "database_exists", "drop_database", "unique_name"]
 
 
 def connect(dsn: str, *, timeout: int = 10) -> psycopg.Connection[tuple[object, ...]]:
@@ -39,8 +42,21 @@ def create_database(dsn: str, name: str, *, template: str | None = None) -> str:
         sql.Identifier(name), sql.Identifier(template or "template1")
     )
     with _admin(dsn) as conn:
-        conn.execute(query)
+        try:
+            conn.execute(query)
+        except psycopg.errors.DuplicateDatabase:
+            # Never fall back to reusing or replacing it: it may be someone's data.
+            raise UsageError(
+                f"database {name!r} already exists on {redact(with_database(dsn, 'postgres'))}; "
+                "pgcutover only works in databases it creates and never changes or drops one "
+                "it did not create: drop or rename it yourself, or use a server without it"
+            ) from None
     return with_database(dsn, name)
+
+
+def unique_name(prefix: str) -> str:
+    """A database name no one else uses: the prefix, this process and a random suffix."""
+    return f"{prefix[:40]}_{os.getpid()}_{secrets.token_hex(4)}"
 
 
 def drop_database(dsn: str, name: str) -> None:

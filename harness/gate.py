@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.catalog import IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
-from harness.databases import connect, create_database, drop_database
+from harness.databases import connect, create_database, drop_database, unique_name
 from harness.dsn import redact
 from harness.invariants import (
     Check,
@@ -41,7 +41,7 @@ __all__ = ["GateReport", "run_gate", "verify_database"]
 
 Emit = Callable[[Check], None]
 Progress = Callable[[str], None]
-GATE_DATABASE = "pgcutover_gate"
+GATE_DATABASE_PREFIX = "pgcutover_gate"
 
 
 def _quiet(_: object) -> None:
@@ -291,9 +291,11 @@ def run_gate(
         tempfile.TemporaryDirectory(prefix="pgcutover-backup-") as scratch,
         start_cluster(provider, pg_bin=pg_bin, progress=progress) as cluster,
     ):
-        # A plan that names its database in its SQL gets a copy under that name.
-        name = plan.database or GATE_DATABASE
-        drop_database(cluster.endpoints.primary, name)
+        # The gate works only in a database it creates, and drops only that one: on a
+        # server someone else runs, a database of the same name may hold their data. A
+        # plan whose SQL names its database gets a new database of that name, or a
+        # refusal where one exists; any other plan gets a name no one else uses.
+        name = plan.database or unique_name(GATE_DATABASE_PREFIX)
         create_database(cluster.endpoints.primary, name)
         endpoints = cluster.endpoints.for_database(name)
         try:

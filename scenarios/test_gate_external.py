@@ -1,0 +1,104 @@
+"""The gate on a server someone else runs never touches a database it did not create.
+
+A staging server holds real databases. A plan's SQL may name one of them
+(``ALTER DATABASE kct_production …``): the gate must refuse rather than drop or
+change it, and a plan that names none must run in a database of its own and
+leave every other database as it found it, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.cluster import Cluster, start_cluster
+from harness.cluster.binaries import find_binaries
+from harness.databases import create_database
+from harness.dsn import with_database
+from harness.errors import HarnessError
+from harness.testing.fix_cluster import connect, missing_capability
+
+PLANS = Path(__file__).resolve().parent.parent / "plans"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def staging() -> Iterator[Cluster]:
+    """A server of its own: plans create cluster-wide roles that other scenarios must not see."""
+    try:
+        cluster = start_cluster("local")
+    except HarnessError as exc:
+        missing_capability(f"cannot start a local cluster: {exc}")
+        raise
+    with cluster:
+        yield cluster
+
+
+def _someones_database(cluster: Cluster, name: str) -> str:
+    dsn = create_database(cluster.endpoints.primary, name)
+    with connect(dsn) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 500) g")
+        conn.execute("ALTER DATABASE " + name + " SET work_mem = '7MB'")
+    return dsn
+
+
+def _dump(dsn: str) -> bytes:
+    """Schema, data and the database's own settings, as pg_dump writes them."""
+    out = subprocess.run(
+        [find_binaries().path("pg_dump"), "--create", "-d", dsn],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    # pg_dump 15.14+ fences its script with \restrict KEY lines, KEY new on every run.
+    return b"\n".join(line for line in out.splitlines() if not line.startswith(b"\\"))
+
+
+def _databases(cluster: Cluster) -> set[str]:
+    with connect(cluster.endpoints.primary) as conn:
+        return {str(r[0]) for r in conn.execute("SELECT datname FROM pg_database")}
+
+
+def _gate(plan: str, cluster: Cluster, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PG"))}
+    env["DATABASE_URL"] = with_database(cluster.endpoints.primary, "postgres")
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "gate", "--provider", "external",
+         "--plan", str(PLANS / plan)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False, env=env,
+    )  # fmt: skip
+
+
+def test_plan_naming_an_existing_database_is_refused_and_it_survives(
+    staging: Cluster, tmp_path: Path
+) -> None:
+    dsn = _someones_database(staging, "kct_production")
+    before = _dump(dsn)
+
+    done = _gate("as-written", staging, tmp_path)
+
+    assert done.returncode == 2, done.stderr
+    assert "'kct_production' already exists" in done.stderr
+    assert "never changes or drops" in done.stderr
+    assert _dump(dsn) == before
+
+
+def test_plan_without_a_database_runs_in_its_own_and_leaves_the_others(
+    staging: Cluster, tmp_path: Path
+) -> None:
+    kept = {name: _someones_database(staging, name) for name in ("pgcutover_gate", "shop")}
+    before = {name: _dump(dsn) for name, dsn in kept.items()}
+    databases = _databases(staging)
+
+    done = _gate("kct", staging, tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {name: _dump(dsn) for name, dsn in kept.items()} == before
+    assert _databases(staging) == databases, "the gate left a database behind"
