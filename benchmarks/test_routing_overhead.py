@@ -23,8 +23,8 @@ import pytest
 from psycopg_pool import ConnectionPool
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from harness.connections import Conn
 from harness.routing import READER_POOL, Database
-from harness.routing.replica import Conn
 from harness.testing.fix_legacy import LegacyDatabase
 
 LOOKUP = "SELECT id, name, base_price FROM products WHERE id = %s"

@@ -13,24 +13,15 @@ import secrets
 import psycopg
 from psycopg import sql
 
+from harness.connections import Conn, connect
 from harness.dsn import redact, with_database
-from harness.errors import InfrastructureError, UsageError
+from harness.errors import UsageError
 
+# connect is harness.connections.connect, named here too for the callers that import it from here
 __all__ = ["connect", "create_database", "database_exists", "drop_database", "unique_name"]
 
 
-def connect(dsn: str, *, timeout: int = 10) -> psycopg.Connection[tuple[object, ...]]:
-    """An autocommit connection, or an error a user can act on, without the password."""
-    try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=timeout)
-    except psycopg.OperationalError as exc:
-        raise InfrastructureError(
-            f"cannot connect to {redact(dsn)}: {redact(str(exc)).strip()}; "
-            "check the DSN and that the server is running"
-        ) from None
-
-
-def _admin(dsn: str) -> psycopg.Connection[tuple[object, ...]]:
+def _admin(dsn: str) -> Conn:
     return connect(with_database(dsn, "postgres"), timeout=5)
 
 

@@ -8,8 +8,11 @@ different thing from 1, "the plan was checked and is not safe".
 
 from __future__ import annotations
 
+import psycopg
+
 __all__ = [
     "ClusterStartError",
+    "ConnectionFailed",
     "HarnessError",
     "InfrastructureError",
     "PlanError",
@@ -34,6 +37,21 @@ class PlanError(UsageError):
 
 class InfrastructureError(HarnessError):
     """Something the harness needs is missing or refused to work."""
+
+
+class ConnectionFailed(InfrastructureError, psycopg.OperationalError):
+    """A server refused or never answered a connection; the DSN's password is hidden.
+
+    Also a ``psycopg.OperationalError``, so code that probes a server and treats
+    a refusal as "not yet" keeps catching it. ``reason`` is libpq's first line,
+    redacted, for callers that put it into a message of their own.
+    """
+
+    def __init__(self, message: str, *, reason: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        # PgBouncer and PostgreSQL refusals are told apart by it (53300, 57P03, 08P01).
+        self.sqlstate = sqlstate
 
 
 class ClusterStartError(InfrastructureError):

@@ -27,6 +27,7 @@ from typing import Any
 
 from locust import User, between, events, task
 
+from harness.legacy.application import database_from_env
 from harness.routing import Database, classify
 
 _db: Database | None = None
@@ -35,9 +36,9 @@ _db: Database | None = None
 def _open(**_: Any) -> None:
     global _db
     if os.environ.get("PGCUTOVER_ROUTING", "split") == "writer":
-        _db = Database.from_env({"DATABASE_URL": os.environ["DATABASE_URL"]})
+        _db = database_from_env({"DATABASE_URL": os.environ["DATABASE_URL"]})
     else:
-        _db = Database.from_env()
+        _db = database_from_env()
 
 
 def _close(**_: Any) -> None:

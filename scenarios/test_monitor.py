@@ -17,8 +17,8 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.cluster.processes import free_port
+from harness.legacy.application import database
 from harness.monitor.command import add_parser
-from harness.routing import Database
 from harness.testing.fix_cluster import connect
 from harness.testing.fix_legacy import LegacyDatabase
 
@@ -54,7 +54,7 @@ def test_status_reports_health_connections_queries_schemas_lag_and_pools(
         admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         admin.execute("ANALYZE")
     cluster.wait_for_replica()
-    with Database(eps.primary, eps.replica) as db:  # direct: application_name as given
+    with database(eps.primary, eps.replica) as db:  # direct: application_name as given
         with db.writer() as conn:
             conn.execute("SELECT count(*) FROM order_items")
         assert db.fetchone("SELECT count(*) FROM orders") is not None

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-from harness.routing import Database, ReplicaPolicy
+from harness.routing import READER_POOL, WRITER_POOL, Database, ReplicaPolicy
 from harness.testing.fix_cluster import connect
 from harness.testing.fix_legacy import LegacyDatabase
 
@@ -62,17 +62,17 @@ def test_writes_land_on_the_primary_and_reads_on_the_replica(legacy_db: LegacyDa
     with Database(eps.writer, eps.reader, replica=QUICK) as db:
         with db.writer() as conn:
             row = conn.execute(f"{WHERE}, current_setting('application_name')").fetchone()
-        assert row == (False, "kct_nextjs_writer")
+        assert row == (False, WRITER_POOL.application_name)
         with db.reader() as conn:
             row = conn.execute(f"{WHERE}, current_setting('application_name')").fetchone()
-        assert row == (True, "kct_nextjs_reader")
+        assert row == (True, READER_POOL.application_name)
         assert db.fetchone(WHERE) == (True,)
         assert db.fetchall("SELECT count(*) FROM products") == [(37,)]
         assert db.health_check() == {"write": True, "read": True}
         assert db.stats()["fallbacks"] == {}
         # PgBouncer passes application_name on to the server connections it lends.
-        assert "kct_nextjs_writer" in _applications(eps.primary, legacy_db.name)
-        assert "kct_nextjs_reader" in _applications(eps.replica, legacy_db.name)
+        assert WRITER_POOL.application_name in _applications(eps.primary, legacy_db.name)
+        assert READER_POOL.application_name in _applications(eps.replica, legacy_db.name)
 
 
 def _applications(dsn: str, dbname: str) -> set[str]:
@@ -112,7 +112,7 @@ def test_from_env_without_a_reader_reads_from_the_writer(
         assert db.reader_url is None
         with db.reader() as conn:
             row = conn.execute(f"{WHERE}, current_setting('application_name')").fetchone()
-        assert row == (False, "kct_nextjs_reader")  # the plan's readPool on DATABASE_URL
+        assert row == (False, READER_POOL.application_name)  # the reader pool on DATABASE_URL
         assert db.health_check() == {"write": True, "read": True}
         assert db.replica_state() is None
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+from dataclasses import replace
 
 import psycopg
 import psycopg_pool
@@ -26,7 +27,6 @@ from harness.routing import (
     WRITER_POOL,
     Database,
     ErrorKind,
-    PoolConfig,
     PoolExhausted,
     ReplicaPolicy,
     WriterUnavailable,
@@ -73,14 +73,14 @@ def test_unreachable_reader_at_start_serves_from_the_writer_and_warns_once(
 
 
 def test_a_standby_as_writer_is_refused(legacy_db: LegacyDatabase) -> None:
-    with pytest.raises(WriterUnavailable, match=r"is a standby \(pg_is_in_recovery\(\) is true\)"):
+    with pytest.raises(
+        WriterUnavailable, match=r"is a read-only standby \(pg_is_in_recovery\(\) is true\)"
+    ):
         Database(legacy_db.endpoints.replica)
 
 
 def test_an_exhausted_pool_raises_a_typed_error_with_its_stats(legacy_db: LegacyDatabase) -> None:
-    tiny = PoolConfig(
-        application_name="kct_nextjs_writer", min_size=1, max_size=1, max_idle=30.0, timeout=0.2
-    )
+    tiny = replace(WRITER_POOL, min_size=1, max_size=1, timeout=0.2)
     with Database(legacy_db.endpoints.writer, writer_pool=tiny) as db, db.writer() as held:
         held.execute("SELECT 1")
         with pytest.raises(PoolExhausted) as info, db.writer():

@@ -17,8 +17,9 @@ from psycopg import sql
 from sqlalchemy import QueuePool, func, select, text, update
 
 from harness.cluster import Cluster
-from harness.routing import LEGACY_LAYOUT, Database, InvalidIdentifier, ReplicaPolicy
-from harness.routing.models import Customer, Order, Product
+from harness.legacy.application import LEGACY_LAYOUT
+from harness.legacy.models import Customer, Order, Product, orm_routing
+from harness.routing import Database, InvalidIdentifier, ReplicaPolicy
 from harness.routing.orm import OrmRouting
 from harness.testing.fix_cluster import connect
 from harness.testing.fix_legacy import LegacyDatabase
@@ -36,7 +37,7 @@ def orm(legacy_db: LegacyDatabase) -> Iterator[OrmRouting]:
     eps = legacy_db.endpoints
     policy = ReplicaPolicy(read_your_writes_wait=10.0, check_interval=0.05)
     with Database(eps.writer, eps.reader, replica=policy) as db:
-        routing = OrmRouting(db, schemas=LEGACY_LAYOUT)
+        routing = orm_routing(db, schemas=LEGACY_LAYOUT)
         try:
             yield routing
         finally:
@@ -58,7 +59,7 @@ def test_reads_on_the_replica_writes_and_flushed_reads_on_the_writer(orm: OrmRou
                   total=Decimal("10.00"), placed_at=datetime.now(UTC))
         )  # fmt: skip
         session.commit()
-        assert session.token is not None
+        assert session.read_token.lsn is not None
         # after the commit: back on the replica, which has replayed the token
         row = session.execute(
             select(func.pg_is_in_recovery(), func.count())
@@ -91,7 +92,7 @@ def test_read_your_writes_in_a_session_while_replay_is_paused(
     address = email()
     count = select(func.count()).select_from(Customer).where(Customer.email == address)
     with Database(eps.writer, eps.reader, replica=policy) as db, connect(eps.replica) as replica:
-        orm = OrmRouting(db, schemas=LEGACY_LAYOUT)
+        orm = orm_routing(db, schemas=LEGACY_LAYOUT)
         replica.execute("SELECT pg_wal_replay_pause()")
         try:
             with orm.session() as writer_session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from harness.cluster.pgbouncer import READER, WRITER
 from harness.cluster.processes import free_port
 from harness.errors import UsageError
+from harness.legacy.application import RETAILER_READER_POOL, RETAILER_WRITER_POOL
 from harness.routing import (
     READER_POOL,
     WRITER_POOL,
@@ -33,8 +35,18 @@ def test_pools_take_the_plans_dbconfig_sizes_and_databasepool_timeouts() -> None
     for pool in (WRITER_POOL, READER_POOL):
         assert pool.timeout == 2.0
         assert pool.connect_timeout == 2.0
-    assert WRITER_POOL.application_name == "kct_nextjs_writer"
-    assert READER_POOL.application_name == "kct_nextjs_reader"
+    assert WRITER_POOL.application_name != READER_POOL.application_name
+
+
+def test_the_retailer_names_its_pools_and_keeps_the_librarys_sizes() -> None:
+    assert RETAILER_WRITER_POOL.application_name == "kct_nextjs_writer"
+    assert RETAILER_READER_POOL.application_name == "kct_nextjs_reader"
+    assert replace(RETAILER_WRITER_POOL, application_name="x") == replace(
+        WRITER_POOL, application_name="x"
+    )
+    assert replace(RETAILER_READER_POOL, application_name="x") == replace(
+        READER_POOL, application_name="x"
+    )
 
 
 def test_pool_sizes_leave_room_for_several_processes_behind_pgbouncer() -> None:

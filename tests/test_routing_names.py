@@ -8,15 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.legacy.application import LEGACY_LAYOUT, TABLE_SCHEMAS, translate_map
+from harness.legacy.models import Base
 from harness.routing import (
-    LEGACY_LAYOUT,
-    TABLE_SCHEMAS,
     InvalidIdentifier,
     schema_translate_map,
     set_local_search_path,
     validate_identifier,
 )
-from harness.routing.models import Base
 
 
 @pytest.mark.parametrize("name", ["tenant_kct", "t_new", "_scratch", "acme2", "a" * 63])
@@ -55,15 +54,27 @@ def test_search_path_is_set_locally_with_quoted_identifiers() -> None:
         set_local_search_path([])
 
 
-def test_translate_map_moves_a_tenant_and_keeps_the_shared_schemas() -> None:
-    assert schema_translate_map(tenant="t_new") == {
+def test_a_translate_map_checks_both_sides_of_every_entry() -> None:
+    assert schema_translate_map({"tenant": "acme", "shared": "catalog"}) == {
+        "tenant": "acme",
+        "shared": "catalog",
+    }
+    assert schema_translate_map({}) == {}
+    with pytest.raises(InvalidIdentifier, match=r"^tenant schema name 'acme; DROP SCHEMA x' "):
+        schema_translate_map({"tenant": "acme; DROP SCHEMA x"})
+    with pytest.raises(InvalidIdentifier, match=r"^model schema name 'Tenant' "):
+        schema_translate_map({"Tenant": "acme"})
+
+
+def test_the_retailers_map_moves_a_tenant_and_keeps_the_shared_schemas() -> None:
+    assert translate_map(tenant="t_new") == {
         "tenant_kct": "t_new",
         "tenant_shared": "tenant_shared",
         "analytics": "analytics",
     }
     assert set(LEGACY_LAYOUT.values()) == {"public"}
     with pytest.raises(InvalidIdentifier):
-        schema_translate_map(tenant="t_new; DROP SCHEMA public")
+        translate_map(tenant="t_new; DROP SCHEMA public")
 
 
 def test_every_legacy_table_has_a_model_in_its_target_schema() -> None:

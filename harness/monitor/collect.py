@@ -22,9 +22,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from harness.connections import Conn, Lsn, bounded, connect, describe
 from harness.dsn import redact
 from harness.errors import InfrastructureError
-from harness.routing.replica import Conn, Lsn, bounded, connect_bounded
 
 __all__ = ["ServerStatus", "Status", "Unreachable", "collect_status"]
 
@@ -89,10 +89,6 @@ def _records(
         cur = conn.execute(query, tuple(params) or None, prepare=False)
         names = [c.name for c in cur.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
-def _error(exc: BaseException) -> str:
-    return redact(str(exc)).strip().replace("\n", " ") or type(exc).__name__
 
 
 CONNECTIONS = """
@@ -168,9 +164,9 @@ def _slow_queries(conn: Conn, *, limit: int, timeout: float) -> tuple[str, list[
 def _server(role: str, dsn: str, *, slow: int, timeout: float) -> tuple[ServerStatus, Conn | None]:
     status = ServerStatus(role=role, dsn=redact(dsn))
     try:
-        conn = connect_bounded(dsn, application_name=APPLICATION_NAME, timeout=timeout)
+        conn = connect(dsn, application_name=APPLICATION_NAME, timeout=timeout)
     except psycopg.Error as exc:
-        status.error = _error(exc)
+        status.error = describe(exc)
         return status, None
     try:
         (info,) = _records(
@@ -182,7 +178,7 @@ def _server(role: str, dsn: str, *, slow: int, timeout: float) -> tuple[ServerSt
         status.connections = _records(conn, CONNECTIONS, timeout=timeout)
         status.slow_source, status.slow_queries = _slow_queries(conn, limit=slow, timeout=timeout)
     except psycopg.Error as exc:
-        status.error = _error(exc)
+        status.error = describe(exc)
         conn.close()
         return status, None
     status.reachable = True
@@ -256,11 +252,11 @@ def _pgbouncer(dsn: str, *, timeout: float) -> Record:
         "stats": [],
     }
     try:
-        with connect_bounded(dsn, application_name=APPLICATION_NAME, timeout=timeout) as conn:
+        with connect(dsn, application_name=APPLICATION_NAME, timeout=timeout) as conn:
             record["pools"] = _records(conn, "SHOW POOLS", timeout=timeout)
             record["stats"] = _records(conn, "SHOW STATS", timeout=timeout)
     except psycopg.Error as exc:
-        record["error"] = _error(exc)
+        record["error"] = describe(exc)
         return record
     record["reachable"] = True
     return record
@@ -298,7 +294,7 @@ def collect_status(
         status.schemas = _schemas(writer_conn, schemas, timeout=timeout)
         status.replication = _replication(writer_conn, reader_conn, timeout=timeout)
     except psycopg.Error as exc:
-        status.problems.append(f"monitoring queries failed: {_error(exc)}")
+        status.problems.append(f"monitoring queries failed: {describe(exc)}")
     finally:
         writer_conn.close()
         if reader_conn is not None:

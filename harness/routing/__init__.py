@@ -1,14 +1,20 @@
-"""Read/write splitting for the retailer's application: the plan's Phase 2, 3 and 5 in Python.
+"""Read/write splitting for any application on PostgreSQL with a streaming replica.
 
 ``Database`` holds a writer and a reader pool and routes reads to the replica
-while it is up and close enough; ``classify`` names every failure with one of a
-few ``ErrorKind`` values that monitoring and the load tests share. The
-SQLAlchemy side (engines, a routing Session, the retailer's models) lives in
-``harness.routing.orm`` and ``harness.routing.models``, imported on demand.
+while it is up and close enough; a :class:`UnitOfWork` (or an ORM session)
+reads its own writes through a :class:`ReadToken`; ``classify`` names every
+failure with one of a few ``ErrorKind`` values that monitoring and load tests
+share. Tenants are schemas the caller names (``schema_translate_map``,
+``set_local_search_path``). The SQLAlchemy side lives in
+``harness.routing.orm``, imported on demand.
+
+Importing this package loads the router only: no gate, runner, catalog or
+cluster code.
 """
 
 from __future__ import annotations
 
+from harness.connections import Lsn
 from harness.routing.database import Database
 from harness.routing.errors import (
     ErrorKind,
@@ -20,20 +26,17 @@ from harness.routing.errors import (
     classify,
 )
 from harness.routing.pools import READER_POOL, WRITER_POOL, PoolConfig, urls_from_env
-from harness.routing.replica import Lsn, ReplicaPolicy, ReplicaState
+from harness.routing.replica import ReplicaPolicy, ReplicaState
 from harness.routing.schemas import (
-    LEGACY_LAYOUT,
-    TABLE_SCHEMAS,
     schema_translate_map,
     set_local_search_path,
     validate_identifier,
 )
+from harness.routing.token import ReadToken
 from harness.routing.unit import UnitOfWork
 
 __all__ = [
-    "LEGACY_LAYOUT",
     "READER_POOL",
-    "TABLE_SCHEMAS",
     "WRITER_POOL",
     "Database",
     "ErrorKind",
@@ -41,6 +44,7 @@ __all__ = [
     "Lsn",
     "PoolConfig",
     "PoolExhausted",
+    "ReadToken",
     "ReplicaPolicy",
     "ReplicaState",
     "ReplicaUnavailable",

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +22,16 @@ import psycopg
 import psycopg_pool
 from psycopg.abc import Params, QueryNoTemplate
 
+from harness.connections import (
+    Conn,
+    Lsn,
+    abort_connection,
+    connect_primary,
+    describe,
+    fetch_bounded,
+    insert_lsn,
+    wait_for_replay,
+)
 from harness.dsn import redact
 from harness.errors import UsageError
 from harness.routing.errors import (
@@ -41,17 +50,9 @@ from harness.routing.pools import (
     make_pool,
     urls_from_env,
 )
-from harness.routing.replica import (
-    Conn,
-    Lsn,
-    ReplicaMonitor,
-    ReplicaPolicy,
-    ReplicaState,
-    abort_connection,
-    connect_bounded,
-    fetch_bounded,
-)
+from harness.routing.replica import ReplicaMonitor, ReplicaPolicy, ReplicaState
 from harness.routing.schemas import set_local_search_path
+from harness.routing.token import ReadToken
 from harness.routing.unit import UnitOfWork
 
 __all__ = ["Database"]
@@ -64,20 +65,30 @@ Row = tuple[Any, ...]
 DEFAULT_POLICY = ReplicaPolicy()
 
 
-def _insert_lsn(conn: Conn) -> Lsn | None:
-    """The WAL insert position right now, on an idle connection; None if it broke."""
-    # The insert position, not pg_current_wal_lsn(): with synchronous_commit=off the
-    # commit record may be inserted but not yet written, and a token short of the
-    # commit record would let the replica "catch up" without it.
+@contextmanager
+def _autocommit(conn: Conn) -> Iterator[None]:
+    """A pooled connection outside a transaction for a moment, for a position query."""
+    conn.autocommit = True
     try:
-        conn.autocommit = True
-        try:
-            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
-        finally:
-            conn.autocommit = False
+        yield
+    finally:
+        conn.autocommit = False
+
+
+def _insert_lsn(conn: Conn) -> Lsn | None:
+    """The WAL insert position right now, on an idle pooled connection; None if it broke."""
+    try:
+        with _autocommit(conn):
+            return insert_lsn(conn)
     except psycopg.Error:
         return None
-    return Lsn.parse(row[0]) if row else None
+
+
+def _after(token: Lsn | ReadToken | None) -> tuple[Lsn | None, str | None]:
+    """What a read must wait for, and why it must go to the writer (None: it need not)."""
+    if isinstance(token, ReadToken):
+        return token.lsn, token.writer_only
+    return token, None
 
 
 class Database:
@@ -105,7 +116,7 @@ class Database:
         writer_pool: PoolConfig = WRITER_POOL,
         reader_pool: PoolConfig = READER_POOL,
         replica: ReplicaPolicy = DEFAULT_POLICY,
-        health_application_name: str = "kct_nextjs_health",
+        health_application_name: str = "pgcutover_health",
     ) -> None:
         if not writer_url:
             raise UsageError("the writer's connection string is empty; pass DATABASE_URL")
@@ -160,25 +171,24 @@ class Database:
 
     # -- setup ------------------------------------------------------------------------
     def _check_writer(self) -> None:
-        timeout = self.writer_config.connect_timeout
         try:
-            with connect_bounded(
-                self.writer_url, application_name=self._health_app, timeout=timeout
-            ) as conn:
-                rows = fetch_bounded(conn, "SELECT pg_is_in_recovery()", timeout=timeout)
+            conn = connect_primary(
+                self.writer_url,
+                subject=f"the writer at {redact(self.writer_url)}",
+                fix="point DATABASE_URL at the primary",
+                error=WriterUnavailable,
+                application_name=self._health_app,
+                timeout=self.writer_config.connect_timeout,
+            )
         except psycopg.Error as exc:
             error = WriterUnavailable(
-                f"cannot connect to the writer at {redact(self.writer_url)}: "
-                f"{redact(str(exc)).strip()}; check DATABASE_URL and that PostgreSQL (or "
-                "PgBouncer) is running and accepts connections"
+                f"cannot connect to the writer at {redact(self.writer_url)}: {describe(exc)}; "
+                "check DATABASE_URL and that PostgreSQL (or PgBouncer) is running and accepts "
+                "connections"
             )
             error.kind = classify(exc)
             raise error from None  # the cause would print the libpq text unredacted
-        if rows[0][0]:
-            raise WriterUnavailable(
-                f"the writer at {redact(self.writer_url)} is a standby (pg_is_in_recovery() is "
-                "true) and cannot take writes; point DATABASE_URL at the primary"
-            )
+        conn.close()
 
     def _replica_up(self) -> None:
         """The replica answers (again): open its pool, or renew every connection in it."""
@@ -245,28 +255,16 @@ class Database:
     def _wait_replay(self, conn: Conn, token: Lsn) -> bool:
         """Poll the replica until it has replayed ``token``, for a bounded time."""
         assert self._monitor is not None
-        deadline = time.monotonic() + self.policy.read_your_writes_wait
-        delay = 0.001
         try:
-            conn.autocommit = True
-            try:
-                while True:
-                    row = conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()
-                    if row is None or row[0] is None:
-                        return True  # not in recovery: a primary has everything
-                    replayed = Lsn.parse(row[0])
-                    if replayed >= token:
-                        self._monitor.note_replayed(replayed)
-                        return True
-                    if time.monotonic() + delay > deadline:
-                        return False
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.02)
-            finally:
-                conn.autocommit = False
+            with _autocommit(conn):
+                replayed = wait_for_replay(conn, token, timeout=self.policy.read_your_writes_wait)
         except psycopg.Error as exc:
             self._replica_failed(exc, conn)
             return False
+        if replayed is None:
+            return False
+        self._monitor.note_replayed(replayed)
+        return True
 
     def _replica_failed(self, exc: BaseException, conn: Conn) -> bool:
         """Tell the monitor if ``exc`` means the replica went away; True if it does."""
@@ -279,26 +277,14 @@ class Database:
 
     # -- the public face ---------------------------------------------------------------------
     @contextmanager
-    def writer(self, *, search_path: Sequence[str] = ()) -> Iterator[Conn]:
-        """A connection to the writer, in a transaction committed when the block ends."""
-        with self._writing(search_path=search_path, unit=None) as conn:
-            yield conn
-
-    @contextmanager
-    def reader(
-        self, *, search_path: Sequence[str] = (), after: Lsn | None = None
+    def writer(
+        self, *, search_path: Sequence[str] = (), token: ReadToken | None = None
     ) -> Iterator[Conn]:
-        """A read-only connection: the replica's if usable (and past ``after``), else the writer's.
+        """A connection to the writer, in a transaction committed when the block ends.
 
-        If the replica fails inside the block, :class:`ReplicaUnavailable` is raised
-        (the router already sends the next reads to the writer); use
-        :meth:`fetchall` for reads that must not fail.
+        After the commit, the write's WAL position goes into ``token``: reads
+        given that token see the write.
         """
-        with self._reading(search_path=search_path, after=after, force_writer=None) as conn:
-            yield conn
-
-    @contextmanager
-    def _writing(self, *, search_path: Sequence[str], unit: UnitOfWork | None) -> Iterator[Conn]:
         pool = self._writer_pool
         conn = self._get(pool, "writer")
         try:
@@ -306,10 +292,24 @@ class Database:
                 if search_path:
                     conn.execute(set_local_search_path(search_path))
                 yield conn
-            if unit is not None:
-                unit._wrote(_insert_lsn(conn))
+            if token is not None:
+                token.wrote(_insert_lsn(conn))
         finally:
             pool.putconn(conn)
+
+    @contextmanager
+    def reader(
+        self, *, search_path: Sequence[str] = (), after: Lsn | ReadToken | None = None
+    ) -> Iterator[Conn]:
+        """A read-only connection: the replica's if usable (and past ``after``), else the writer's.
+
+        If the replica fails inside the block, :class:`ReplicaUnavailable` is raised
+        (the router already sends the next reads to the writer); use
+        :meth:`fetchall` for reads that must not fail.
+        """
+        lsn, force_writer = _after(after)
+        with self._reading(search_path=search_path, after=lsn, force_writer=force_writer) as conn:
+            yield conn
 
     @contextmanager
     def _reading(
@@ -337,27 +337,34 @@ class Database:
                     conn.read_only = None
             pool.putconn(conn)
 
-    def _read_retrying(
-        self, work: Callable[[Conn], T], *, after: Lsn | None, force_writer: str | None
-    ) -> T:
+    def _read_retrying(self, work: Callable[[Conn], T], *, after: ReadToken | None) -> T:
+        lsn, force_writer = _after(after)
         try:
-            with self._reading(search_path=(), after=after, force_writer=force_writer) as conn:
+            with self._reading(search_path=(), after=lsn, force_writer=force_writer) as conn:
                 return work(conn)
         except ReplicaUnavailable:
             with self._reading(search_path=(), after=None, force_writer="replica_error") as conn:
                 return work(conn)
 
-    def fetchall(self, query: QueryNoTemplate, params: Params | None = None) -> list[Row]:
-        """All rows of a read; retried on the writer if the replica fails under it."""
-        return self._read_retrying(
-            lambda conn: conn.execute(query, params).fetchall(), after=None, force_writer=None
-        )
+    def fetchall(
+        self,
+        query: QueryNoTemplate,
+        params: Params | None = None,
+        *,
+        after: ReadToken | None = None,
+    ) -> list[Row]:
+        """All rows of a read (past ``after``); retried on the writer if the replica fails."""
+        return self._read_retrying(lambda conn: conn.execute(query, params).fetchall(), after=after)
 
-    def fetchone(self, query: QueryNoTemplate, params: Params | None = None) -> Row | None:
-        """The first row of a read; retried on the writer if the replica fails under it."""
-        return self._read_retrying(
-            lambda conn: conn.execute(query, params).fetchone(), after=None, force_writer=None
-        )
+    def fetchone(
+        self,
+        query: QueryNoTemplate,
+        params: Params | None = None,
+        *,
+        after: ReadToken | None = None,
+    ) -> Row | None:
+        """The first row of a read (past ``after``); retried on the writer if the replica fails."""
+        return self._read_retrying(lambda conn: conn.execute(query, params).fetchone(), after=after)
 
     def unit_of_work(self) -> UnitOfWork:
         """A scope whose reads see its own earlier writes, wherever they are served."""

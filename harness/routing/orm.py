@@ -26,11 +26,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Select, TextClause
 from sqlalchemy.sql.dml import UpdateBase
 
+from harness.connections import Conn, connect
+from harness.errors import UsageError
 from harness.routing.database import Database
 from harness.routing.errors import UNAVAILABLE_KINDS, classify
 from harness.routing.pools import PoolConfig
-from harness.routing.replica import Lsn
-from harness.routing.schemas import TENANT_KCT, validate_identifier
+from harness.routing.schemas import schema_translate_map, validate_identifier
+from harness.routing.token import ReadToken
 
 __all__ = ["OrmRouting", "RoutingSession"]
 
@@ -38,22 +40,20 @@ _Binds = tuple[Engine, Engine, Engine]
 
 
 def _engine(url: str, config: PoolConfig, *, read_only: bool) -> Engine:
-    kwargs: dict[str, Any] = {
-        "application_name": config.application_name,
-        "connect_timeout": max(2, round(config.connect_timeout)),
-        # PgBouncer 1.18 in transaction pooling cannot keep server-side prepared
-        # statements: psycopg's automatic preparing must stay off.
-        "prepare_threshold": None,
-    }
-
-    def connect() -> psycopg.Connection[Any]:
-        return psycopg.connect(url, **kwargs)
+    def creator() -> Conn:
+        # prepared statements off: PgBouncer's transaction pooling cannot keep them
+        return connect(
+            url,
+            timeout=config.connect_timeout,
+            application_name=config.application_name,
+            autocommit=False,
+        )
 
     # QueuePool keeps up to pool_size connections; no overflow, so max_size is a hard
     # cap as in psycopg_pool, and pool_timeout is the plan's 2 s connection timeout.
     engine = create_engine(
         "postgresql+psycopg://",
-        creator=connect,
+        creator=creator,
         pool_size=config.max_size,
         max_overflow=0,
         pool_timeout=config.timeout,
@@ -76,11 +76,27 @@ def _writes(clause: ClauseElement | None) -> bool:
 
 
 class OrmRouting:
-    """A writer and a reader engine for a :class:`Database`, and the sessions that route."""
+    """A writer and a reader engine for a :class:`Database`, and the sessions that route.
 
-    def __init__(self, db: Database, *, schemas: Mapping[str, str] | None = None) -> None:
+    ``schemas`` translates the schemas the models name to real ones for every
+    session; ``tenant_schema`` is the one model schema that holds a single
+    tenant's tables, which ``session(tenant=...)`` points at that tenant's schema.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        schemas: Mapping[str, str] | None = None,
+        tenant_schema: str | None = None,
+    ) -> None:
         self.db = db
-        self.schemas = {k: validate_identifier(v) for k, v in (schemas or {}).items()}
+        self.schemas = schema_translate_map(schemas or {})
+        self.tenant_schema = (
+            None
+            if tenant_schema is None
+            else validate_identifier(tenant_schema, what="model schema")
+        )
         self.writer_engine = _engine(db.writer_url, db.writer_config, read_only=False)
         self.reader_engine = _engine(
             db.reader_url or db.writer_url, db.reader_config, read_only=True
@@ -127,7 +143,12 @@ class OrmRouting:
         """A session over this router's schemas; ``tenant`` names the tenant's schema."""
         schemas = dict(self.schemas)
         if tenant is not None:
-            schemas[TENANT_KCT] = validate_identifier(tenant, what="tenant schema")
+            if self.tenant_schema is None:
+                raise UsageError(
+                    f"session(tenant={tenant!r}) needs to know which schema the models use for "
+                    "one tenant's tables: pass OrmRouting(db, tenant_schema=...)"
+                )
+            schemas[self.tenant_schema] = validate_identifier(tenant, what="tenant schema")
         return RoutingSession(self, schemas=schemas, **kwargs)
 
     def dispose(self) -> None:
@@ -138,7 +159,7 @@ class OrmRouting:
 class RoutingSession(Session):
     """A Session whose reads go to the replica and whose writes go to the writer.
 
-    A unit of work: after a commit that wrote, :attr:`token` holds the primary's
+    A unit of work: after a commit that wrote, :attr:`read_token` holds the primary's
     WAL position, and reads wait (bounded) for the replica to replay it, else
     go to the writer.
     """
@@ -148,8 +169,7 @@ class RoutingSession(Session):
         self.routing = routing
         self._writer, self._reader, self._fallback = routing.binds(schemas)
         self._wrote = False
-        self._position_unknown = False
-        self.token: Lsn | None = None
+        self.read_token = ReadToken()
 
     def get_bind(
         self,
@@ -163,13 +183,13 @@ class RoutingSession(Session):
             # transaction is the only place the uncommitted rows exist.
             self._wrote = True
             return self._writer
-        db = self.routing.db
-        if self._position_unknown or not db.replica_usable:
+        db, token = self.routing.db, self.read_token
+        if token.position_unknown or not db.replica_usable:
             return self._fallback
-        if self.token is not None:
-            if not db.wait_for_replay(self.token):
+        if token.lsn is not None:
+            if not db.wait_for_replay(token.lsn):
                 return self._fallback
-            self.token = None  # replayed once is replayed for good on this replica
+            token.lsn = None  # replayed once is replayed for good on this replica
         return self._reader
 
 
@@ -182,10 +202,7 @@ def _after_commit(session: Session) -> None:
         lsn = session.routing.db.current_lsn()
     except psycopg.Error:  # the commit stands; only where to read it is unknown
         lsn = None
-    if lsn is None:
-        session._position_unknown = True
-    else:
-        session.token = lsn if session.token is None else Lsn(max(session.token, lsn))
+    session.read_token.wrote(lsn)
 
 
 @event.listens_for(RoutingSession, "after_rollback")

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from psycopg_pool import ConnectionPool
 
+from harness.connections import Conn, connect_kwargs
 from harness.errors import UsageError
-from harness.routing.replica import Conn
 
 __all__ = ["READER_POOL", "WRITER_POOL", "Pool", "PoolConfig", "make_pool", "urls_from_env"]
 
@@ -46,11 +46,14 @@ class PoolConfig:
     max_waiting: int = 0
 
 
+# An application names its own pools (``dataclasses.replace(WRITER_POOL,
+# application_name=...)``) so that pg_stat_activity and PgBouncer's SHOW CLIENTS
+# tell its connections apart; these names are the library's fallback.
 WRITER_POOL = PoolConfig(
-    application_name="kct_nextjs_writer", min_size=2, max_size=10, max_idle=30.0
+    application_name="pgcutover_writer", min_size=2, max_size=10, max_idle=30.0
 )
 READER_POOL = PoolConfig(
-    application_name="kct_nextjs_reader", min_size=5, max_size=20, max_idle=60.0
+    application_name="pgcutover_reader", min_size=5, max_size=20, max_idle=60.0
 )
 
 
@@ -75,15 +78,10 @@ def make_pool(url: str, config: PoolConfig, *, read_only: bool) -> Pool:
     """An open psycopg_pool for one role; it fills ``min_size`` in the background."""
     return ConnectionPool(
         url,
-        kwargs={
-            "application_name": config.application_name,
-            # libpq takes whole seconds and treats anything below 2 as 2
-            "connect_timeout": max(2, round(config.connect_timeout)),
-            # PgBouncer 1.18 in transaction pooling cannot keep server-side prepared
-            # statements: psycopg's automatic preparing (after 5 runs of a query) then
-            # fails with DuplicatePreparedStatement or "prepared statement does not exist".
-            "prepare_threshold": None,
-        },
+        # prepared statements off: PgBouncer's transaction pooling cannot keep them
+        kwargs=connect_kwargs(
+            timeout=config.connect_timeout, application_name=config.application_name
+        ),
         min_size=config.min_size,
         max_size=config.max_size,
         max_idle=config.max_idle,

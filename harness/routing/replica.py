@@ -15,51 +15,21 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import math
-import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
 
+from harness.connections import Conn, Lsn, connect, describe, fetch_bounded
 from harness.dsn import redact
 from harness.errors import UsageError
 
-__all__ = [
-    "Lsn",
-    "ReplicaMonitor",
-    "ReplicaPolicy",
-    "ReplicaState",
-    "abort_connection",
-    "bounded",
-    "connect_bounded",
-    "fetch_bounded",
-]
+__all__ = ["ReplicaMonitor", "ReplicaPolicy", "ReplicaState"]
 
 logger = logging.getLogger("harness.routing")
-
-Conn = psycopg.Connection[tuple[Any, ...]]
-
-
-class Lsn(int):
-    """A WAL position; prints the way PostgreSQL does (``16/B374D848``)."""
-
-    @classmethod
-    def parse(cls, text: str) -> Lsn:
-        high, sep, low = text.partition("/")
-        if not sep:
-            raise ValueError(f"{text!r} is not a WAL position like '16/B374D848'")
-        return cls((int(high, 16) << 32) | int(low, 16))
-
-    def __str__(self) -> str:
-        return f"{self >> 32:X}/{self & 0xFFFFFFFF:X}"
-
-    def __repr__(self) -> str:
-        return f"Lsn('{self}')"
 
 
 @dataclass(frozen=True)
@@ -110,86 +80,6 @@ class ReplicaState:
     since: float = field(default_factory=time.monotonic)
     checks: int = 0
     failures: int = 0
-
-
-def abort_connection(conn: Conn) -> None:
-    """Break the socket under a connection another thread is blocked on.
-
-    ``shutdown`` on a duplicate of the descriptor ends the conversation for both
-    (the descriptor itself stays valid, so libpq never touches a closed one): the
-    blocked ``execute`` returns at once with "server closed the connection".
-    """
-    try:
-        fd = conn.pgconn.socket
-        dup = socket.socket(fileno=os.dup(fd))
-    except (OSError, psycopg.Error):
-        return
-    try:
-        dup.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        dup.close()
-
-
-class _Watchdog:
-    """Aborts one connection after ``timeout`` sec unless disarmed first."""
-
-    def __init__(self, conn: Conn, timeout: float) -> None:
-        self._conn = conn
-        self._lock = threading.Lock()
-        self._armed = True
-        self.fired = False
-        self._timer = threading.Timer(timeout, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._armed:
-                self.fired = True
-                abort_connection(self._conn)
-
-    def disarm(self) -> None:
-        with self._lock:
-            self._armed = False
-        self._timer.cancel()
-
-
-@contextlib.contextmanager
-def bounded(conn: Conn, *, timeout: float) -> Iterator[None]:
-    """Everything ``conn`` does inside the block fails after ``timeout`` sec instead of hanging."""
-    watchdog = _Watchdog(conn, timeout)
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        if watchdog.fired:
-            raise psycopg.OperationalError(
-                f"no answer from the server after {timeout:.2f} sec (timeout expired)"
-            ) from exc
-        raise
-    finally:
-        watchdog.disarm()
-
-
-def fetch_bounded(
-    conn: Conn, query: str, params: tuple[Any, ...] | None = None, *, timeout: float
-) -> list[tuple[Any, ...]]:
-    """Run ``query`` and fetch its rows, or fail after ``timeout`` sec instead of hanging."""
-    with bounded(conn, timeout=timeout):
-        return conn.execute(query, params, prepare=False).fetchall()
-
-
-def connect_bounded(url: str, *, application_name: str, timeout: float) -> Conn:
-    """An autocommit connection safe behind PgBouncer, that gives up after ``timeout`` sec."""
-    # libpq (and psycopg after it) takes whole seconds and treats anything below 2 as 2.
-    return psycopg.connect(
-        url,
-        autocommit=True,
-        connect_timeout=max(2, math.ceil(timeout)),
-        prepare_threshold=None,
-        application_name=application_name,
-    )
 
 
 def _close(conn: Conn | None) -> None:
@@ -310,7 +200,7 @@ class ReplicaMonitor:
                 reused = False
 
     def _connect(self, url: str) -> Conn:
-        return connect_bounded(url, application_name=self._app, timeout=self.policy.probe_timeout)
+        return connect(url, application_name=self._app, timeout=self.policy.probe_timeout)
 
     def _primary_lsn(self) -> Lsn | None:
         """Where the primary's WAL is; None when the writer cannot say (its own problem)."""
@@ -401,7 +291,7 @@ class ReplicaMonitor:
     def _mark_down_locked(self, exc: BaseException, *, source: str) -> None:
         old = self.state
         self.usable = False
-        error = redact(str(exc)).strip() or type(exc).__name__
+        error = describe(exc)
         self.state = replace(
             old,
             available=False,

@@ -1,10 +1,8 @@
-"""Where each of the retailer's tables lives, and the names a tenant's schema may have.
+"""Tenants as schemas: the names a schema may have, and the only ways they reach SQL.
 
-The plan gives every table a target schema (``tenant_shared`` for the catalog,
-``tenant_kct`` for KCT Menswear's customers and orders, ``analytics`` for the
-derived tables) and promises "a new tenant is a new schema". Code therefore
-names schemas only through a translate map: the same models serve the legacy
-layout (everything in ``public``), the target layout, and any later tenant.
+"A new tenant is a new schema": code names schemas only through a translate
+map the caller configures, so the same models serve a database before a move
+(everything in ``public``), after it, and for any later tenant.
 
 A schema name comes from configuration, sometimes from a request; it is checked
 here against the plain-identifier rule and then only ever composed as an
@@ -22,34 +20,10 @@ from psycopg import sql
 from harness.routing.errors import InvalidIdentifier
 
 __all__ = [
-    "ANALYTICS",
-    "LEGACY_LAYOUT",
-    "TABLE_SCHEMAS",
-    "TENANT_KCT",
-    "TENANT_SHARED",
     "schema_translate_map",
     "set_local_search_path",
     "validate_identifier",
 ]
-
-TENANT_SHARED = "tenant_shared"
-TENANT_KCT = "tenant_kct"
-ANALYTICS = "analytics"
-
-#: The plan's target layout (Phase 1, plus order_items which follows its orders).
-TABLE_SCHEMAS: Mapping[str, str] = {
-    "products": TENANT_SHARED,
-    "product_variants": TENANT_SHARED,
-    "suppliers": TENANT_SHARED,
-    "collections": TENANT_SHARED,
-    "customers": TENANT_KCT,
-    "orders": TENANT_KCT,
-    "order_items": TENANT_KCT,
-    "appointments": TENANT_KCT,
-    "measurements": TENANT_KCT,
-    "customer_insights": ANALYTICS,
-    "product_recommendations": ANALYTICS,
-}
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 # NAMEDATALEN is 64 in every PostgreSQL build we meet; longer names are silently
@@ -78,25 +52,19 @@ def validate_identifier(name: str, *, what: str = "schema") -> str:
     return name
 
 
-def schema_translate_map(
-    *, tenant: str = TENANT_KCT, shared: str = TENANT_SHARED, analytics: str = ANALYTICS
-) -> dict[str, str]:
-    """SQLAlchemy ``schema_translate_map`` from the models' schemas to real ones.
+def schema_translate_map(schemas: Mapping[str, str]) -> dict[str, str]:
+    """SQLAlchemy ``schema_translate_map`` from the schemas models name to real ones, checked.
 
-    ``tenant`` is the schema holding one tenant's customers and orders; the
-    catalog (``shared``) and ``analytics`` are shared by all tenants.
+    Models name a schema per role (say ``tenant`` for one tenant's tables and
+    ``shared`` for what every tenant reads); the map says where each role's
+    tables really are for one session: a new tenant is a new map, not new code.
     """
     return {
-        TENANT_KCT: validate_identifier(tenant, what="tenant schema"),
-        TENANT_SHARED: validate_identifier(shared, what="shared schema"),
-        ANALYTICS: validate_identifier(analytics, what="analytics schema"),
+        validate_identifier(model, what="model schema"): validate_identifier(
+            real, what=f"{model} schema"
+        )
+        for model, real in schemas.items()
     }
-
-
-#: The retailer's database before the migration: every table in public.
-LEGACY_LAYOUT: Mapping[str, str] = schema_translate_map(
-    tenant="public", shared="public", analytics="public"
-)
 
 
 def set_local_search_path(schemas: Sequence[str]) -> sql.Composed:

@@ -11,6 +11,7 @@ trigger) are marked as server-generated so that inserts read them back with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,7 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ENUM, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from harness.routing.schemas import ANALYTICS, TENANT_KCT, TENANT_SHARED
+from harness.legacy.application import ANALYTICS, TENANT_KCT, TENANT_SHARED
+from harness.routing import Database
+from harness.routing.orm import OrmRouting
 
 __all__ = [
     "Appointment",
@@ -46,6 +49,7 @@ __all__ = [
     "ProductRecommendation",
     "ProductVariant",
     "Supplier",
+    "orm_routing",
 ]
 
 # The enum types stay in public through the migration (schema.sql); naming the
@@ -62,6 +66,15 @@ APPOINTMENT_KIND = ENUM(
 
 class Base(DeclarativeBase):
     pass
+
+
+def orm_routing(db: Database, *, schemas: Mapping[str, str] | None = None) -> OrmRouting:
+    """The router's SQLAlchemy side for these models; ``session(tenant=...)`` picks a tenant.
+
+    ``schemas`` says where the models' schemas really are (``LEGACY_LAYOUT``
+    before the migration); by default, where the plan moves them.
+    """
+    return OrmRouting(db, schemas=schemas, tenant_schema=TENANT_KCT)
 
 
 def _cuid() -> Mapped[str]:
