@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.cluster.pgbouncer import READER, WRITER
@@ -24,6 +24,7 @@ from harness.routing import (
     classify,
     urls_from_env,
 )
+from harness.testing.fix_cluster import in_ci
 
 SECRET = "s3cr3t-Pa55"
 
@@ -84,6 +85,7 @@ def test_replica_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
         ReplicaPolicy(**kwargs)  # type: ignore[arg-type]
 
 
+@settings(max_examples=200, deadline=None, derandomize=in_ci())
 @given(st.integers(min_value=0, max_value=2**64 - 1))
 def test_lsn_prints_and_parses_like_postgresql(value: int) -> None:
     lsn = Lsn(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.legacy.application import LEGACY_LAYOUT, TABLE_SCHEMAS, translate_map
@@ -16,6 +16,7 @@ from harness.routing import (
     set_local_search_path,
     validate_identifier,
 )
+from harness.testing.fix_cluster import in_ci
 
 
 @pytest.mark.parametrize("name", ["tenant_kct", "t_new", "_scratch", "acme2", "a" * 63])
@@ -35,6 +36,7 @@ def test_anything_else_is_rejected_with_the_rule(name: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
+@settings(max_examples=200, deadline=None, derandomize=in_ci())
 @given(st.text(max_size=80))
 def test_an_accepted_name_is_always_a_plain_lowercase_identifier(name: str) -> None:
     try:
