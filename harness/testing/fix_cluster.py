@@ -29,6 +29,17 @@ def missing_capability(reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here, beside the fixtures they describe, so --strict-markers knows them
+    # wherever this plugin is loaded.
+    config.addinivalue_line(
+        "markers", "slow: takes more than a few seconds (a whole gate run, property tests)"
+    )
+    config.addinivalue_line(
+        "markers", "docker: needs a Docker engine; skipped with the reason when none answers"
+    )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pgcutover", "pgcutover cluster")
     group.addoption(
