@@ -98,7 +98,7 @@ def connect(
     )
     try:
         return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
-    except psycopg.OperationalError as exc:
+    except psycopg.Error as exc:
         # libpq's first line is the reason; the next ones are hints that ``fix`` replaces.
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
         reason = redact(first) or type(exc).__name__

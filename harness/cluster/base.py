@@ -8,12 +8,10 @@ servers someone else runs); everything above this module only sees
 from __future__ import annotations
 
 import abc
-import time
 from dataclasses import dataclass, replace
 from types import TracebackType
 
-import psycopg
-
+from harness.connections import Lsn, connect, insert_lsn, wait_for_replay
 from harness.dsn import redact, with_database
 from harness.errors import InfrastructureError
 
@@ -82,29 +80,15 @@ class Cluster(abc.ABC):
         if not self.has_streaming_replica:
             return
         eps = self.endpoints
-        with psycopg.connect(eps.primary, autocommit=True, connect_timeout=5) as conn:
-            # The insert position, not pg_current_wal_lsn() (the write position): a commit
-            # made with synchronous_commit=off can still sit in WAL buffers, unwritten.
-            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
-        assert row is not None
-        target = row[0]
-        deadline = time.monotonic() + timeout
-        with psycopg.connect(eps.replica, autocommit=True, connect_timeout=5) as conn:
-            delay = 0.001
-            while True:
-                caught_up = conn.execute(
-                    "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (target,)
-                ).fetchone()
-                if caught_up and caught_up[0]:
-                    return
-                if time.monotonic() > deadline:
-                    raise InfrastructureError(
-                        f"replica at {redact(eps.replica)} has not replayed up to {target} "
-                        f"after {timeout:.1f} sec; check that it is streaming "
-                        "(pg_stat_replication on the primary)"
-                    )
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        with connect(eps.primary, timeout=5) as conn:
+            target: Lsn = insert_lsn(conn)
+        with connect(eps.replica, timeout=5) as conn:
+            if wait_for_replay(conn, target, timeout=timeout) is None:
+                raise InfrastructureError(
+                    f"replica at {redact(eps.replica)} has not replayed up to {target} "
+                    f"after {timeout:.1f} sec; check that it is streaming "
+                    "(pg_stat_replication on the primary)"
+                )
 
     def __enter__(self) -> Cluster:
         return self

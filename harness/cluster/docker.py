@@ -21,6 +21,7 @@ import psycopg
 
 from harness.cluster.base import Cluster, Endpoints
 from harness.cluster.pgbouncer import READER, WRITER, PoolSettings, render_ini
+from harness.connections import connect
 from harness.dsn import make_dsn, with_database
 from harness.errors import ClusterStartError, InfrastructureError
 
@@ -269,7 +270,7 @@ _STREAMING_SQL = "SELECT count(*) > 0 FROM pg_stat_replication WHERE state = 'st
 def _ask(dsn: str, sql: str) -> bool:
     # Docker's port proxy accepts TCP before the server listens and then hangs up, so
     # only a query that returns proves a server is there.
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=2, prepare_threshold=None) as conn:
+    with connect(dsn, timeout=2) as conn:
         row = conn.execute(sql).fetchone()
     return bool(row and row[0])
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-import psycopg
-
 from harness.cluster.base import Cluster, Endpoints
+from harness.connections import connect, is_standby, standby_refusal
 from harness.dsn import redact
-from harness.errors import InfrastructureError, UsageError
+from harness.errors import ConnectionFailed, InfrastructureError, UsageError
 
 __all__ = ["ExternalCluster", "connect_external", "from_env"]
 
@@ -42,14 +41,13 @@ class ExternalCluster(Cluster):
 def _check(dsn: str, *, name: str) -> bool:
     """Connect once; answer whether the server is a standby."""
     try:
-        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-    except psycopg.OperationalError as exc:
+        with connect(dsn, timeout=5) as conn:
+            return is_standby(conn)
+    except ConnectionFailed as exc:
         raise InfrastructureError(
-            f"{name}={redact(dsn)} refuses connections ({redact(str(exc)).strip()}); "
+            f"{name}={redact(dsn)} refuses connections ({exc.reason}); "
             "check the host, port and credentials, and that the server is running"
         ) from None
-    return bool(row and row[0])
 
 
 def connect_external(
@@ -62,8 +60,10 @@ def connect_external(
     """Check both servers answer and the writer is a primary; names are for messages."""
     if _check(writer, name=writer_name):
         raise UsageError(
-            f"{writer_name}={redact(writer)} points at a read-only standby; "
-            f"give the primary there and the standby as {reader_name}"
+            standby_refusal(
+                f"{writer_name}={redact(writer)}",
+                fix=f"give the primary there and the standby as {reader_name}",
+            )
         )
     if reader:
         _check(reader, name=reader_name)

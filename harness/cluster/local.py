@@ -20,6 +20,7 @@ from harness.cluster.base import Cluster, Endpoints
 from harness.cluster.binaries import PgBinaries, find_binaries, find_pgbouncer
 from harness.cluster.pgbouncer import READER, WRITER, PgBouncer
 from harness.cluster.processes import ServerProcess, free_port, prepare_dir, run_as_owner
+from harness.connections import connect
 from harness.databases import create_database
 from harness.dsn import make_dsn
 from harness.errors import ClusterStartError
@@ -70,7 +71,7 @@ def _server_argv(bins: PgBinaries, datadir: Path, *, port: int, socket_dir: Path
 def _accepts(dsn: str) -> Callable[[], bool]:
     def probe() -> bool:
         try:
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
+            with connect(dsn, timeout=2) as conn:
                 conn.execute("SELECT 1")
         except psycopg.OperationalError:
             return False
@@ -82,7 +83,7 @@ def _accepts(dsn: str) -> Callable[[], bool]:
 def _streaming(dsn: str) -> Callable[[], bool]:
     def probe() -> bool:
         try:
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
+            with connect(dsn, timeout=2) as conn:
                 row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
         except psycopg.OperationalError:
             return False

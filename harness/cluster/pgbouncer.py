@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from harness.cluster.processes import ServerProcess, give_to_server_user, prepare_dir
+from harness.connections import connect
 
 __all__ = ["READER", "WRITER", "PgBouncer", "PoolSettings", "render_ini"]
 
@@ -152,7 +153,7 @@ class PgBouncer:
 
     def _accepting(self) -> bool:
         try:
-            with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=2) as conn:
+            with connect(self.admin_dsn, timeout=2) as conn:
                 conn.execute("SHOW VERSION")
         except psycopg.OperationalError:
             return False
@@ -168,7 +169,7 @@ class PgBouncer:
             return
         self._users.extend(new)
         self._write_users()
-        with psycopg.connect(self.admin_dsn, autocommit=True, connect_timeout=5) as conn:
+        with connect(self.admin_dsn, timeout=5) as conn:
             conn.execute("RELOAD")
 
     def stop(self) -> None:

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import re
 
-import psycopg
-
+from harness.connections import Conn
 from harness.invariants.result import Check
 from harness.plan import Layout
 
 __all__ = ["check_dependencies"]
 
-Conn = psycopg.Connection[tuple[object, ...]]
 
 _FUNCTIONS = """
 SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from harness.connections import Conn
 from harness.invariants.result import Check
 from harness.plan import PrivilegeRule
 
 __all__ = ["probe_privileges"]
 
-Conn = psycopg.Connection[tuple[object, ...]]
 _probe_ids = itertools.count(1)
 
 

@@ -18,13 +18,11 @@ import psycopg
 from psycopg import sql
 
 from harness.cluster import Endpoints
-from harness.databases import connect
+from harness.connections import Conn, connect
 from harness.errors import UsageError
 from harness.invariants.result import Check
 
 __all__ = ["OldSessions", "check_new_sessions", "default_queries", "failing_queries"]
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 def default_queries(tables: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
@@ -93,7 +91,7 @@ class OldSessions:
             )
         self.sessions = [
             # No server-side prepared statements: transaction pooling cannot keep them.
-            _Session(label, psycopg.connect(dsn, autocommit=True, prepare_threshold=None), replica)
+            _Session(label, connect(dsn), replica)
             for label, dsn, replica in targets
         ]
         failures = self._run_all()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-import psycopg
 from psycopg import sql
 
 from harness.catalog import Fingerprint, diff
+from harness.connections import Conn
 from harness.invariants.result import Check
 from harness.plan import Layout
 
@@ -25,8 +25,6 @@ __all__ = [
     "check_table_parts",
     "moved_name",
 ]
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 def moved_name(layout: Layout, qualified: str) -> str:

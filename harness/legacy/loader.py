@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from harness.cluster.binaries import PgBinaries, find_binaries
+from harness.connections import Conn, connect
 from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.legacy.data import LEGACY_COUNTS, counts, generate
@@ -33,7 +34,6 @@ from harness.legacy.data import LEGACY_COUNTS, counts, generate
 __all__ = ["SeedReport", "seed"]
 
 Progress = Callable[[str], None]
-Conn = psycopg.Connection[TupleRow]
 
 _POST_DATA_MARKER = "-- pgcutover:post-data"
 _STDERR_LINES = 15
@@ -137,18 +137,11 @@ def seed(
 
 def _connect(dsn: str) -> Conn:
     params = conninfo_to_dict(dsn)
-    try:
-        # Without a timeout libpq waits for the OS, minutes for a host that drops packets.
-        return psycopg.connect(
-            dsn, autocommit=True, connect_timeout=params.get("connect_timeout", 10)
-        )
-    except psycopg.Error as exc:
-        # libpq's first line is the reason; the next ones are hints our fix replaces.
-        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-        raise InfrastructureError(
-            f"cannot connect to {redact(dsn)}: {redact(reason) or type(exc).__name__}; "
-            "start the server or fix the DSN (host, port, user, password, database name)"
-        ) from None
+    return connect(
+        dsn,
+        timeout=float(params.get("connect_timeout") or 10),
+        fix="start the server or fix the DSN (host, port, user, password, database name)",
+    )
 
 
 def _refuse_non_empty(conn: Conn, *, dsn: str) -> None:

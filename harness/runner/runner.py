@@ -17,16 +17,15 @@ from dataclasses import dataclass, field, replace
 import psycopg
 from psycopg import sql
 
-from harness.databases import connect
+from harness.connections import Conn, connect_primary
 from harness.dsn import redact
-from harness.errors import InfrastructureError, PlanError, StepFailed, UsageError
+from harness.errors import InfrastructureError, PlanError, StepFailed
 from harness.plan import Plan, Step
 from harness.plan.sqltext import Statement
 from harness.runner.ledger import AppliedStep, ensure_ledger, forget, read_ledger, record
 
 __all__ = ["Runner", "StatementError", "StepOutcome"]
 
-Conn = psycopg.Connection[tuple[object, ...]]
 Progress = Callable[[str], None]
 
 
@@ -92,14 +91,9 @@ class Runner:
         self.dsn = dsn
         self._progress = progress
         self._sleep = sleep
-        self.conn: Conn = connect(dsn)
-        row = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
-        if row and row[0]:
-            self.conn.close()
-            raise UsageError(
-                f"{redact(dsn)} is a read-only standby; migrations run on the primary: "
-                "give the primary's DSN"
-            )
+        self.conn: Conn = connect_primary(
+            dsn, fix="migrations run on the primary: give the primary's DSN"
+        )
 
     def close(self) -> None:
         self.conn.close()

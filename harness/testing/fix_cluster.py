@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from harness.cluster import PROVIDERS, Cluster, start_cluster
+from harness.connections import Conn
+from harness.connections import connect as _connect
 from harness.errors import HarnessError
 
 __all__ = ["cluster", "in_ci", "missing_capability"]
@@ -79,10 +80,6 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"pgcutover: provider=local, {version}"
 
 
-def connect(
-    dsn: str, *, prepare_threshold: int | None = 5
-) -> psycopg.Connection[tuple[object, ...]]:
+def connect(dsn: str, *, prepare_threshold: int | None = 5) -> Conn:
     """An autocommit connection; ``prepare_threshold=None`` for PgBouncer's transaction pool."""
-    return psycopg.connect(
-        dsn, autocommit=True, connect_timeout=5, prepare_threshold=prepare_threshold
-    )
+    return _connect(dsn, timeout=5, prepare_threshold=prepare_threshold)
