@@ -110,7 +110,7 @@ def clinics(cluster: Cluster) -> Iterator[Clinics]:
 def test_each_tenant_is_a_schema_and_reads_its_own_writes_from_the_replica(
     clinics: Clinics,
 ) -> None:
-    orm = OrmRouting(clinics.db, schemas={"shared": "catalog"}, tenant_schema="clinic")
+    orm = OrmRouting(clinics.db, schemas={"shared": "catalog"}, schema_per_tenant="clinic")
     try:
         with orm.session(tenant="clinic_north") as session:
             session.add(Patient(name="Ada"))
@@ -141,11 +141,11 @@ def test_each_tenant_is_a_schema_and_reads_its_own_writes_from_the_replica(
         orm.dispose()
 
 
-def test_a_tenant_session_needs_the_tenant_schema_and_a_valid_name(clinics: Clinics) -> None:
+def test_a_tenant_session_needs_the_schema_per_tenant_and_a_valid_name(clinics: Clinics) -> None:
     plain = OrmRouting(clinics.db, schemas={"shared": "catalog"})
-    with pytest.raises(UsageError, match=r"pass OrmRouting\(db, tenant_schema=\.\.\.\)"):
+    with pytest.raises(UsageError, match=r"pass OrmRouting\(db, schema_per_tenant=\.\.\.\)"):
         plain.session(tenant="clinic_north")
-    orm = OrmRouting(clinics.db, schemas={"shared": "catalog"}, tenant_schema="clinic")
+    orm = OrmRouting(clinics.db, schemas={"shared": "catalog"}, schema_per_tenant="clinic")
     with pytest.raises(InvalidIdentifier, match=r"^tenant schema name 'clinic_north; RESET ALL' "):
         orm.session(tenant="clinic_north; RESET ALL")
     with pytest.raises(InvalidIdentifier, match=r"^catalog schema name 'Catalog' "):

@@ -74,7 +74,7 @@ def orm_routing(db: Database, *, schemas: Mapping[str, str] | None = None) -> Or
     ``schemas`` says where the models' schemas really are (``LEGACY_LAYOUT``
     before the migration); by default, where the plan moves them.
     """
-    return OrmRouting(db, schemas=schemas, tenant_schema=TENANT_KCT)
+    return OrmRouting(db, schemas=schemas, schema_per_tenant=TENANT_KCT)
 
 
 def _cuid() -> Mapped[str]:

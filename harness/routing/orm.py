@@ -79,7 +79,7 @@ class OrmRouting:
     """A writer and a reader engine for a :class:`Database`, and the sessions that route.
 
     ``schemas`` translates the schemas the models name to real ones for every
-    session; ``tenant_schema`` is the one model schema that holds a single
+    session; ``schema_per_tenant`` is the one model schema that holds a single
     tenant's tables, which ``session(tenant=...)`` points at that tenant's schema.
     """
 
@@ -88,14 +88,14 @@ class OrmRouting:
         db: Database,
         *,
         schemas: Mapping[str, str] | None = None,
-        tenant_schema: str | None = None,
+        schema_per_tenant: str | None = None,
     ) -> None:
         self.db = db
         self.schemas = schema_translate_map(schemas or {})
-        self.tenant_schema = (
+        self.schema_per_tenant = (
             None
-            if tenant_schema is None
-            else validate_identifier(tenant_schema, what="model schema")
+            if schema_per_tenant is None
+            else validate_identifier(schema_per_tenant, what="model schema")
         )
         self.writer_engine = _engine(db.writer_url, db.writer_config, read_only=False)
         self.reader_engine = _engine(
@@ -143,12 +143,12 @@ class OrmRouting:
         """A session over this router's schemas; ``tenant`` names the tenant's schema."""
         schemas = dict(self.schemas)
         if tenant is not None:
-            if self.tenant_schema is None:
+            if self.schema_per_tenant is None:
                 raise UsageError(
                     f"session(tenant={tenant!r}) needs to know which schema the models use for "
-                    "one tenant's tables: pass OrmRouting(db, tenant_schema=...)"
+                    "one tenant's tables: pass OrmRouting(db, schema_per_tenant=...)"
                 )
-            schemas[self.tenant_schema] = validate_identifier(tenant, what="tenant schema")
+            schemas[self.schema_per_tenant] = validate_identifier(tenant, what="tenant schema")
         return RoutingSession(self, schemas=schemas, **kwargs)
 
     def dispose(self) -> None:
