@@ -2,7 +2,9 @@
 
 ``seed`` loads either the built-in single-schema database (the plan's 37
 products, 544 variants and 3,369 customers, times ``scale``) or the user's own
-dump into an empty database, and reports what it loaded.
+dump into an empty database, and reports what it loaded. The retailer's
+application as the router sees it (schema map, pool names, SQLAlchemy models)
+is in ``application`` and ``models``.
 """
 
 from __future__ import annotations

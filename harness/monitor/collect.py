@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from harness.connections import Conn, Lsn, bounded, connect, describe
+from harness.connections import Conn, Lsn, bounded, connect, describe, standby_refusal
 from harness.dsn import redact
 from harness.errors import InfrastructureError
 
@@ -290,7 +290,9 @@ def collect_status(
         else:
             status.health["read"] = status.health["write"]  # reads go to the writer
         if writer.in_recovery:
-            status.problems.append(f"writer at {writer.dsn} is a standby: it cannot take writes")
+            status.problems.append(
+                standby_refusal(f"writer at {writer.dsn}", fix="point --dsn at the primary")
+            )
         status.schemas = _schemas(writer_conn, schemas, timeout=timeout)
         status.replication = _replication(writer_conn, reader_conn, timeout=timeout)
     except psycopg.Error as exc:
