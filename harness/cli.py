@@ -127,7 +127,10 @@ def _plan(args: argparse.Namespace) -> Plan:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from harness.gate import run_gate
+    from harness.report.plots import warm_up
 
+    # The page plots the traffic timeline: its plotting library loads while the gate runs.
+    warm_up()
     report = run_gate(
         _plan(args),
         provider=args.provider,

@@ -17,8 +17,10 @@ import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 DUMP = """\
@@ -161,7 +163,8 @@ def test_another_repository_gates_its_plan_with_pytest(tmp_path: Path) -> None:
     out = done.stdout + done.stderr
     assert done.returncode == 1, out[-4000:]
     gate = json.loads((repo / "reports/gate.json").read_text())
-    assert gate["schema_version"] == 1
+    schema = resources.files("harness.report").joinpath("gate.schema.json").read_text()
+    jsonschema.validate(gate, json.loads(schema))
     assert (repo / "reports/index.html").read_text().count('class="check ') == len(gate["checks"])
     cases = ET.parse(repo / "pytest.xml").getroot().iter("testcase")
     outcome = {

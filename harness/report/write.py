@@ -34,6 +34,7 @@ from harness.report.schema import (
 __all__ = ["LOAD_SUMMARY", "ReportFiles", "read_gate", "render_reports", "write_reports"]
 
 LOAD_SUMMARY = Path("load") / "summary.json"
+_OPTIONAL = ("traffic", "load")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ def _version() -> str:
         return version("pgcutover")
     except PackageNotFoundError:
         return "(not installed)"
+
+
+def _core(document: Mapping[str, object]) -> dict[str, object]:
+    return {k: v for k, v in document.items() if k not in _OPTIONAL}
 
 
 def _sections(raw: Mapping[str, object], *, directory: Path) -> tuple[dict[str, object], list[str]]:
@@ -99,7 +104,7 @@ def write_reports(document: Mapping[str, object], *, directory: Path) -> ReportF
     directory.mkdir(parents=True, exist_ok=True)
     text = redact(json.dumps({"schema_version": SCHEMA_VERSION, **document}, indent=2))
     clean: dict[str, object] = json.loads(text)
-    parse_gate(clean)  # the core must be right; a broken gate is a bug, not a section to skip
+    parse_gate(_core(clean))  # a broken core is a broken gate; a section is only not shown
     gate_json = directory / "gate.json"
     gate_json.write_text(text + "\n", encoding="utf-8")
     return _write_renderings(clean, directory=directory, gate_json=gate_json, started=started)
@@ -130,7 +135,7 @@ def read_gate(path: Path) -> dict[str, object]:
         raise ReportError(f"{path}: not JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ReportError(f"{path}: must hold a JSON object, not {type(raw).__name__}")
-    parse_gate(raw, where=str(path))
+    parse_gate(_core(raw), where=str(path))
     return raw
 
 
