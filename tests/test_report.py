@@ -323,3 +323,18 @@ def test_any_check_text_renders_as_text_in_every_report(
         failure = failures.get(name)
         if failure is not None:
             assert failure.get("message") == reason
+
+
+# -- harness report --------------------------------------------------------------------
+def test_harness_report_renders_again_and_names_a_missing_gate_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    assert main(["report", "--reports", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'gate.json'}: no such file" in capsys.readouterr().err
+    (tmp_path / "gate.json").write_text(json.dumps(_gate()))
+    assert main(["report", "--reports", str(tmp_path)]) == 0
+    assert "index.html" in capsys.readouterr().err
+    assert len(_sections((tmp_path / "index.html").read_text())) == 4
+    assert ET.parse(tmp_path / "junit.xml").getroot().get("tests") == "4"
