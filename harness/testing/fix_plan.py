@@ -37,6 +37,7 @@ from psycopg import sql
 
 from harness.cluster import Cluster
 from harness.databases import create_database, drop_database
+from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError
 from harness.invariants import Check
 from harness.plan import Plan, load_plan
@@ -129,10 +130,12 @@ class GatePlanFile(pytest.File):
     def collect(self) -> Iterator[GateCheckItem]:
         from harness.gate import run_gate
         from harness.report import write_reports
+        from harness.report.plots import warm_up
 
         config = self.config
         plan = config.stash[_PLAN]
         legacy = config.getoption("--pg-legacy", default=None)
+        warm_up()
         try:
             report = run_gate(
                 plan,
@@ -146,7 +149,11 @@ class GatePlanFile(pytest.File):
             raise  # unreachable: missing_capability always raises
         except HarnessError as exc:
             message = f"the gate of plan {plan.name!r} could not run: {exc}"
-            raise self.CollectError(message) from None
+            raise self.CollectError(redact(message)) from None
+        except psycopg.Error as exc:
+            # A server error no check turned into a finding is the harness failing, not the plan.
+            message = f"the gate of plan {plan.name!r} could not run: the server refused: {exc}"
+            raise self.CollectError(redact(message).strip()) from None
         files = write_reports(report.to_json(), directory=config.stash[_REPORTS])
         config.stash[_WRITTEN] = files.index_html
         for check in report.checks:
