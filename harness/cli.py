@@ -22,6 +22,7 @@ from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError
 from harness.invariants import Check
 from harness.plan import Plan, load_plan
+from harness.report import ReportFiles, render_reports, write_reports
 from harness.runner import StepOutcome
 
 __all__ = ["main"]
@@ -126,7 +127,10 @@ def _plan(args: argparse.Namespace) -> Plan:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from harness.gate import run_gate
+    from harness.report.plots import warm_up
 
+    # The page plots the traffic timeline: its plotting library loads while the gate runs.
+    warm_up()
     report = run_gate(
         _plan(args),
         provider=args.provider,
@@ -136,12 +140,25 @@ def cmd_gate(args: argparse.Namespace) -> int:
         emit=_emit,
         progress=progress,
     )
-    report.write(args.reports / "gate.json")
+    files = write_reports(report.to_json(), directory=args.reports)
     failed = [c.name for c in report.checks if c.verdict == "fail"]
     verdict = "SAFE" if report.safe else f"NOT SAFE ({len(failed)} checks failed)"
     print(f"plan {report.plan!r}: {verdict} in {report.seconds:.1f} sec", flush=True)
-    progress(f"report written to {args.reports / 'gate.json'}")
+    _reports_written(files)
     return report.exit_code
+
+
+def _reports_written(files: ReportFiles) -> None:
+    progress(
+        f"reports written to {files.gate_json.parent}/: gate.json, junit.xml, index.html "
+        f"({files.html_bytes:,} bytes) in {files.seconds:.2f} sec"
+    )
+
+
+# -- report --------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    _reports_written(render_reports(args.reports))
+    return 0
 
 
 def _print_outcomes(outcomes: list[StepOutcome], *, dry_run: bool) -> None:
@@ -288,6 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a fingerprint taken before the migration (harness fingerprint): adds the "
         "nothing-lost, tables-intact and sequences checks",
     )
+
+    report = sub.add_parser(
+        "report",
+        help="render index.html and junit.xml again from reports/gate.json",
+        description="Render index.html and junit.xml again from the gate.json in --reports, "
+        "with the load comparison in load/summary.json beside it when there is one.",
+    )
+    report.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="where gate.json is (reports/)"
+    )
+    report.set_defaults(func=cmd_report)
 
     from harness.monitor.command import add_parser as add_status_parser
 

@@ -16,6 +16,7 @@ __all__ = [
     "HarnessError",
     "InfrastructureError",
     "PlanError",
+    "ReportError",
     "StepFailed",
     "UsageError",
 ]
@@ -33,6 +34,10 @@ class UsageError(HarnessError):
 
 class PlanError(UsageError):
     """A plan directory is malformed: a bad ``plan.toml``, a missing step file."""
+
+
+class ReportError(UsageError):
+    """A report file (``gate.json``, a load summary) is not in the shape pgcutover writes."""
 
 
 class InfrastructureError(HarnessError):

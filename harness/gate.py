@@ -35,6 +35,7 @@ from harness.invariants import (
 )
 from harness.lint import lint_plan
 from harness.plan import Plan
+from harness.report.schema import SCHEMA_VERSION
 from harness.runner import Runner, StepOutcome, take_backup, verify_backup
 
 __all__ = ["GateReport", "run_gate", "verify_database"]
@@ -66,6 +67,7 @@ class GateReport:
     def to_json(self) -> dict[str, object]:
         failed = [c.name for c in self.checks if c.verdict == "fail"]
         return {
+            "schema_version": SCHEMA_VERSION,
             "plan": self.plan,
             "verdict": "safe" if self.safe else "unsafe",
             "failed": failed,

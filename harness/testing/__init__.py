@@ -1,5 +1,5 @@
 """pytest plugins that give scenarios a real cluster and fresh legacy databases.
 
-The root ``conftest.py`` lists these modules in ``pytest_plugins``; each module
+``harness.testing.plugin`` (the ``pytest11`` entry point) lists these modules; each module
 owns its command-line options and fixtures.
 """
