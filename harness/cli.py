@@ -1,7 +1,9 @@
 """The ``harness`` command: progress on stderr, results on stdout, exit codes for CI.
 
 Exit codes: 0 the plan is safe (or the command did its job), 1 the plan was
-checked and has findings, 2 usage or infrastructure error, 130 interrupted.
+checked and has findings, 2 usage or infrastructure error, 75 a step could not
+get its locks within the budget (nothing of it changed; retry later), 130
+interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ def _existing_file(text: str) -> Path:
     return path
 
 
+def _existing_dump(text: str) -> Path:
+    """A dump file, or a ``pg_dump -Fd`` directory (the loader checks it holds toc.dat)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file or directory")
+    return path
+
+
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider",
@@ -67,14 +77,19 @@ def add_legacy_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--legacy",
-        type=_existing_file,
-        help="start from this plain SQL dump or pg_dump custom archive instead of the built-in "
-        "legacy database",
+        type=_existing_dump,
+        help="start from this plain SQL dump, pg_dump custom or tar archive, or pg_dump -Fd "
+        "directory instead of the built-in legacy database",
     )
 
 
 # -- up ------------------------------------------------------------------------------
-def _wait_for_signal() -> int:
+# How often `harness up` looks at its processes: a dead PgBouncer is back within it.
+WATCH_INTERVAL = 0.2
+
+
+def _wait_for_signal(*, watch: Callable[[], list[str]] = list) -> int:
+    """Block until SIGINT or SIGTERM, reporting what ``watch`` finds every so often."""
     stop = threading.Event()
     received: list[int] = []
 
@@ -84,7 +99,9 @@ def _wait_for_signal() -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
-    stop.wait()
+    while not stop.wait(WATCH_INTERVAL):
+        for message in watch():
+            progress(message)
     return received[0]
 
 
@@ -99,7 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for key, value in cluster.endpoints.as_env().items():
             print(f"{key}={value}", flush=True)
         progress("up; stop with Ctrl-C or SIGTERM")
-        signum = _wait_for_signal()
+        signum = _wait_for_signal(watch=cluster.watch)
         progress(f"received {signal.Signals(signum).name}: tearing down")
     return 0
 
@@ -162,6 +179,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     with Runner(plan, args.dsn, progress=progress) as runner:
+        if not args.dry_run:
+            runner.claim()  # before the backup: one run at a time, from its first step
         if not args.dry_run and runner.pending() and not args.no_backup:
             backup = take_backup(args.dsn, directory=args.reports / "backups")
             problems = verify_backup(args.dsn, backup)
@@ -304,10 +323,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C: what CI sends to cancel a job.
+
+    A KeyboardInterrupt so that psycopg cancels the running statement on the
+    server and every ``with`` block (transactions, clusters) unwinds as for Ctrl-C.
+    """
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Command = args.func
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return func(args)
     except HarnessError as exc:
@@ -317,7 +350,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A server error nobody turned into a finding is the harness failing, not the plan.
         print(f"harness: error: the server refused: {redact(str(exc)).strip()}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            print(
+                "harness: terminated (SIGTERM): the running step, if any, was cancelled and "
+                "rolled back; run the command again to go on",
+                file=sys.stderr,
+            )
+            return 128 + signal.SIGTERM
         print("harness: interrupted", file=sys.stderr)
         return 130
 
