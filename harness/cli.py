@@ -198,7 +198,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from harness.runner import Runner
 
     with Runner(_plan(args), args.dsn, progress=progress) as runner:
-        _print_outcomes(runner.rollback(dry_run=args.dry_run), dry_run=args.dry_run)
+        outcomes = runner.rollback(dry_run=args.dry_run, accept_changed=args.accept_changed)
+        _print_outcomes(outcomes, dry_run=args.dry_run)
     return 0
 
 
@@ -295,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
         if name == "migrate":
             p.add_argument("--no-backup", action="store_true", help="skip the pg_dump backup")
+        else:
+            p.add_argument(
+                "--accept-changed",
+                action="store_true",
+                help="roll back even steps whose up file changed since they were applied, "
+                "with the down files as they are now",
+            )
 
     verify = plan_parser(
         "verify", "check a migrated database against the plan's layout and privileges", cmd_verify

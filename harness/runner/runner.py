@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import psycopg
 from psycopg import sql
@@ -158,7 +159,9 @@ class Runner:
     def applied(self) -> list[AppliedStep]:
         return read_ledger(self.conn, self.plan.name)
 
-    def _check_ledger(self, *, strict: bool, rolling_back: bool = False) -> list[AppliedStep]:
+    def _check_ledger(
+        self, *, strict: bool, rolling_back: Literal[False, True, "accept-changed"] = False
+    ) -> list[AppliedStep]:
         applied = self.applied()
         by_number = {s.number: s for s in self.plan.up}
         for row in applied:
@@ -170,22 +173,27 @@ class Runner:
                     "plan that applied it"
                 )
             if step.checksum != row.checksum:
-                if rolling_back:
-                    # The up file is not run to roll back: its down file is. Say so and go on.
-                    self._progress(
-                        f"{step.label} changed since it was applied (applied sha256 "
-                        f"{row.checksum[:12]}…, file now {step.checksum[:12]}…); rolling it "
-                        f"back with {self.plan.down_for(step.number).label} as it is now"
-                    )
-                    continue
-                raise PlanError(
+                changed = (
                     f"{step.label} changed after it was applied (applied sha256 "
-                    f"{row.checksum[:12]}…, file now {step.checksum[:12]}…): this database "
-                    "has the old version. Either put the applied version back (git log "
-                    f"{step.path.name}) and migrate, or roll back to before it with "
-                    f"`harness rollback --plan {self.plan.directory} --dsn URL` (which runs "
-                    "the down files as they are now, so check that they undo the old version) "
-                    "and then migrate to apply the new one"
+                    f"{row.checksum[:12]}…, file now {step.checksum[:12]}…)"
+                )
+                down = self.plan.down_for(step.number).label
+                if rolling_back == "accept-changed":
+                    self._progress(f"{changed}; rolling it back with {down} as it is now")
+                    continue
+                if rolling_back:
+                    raise PlanError(
+                        f"{changed}: the database has the applied version, and the rollback "
+                        f"would run {down} as it is now. If that undoes the applied version, "
+                        "run the rollback again with --accept-changed; if not, put back the "
+                        f"applied files first (git log -- {step.path.name})"
+                    )
+                raise PlanError(
+                    f"{changed}: the database has the applied version. Either put that "
+                    f"version back (git log -- {step.path.name}) and migrate, or roll back to "
+                    f"before it with `harness rollback --plan {self.plan.directory} --dsn URL "
+                    f"--accept-changed` (which runs {down} as it is now: check that it undoes "
+                    "the applied version) and then migrate to apply the new one"
                 )
         if strict:
             numbers = [s.number for s in self.plan.up]
@@ -403,10 +411,15 @@ class Runner:
         self._report(outcome)
         return outcome
 
-    def revert(self, step: Step) -> StepOutcome:
-        """Roll back one step; it must be the newest the ledger lists."""
+    def revert(self, step: Step, *, accept_changed: bool = False) -> StepOutcome:
+        """Roll back one step; it must be the newest the ledger lists.
+
+        ``accept_changed``: roll back even where an applied up file changed since,
+        with the down files as they are now (the way out of a changed step).
+        """
         self.claim()
-        done = [r.step for r in self._check_ledger(strict=False, rolling_back=True)]
+        mode: Literal[True, "accept-changed"] = "accept-changed" if accept_changed else True
+        done = [r.step for r in self._check_ledger(strict=False, rolling_back=mode)]
         if not done or step.number != max(done):
             newest = f"the newest applied is {max(done)}" if done else "none is applied"
             raise PlanError(
@@ -453,8 +466,10 @@ class Runner:
         keep_going: bool = False,
         dry_run: bool = False,
         after_step: Callable[[StepOutcome], None] | None = None,
+        accept_changed: bool = False,
     ) -> list[StepOutcome]:
-        done = {r.step for r in self._check_ledger(strict=False, rolling_back=True)}
+        mode: Literal[True, "accept-changed"] = "accept-changed" if accept_changed else True
+        done = {r.step for r in self._check_ledger(strict=False, rolling_back=mode)}
         todo = [s for s in reversed(self.plan.up) if s.number in done]
         if dry_run:
             return [StepOutcome(step=self.plan.down_for(s.number), applied=False) for s in todo]
