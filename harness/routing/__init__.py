@@ -21,6 +21,7 @@ from harness.routing.errors import (
 )
 from harness.routing.pools import READER_POOL, WRITER_POOL, PoolConfig, urls_from_env
 from harness.routing.replica import Lsn, ReplicaPolicy, ReplicaState
+from harness.routing.retry import CommitOutcomeUnknown, RetryPolicy, run_transaction
 from harness.routing.schemas import (
     LEGACY_LAYOUT,
     TABLE_SCHEMAS,
@@ -35,6 +36,7 @@ __all__ = [
     "READER_POOL",
     "TABLE_SCHEMAS",
     "WRITER_POOL",
+    "CommitOutcomeUnknown",
     "Database",
     "ErrorKind",
     "InvalidIdentifier",
@@ -44,10 +46,12 @@ __all__ = [
     "ReplicaPolicy",
     "ReplicaState",
     "ReplicaUnavailable",
+    "RetryPolicy",
     "RoutingError",
     "UnitOfWork",
     "WriterUnavailable",
     "classify",
+    "run_transaction",
     "schema_translate_map",
     "set_local_search_path",
     "urls_from_env",
