@@ -6,8 +6,12 @@ again from the start is safe, and the user never sees an error. The one moment
 that is not safe is the commit itself: once COMMIT has been sent, a broken
 connection says nothing about whether it took effect. Retrying then could apply
 a payment twice; giving up silently could lose an order. So a failure after
-COMMIT was sent is raised as :class:`CommitOutcomeUnknown`, for the application
-to check (an idempotency key, a lookup) instead of guessing.
+COMMIT was sent is first settled by asking the server: the transaction's id is
+read just before COMMIT (``txid_current_if_assigned()``, one short round trip),
+and ``txid_status()`` on a new connection says whether it committed (done: the
+result is returned) or aborted (nothing happened: retried). Only when the
+server cannot say within the budget is :class:`CommitOutcomeUnknown` raised,
+for the application to check (an idempotency key, a lookup) instead of guessing.
 
 What is retried: errors that mean the server side went away or refused before
 the work was committed (:data:`~harness.routing.errors.UNAVAILABLE_KINDS`, a
@@ -121,7 +125,13 @@ def run_transaction(
     while True:
         attempt += 1
         try:
-            return _once(db, work, search_path=search_path, attempts=attempt)
+            return _once(
+                db,
+                work,
+                search_path=search_path,
+                attempts=attempt,
+                settle_by=started + max(policy.budget, 5.0),
+            )
         except CommitOutcomeUnknown:
             raise
         except Exception as exc:
@@ -135,7 +145,12 @@ def run_transaction(
 
 
 def _once(
-    db: Database, work: Callable[[Conn], T], *, search_path: Sequence[str], attempts: int
+    db: Database,
+    work: Callable[[Conn], T],
+    *,
+    search_path: Sequence[str],
+    attempts: int,
+    settle_by: float,
 ) -> T:
     pool = db._writer_pool
     conn = db._get(pool, "writer")
@@ -154,8 +169,14 @@ def _once(
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
             raise
-        if conn.broken:
-            raise _lost(db, None)
+        try:
+            # NULL when the work wrote nothing: then no commit can be lost either.
+            row = conn.execute("SELECT txid_current_if_assigned()::text").fetchone()
+        except psycopg.Error as exc:
+            if conn.broken:
+                raise _lost(db, exc) from exc
+            raise
+        xid = str(row[0]) if row is not None and row[0] is not None else None
         try:
             conn.commit()
         except psycopg.Error as exc:
@@ -163,6 +184,15 @@ def _once(
                 # The server answered the COMMIT with an error (a deferred constraint, a
                 # serialization failure): it rolled back, and said so.
                 raise
+            status = "committed" if xid is None else _settle(db, xid, until=settle_by)
+            if status == "committed":
+                return result
+            if status == "aborted":
+                raise ConnectionLost(
+                    f"the connection to the writer at {redact(db.writer_url)} broke during "
+                    f"COMMIT ({redact(str(exc)).strip()}), and the server says transaction "
+                    f"{xid} was rolled back"
+                ) from exc
             raise CommitOutcomeUnknown(
                 f"the connection to the writer at {redact(db.writer_url)} broke after COMMIT "
                 f"was sent (attempt {attempts}): {redact(str(exc)).strip()}; the transaction "
@@ -180,3 +210,28 @@ def _lost(db: Database, exc: psycopg.Error | None) -> ConnectionLost:
         f"the connection to the writer at {redact(db.writer_url)} broke before COMMIT was "
         f"sent ({reason}); the server rolled the transaction back"
     )
+
+
+def _settle(db: Database, xid: str, *, until: float) -> str:
+    """``txid_status(xid)`` once the server answers: committed, aborted, or unknown.
+
+    A session that died in COMMIT may show "in progress" for a moment while its
+    backend exits; asked again, it settles. Asked on a new connection: the pool's
+    may all be broken by the same fault.
+    """
+    delay = 0.02
+    while True:
+        try:
+            with psycopg.connect(
+                db.writer_url, autocommit=True, connect_timeout=2, prepare_threshold=None
+            ) as conn:
+                row = conn.execute("SELECT txid_status(%s::bigint)", (xid,)).fetchone()
+            status = str(row[0]) if row is not None and row[0] is not None else "unknown"
+            if status in ("committed", "aborted"):
+                return status
+        except psycopg.Error:
+            pass  # the server is still coming back
+        if time.monotonic() + delay > until:
+            return "unknown"
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
