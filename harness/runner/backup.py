@@ -101,7 +101,8 @@ def remove_leftovers(dsn: str) -> list[str]:
     other run's restore check is in progress, and a copy nobody is connected to
     can only be a leftover.
     """
-    pattern = scratch_prefix(dsn).replace("_", r"\_") + "%"
+    prefix = scratch_prefix(dsn)
+    pattern = "".join("\\" + c if c in "\\%_" else c for c in prefix) + "%"
     with connect(with_database(dsn, "postgres")) as conn:
         rows = conn.execute(
             "SELECT datname FROM pg_database d WHERE datname LIKE %s AND datname ~ '_[0-9]+$'"

@@ -128,10 +128,14 @@ class Runner:
                 "give the primary's DSN"
             )
         self.conn.execute(
-            "SELECT set_config('client_connection_check_interval', %s, false),"
-            " set_config('application_name', %s, false)",
-            (CONNECTION_CHECK_INTERVAL, step_application_name(plan=plan.name, label="runner")),
+            "SELECT set_config('application_name', %s, false)",
+            (step_application_name(plan=plan.name, label="runner"),),
         )
+        if self.conn.info.server_version >= 140000:  # the setting is new in PostgreSQL 14
+            self.conn.execute(
+                "SELECT set_config('client_connection_check_interval', %s, false)",
+                (CONNECTION_CHECK_INTERVAL,),
+            )
 
     def claim(self) -> None:
         """Become the only runner on this database until closed; drop a killed run's leftovers.
