@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from harness.catalog import diff, fingerprint
 from harness.cli import main
 from harness.databases import create_database, database_exists
 from harness.errors import LockContention
@@ -118,6 +119,7 @@ def test_killed_migrator_releases_its_locks_and_the_rerun_completes(
 ) -> None:
     dsn = legacy_db.endpoints.primary
     plan = write_plan(tmp_path)
+    before = fingerprint(paused)
     first = _migrate(plan, dsn, "--no-backup")
     try:
         _wait_for(
@@ -166,6 +168,7 @@ def test_killed_migrator_releases_its_locks_and_the_rerun_completes(
     else:
         assert first.returncode == -signal.SIGKILL
     assert not _has_column(paused), "the killed step left its change behind"
+    assert [str(d) for d in diff(before, fingerprint(paused))] == []
 
     # A killed run's scratch copy of the restore check, as the next run finds it.
     leftover = f"{legacy_db.name}_restore_check_424242"
