@@ -1,7 +1,9 @@
 """The ``harness`` command: progress on stderr, results on stdout, exit codes for CI.
 
 Exit codes: 0 the plan is safe (or the command did its job), 1 the plan was
-checked and has findings, 2 usage or infrastructure error, 130 interrupted.
+checked and has findings, 2 usage or infrastructure error, 75 a step could not
+get its locks within the budget (nothing of it changed; retry later), 130
+interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def _existing_file(text: str) -> Path:
     return path
 
 
+def _existing_dump(text: str) -> Path:
+    """A dump file, or a ``pg_dump -Fd`` directory (the loader checks it holds toc.dat)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file or directory")
+    return path
+
+
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider",
@@ -68,14 +78,19 @@ def add_legacy_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--legacy",
-        type=_existing_file,
-        help="start from this plain SQL dump or pg_dump custom archive instead of the built-in "
-        "legacy database",
+        type=_existing_dump,
+        help="start from this plain SQL dump, pg_dump custom or tar archive, or pg_dump -Fd "
+        "directory instead of the built-in legacy database",
     )
 
 
 # -- up ------------------------------------------------------------------------------
-def _wait_for_signal() -> int:
+# How often `harness up` looks at its processes: a dead PgBouncer is back within it.
+WATCH_INTERVAL = 0.2
+
+
+def _wait_for_signal(*, watch: Callable[[], list[str]] = list) -> int:
+    """Block until SIGINT or SIGTERM, reporting what ``watch`` finds every so often."""
     stop = threading.Event()
     received: list[int] = []
 
@@ -85,7 +100,9 @@ def _wait_for_signal() -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
-    stop.wait()
+    while not stop.wait(WATCH_INTERVAL):
+        for message in watch():
+            progress(message)
     return received[0]
 
 
@@ -100,7 +117,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for key, value in cluster.endpoints.as_env().items():
             print(f"{key}={value}", flush=True)
         progress("up; stop with Ctrl-C or SIGTERM")
-        signum = _wait_for_signal()
+        signum = _wait_for_signal(watch=cluster.watch)
         progress(f"received {signal.Signals(signum).name}: tearing down")
     return 0
 
@@ -179,6 +196,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     with Runner(plan, args.dsn, progress=progress) as runner:
+        if not args.dry_run:
+            runner.claim()  # before the backup: one run at a time, from its first step
         if not args.dry_run and runner.pending() and not args.no_backup:
             backup = take_backup(args.dsn, directory=args.reports / "backups")
             problems = verify_backup(args.dsn, backup)
@@ -196,7 +215,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from harness.runner import Runner
 
     with Runner(_plan(args), args.dsn, progress=progress) as runner:
-        _print_outcomes(runner.rollback(dry_run=args.dry_run), dry_run=args.dry_run)
+        outcomes = runner.rollback(dry_run=args.dry_run, accept_changed=args.accept_changed)
+        _print_outcomes(outcomes, dry_run=args.dry_run)
     return 0
 
 
@@ -293,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
         if name == "migrate":
             p.add_argument("--no-backup", action="store_true", help="skip the pg_dump backup")
+        else:
+            p.add_argument(
+                "--accept-changed",
+                action="store_true",
+                help="roll back even steps whose up file changed since they were applied, "
+                "with the down files as they are now",
+            )
 
     verify = plan_parser(
         "verify", "check a migrated database against the plan's layout and privileges", cmd_verify
@@ -332,10 +359,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C: what CI sends to cancel a job.
+
+    A KeyboardInterrupt so that psycopg cancels the running statement on the
+    server and every ``with`` block (transactions, clusters) unwinds as for Ctrl-C.
+    """
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Command = args.func
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return func(args)
     except HarnessError as exc:
@@ -345,9 +386,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A server error nobody turned into a finding is the harness failing, not the plan.
         print(f"harness: error: the server refused: {redact(str(exc)).strip()}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            print(
+                "harness: terminated (SIGTERM): the running step, if any, was cancelled and "
+                "rolled back; run the command again to go on",
+                file=sys.stderr,
+            )
+            return 128 + signal.SIGTERM
         print("harness: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

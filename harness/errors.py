@@ -3,7 +3,9 @@
 Every error says what was checked, what was found and what to do about it. The
 exit code is part of the contract with CI jobs: 2 means "the harness could not
 do its job" (bad input, missing binaries, an unreachable server), which is a
-different thing from 1, "the plan was checked and is not safe".
+different thing from 1, "the plan was checked and is not safe". 75 (sysexits'
+EX_TEMPFAIL) means "the locks a step needs were held by others for the whole
+budget; nothing of that step changed; run again later".
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ __all__ = [
     "ConnectionFailed",
     "HarnessError",
     "InfrastructureError",
+    "LockContention",
     "PlanError",
     "ReportError",
+    "RunInProgress",
     "StepFailed",
     "UsageError",
 ]
@@ -80,4 +84,24 @@ class StepFailed(HarnessError):
     def __init__(self, message: str, *, step: str, sqlstate: str | None = None) -> None:
         self.step = step
         self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class RunInProgress(InfrastructureError):
+    """Another migrate or rollback holds the database's advisory lock; this one did nothing."""
+
+
+class LockContention(HarnessError):
+    """A step could not get its locks within the budget; it was rolled back, nothing changed.
+
+    Not 1: the plan was not found wanting, other sessions were in the way. Not 2:
+    nothing is broken. A job may retry later; sysexits' EX_TEMPFAIL says exactly that.
+    """
+
+    exit_code = 75
+
+    def __init__(self, message: str, *, step: str, attempts: int, blockers: list[str]) -> None:
+        self.step = step
+        self.attempts = attempts
+        self.blockers = blockers
         super().__init__(message)

@@ -23,7 +23,13 @@ import pytest
 from harness.catalog import Fingerprint, diff, fingerprint
 from harness.databases import database_exists
 from harness.dsn import redact
-from harness.errors import InfrastructureError, PlanError, StepFailed, UsageError
+from harness.errors import (
+    InfrastructureError,
+    LockContention,
+    PlanError,
+    StepFailed,
+    UsageError,
+)
 from harness.plan import load_plan
 from harness.runner import Runner, StepOutcome, take_backup, verify_backup
 from harness.testing.fix_cluster import connect
@@ -212,7 +218,7 @@ def test_dry_run_changes_nothing_and_lists_the_pending_steps(legacy_db: LegacyDa
 def test_changed_applied_step_is_refused_by_migrate_and_rollback(
     legacy_db: LegacyDatabase, tmp_path: Path
 ) -> None:
-    """What ran is not what the file says any more: neither re-running nor reverting is safe."""
+    """What ran is not what the file says any more: refused, with a way out that works."""
     dsn = legacy_db.endpoints.primary
     directory = _copy_plan(tmp_path)
     with Runner(load_plan(directory), dsn) as runner:
@@ -232,8 +238,18 @@ def test_changed_applied_step_is_refused_by_migrate_and_rollback(
         message = str(caught.value)
         assert "up/002_move_tables.sql changed after it was applied" in message
         assert changed.up[1].checksum[:12] in message
+        assert "--accept-changed" in message
     assert _differences(migrated, dsn) == []
     assert len(_ledger(dsn, "kct")) == len(changed.up)
+
+    # The way out the message names: roll back with the down files as they are, then migrate.
+    messages: list[str] = []
+    with Runner(changed, dsn, progress=messages.append) as runner:
+        runner.rollback(accept_changed=True)
+        assert _ledger(dsn, "kct") == []
+        runner.migrate()
+    assert any("rolling it back with down/002_move_tables.sql" in m for m in messages)
+    assert [row[2] for row in _ledger(dsn, "kct")] == [s.checksum for s in changed.up]
 
 
 # -- a failing step -------------------------------------------------------------------
@@ -304,7 +320,10 @@ def test_syntax_error_names_sqlstate_42601_and_the_line(
 
 
 # -- lock timeouts --------------------------------------------------------------------
-FAST_LOCKS = '[runner]\nlock_timeout = "100ms"\nstatement_timeout = "60s"\nlock_retries = 2\n'
+FAST_LOCKS = (
+    '[runner]\nlock_timeout = "100ms"\nstatement_timeout = "60s"\nlock_retries = 2\n'
+    'lock_budget = "60s"\n'
+)
 
 
 @pytest.fixture
@@ -324,32 +343,35 @@ def products_locked(legacy_db: LegacyDatabase) -> Iterator[Conn]:
 def test_lock_timeout_is_retried_with_backoff_then_fails(
     legacy_db: LegacyDatabase, tmp_path: Path, products_locked: Conn
 ) -> None:
-    """A lock that is never released: bounded retries, then the lock error, nothing applied."""
+    """A lock that is never released: bounded retries, then contention naming the holder."""
     dsn = legacy_db.endpoints.primary
     plan = load_plan(_copy_plan(tmp_path, runner=FAST_LOCKS))
     assert plan.runner.lock_retries == 2
+    holder = products_locked.info.backend_pid
     messages: list[str] = []
     delays: list[float] = []
-    outcomes: list[StepOutcome] = []
-    with Runner(plan, dsn, progress=messages.append, sleep=delays.append) as runner:
+    with Runner(
+        plan, dsn, progress=messages.append, sleep=delays.append, jitter=lambda: 0.0
+    ) as runner:
         _migrate_through(runner, 1)
         after_first = _fingerprint(dsn)
-        with pytest.raises(StepFailed) as caught:
-            runner.migrate(after_step=outcomes.append)
+        with pytest.raises(LockContention) as caught:
+            runner.migrate()
     assert caught.value.step == "up/002_move_tables.sql"
-    assert caught.value.sqlstate == "55P03"
-    assert "lock timeout" in str(caught.value)
-    assert [(o.step.label, o.applied, o.attempts) for o in outcomes] == [
-        ("up/002_move_tables.sql", False, 3)
-    ]
+    assert caught.value.attempts == 3
+    assert caught.value.exit_code == 75
+    message = str(caught.value)
+    assert "could not get its locks in 3 attempts of at most 100ms each" in message
+    assert "nothing of it changed" in message
+    assert f"blocked by pid {holder} " in message
     retries = [m for m in messages if "lock not available" in m]
-    assert retries == [
-        "up/002_move_tables.sql: lock not available (canceling statement due to lock "
-        "timeout); retrying in 0.2 sec",
-        "up/002_move_tables.sql: lock not available (canceling statement due to lock "
-        "timeout); retrying in 0.4 sec",
-    ]
-    assert delays == [0.2, 0.4]
+    assert len(retries) == 2
+    assert retries[0].startswith(
+        "up/002_move_tables.sql: lock not available (canceling statement due to lock timeout)"
+    )
+    assert retries[1].endswith("retrying in 0.10 sec")
+    # 0.1 s doubling, half of it jitter (here none): never more than 2 s
+    assert delays == [0.05, 0.1]
     assert _differences(after_first, dsn) == []
     assert [row[0] for row in _ledger(dsn, "kct")] == [1]
 

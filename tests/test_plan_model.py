@@ -74,7 +74,9 @@ def test_kct_plan_loads_with_its_six_steps() -> None:
     ]
     assert plan.up[1].label == "up/002_move_tables.sql"
     assert plan.down_for(2).label == "down/002_move_tables.sql"
-    assert plan.runner == RunnerSettings(lock_timeout="2s", statement_timeout="60s", lock_retries=4)
+    assert plan.runner == RunnerSettings(
+        lock_timeout="200ms", statement_timeout="60s", lock_retries=20, lock_budget="15s"
+    )
     assert len(plan.layout.tables) == 11
     assert plan.layout.tables["public.order_items"] == "tenant_kct"
     assert plan.layout.target("public.suppliers") == "tenant_shared.suppliers"

@@ -71,6 +71,13 @@ class Cluster(abc.ABC):
         """Admin-console DSNs of the poolers this cluster started, by role (writer, reader)."""
         return {}
 
+    def watch(self) -> list[str]:
+        """Look at the cluster's processes once; what changed, for an operator to read.
+
+        A provider that can repair something (restart a pooler) does so here and says so.
+        """
+        return []
+
     @abc.abstractmethod
     def stop(self) -> None:
         """Stop what this cluster started, and nothing else. Safe to call twice."""

@@ -2,6 +2,9 @@
 
 Everything lives in one temporary directory and on free loopback ports, so
 several clusters (and the developer's own PostgreSQL) can run side by side.
+Each server's settings, its port included, live in its data directory
+(``pgcutover.conf``, included from ``postgresql.conf``), so an operator's plain
+``pg_ctl start``, ``stop`` or ``restart`` brings it back exactly as it was.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,7 +23,15 @@ import psycopg
 from harness.cluster.base import Cluster, Endpoints
 from harness.cluster.binaries import PgBinaries, find_binaries, find_pgbouncer
 from harness.cluster.pgbouncer import READER, WRITER, PgBouncer
-from harness.cluster.processes import ServerProcess, free_port, prepare_dir, run_as_owner
+from harness.cluster.processes import (
+    ServerProcess,
+    free_port,
+    give_to_server_user,
+    live_postmaster,
+    prepare_dir,
+    run_as_owner,
+    stop_processes_under,
+)
 from harness.connections import connect
 from harness.databases import create_database
 from harness.dsn import make_dsn
@@ -56,16 +68,39 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _server_argv(bins: PgBinaries, datadir: Path, *, port: int, socket_dir: Path) -> list[str]:
-    argv = [bins.path("postgres"), "-D", str(datadir), "-p", str(port), "-k", str(socket_dir)]
+SETTINGS_FILE = "pgcutover.conf"
+
+
+def _quote(value: str) -> str:
+    # postgresql.conf quoting: single quotes, a quote inside doubled.
+    return "'" + value.replace("'", "''") + "'"
+
+
+def write_settings(bins: PgBinaries, datadir: Path, *, port: int, socket_dir: Path) -> Path:
+    """Put the server's settings in its data directory; a plain ``postgres -D`` then has them.
+
+    A replica cloned by pg_basebackup gets the primary's file and include line;
+    writing the file again gives it its own port.
+    """
     settings = dict(SERVER_SETTINGS)
+    settings["port"] = str(port)
+    settings["unix_socket_directories"] = str(socket_dir)
     # Slow-query monitoring uses pg_stat_statements where the server has it (Debian's
     # postgresql-15 does, next to its bin/); a server without it still starts.
     if (bins.bindir.parent / "lib" / "pg_stat_statements.so").exists():
         settings["shared_preload_libraries"] = "pg_stat_statements"
-    for key, value in settings.items():
-        argv += ["-c", f"{key}={value}"]
-    return argv
+    path = datadir / SETTINGS_FILE
+    path.write_text(
+        "# written by pgcutover: this server's settings, kept across pg_ctl restarts\n"
+        + "".join(f"{key} = {_quote(value)}\n" for key, value in settings.items())
+    )
+    give_to_server_user(path)
+    main_conf = datadir / "postgresql.conf"
+    include = f"include '{SETTINGS_FILE}'\n"
+    text = main_conf.read_text()
+    if include not in text:
+        main_conf.write_text(text + "\n" + include)
+    return path
 
 
 def _accepts(dsn: str) -> Callable[[], bool]:
@@ -167,6 +202,7 @@ class LocalCluster(Cluster):
         self.replica: ServerProcess | None = None
         self.bouncers: dict[str, PgBouncer] = {}
         self._endpoints: Endpoints | None = None
+        self._down: set[str] = set()
         # A safety net: if the owner forgets stop(), the interpreter's exit still runs it.
         self._finalizer = weakref.finalize(self, LocalCluster._teardown, self._processes, workdir)
 
@@ -179,6 +215,9 @@ class LocalCluster(Cluster):
     def _teardown(processes: Callable[[], list[ServerProcess]], workdir: Path) -> None:
         for proc in processes():
             proc.stop()
+        # A server restarted by an operator (pg_ctl restart) has a pid we never held;
+        # removing its directory under it would leave it running on the port.
+        stop_processes_under(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
 
     def stop(self) -> None:
@@ -186,10 +225,10 @@ class LocalCluster(Cluster):
 
     def _server(self, role: str, *, port: int) -> ServerProcess:
         """Start the primary or the replica from its data directory (same name as role)."""
+        datadir = self.workdir / role
+        write_settings(self.bins, datadir, port=port, socket_dir=self.workdir / "sockets")
         return ServerProcess(
-            _server_argv(
-                self.bins, self.workdir / role, port=port, socket_dir=self.workdir / "sockets"
-            ),
+            [self.bins.path("postgres"), "-D", str(datadir)],
             name=f"PostgreSQL {role}",
             log=self.workdir / f"{role}.log",
             port=port,
@@ -268,6 +307,47 @@ class LocalCluster(Cluster):
         names = list(users)
         for bouncer in self.bouncers.values():
             bouncer.allow_users(names)
+
+    def watch(self) -> list[str]:
+        """Report a server that went down or came back; restart a PgBouncer that died.
+
+        PostgreSQL is not restarted behind an operator's back (it may be stopped on
+        purpose); a server restarted with ``pg_ctl`` counts as up. PgBouncer holds no
+        data, and the application reaches everything through it: it comes back at once.
+        """
+        messages: list[str] = []
+        for role, proc in (("primary", self.primary), ("replica", self.replica)):
+            if proc is None:
+                continue
+            up = proc.running() or live_postmaster(self.workdir / role) is not None
+            if not up and role not in self._down:
+                self._down.add(role)
+                messages.append(
+                    f"{proc.name} on 127.0.0.1:{proc.port} is down; start it again with "
+                    f"pg_ctl -D {self.workdir / role} -l {proc.log} start (as the server's "
+                    "OS user): it keeps its port and settings"
+                )
+            elif up and role in self._down:
+                self._down.discard(role)
+                messages.append(f"{proc.name} on 127.0.0.1:{proc.port} is running again")
+        for bouncer in self.bouncers.values():
+            proc = bouncer.process
+            if proc.running():
+                continue
+            code = proc.returncode
+            started = time.perf_counter()
+            try:
+                bouncer.restart()
+            except ClusterStartError as exc:
+                messages.append(
+                    f"{proc.name} on 127.0.0.1:{proc.port} died and could not be restarted: {exc}"
+                )
+                continue
+            messages.append(
+                f"{proc.name} on 127.0.0.1:{proc.port} died (exit code {code}); restarted it "
+                f"in {time.perf_counter() - started:.2f} sec"
+            )
+        return messages
 
     def restart_replica(self) -> None:
         """Start the replica again after a fault scenario stopped it."""

@@ -172,5 +172,17 @@ class PgBouncer:
         with connect(self.admin_dsn, timeout=5) as conn:
             conn.execute("RELOAD")
 
+    def restart(self) -> None:
+        """Start it again from its own files (same port, users and log), after it died."""
+        self.process.stop()
+        self.process = ServerProcess(
+            self.process.argv,
+            name=self.process.name,
+            log=self.process.log,
+            port=self.port,
+            stop_signal=signal.SIGINT,
+        )
+        self.wait_ready()
+
     def stop(self) -> None:
         self.process.stop()

@@ -4,11 +4,14 @@ Two rules shape this module. PostgreSQL (and PgBouncer) refuse to run as root,
 so when the harness runs as root every server process runs as the ``postgres``
 OS user, in directories that user owns. And the harness stops exactly the
 processes it started, by the pid it holds, never by name, so that a developer's
-own PostgreSQL on the same machine is never touched.
+own PostgreSQL on the same machine is never touched. An operator may restart a
+server with ``pg_ctl`` (it then has a pid the harness never saw): what runs
+from the harness's own directories is the harness's, and is found there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -25,9 +28,12 @@ __all__ = [
     "ServerProcess",
     "free_port",
     "give_to_server_user",
+    "live_postmaster",
     "prepare_dir",
+    "processes_under",
     "run_as_owner",
     "server_user",
+    "stop_processes_under",
 ]
 
 SERVER_OS_USER = "postgres"
@@ -141,6 +147,7 @@ class ServerProcess:
         self.name = name
         self.log = log
         self.port = port
+        self.argv = list(argv)
         self._stop_signal = stop_signal
         with open(log, "ab") as out:
             give_to_server_user(log)
@@ -164,6 +171,10 @@ class ServerProcess:
 
     def running(self) -> bool:
         return self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll()
 
     def wait_ready(self, probe: Callable[[], bool], *, timeout: float = 30.0) -> None:
         """Poll ``probe`` until it answers True; fail early if the process died."""
@@ -206,3 +217,63 @@ class ServerProcess:
         if self.running():
             self._proc.kill()
             self._proc.wait()
+
+
+def live_postmaster(datadir: Path) -> int | None:
+    """The pid of the postmaster running from ``datadir`` now (its postmaster.pid), if any."""
+    try:
+        first = (datadir / "postmaster.pid").read_text().split("\n", 1)[0]
+        pid = int(first.strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its exit status is left
+
+
+def processes_under(directory: Path) -> dict[int, list[str]]:
+    """Processes (pid: argv) one of whose arguments is a path inside ``directory``.
+
+    A server started by the harness or restarted by ``pg_ctl`` names its data
+    directory or its configuration file there; nothing else on the machine does.
+    """
+    root = str(directory).rstrip("/") + "/"
+    found: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(arg.strip('"').startswith(root) for arg in argv) and _alive(int(entry.name)):
+            found[int(entry.name)] = argv
+    return found
+
+
+def stop_processes_under(directory: Path, *, timeout: float = 15.0) -> list[int]:
+    """Stop every process running from ``directory``, whatever its pid; the pids stopped.
+
+    PostgreSQL's fast shutdown is SIGINT (SIGTERM would wait for every client to
+    leave); PgBouncer's immediate one is SIGTERM. What is still there after
+    ``timeout`` gets SIGKILL.
+    """
+    found = processes_under(directory)
+    for pid, argv in found.items():
+        sig = signal.SIGINT if Path(argv[0]).name == "postgres" else signal.SIGTERM
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in found) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in found:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    return sorted(found)

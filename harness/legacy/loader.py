@@ -12,7 +12,6 @@ would either fail halfway through or, worse, mix two data sets silently.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,12 +21,12 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from harness.cluster.binaries import PgBinaries, find_binaries
 from harness.connections import Conn, connect
-from harness.dsn import redact
+from harness.dsn import child_env, redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.legacy.data import LEGACY_COUNTS, counts, generate
 
@@ -109,6 +108,7 @@ def seed(
     with _connect(dsn) as conn:
         database, user = conn.info.dbname, conn.info.user
         try:
+            _refuse_standby(conn, dsn=dsn)
             _refuse_non_empty(conn, dsn=dsn)
             if legacy is None:
                 source = f"the built-in legacy database at scale {scale}"
@@ -142,6 +142,16 @@ def _connect(dsn: str) -> Conn:
         timeout=float(params.get("connect_timeout") or 10),
         fix="start the server or fix the DSN (host, port, user, password, database name)",
     )
+
+
+def _refuse_standby(conn: Conn, *, dsn: str) -> None:
+    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    if row is not None and row[0]:
+        raise UsageError(
+            f"{redact(dsn)} is a standby (pg_is_in_recovery() is true): it is read-only and "
+            "takes its data from its primary; seed the primary's database instead, and the "
+            "standby receives the rows by replication"
+        )
 
 
 def _refuse_non_empty(conn: Conn, *, dsn: str) -> None:
@@ -280,7 +290,7 @@ def _load_dump(
     dsn: str, path: Path, *, kind: str, database: str, pg_bin: PgBinaries | None
 ) -> None:
     bins = pg_bin or find_binaries()
-    conninfo, env = _without_password(dsn)
+    conninfo, env = child_env(dsn)
     # -w: never prompt for a password; nobody is there to answer, the run would hang.
     if kind == "plain SQL":
         program = "psql"
@@ -329,17 +339,3 @@ def _hint(stderr: str) -> str:
             "or dump again with --no-owner --no-privileges"
         )
     return "fix the statement named below, or make the dump again with pg_dump"
-
-
-def _without_password(dsn: str) -> tuple[str, dict[str, str]]:
-    """The DSN without its password, and an environment carrying it.
-
-    A password on a command line is visible to every user of the machine (ps);
-    libpq reads PGPASSWORD from the environment instead.
-    """
-    params = conninfo_to_dict(dsn)
-    env = dict(os.environ)
-    password = params.pop("password", None)
-    if password is not None:
-        env["PGPASSWORD"] = str(password)
-    return make_conninfo("", **params), env

@@ -14,9 +14,11 @@ Layout of a plan directory::
                                              # (ALTER DATABASE ...); the gate's copy gets it
 
     [runner]                                 # optional; these are the defaults
-    lock_timeout = "2s"                      # per step, SET LOCAL
+    lock_timeout = "200ms"                   # per attempt: readers queue behind a waiting
+                                             # DDL statement, so this is their worst stall
     statement_timeout = "60s"
-    lock_retries = 4                         # further tries after a lock timeout
+    lock_retries = 20                        # further tries after a lock timeout,
+    lock_budget = "15s"                      # all within this time, then exit 75
 
     [layout]
     schemas = ["tenant_shared", "audit"]     # must exist after migration
@@ -68,7 +70,7 @@ _DURATION = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min|h)$")
 _TOP_LEVEL = frozenset(
     {"name", "description", "database", "runner", "layout", "privileges", "sessions"}
 )
-_RUNNER_KEYS = frozenset({"lock_timeout", "statement_timeout", "lock_retries"})
+_RUNNER_KEYS = frozenset({"lock_timeout", "statement_timeout", "lock_retries", "lock_budget"})
 # A step runs inside the runner's transaction: these would end it part way through.
 _TRANSACTION_CONTROL = ("BEGIN", "START TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT")
 
@@ -106,9 +108,10 @@ class PrivilegeRule:
 
 @dataclass(frozen=True)
 class RunnerSettings:
-    lock_timeout: str = "2s"
+    lock_timeout: str = "200ms"
     statement_timeout: str = "60s"
-    lock_retries: int = 4
+    lock_retries: int = 20
+    lock_budget: str = "15s"
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,7 @@ def load_plan(directory: str | Path) -> Plan:
             f"the known ones are {', '.join(sorted(_RUNNER_KEYS))}"
         )
     runner = RunnerSettings(**runner_doc)
-    for key in ("lock_timeout", "statement_timeout"):
+    for key in ("lock_timeout", "statement_timeout", "lock_budget"):
         value = getattr(runner, key)
         if not isinstance(value, str) or not _DURATION.match(value):
             raise PlanError(

@@ -27,6 +27,7 @@ from harness.routing.errors import (
 )
 from harness.routing.pools import READER_POOL, WRITER_POOL, PoolConfig, urls_from_env
 from harness.routing.replica import ReplicaPolicy, ReplicaState
+from harness.routing.retry import CommitOutcomeUnknown, RetryPolicy, run_transaction
 from harness.routing.schemas import (
     schema_translate_map,
     set_local_search_path,
@@ -38,6 +39,7 @@ from harness.routing.unit import UnitOfWork
 __all__ = [
     "READER_POOL",
     "WRITER_POOL",
+    "CommitOutcomeUnknown",
     "Database",
     "ErrorKind",
     "InvalidIdentifier",
@@ -48,10 +50,12 @@ __all__ = [
     "ReplicaPolicy",
     "ReplicaState",
     "ReplicaUnavailable",
+    "RetryPolicy",
     "RoutingError",
     "UnitOfWork",
     "WriterUnavailable",
     "classify",
+    "run_transaction",
     "schema_translate_map",
     "set_local_search_path",
     "urls_from_env",

@@ -18,10 +18,10 @@ from pathlib import Path
 from harness.catalog import IGNORE_DATABASE, Fingerprint, diff, fingerprint
 from harness.cluster.binaries import PgBinaries, find_binaries
 from harness.databases import connect, create_database, drop_database
-from harness.dsn import database_of, redact, with_database
+from harness.dsn import child_env, database_of, redact, with_database
 from harness.errors import InfrastructureError
 
-__all__ = ["Backup", "take_backup", "verify_backup"]
+__all__ = ["Backup", "remove_leftovers", "scratch_prefix", "take_backup", "verify_backup"]
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,19 @@ class Backup:
     seconds: float
 
 
-def _run(argv: list[str], *, what: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
+def _run(argv: list[str], *, dsn: str, what: str) -> None:
+    """Run a client program on ``dsn``; its password goes in the environment, never in argv."""
+    conninfo, env = child_env(dsn)
+    argv = [conninfo if arg == dsn else arg for arg in argv]
+    done = subprocess.run(
+        # -w: never prompt for a password; nobody is there to answer, the run would hang.
+        [argv[0], "-w", *argv[1:]],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,
+        env=env,
+    )
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-10:])
         raise InfrastructureError(f"{what} failed (exit code {done.returncode}): {redact(tail)}")
@@ -44,7 +55,7 @@ def take_backup(dsn: str, *, directory: Path, bins: PgBinaries | None = None) ->
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     path = directory / f"{database_of(dsn) or 'database'}-{stamp}.dump"
     started = time.perf_counter()
-    _run([bins.path("pg_dump"), "-Fc", "-f", str(path), "-d", dsn], what="pg_dump")
+    _run([bins.path("pg_dump"), "-Fc", "-f", str(path), "-d", dsn], dsn=dsn, what="pg_dump")
     return Backup(path, path.stat().st_size, time.perf_counter() - started)
 
 
@@ -60,18 +71,45 @@ def verify_backup(
     if expected is None:
         with connect(dsn) as conn:
             expected = fingerprint(conn)
-    scratch = f"{database_of(dsn)[:40]}_restore_check_{os.getpid()}"
+    scratch = f"{scratch_prefix(dsn)}{os.getpid()}"
     drop_database(dsn, scratch)
     create_database(dsn, scratch)
     try:
+        target = with_database(dsn, scratch)
         _run(
-            [bins.path("pg_restore"), "--exit-on-error", "-d", with_database(dsn, scratch),
-             str(backup.path)],
+            [bins.path("pg_restore"), "--exit-on-error", "-d", target, str(backup.path)],
+            dsn=target,
             what="pg_restore of the backup",
-        )  # fmt: skip
+        )
         with connect(with_database(dsn, scratch)) as conn:
             restored = fingerprint(conn)
     finally:
         drop_database(dsn, scratch)
     # Settings of the database itself are not in a dump made without --create.
     return [str(d) for d in diff(expected, restored, ignore=(IGNORE_DATABASE,))]
+
+
+def scratch_prefix(dsn: str) -> str:
+    """How the restore check names its scratch copies of ``dsn``'s database."""
+    return f"{database_of(dsn)[:40]}_restore_check_"
+
+
+def remove_leftovers(dsn: str) -> list[str]:
+    """Drop scratch copies that a killed run of the restore check left behind; their names.
+
+    Only call this holding the runner's advisory lock on the database: then no
+    other run's restore check is in progress, and a copy nobody is connected to
+    can only be a leftover.
+    """
+    prefix = scratch_prefix(dsn)
+    pattern = "".join("\\" + c if c in "\\%_" else c for c in prefix) + "%"
+    with connect(with_database(dsn, "postgres")) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database d WHERE datname LIKE %s AND datname ~ '_[0-9]+$'"
+            " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)",
+            (pattern,),
+        ).fetchall()
+    names = [str(r[0]) for r in rows]
+    for name in names:
+        drop_database(dsn, name)
+    return names

@@ -5,28 +5,48 @@ raise; the database is left as it was before that step. Keep going (the gate):
 record the failure, find every other failing statement of that step in a
 scratch transaction that is rolled back, and go on with the next steps, so one
 run names every defect of a plan.
+
+Either way a step waits for its locks only briefly per attempt and within a
+total budget (see :mod:`harness.runner.locks`), its session names the step in
+``application_name``, and the server ends it within a second if the runner
+dies (``client_connection_check_interval``), releasing every lock it held.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import psycopg
 from psycopg import sql
 
 from harness.connections import Conn, connect_primary
 from harness.dsn import redact
-from harness.errors import InfrastructureError, PlanError, StepFailed
+from harness.errors import InfrastructureError, LockContention, PlanError, StepFailed
 from harness.plan import Plan, Step
 from harness.plan.sqltext import Statement
+from harness.runner.backup import remove_leftovers
 from harness.runner.ledger import AppliedStep, ensure_ledger, forget, read_ledger, record
+from harness.runner.locks import (
+    Blocker,
+    BlockerWatch,
+    backoff,
+    claim_database,
+    likely_blockers,
+    parse_duration,
+    step_application_name,
+)
 
 __all__ = ["Runner", "StatementError", "StepOutcome"]
 
 Progress = Callable[[str], None]
+# How often the server checks, while a step's statement runs or waits for a lock,
+# that the runner is still connected (PostgreSQL >= 14; Linux, via POLLRDHUP).
+CONNECTION_CHECK_INTERVAL = "1s"
 
 
 def _quiet(_: str) -> None:
@@ -66,6 +86,10 @@ def _count(step: Step) -> str:
     return f"{n} statement{'s' if n != 1 else ''}"
 
 
+def _blocked_by(blockers: list[Blocker]) -> str:
+    return "; blocked by " + ", ".join(str(b) for b in blockers) if blockers else ""
+
+
 def _error(step: Step, statement: Statement, exc: psycopg.Error) -> StatementError:
     diag = exc.diag
     message = diag.message_primary or str(exc).strip()
@@ -85,15 +109,40 @@ class Runner:
         progress: Progress = _quiet,
         sleep: Callable[[float], None] = time.sleep,
         salvage: bool = False,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.plan = plan
         self.salvage = salvage
         self.dsn = dsn
         self._progress = progress
         self._sleep = sleep
+        self._jitter = jitter
+        self._claimed = False
         self.conn: Conn = connect_primary(
             dsn, fix="migrations run on the primary: give the primary's DSN"
         )
+        self.conn.execute(
+            "SELECT set_config('application_name', %s, false)",
+            (step_application_name(plan=plan.name, label="runner"),),
+        )
+        if self.conn.info.server_version >= 140000:  # the setting is new in PostgreSQL 14
+            self.conn.execute(
+                "SELECT set_config('client_connection_check_interval', %s, false)",
+                (CONNECTION_CHECK_INTERVAL,),
+            )
+
+    def claim(self) -> None:
+        """Become the only runner on this database until closed; drop a killed run's leftovers.
+
+        Raises :class:`~harness.errors.RunInProgress` naming the session of the
+        runner that got there first.
+        """
+        if self._claimed:
+            return
+        claim_database(self.conn, what=f"run of plan {self.plan.name!r}")
+        self._claimed = True
+        for name in remove_leftovers(self.dsn):
+            self._progress(f"dropped {name}, a scratch copy left by an earlier run that was killed")
 
     def close(self) -> None:
         self.conn.close()
@@ -108,7 +157,9 @@ class Runner:
     def applied(self) -> list[AppliedStep]:
         return read_ledger(self.conn, self.plan.name)
 
-    def _check_ledger(self, *, strict: bool) -> list[AppliedStep]:
+    def _check_ledger(
+        self, *, strict: bool, rolling_back: Literal[False, True, "accept-changed"] = False
+    ) -> list[AppliedStep]:
         applied = self.applied()
         by_number = {s.number: s for s in self.plan.up}
         for row in applied:
@@ -120,10 +171,27 @@ class Runner:
                     "plan that applied it"
                 )
             if step.checksum != row.checksum:
-                raise PlanError(
+                changed = (
                     f"{step.label} changed after it was applied (applied sha256 "
-                    f"{row.checksum[:12]}…, file now {step.checksum[:12]}…); restore the file "
-                    "as it was, or roll the step back first and then apply the new version"
+                    f"{row.checksum[:12]}…, file now {step.checksum[:12]}…)"
+                )
+                down = self.plan.down_for(step.number).label
+                if rolling_back == "accept-changed":
+                    self._progress(f"{changed}; rolling it back with {down} as it is now")
+                    continue
+                if rolling_back:
+                    raise PlanError(
+                        f"{changed}: the database has the applied version, and the rollback "
+                        f"would run {down} as it is now. If that undoes the applied version, "
+                        "run the rollback again with --accept-changed; if not, put back the "
+                        f"applied files first (git log -- {step.path.name})"
+                    )
+                raise PlanError(
+                    f"{changed}: the database has the applied version. Either put that "
+                    f"version back (git log -- {step.path.name}) and migrate, or roll back to "
+                    f"before it with `harness rollback --plan {self.plan.directory} --dsn URL "
+                    f"--accept-changed` (which runs {down} as it is now: check that it undoes "
+                    "the applied version) and then migrate to apply the new one"
                 )
         if strict:
             numbers = [s.number for s in self.plan.up]
@@ -142,54 +210,107 @@ class Runner:
 
     # -- running steps ---------------------------------------------------------------
     @contextmanager
-    def _step_transaction(self) -> Iterator[None]:
+    def _step_transaction(self, step: Step) -> Iterator[None]:
         with self.conn.transaction():
             self.conn.execute(
                 "SELECT set_config('lock_timeout', %s, true),"
-                " set_config('statement_timeout', %s, true)",
-                (self.plan.runner.lock_timeout, self.plan.runner.statement_timeout),
+                " set_config('statement_timeout', %s, true),"
+                " set_config('application_name', %s, true)",
+                (
+                    self.plan.runner.lock_timeout,
+                    self.plan.runner.statement_timeout,
+                    step_application_name(plan=self.plan.name, label=step.label),
+                ),
             )
             yield
 
     def _run(self, step: Step, *, ledger: Callable[[int], None]) -> StepOutcome:
         outcome = StepOutcome(step=step, applied=False)
         started = time.perf_counter()
-        statements = step.statements
-        for attempt in range(self.plan.runner.lock_retries + 1):
-            outcome.attempts = attempt + 1
-            current: Statement | None = None
-            try:
-                with self._step_transaction():
-                    for current in statements:
-                        self.conn.execute(current.text, prepare=False)
-                    current = None  # past the step's statements: a failure now is ours
-                    ledger(int((time.perf_counter() - started) * 1000))
-            except psycopg.errors.LockNotAvailable as exc:
-                if attempt < self.plan.runner.lock_retries:
-                    delay = min(0.2 * 2**attempt, 5.0)
-                    self._progress(
-                        f"{step.label}: lock not available ({exc.diag.message_primary}); "
-                        f"retrying in {delay:.1f} sec"
-                    )
-                    self._sleep(delay)
-                    continue
-                assert current is not None
-                outcome.errors = [_error(step, current, exc)]
-            except psycopg.Error as exc:
-                if current is None or (
-                    isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
-                ):
-                    raise InfrastructureError(
-                        f"{step.label}: the runner could not record the step or lost its "
-                        f"connection ({redact(str(exc)).strip()}); the step was rolled back"
-                    ) from None
-                outcome.errors = [_error(step, current, exc)]
-                self._diagnose(outcome, ledger=ledger)
-            else:
-                outcome.applied = True
-            break
+        watch: BlockerWatch | None = None
+        try:
+            for attempt in range(self.plan.runner.lock_retries + 1):
+                outcome.attempts = attempt + 1
+                current: Statement | None = None
+                try:
+                    with self._step_transaction(step):
+                        for current in step.statements:
+                            self.conn.execute(current.text, prepare=False)
+                        current = None  # past the step's statements: a failure now is ours
+                        ledger(int((time.perf_counter() - started) * 1000))
+                except psycopg.errors.LockNotAvailable as exc:
+                    if watch is None:
+                        watch = self._watch_blockers()
+                    delay = backoff(attempt, jitter=self._jitter)
+                    if self._may_retry(attempt, started=started, delay=delay):
+                        self._progress(
+                            f"{step.label}: lock not available ({exc.diag.message_primary})"
+                            f"{_blocked_by(watch.seen())}; retrying in {delay:.2f} sec"
+                        )
+                        self._sleep(delay)
+                        continue
+                    raise self._contention(step, outcome, started=started, watch=watch) from None
+                except psycopg.Error as exc:
+                    if current is None or (
+                        isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+                    ):
+                        raise InfrastructureError(
+                            f"{step.label}: the runner could not record the step or lost its "
+                            f"connection ({redact(str(exc)).strip()}); the step was rolled back"
+                        ) from None
+                    outcome.errors = [_error(step, current, exc)]
+                    self._diagnose(outcome, ledger=ledger)
+                else:
+                    outcome.applied = True
+                break
+        finally:
+            if watch is not None:
+                watch.stop()
         outcome.seconds = time.perf_counter() - started
         return outcome
+
+    def _may_retry(self, attempt: int, *, started: float, delay: float) -> bool:
+        """Another attempt fits: within the retries, and the wait plus a whole attempt
+        within the budget."""
+        settings = self.plan.runner
+        if attempt >= settings.lock_retries:
+            return False
+        spent = time.perf_counter() - started
+        per_attempt = parse_duration(settings.lock_timeout)
+        return spent + delay + per_attempt <= parse_duration(settings.lock_budget)
+
+    def _watch_blockers(self) -> BlockerWatch:
+        per_attempt = parse_duration(self.plan.runner.lock_timeout)
+        pid = self.conn.info.backend_pid
+        return BlockerWatch(self.dsn, pid=pid, interval=max(0.01, per_attempt / 5)).start()
+
+    def _contention(
+        self, step: Step, outcome: StepOutcome, *, started: float, watch: BlockerWatch
+    ) -> LockContention:
+        blockers = watch.seen()
+        if not blockers:
+            try:
+                blockers = likely_blockers(self.conn)
+            except psycopg.Error:
+                blockers = []
+        spent = time.perf_counter() - started
+        settings = self.plan.runner
+        named = (
+            "\n".join(f"  blocked by {b}" for b in blockers)
+            or "  (the blocking session ended before it could be named)"
+        )
+        return LockContention(
+            f"{step.label}: could not get its locks in {outcome.attempts} attempts of at most "
+            f"{settings.lock_timeout} each over {spent:.1f} sec (lock_budget "
+            f"{settings.lock_budget}); the step was rolled back and nothing of it changed. "
+            "Other sessions held the locks it needs:\n"
+            f"{named}\n"
+            "This is contention, not a defect of the plan: run again when those sessions "
+            "have finished (end them, or pick a quieter time), or raise [runner] lock_budget",
+            step=step.label,
+            attempts=outcome.attempts,
+            blockers=[str(b) for b in blockers],
+        )
 
     def _statement_pass(
         self,
@@ -206,7 +327,7 @@ class Runner:
         """
         errors: list[StatementError] = []
         try:
-            with self.conn.transaction(force_rollback=not commit), self._step_transaction():
+            with self.conn.transaction(force_rollback=not commit), self._step_transaction(step):
                 for role in stand_in_roles:
                     self.conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
                 for statement in step.statements:
@@ -261,6 +382,7 @@ class Runner:
 
     def apply(self, step: Step) -> StepOutcome:
         """Apply one up step; it must come after every step the ledger lists."""
+        self.claim()
         ensure_ledger(self.conn)
         done = [r.step for r in self._check_ledger(strict=False)]
         if done and step.number <= max(done):
@@ -287,9 +409,15 @@ class Runner:
         self._report(outcome)
         return outcome
 
-    def revert(self, step: Step) -> StepOutcome:
-        """Roll back one step; it must be the newest the ledger lists."""
-        done = [r.step for r in self._check_ledger(strict=False)]
+    def revert(self, step: Step, *, accept_changed: bool = False) -> StepOutcome:
+        """Roll back one step; it must be the newest the ledger lists.
+
+        ``accept_changed``: roll back even where an applied up file changed since,
+        with the down files as they are now (the way out of a changed step).
+        """
+        self.claim()
+        mode: Literal[True, "accept-changed"] = "accept-changed" if accept_changed else True
+        done = [r.step for r in self._check_ledger(strict=False, rolling_back=mode)]
         if not done or step.number != max(done):
             newest = f"the newest applied is {max(done)}" if done else "none is applied"
             raise PlanError(
@@ -325,6 +453,7 @@ class Runner:
         todo = [s for s in self.plan.up if s.number not in done]
         if dry_run:
             return [StepOutcome(step=s, applied=False) for s in todo]
+        self.claim()
         ensure_ledger(self.conn)
         # The ledger was checked once above; each step need not read it again.
         return self._each(todo, self._apply, keep_going=keep_going, after_step=after_step)
@@ -335,11 +464,14 @@ class Runner:
         keep_going: bool = False,
         dry_run: bool = False,
         after_step: Callable[[StepOutcome], None] | None = None,
+        accept_changed: bool = False,
     ) -> list[StepOutcome]:
-        done = {r.step for r in self._check_ledger(strict=False)}
+        mode: Literal[True, "accept-changed"] = "accept-changed" if accept_changed else True
+        done = {r.step for r in self._check_ledger(strict=False, rolling_back=mode)}
         todo = [s for s in reversed(self.plan.up) if s.number in done]
         if dry_run:
             return [StepOutcome(step=self.plan.down_for(s.number), applied=False) for s in todo]
+        self.claim()
         return self._each(todo, self._revert, keep_going=keep_going, after_step=after_step)
 
     def _each(

@@ -36,6 +36,7 @@ import pytest
 from psycopg import sql
 
 from harness.cluster import Cluster
+from harness.connections import connect as connect_server
 from harness.databases import create_database, drop_database
 from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError
@@ -234,7 +235,7 @@ def connect_as(migrated_db: LegacyDatabase) -> Iterator[ConnectAs]:
 
     def connect(role: str, *, on: Literal["primary", "replica"] = "primary") -> Conn:
         dsn = migrated_db.endpoints.primary if on == "primary" else migrated_db.endpoints.replica
-        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+        conn = connect_server(dsn, timeout=5)
         opened.append(conn)
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
         current = conn.execute("SELECT current_user").fetchone()
