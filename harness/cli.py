@@ -73,6 +73,21 @@ def add_legacy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_traffic_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--traffic-clients",
+        type=_positive,
+        help="concurrent clients of the application's workload during the gate "
+        "(default: the plan's [workload] clients, else 16; at most 64)",
+    )
+    parser.add_argument(
+        "--no-traffic",
+        action="store_true",
+        help="gate without the application's traffic (and without creating the plan's "
+        "roles beforehand)",
+    )
+
+
 # -- up ------------------------------------------------------------------------------
 def _wait_for_signal() -> int:
     stop = threading.Event()
@@ -135,6 +150,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         scale=args.scale,
         emit=_emit,
         progress=progress,
+        traffic_clients=args.traffic_clients,
+        traffic=not args.no_traffic,
     )
     report.write(args.reports / "gate.json")
     failed = [c.name for c in report.checks if c.verdict == "fail"]
@@ -262,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_cluster_options(gate)
     add_legacy_options(gate)
+    add_traffic_options(gate)
 
     for name, help, func in (
         (

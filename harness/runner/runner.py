@@ -326,6 +326,7 @@ class Runner:
         keep_going: bool = False,
         dry_run: bool = False,
         after_step: Callable[[StepOutcome], None] | None = None,
+        before_step: Callable[[Step], None] | None = None,
     ) -> list[StepOutcome]:
         done = {r.step for r in self._check_ledger(strict=not keep_going)}
         todo = [s for s in self.plan.up if s.number not in done]
@@ -333,7 +334,9 @@ class Runner:
             return [StepOutcome(step=s, applied=False) for s in todo]
         ensure_ledger(self.conn)
         # The ledger was checked once above; each step need not read it again.
-        return self._each(todo, self._apply, keep_going=keep_going, after_step=after_step)
+        return self._each(
+            todo, self._apply, keep_going=keep_going, after_step=after_step, before_step=before_step
+        )
 
     def rollback(
         self,
@@ -341,12 +344,19 @@ class Runner:
         keep_going: bool = False,
         dry_run: bool = False,
         after_step: Callable[[StepOutcome], None] | None = None,
+        before_step: Callable[[Step], None] | None = None,
     ) -> list[StepOutcome]:
         done = {r.step for r in self._check_ledger(strict=False)}
         todo = [s for s in reversed(self.plan.up) if s.number in done]
         if dry_run:
             return [StepOutcome(step=self.plan.down_for(s.number), applied=False) for s in todo]
-        return self._each(todo, self._revert, keep_going=keep_going, after_step=after_step)
+        return self._each(
+            todo,
+            self._revert,
+            keep_going=keep_going,
+            after_step=after_step,
+            before_step=before_step,
+        )
 
     def _each(
         self,
@@ -355,9 +365,13 @@ class Runner:
         *,
         keep_going: bool,
         after_step: Callable[[StepOutcome], None] | None,
+        before_step: Callable[[Step], None] | None = None,
     ) -> list[StepOutcome]:
+        """``before_step`` is told the up step about to be applied or rolled back."""
         outcomes = []
         for step in steps:
+            if before_step is not None:
+                before_step(step)
             outcome = run(step)
             outcomes.append(outcome)
             if after_step is not None:
