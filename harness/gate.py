@@ -292,8 +292,7 @@ def gate_database(
             )
             phase("checks after the migration")
             out.add(_steps_check("migrate.steps", steps))
-            # Only what the plan granted counts in the migrated database.
-            with run.logins.without_legacy_access() if run and run.logins else nullcontext():
+            with run.checking() if run is not None else nullcontext():
                 migrated = verify_database(
                     plan,
                     endpoints,

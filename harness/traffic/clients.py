@@ -224,13 +224,30 @@ class _Client:
         think = traffic.workload.think_time
         while not traffic.stopping.is_set():
             q = self.pick()
-            if (q.role, q.path) not in self.conns:
-                self._reopen(q)
-                if (q.role, q.path) not in self.conns:
-                    traffic.stopping.wait(0.1)
+            if q.kind == "write":
+                with traffic._lock:  # see Traffic.writes_on_hold
+                    held = traffic.writes_held.is_set()
+                    if not held:
+                        traffic.writing += 1
+                if held:
+                    traffic.stopping.wait(think)
                     continue
-            traffic.requests.append(self.run(q))
+                try:
+                    self._request(q)
+                finally:
+                    with traffic._lock:
+                        traffic.writing -= 1
+            else:
+                self._request(q)
             traffic.stopping.wait(think * (0.5 + self.random.random()))
+
+    def _request(self, q: WorkloadQuery) -> None:
+        if (q.role, q.path) not in self.conns:
+            self._reopen(q)
+            if (q.role, q.path) not in self.conns:
+                self.traffic.stopping.wait(0.1)
+                return
+        self.traffic.requests.append(self.run(q))
 
 
 class Traffic:
@@ -251,6 +268,9 @@ class Traffic:
         self.timeline = Timeline()
         self.requests: list[Request] = []
         self.stopping = threading.Event()
+        self.writes_held = threading.Event()
+        self.writing = 0  # clients inside a write request
+        self._lock = threading.Lock()
         self._clients = [_Client(self, i) for i in range(self.clients)]
         self._threads: list[threading.Thread] = []
 
@@ -336,6 +356,19 @@ class Traffic:
             thread.join(timeout=15)
         for client in self._clients:
             client.close()
+
+    @contextmanager
+    def writes_on_hold(self, *, timeout: float = 15.0) -> Iterator[None]:
+        """Reads only inside, once the writes in flight are done."""
+        with self._lock:  # no client between "not held" and counting itself in
+            self.writes_held.set()
+        deadline = time.monotonic() + timeout
+        while self.writing and time.monotonic() < deadline:
+            time.sleep(0.005)
+        try:
+            yield
+        finally:
+            self.writes_held.clear()
 
     @contextmanager
     def running(self) -> Iterator[Traffic]:

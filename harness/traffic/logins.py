@@ -15,7 +15,9 @@ before the migration what the application has in production today:
   UPDATE, DELETE and sequence USAGE) rather than grants to the role itself. A
   plan's rollback revokes what it granted to its roles; a grant of the role's own
   would be revoked with them and the rollback would look inexact. The group's
-  grants follow the tables wherever the plan moves them.
+  grants follow the tables wherever the plan moves them, and default privileges
+  give it what the migration's owner creates in those schemas later (a view left
+  in a table's place), as a production database set up for its application does.
 
 Between the migration and the checks of the migrated database the harness
 takes the group membership away (:meth:`Logins.without_legacy_access`), so
@@ -130,11 +132,22 @@ def provision_logins(
                         names, g
                     )
                 )
+                conn.execute(
+                    sql.SQL(
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT " + tables + " ON TABLES TO {}"
+                    ).format(names, g)
+                )
                 if kind == "write":
                     conn.execute(
                         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
                             names, g
                         )
+                    )
+                    conn.execute(
+                        sql.SQL(
+                            "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT "
+                            "ON SEQUENCES TO {}"
+                        ).format(names, g)
                     )
             for role, kinds in roles.items():
                 logins.access[role] = GROUPS["write" if "write" in set(kinds) else "read"]

@@ -9,7 +9,8 @@ stage, :meth:`stop` (always: on a failed step and on Ctrl-C too), and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from harness.catalog import Fingerprint
@@ -77,6 +78,18 @@ class TrafficRun:
     def phase(self, label: str, *, step: bool = False) -> None:
         if self.traffic is not None:
             self.traffic.timeline.mark(label, step=step)
+
+    @contextmanager
+    def checking(self) -> Iterator[None]:
+        """Around the checks of the migrated database: only the plan's own grants count
+        (the roles' legacy access is off), and the writes wait, because
+        ``privileges.tried`` puts sequences back where they were after its trial
+        inserts, and an insert meanwhile would take a value that is handed out again."""
+        if self.traffic is None or self.logins is None:
+            yield
+            return
+        with self.traffic.writes_on_hold(), self.logins.without_legacy_access():
+            yield
 
     def stop(self) -> None:
         if self.traffic is not None:

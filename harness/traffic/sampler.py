@@ -85,15 +85,19 @@ class LockSampler:
                 phase = self.timeline.current
                 stats = self.stats.setdefault(phase, LockStats())
                 depth = 0
-                for conn in conns:
+                for i, conn in enumerate(conns):
                     rows = conn.execute(_WAITING, prepare=False).fetchall()
                     depth += len(rows)
                     for _pid, waited, _user, _query, relation, blocker in rows:
                         seconds = float(waited or 0.0)  # type: ignore[arg-type]
                         if seconds > stats.longest_wait:
                             stats.longest_wait = seconds
-                            stats.waited_on = str(relation or "")
-                            stats.blocker = " ".join(str(blocker or "").split())
+                            stats.waited_on = str(relation or "") + (" (replica)" if i else "")
+                            # On a standby the lock is held by WAL replay (the startup
+                            # process, which runs no query) of the primary's lock.
+                            stats.blocker = " ".join(str(blocker or "").split()) or (
+                                "WAL replay of a lock taken on the primary" if i else "?"
+                            )
                 stats.queue_depth = max(stats.queue_depth, depth)
                 stats.samples += 1
         except psycopg.Error:
