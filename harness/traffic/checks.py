@@ -71,10 +71,9 @@ def _ms(seconds: float) -> str:
 
 
 def by_phase(requests: list[Request], timeline: Timeline) -> dict[str, list[Request]]:
-    """Requests by the phase they ended in: a request held up by a step ends in it."""
     phases: dict[str, list[Request]] = {}
     for r in requests:
-        phases.setdefault(timeline.phase_at(r.end), []).append(r)
+        phases.setdefault(timeline.phase_of(r.start, r.end), []).append(r)
     return phases
 
 

@@ -96,6 +96,19 @@ class Timeline:
     def phase_at(self, t: float) -> str:
         return self.labels[max(bisect.bisect_right(self.times, t) - 1, 0)]
 
+    def phase_of(self, start: float, end: float) -> str:
+        """The phase a request spent most of its time in: a request held up by a step
+        belongs to that step, even if it started just before it or ended just after."""
+        first = max(bisect.bisect_right(self.times, start) - 1, 0)
+        last = max(bisect.bisect_right(self.times, end) - 1, 0)
+        best, label = -1.0, self.labels[first]
+        for i in range(first, last + 1):
+            begin = max(start, self.times[i])
+            finish = min(end, self.times[i + 1] if i + 1 < len(self.times) else end)
+            if finish - begin > best:
+                best, label = finish - begin, self.labels[i]
+        return label
+
     def started(self, label: str) -> float | None:
         return next((t for t, lab in zip(self.times, self.labels, strict=True) if lab == label),
                     None)  # fmt: skip

@@ -31,6 +31,16 @@ SELECT a.pid, extract(epoch FROM now() - coalesce(a.query_start, a.state_change)
  WHERE a.wait_event_type = 'Lock' AND a.application_name LIKE 'pgcutover-traffic%'
 """
 INTERVAL = 0.05
+_HOLDER = """
+SELECT left(a.query, 200) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.relation = to_regclass(%s) AND l.granted AND l.mode = 'AccessExclusiveLock'
+ LIMIT 1"""
+
+
+def _holder(primary: psycopg.Connection[tuple[object, ...]], relation: str) -> str:
+    row = primary.execute(_HOLDER, (relation,), prepare=False).fetchone()
+    held = " ".join(str(row[0]).split()) if row else "?"
+    return f"{held} (on the primary; the replica replays its lock)"
 
 
 @dataclass
@@ -93,11 +103,13 @@ class LockSampler:
                         if seconds > stats.longest_wait:
                             stats.longest_wait = seconds
                             stats.waited_on = str(relation or "") + (" (replica)" if i else "")
-                            # On a standby the lock is held by WAL replay (the startup
-                            # process, which runs no query) of the primary's lock.
-                            stats.blocker = " ".join(str(blocker or "").split()) or (
-                                "WAL replay of a lock taken on the primary" if i else "?"
-                            )
+                            named = " ".join(str(blocker or "").split())
+                            if i and not named:
+                                # On a standby the lock is held by WAL replay (the startup
+                                # process, which runs no query): name who took it upstream.
+                                named = _holder(conns[0], str(relation or ""))
+                            if not named.startswith("?") or not stats.blocker:
+                                stats.blocker = named
                 stats.queue_depth = max(stats.queue_depth, depth)
                 stats.samples += 1
         except psycopg.Error:
