@@ -139,7 +139,9 @@ class Workload:
 def simple_workload(tables: list[str], session_queries: tuple[str, ...]) -> Workload:
     """The simple case: a one-row read of each table by its bare name, and ``queries``."""
     bare = sorted({t.split(".", 1)[-1] for t in tables})
-    texts = [f'SELECT * FROM "{t}" LIMIT 1' for t in bare]  # noqa: S608 (catalog names) + list(session_queries)
+    # The names come from the plan's own layout, not from user data.
+    reads = [f'SELECT * FROM "{t}" LIMIT 1' for t in bare]  # noqa: S608
+    texts = reads + list(session_queries)
     queries = tuple(
         WorkloadQuery(name=f"query_{i}", role=None, kind="read", weight=1, sql=(text,))
         for i, text in enumerate(texts, 1)
@@ -161,14 +163,14 @@ def _sql_list(value: object, *, where: str) -> tuple[str, ...]:
 def _query(entry: object, *, where: str, roles: tuple[str, ...]) -> WorkloadQuery:
     if not isinstance(entry, dict):
         raise PlanError(f"{where} must be a table with name, role, kind, sql")
-    unknown = set(entry) - _QUERY_KEYS
-    if unknown:
-        raise PlanError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; a query has "
-                        f"{', '.join(sorted(_QUERY_KEYS))}")  # fmt: skip
     name = entry.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise PlanError(f"{where}: name = {name!r}; give each query a lower-case name")
     where = f"{where} ({name})"
+    unknown = set(entry) - _QUERY_KEYS
+    if unknown:
+        raise PlanError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; a query has "
+                        f"{', '.join(sorted(_QUERY_KEYS))}")  # fmt: skip
     role = entry.get("role")
     if role not in roles:
         known = ", ".join(roles) or "none: add them to [layout] roles"
