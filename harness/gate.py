@@ -156,6 +156,7 @@ def verify_database(
     emit: Emit,
     report: GateReport,
     mask: Mask = _unmasked,
+    new_session_dsn: str | None = None,
 ) -> Fingerprint:
     """The checks of a migrated database; those needing a baseline run only with one.
 
@@ -175,7 +176,8 @@ def verify_database(
         out.add(check_dependencies(conn, plan.layout))
     out.add(
         check_new_sessions(
-            endpoints.primary, default_queries(plan.layout.tables, plan.session_queries)
+            new_session_dsn or endpoints.primary,
+            default_queries(plan.layout.tables, plan.session_queries),
         )
     )
     if wait_for_replica is not None:
@@ -273,6 +275,7 @@ def gate_database(
         endpoints,
         default_queries(plan.layout.tables, plan.session_queries),
         wait_for_replica=wait,
+        login=run.session_login if run is not None else None,
     )
 
     def phase(label: str, *, step: bool = False) -> None:
@@ -301,6 +304,7 @@ def gate_database(
                     emit=emit,
                     report=report,
                     mask=mask,
+                    new_session_dsn=run.session_login("primary") if run is not None else None,
                 )
             progress("rolling back")
             steps = runner.rollback(

@@ -79,6 +79,20 @@ class TrafficRun:
         if self.traffic is not None:
             self.traffic.timeline.mark(label, step=step)
 
+    @property
+    def session_role(self) -> str | None:
+        """The role the ``sessions.*`` checks log in as: the one that reads the most."""
+        reads: dict[str, int] = {}
+        for q in self.workload.queries:
+            if q.role is not None and q.kind == "read":
+                reads[q.role] = reads.get(q.role, 0) + q.weight
+        return max(sorted(reads), key=lambda r: reads[r]) if reads else None
+
+    def session_login(self, path: str) -> str:
+        """A DSN for ``path`` (primary, replica, writer, reader) as :attr:`session_role`."""
+        assert self.logins is not None
+        return self.logins.dsn(self.session_role, path=path)
+
     @contextmanager
     def checking(self) -> Iterator[None]:
         """Around the checks of the migrated database: only the plan's own grants count
