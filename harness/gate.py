@@ -282,6 +282,11 @@ def gate_database(
         if run is not None:
             run.phase(label, step=step)
 
+    def after(label: str) -> None:
+        if run is not None:
+            run.after(label)
+        sessions.after(label)
+
     try:
         with (
             _traffic_running(run, progress),
@@ -290,7 +295,7 @@ def gate_database(
             progress(f"migrating with plan {plan.name!r}")
             steps = runner.migrate(
                 keep_going=True,
-                after_step=lambda o: sessions.after(o.step.label),
+                after_step=lambda o: after(o.step.label),
                 before_step=lambda s: phase(s.label, step=True),
             )
             phase("checks after the migration")
@@ -309,7 +314,7 @@ def gate_database(
             progress("rolling back")
             steps = runner.rollback(
                 keep_going=True,
-                after_step=lambda o: sessions.after(o.step.label),
+                after_step=lambda o: after(o.step.label),
                 before_step=lambda s: phase(plan.down_for(s.number).label, step=True),
             )
             phase("checks after the rollback")

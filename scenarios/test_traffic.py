@@ -183,3 +183,43 @@ def test_traffic_stops_when_the_gate_is_interrupted(
         _gate(PLANS / "kct", cluster, legacy_db, tmp_path, progress=interrupt)
     alive = [t.name for t in threading.enumerate() if t.name.startswith("pgcutover-")]
     assert alive == []
+
+
+@pytest.mark.slow
+def test_lock_timeout_and_retry_keep_the_application_moving_behind_a_long_transaction(
+    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+) -> None:
+    """A report holds products open while the move starts: the move gives up its place in
+    the lock queue every 100 ms and retries, so the application waits at most that long."""
+    plan = tmp_path / "plan"
+    shutil.copytree(PLANS / "kct", plan)
+    toml = plan / "plan.toml"
+    toml.write_text(
+        toml.read_text()
+        .replace('lock_timeout = "2s"', 'lock_timeout = "100ms"', 1)
+        .replace("lock_retries = 4", "lock_retries = 8", 1)
+    )
+    holder = psycopg.connect(legacy_db.endpoints.primary)
+    released = threading.Event()
+
+    def release() -> None:
+        holder.commit()
+        released.set()
+
+    def hold_products(message: str) -> None:
+        if message.startswith("applying up/002_move_tables.sql") and not released.is_set():
+            holder.execute("SELECT count(*) FROM products /* long report */")
+            threading.Timer(1.5, release).start()
+
+    try:
+        report = _gate(plan, cluster, legacy_db, tmp_path, progress=hold_products)
+    finally:
+        released.wait(10)
+        holder.close()
+    assert _failed(report) == set(), [str(c) for c in report.checks if not c.passed]
+    assert "lock-timeout retries" in _check(report, "migrate.steps").reason
+    phases = {p["phase"]: p for p in report.context["traffic"]["phases"]}  # type: ignore[index]
+    move = phases["up/002_move_tables.sql"]
+    assert move["max_ms"] < 1000
+    assert move["queue_depth"] >= 1
+    assert "long report" in str(move["blocker"]), move

@@ -162,3 +162,14 @@ def test_failures_are_named_from_the_step_they_start_at() -> None:
         'q as app via PgBouncer reader: 2 failed, from up/003_move.sql on: relation "products" '
         "does not exist [SQLSTATE 42P01]",
     )
+
+
+def test_failures_just_after_a_step_are_named_by_that_step() -> None:
+    timeline = _timeline((10.0, "up/003_move.sql"))
+    timeline.times.append(10.2)
+    timeline.labels.append("after up/003_move.sql")
+    timeline.owner["after up/003_move.sql"] = "up/003_move.sql"
+    requests = _requests(timeline, [(10.3, 10.31)])
+    requests[0].ok, requests[0].sqlstate, requests[0].message = False, "42P01", "gone"
+    (detail,) = check_no_errors(requests, timeline).details
+    assert "from up/003_move.sql on: gone" in detail

@@ -110,7 +110,7 @@ def check_no_errors(requests: list[Request], timeline: Timeline) -> Check:
     for (query, role, path, sqlstate, message), rs in sorted(
         groups.items(), key=lambda item: min(r.end for r in item[1])
     ):
-        first = timeline.phase_at(min(r.end for r in rs))
+        first = timeline.step_of(timeline.phase_at(min(r.end for r in rs)))
         offenders.append(
             f"{query} as {role or 'the harness'} via PgBouncer {path}: {len(rs)} failed, from "
             f"{first} on: {message} [SQLSTATE {sqlstate}]"

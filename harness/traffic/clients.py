@@ -81,6 +81,7 @@ class Timeline:
         self.times: list[float] = []
         self.labels: list[str] = []
         self.steps: set[str] = set()
+        self.owner: dict[str, str] = {}  # "after up/003_x.sql" -> "up/003_x.sql"
         self.mark(BEFORE)
 
     def mark(self, label: str, *, step: bool = False) -> None:
@@ -88,6 +89,16 @@ class Timeline:
         self.labels.append(label)
         if step:
             self.steps.add(label)
+
+    def mark_after(self, step: str) -> None:
+        """The step is done; what runs now (the checks between steps) is not the step."""
+        label = f"after {step}"
+        self.owner[label] = step
+        self.mark(label)
+
+    def step_of(self, phase: str) -> str:
+        """The step whose effects a phase sees: itself, or the step it comes after."""
+        return self.owner.get(phase, phase)
 
     @property
     def current(self) -> str:

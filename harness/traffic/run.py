@@ -79,6 +79,10 @@ class TrafficRun:
         if self.traffic is not None:
             self.traffic.timeline.mark(label, step=step)
 
+    def after(self, step: str) -> None:
+        if self.traffic is not None:
+            self.traffic.timeline.mark_after(step)
+
     @property
     def session_role(self) -> str | None:
         """The role the ``sessions.*`` checks log in as: the one that reads the most."""

@@ -6,7 +6,8 @@ row of each waiting backend, on the primary and on the replica (a lock the
 primary takes is replayed there and blocks the replica's readers too), and keeps,
 per phase of the gate: the longest wait of an application request, the deepest
 queue of waiting application backends, and the statement that blocked the
-longest wait.
+longest wait; when that statement (typically the migration's) is itself queued
+behind another transaction, that one too: the root of the queue.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ SELECT a.pid, extract(epoch FROM now() - coalesce(a.query_start, a.state_change)
        a.usename::text, left(a.query, 200),
        (SELECT coalesce(l.relation::regclass::text, l.locktype) FROM pg_locks l
          WHERE l.pid = a.pid AND NOT l.granted LIMIT 1),
-       (SELECT left(b.query, 200) FROM pg_stat_activity b
-         WHERE b.pid = (pg_blocking_pids(a.pid))[1])
+       (SELECT left(b.query, 200) || CASE WHEN b.wait_event_type = 'Lock' THEN
+                 ', itself waiting behind ' || coalesce((
+                   SELECT string_agg(DISTINCT left(c.query, 200) || ' (' || c.state || ')', '; ')
+                     FROM pg_stat_activity c WHERE c.pid = ANY (pg_blocking_pids(b.pid))), '?')
+               ELSE '' END
+          FROM pg_stat_activity b WHERE b.pid = ANY (pg_blocking_pids(a.pid))
+         ORDER BY b.wait_event_type = 'Lock' DESC LIMIT 1)
   FROM pg_stat_activity a
  WHERE a.wait_event_type = 'Lock' AND a.application_name LIKE 'pgcutover-traffic%'
 """
