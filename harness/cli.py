@@ -73,10 +73,20 @@ def add_legacy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _clients(text: str) -> int:
+    from harness.plan.workload import MAX_CLIENTS
+
+    value = _positive(text)
+    if value > MAX_CLIENTS:
+        # Both PgBouncers and the servers' max_connections are sized for the plan's pools.
+        raise argparse.ArgumentTypeError(f"at most {MAX_CLIENTS} clients, got {value}")
+    return value
+
+
 def add_traffic_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--traffic-clients",
-        type=_positive,
+        type=_clients,
         help="concurrent clients of the application's workload during the gate "
         "(default: the plan's [workload] clients, else 16; at most 64)",
     )

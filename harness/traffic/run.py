@@ -32,6 +32,8 @@ from harness.traffic.sampler import LockSampler
 
 __all__ = ["TrafficOptions", "TrafficRun", "workload_of"]
 
+FAILURES_KEPT = 200  # in reports/gate.json; traffic.no_errors counts all of them
+
 
 @dataclass(frozen=True)
 class TrafficOptions:
@@ -150,4 +152,17 @@ class TrafficRun:
             "failed": sum(not r.ok for r in requests),
             "roles": list(self.workload.roles),
             "phases": latency_summary(requests, self.traffic.timeline, locks),
+            "failures": [
+                {
+                    "phase": self.traffic.timeline.phase_of(r.start, r.end),
+                    "query": r.query,
+                    "role": r.role,
+                    "path": r.path,
+                    "sqlstate": r.sqlstate,
+                    "message": r.message,
+                    "ms": round(r.seconds * 1000, 1),
+                }
+                for r in requests
+                if not r.ok
+            ][:FAILURES_KEPT],
         }
