@@ -40,7 +40,7 @@ __all__ = ["BEFORE", "Request", "Timeline", "Traffic", "prepare_params"]
 BEFORE = "before the migration"
 REQUEST_TIMEOUT = "10s"
 _MAX_PARAM_ROWS = 1000
-_WHERE = """
+_BACKEND = """
 SELECT pg_backend_pid(), backend_start, set_config('statement_timeout', %s, true)
   FROM pg_stat_activity WHERE pid = pg_backend_pid()"""
 _WRITTEN = """
@@ -212,7 +212,7 @@ class _Client:
         conn = self.conns[(q.role, q.path)]
         try:
             with conn.transaction():
-                info = conn.execute(_WHERE, (REQUEST_TIMEOUT,)).fetchone()
+                info = conn.execute(_BACKEND, (REQUEST_TIMEOUT,)).fetchone()
                 if info is not None:
                     req.pid, req.backend_start = info["pg_backend_pid"], info["backend_start"]
                 for statement in q.sql:
