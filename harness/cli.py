@@ -84,6 +84,31 @@ def add_legacy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _clients(text: str) -> int:
+    from harness.plan.workload import MAX_CLIENTS
+
+    value = _positive(text)
+    if value > MAX_CLIENTS:
+        # Both PgBouncers and the servers' max_connections are sized for the plan's pools.
+        raise argparse.ArgumentTypeError(f"at most {MAX_CLIENTS} clients, got {value}")
+    return value
+
+
+def add_traffic_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--traffic-clients",
+        type=_clients,
+        help="concurrent clients of the application's workload during the gate "
+        "(default: the plan's [workload] clients, else 16; at most 64)",
+    )
+    parser.add_argument(
+        "--no-traffic",
+        action="store_true",
+        help="gate without the application's traffic (and without creating the plan's "
+        "roles beforehand)",
+    )
+
+
 # -- up ------------------------------------------------------------------------------
 # How often `harness up` looks at its processes: a dead PgBouncer is back within it.
 WATCH_INTERVAL = 0.2
@@ -156,6 +181,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         scale=args.scale,
         emit=_emit,
         progress=progress,
+        traffic_clients=args.traffic_clients,
+        traffic=not args.no_traffic,
     )
     files = write_reports(report.to_json(), directory=args.reports)
     failed = [c.name for c in report.checks if c.verdict == "fail"]
@@ -299,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_cluster_options(gate)
     add_legacy_options(gate)
+    add_traffic_options(gate)
 
     for name, help, func in (
         (

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,16 +38,22 @@ from harness.lint import lint_plan
 from harness.plan import Plan
 from harness.report.schema import SCHEMA_VERSION
 from harness.runner import Runner, StepOutcome, take_backup, verify_backup
+from harness.traffic import TrafficOptions, TrafficRun
 
 __all__ = ["GateReport", "run_gate", "verify_database"]
 
 Emit = Callable[[Check], None]
 Progress = Callable[[str], None]
+Mask = Callable[[Fingerprint], Fingerprint]
 GATE_DATABASE_PREFIX = "pgcutover_gate"
 
 
 def _quiet(_: object) -> None:
     pass
+
+
+def _unmasked(fp: Fingerprint) -> Fingerprint:
+    return fp
 
 
 @dataclass
@@ -123,13 +130,19 @@ def _fingerprint_of(dsn: str) -> Fingerprint:
 
 
 def _replica_check(
-    name: str, expected: Fingerprint, endpoints: Endpoints, *, ok: str, failed: str
+    name: str,
+    expected: Fingerprint,
+    endpoints: Endpoints,
+    *,
+    ok: str,
+    failed: str,
+    mask: Mask = _unmasked,
 ) -> Check:
     """The replica against ``expected``; sequences run ahead on a standby, so not their values."""
     return check_same(
         name,
-        expected,
-        _fingerprint_of(endpoints.replica),
+        mask(expected),
+        mask(_fingerprint_of(endpoints.replica)),
         ignore=(IGNORE_SEQUENCE_VALUES,),
         ok=ok,
         failed=failed,
@@ -144,14 +157,20 @@ def verify_database(
     wait_for_replica: Callable[[], None] | None,
     emit: Emit,
     report: GateReport,
+    mask: Mask = _unmasked,
+    new_session_dsn: str | None = None,
 ) -> Fingerprint:
-    """The checks of a migrated database; those needing a baseline run only with one."""
+    """The checks of a migrated database; those needing a baseline run only with one.
+
+    ``mask`` leaves out of the data comparisons what the application's traffic
+    wrote meanwhile (see harness.traffic.checks).
+    """
     out = _Collector(report, emit)
     with connect(endpoints.primary) as conn:
         after = fingerprint(conn)
         out.add(check_layout(plan.layout, after, conn))
         if baseline is not None:
-            out.add(check_data(plan.layout, baseline, after))
+            out.add(check_data(plan.layout, mask(baseline), mask(after)))
             out.add(check_table_parts(plan.layout, baseline, after))
             out.add(check_sequences(plan.layout, baseline, after))
         out.add(check_foreign_keys(conn))
@@ -159,7 +178,8 @@ def verify_database(
         out.add(check_dependencies(conn, plan.layout))
     out.add(
         check_new_sessions(
-            endpoints.primary, default_queries(plan.layout.tables, plan.session_queries)
+            new_session_dsn or endpoints.primary,
+            default_queries(plan.layout.tables, plan.session_queries),
         )
     )
     if wait_for_replica is not None:
@@ -171,6 +191,7 @@ def verify_database(
                 endpoints,
                 ok="after replay, the replica's fingerprint equals the primary's",
                 failed="after replay, the replica differs from the primary",
+                mask=mask,
             )
         )
     return after
@@ -187,15 +208,42 @@ def _backup_check(endpoints: Endpoints, baseline: Fingerprint, backup_dir: Path)
     )
 
 
-def _roundtrip_check(again: list[StepOutcome], migrated: Fingerprint, dsn: str) -> Check:
+def _roundtrip_check(
+    again: list[StepOutcome],
+    migrated: Fingerprint,
+    dsn: str,
+    *,
+    mask: Mask = _unmasked,
+    ignore: Collection[str] = (),
+) -> Check:
     failed = [f"{o.step.label} failed the second time" for o in again if not o.applied]
-    differences = [f"second migration differs: {d}" for d in diff(migrated, _fingerprint_of(dsn))]
+    differences = [
+        f"second migration differs: {d}"
+        for d in diff(mask(migrated), mask(_fingerprint_of(dsn)), ignore=ignore)
+    ]
     return Check.of(
         "roundtrip.migrate_again",
         offenders=failed + differences,
         ok="migrate → rollback → migrate gives the database of the first migration",
         failed="migrating again after the rollback does not give the same database",
     )
+
+
+@contextmanager
+def _traffic_running(run: TrafficRun | None, progress: Progress) -> Iterator[None]:
+    """The traffic runs inside, and always stops: on a failed check, an error or Ctrl-C."""
+    if run is None:
+        yield
+        return
+    progress(
+        f"application traffic: {run.options.clients or run.workload.clients} clients, "
+        f"{run.workload.baseline:.1f} sec of baseline before the first step"
+    )
+    try:
+        run.start()
+        yield
+    finally:
+        run.stop()
 
 
 def gate_database(
@@ -207,11 +255,21 @@ def gate_database(
     progress: Progress,
     report: GateReport,
     backup_dir: Path,
+    traffic: TrafficOptions | None = None,
 ) -> None:
-    """Migrate, verify, roll back, verify, migrate again, on a seeded database."""
+    """Migrate, verify, roll back, verify, migrate again, on a seeded database.
+
+    With ``traffic``, the application's workload runs from before the first step
+    to after the second migration, and its checks join the verdict.
+    """
     out = _Collector(report, emit)
     wait = wait_for_replica or (lambda: None)
     out.add(lint_plan(plan))
+    run = TrafficRun(plan, endpoints, traffic) if traffic is not None else None
+    if run is not None:
+        progress("application traffic: logins for the plan's roles, each query tried once")
+        run.prepare()
+    mask: Mask = run.mask if run is not None else _unmasked
     baseline = _fingerprint_of(endpoints.primary)
     progress("pg_dump -Fc backup, then a restore to prove it")
     out.add(_backup_check(endpoints, baseline, backup_dir))
@@ -219,35 +277,61 @@ def gate_database(
         endpoints,
         default_queries(plan.layout.tables, plan.session_queries),
         wait_for_replica=wait,
+        login=run.session_login if run is not None else None,
     )
+
+    def phase(label: str, *, step: bool = False) -> None:
+        if run is not None:
+            run.phase(label, step=step)
+
+    def after(label: str) -> None:
+        if run is not None:
+            run.after(label)
+        sessions.after(label)
+
     try:
-        with Runner(plan, endpoints.primary, progress=progress, salvage=True) as runner:
+        with (
+            _traffic_running(run, progress),
+            Runner(plan, endpoints.primary, progress=progress, salvage=True) as runner,
+        ):
             progress(f"migrating with plan {plan.name!r}")
             steps = runner.migrate(
-                keep_going=True, after_step=lambda o: sessions.after(o.step.label)
+                keep_going=True,
+                after_step=lambda o: after(o.step.label),
+                before_step=lambda s: phase(s.label, step=True),
             )
+            phase("checks after the migration")
             out.add(_steps_check("migrate.steps", steps))
-            migrated = verify_database(
-                plan,
-                endpoints,
-                baseline=baseline,
-                wait_for_replica=wait_for_replica,
-                emit=emit,
-                report=report,
-            )
+            with run.checking() if run is not None else nullcontext():
+                migrated = verify_database(
+                    plan,
+                    endpoints,
+                    baseline=baseline,
+                    wait_for_replica=wait_for_replica,
+                    emit=emit,
+                    report=report,
+                    mask=mask,
+                    new_session_dsn=run.session_login("primary") if run is not None else None,
+                )
             progress("rolling back")
             steps = runner.rollback(
-                keep_going=True, after_step=lambda o: sessions.after(o.step.label)
+                keep_going=True,
+                after_step=lambda o: after(o.step.label),
+                before_step=lambda s: phase(plan.down_for(s.number).label, step=True),
             )
+            phase("checks after the rollback")
             out.add(_steps_check("rollback.steps", steps))
             out.add(sessions.check(phase="keep_working"))
+            # Sequences count on while the application inserts: not their values then.
+            ignore = (IGNORE_SEQUENCE_VALUES,) if run is not None and run.wrote else ()
             out.add(
                 check_same(
                     "rollback.exact",
-                    baseline,
-                    _fingerprint_of(endpoints.primary),
+                    mask(baseline),
+                    mask(_fingerprint_of(endpoints.primary)),
                     ok="after rollback the primary is exactly as before the migration",
                     failed="the rollback does not restore the database as it was",
+                    ignore=ignore,
                 )
             )
             if wait_for_replica is not None:
@@ -259,13 +343,26 @@ def gate_database(
                         endpoints,
                         ok="after rollback the replica is exactly as before the migration",
                         failed="the rollback does not restore the replica as it was",
+                        mask=mask,
                     )
                 )
             progress("migrating again after the rollback")
-            again = runner.migrate(keep_going=True)
-            out.add(_roundtrip_check(again, migrated, endpoints.primary))
+            again = runner.migrate(
+                keep_going=True, before_step=lambda s: phase(f"{s.label} (again)", step=True)
+            )
+            phase("after the second migration")
+        if run is not None:
+            if run.logins is not None:
+                run.logins.drop_legacy_access()
+            ignore = (IGNORE_SEQUENCE_VALUES,) if run.wrote else ()
+        out.add(_roundtrip_check(again, migrated, endpoints.primary, mask=mask, ignore=ignore))
     finally:
         sessions.close()
+    if run is not None:
+        wait()
+        for check in run.checks(replica=endpoints.replica if wait_for_replica else None):
+            out.add(check)
+        report.context["traffic"] = run.summary()
 
 
 def run_gate(
@@ -278,6 +375,8 @@ def run_gate(
     backup_dir: Path | None = None,
     emit: Emit = _quiet,
     progress: Progress = _quiet,
+    traffic_clients: int | None = None,
+    traffic: bool = True,
 ) -> GateReport:
     """Start a cluster, seed the legacy database, and put the plan through the gate.
 
@@ -316,6 +415,9 @@ def run_gate(
                 progress=progress,
                 report=report,
                 backup_dir=backup_dir or Path(scratch),
+                traffic=TrafficOptions(clients=traffic_clients, allow_pooler_users=allow)
+                if traffic
+                else None,
             )
         finally:
             drop_database(cluster.endpoints.primary, name)

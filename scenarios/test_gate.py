@@ -70,7 +70,13 @@ def _edit(path: Path, old: str, new: str) -> None:
 @pytest.mark.slow
 def test_plan_as_written_is_rejected_naming_each_defect(tmp_path: Path) -> None:
     done = _harness(
-        "gate", "--plan", str(PLANS / "as-written"), "--reports", str(tmp_path), cwd=tmp_path
+        "gate",
+        "--plan",
+        str(PLANS / "as-written"),
+        "--no-traffic",
+        "--reports",
+        str(tmp_path),
+        cwd=tmp_path,
     )
     assert done.returncode == 1, done.stderr[-2000:]
     report = json.loads((tmp_path / "gate.json").read_text())

@@ -7,6 +7,13 @@ plan's writer) — keeps the old path; for those, an unqualified table name that
 moved away stops resolving at the moment the step commits. This check holds
 such sessions open across every step and runs the application's unqualified
 queries after each one, naming the step that broke each query.
+
+Working is not only "no error": after each step every old session runs the
+queries inside the snapshot of a session opened at that moment on the same
+server (``pg_export_snapshot()`` / ``SET TRANSACTION SNAPSHOT``), and must get
+the same rows. A shared snapshot makes the comparison exact while the
+application keeps writing. Given a ``login``, the sessions log in as the
+application's role rather than as the harness.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
+from psycopg import IsolationLevel, sql
 
 from harness.cluster import Endpoints
 from harness.connections import Conn, connect
@@ -66,6 +73,20 @@ class _Session:
     on_replica: bool
 
 
+Outcome = tuple[bool, str]  # (succeeded, the rows as text or the error)
+
+
+def _outcome(conn: Conn, query: str) -> Outcome:
+    """One query under a savepoint, so a failure leaves the snapshot's transaction usable."""
+    try:
+        with conn.transaction():
+            cur = conn.execute(query.encode(), prepare=False)
+            rows = cur.fetchall() if cur.description is not None else []
+    except psycopg.Error as exc:
+        return False, (exc.diag.message_primary or str(exc)).strip()
+    return True, repr(rows)[:200]
+
+
 class OldSessions:
     """Sessions opened now, before the first step; queried again after every step."""
 
@@ -76,9 +97,23 @@ class OldSessions:
         *,
         wait_for_replica: Callable[[], None],
         via_pooler: bool = True,
+        login: Callable[[str], str] | None = None,
     ) -> None:
+        """``login`` gives the DSN for a path (primary, replica, writer, reader) as the
+        application's role; without it the sessions use ``endpoints`` as they are."""
         self.queries = queries
         self._wait_for_replica = wait_for_replica
+        names = {
+            endpoints.primary: "primary",
+            endpoints.replica: "replica",
+            endpoints.writer: "writer",
+            endpoints.reader: "reader",
+        }
+
+        def dsn_for(dsn: str) -> str:
+            return login(names[dsn]) if login is not None else dsn
+
+        self._fresh = {False: dsn_for(endpoints.primary), True: dsn_for(endpoints.replica)}
         self.broken: dict[
             tuple[str, str], tuple[str, str]
         ] = {}  # (session, query) -> (step, error)
@@ -91,7 +126,7 @@ class OldSessions:
             )
         self.sessions = [
             # No server-side prepared statements: transaction pooling cannot keep them.
-            _Session(label, connect(dsn), replica)
+            _Session(label, connect(dsn_for(dsn)), replica)
             for label, dsn, replica in targets
         ]
         failures = self._run_all()
@@ -105,16 +140,57 @@ class OldSessions:
 
     def _run_all(self) -> list[tuple[str, str, str]]:
         failures: list[tuple[str, str, str]] = []
-        waited = False
-        for session in self.sessions:
-            if session.on_replica and not waited:
+        for on_replica in (False, True):
+            sessions = [s for s in self.sessions if s.on_replica == on_replica]
+            if not sessions:
+                continue
+            if on_replica:
                 self._wait_for_replica()
-                waited = True
-            failures += [
-                (session.label, query, message)
-                for query, message in failing_queries(session.conn, self.queries)
-            ]
+            failures += self._compare(sessions, fresh_dsn=self._fresh[on_replica])
         return failures
+
+    def _compare(self, sessions: list[_Session], *, fresh_dsn: str) -> list[tuple[str, str, str]]:
+        """Each old session against a session opened now, on one snapshot of one server."""
+        failures: list[tuple[str, str, str]] = []
+        with connect(fresh_dsn) as fresh:
+            fresh.isolation_level = IsolationLevel.REPEATABLE_READ
+            with fresh.transaction():
+                row = fresh.execute("SELECT pg_export_snapshot()").fetchone()
+                snapshot = str(row[0]) if row else ""
+                expected = {q: _outcome(fresh, q) for q in self.queries}
+                for session in sessions:
+                    failures += [
+                        (session.label, query, message)
+                        for query, message in self._differences(session, snapshot, expected)
+                    ]
+        return failures
+
+    def _differences(
+        self, session: _Session, snapshot: str, expected: dict[str, Outcome]
+    ) -> list[tuple[str, str]]:
+        conn = session.conn
+        found: list[tuple[str, str]] = []
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+                for query in self.queries:
+                    ok, result = _outcome(conn, query)
+                    if not ok:
+                        found.append((query, result))
+                    elif expected[query][0] and expected[query][1] != result:
+                        found.append(
+                            (
+                                query,
+                                f"returns {result} here but {expected[query][1]} in a session "
+                                "opened now, on the same snapshot",
+                            )
+                        )
+        except psycopg.Error as exc:
+            found += [(q, (exc.diag.message_primary or str(exc)).strip()) for q in self.queries]
+        finally:
+            conn.isolation_level = None
+        return found
 
     def after(self, step_label: str) -> None:
         """Run every query in every session; remember the first step that broke each."""

@@ -44,6 +44,16 @@ Layout of a plan directory::
     [sessions]                               # optional: queries the application runs,
     queries = ["SELECT customer_lifetime_value(id) FROM customers LIMIT 1"]
                                              # unqualified, besides a count(*) per table
+
+    [workload]                               # optional: the application's traffic while
+    clients = 16                             # the gate migrates, rolls back and migrates
+    [[workload.queries]]                     # again; named reads and writes, each run
+    name = "product_detail"                  # as one of the plan's roles, through the
+    role = "kct_app"                         # PgBouncer reader (read) or writer (write)
+    kind = "read"
+    params = "SELECT id AS product_id FROM products LIMIT 500"
+    sql = "SELECT * FROM products WHERE id = %(product_id)s"
+                                             # full format: harness/plan/workload.py
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ from typing import Any
 
 from harness.errors import PlanError
 from harness.plan.sqltext import Statement, split_statements
+from harness.plan.workload import Workload, parse_workload
 
 __all__ = ["SCHEMA_OPS", "TABLE_OPS", "Layout", "Plan", "PrivilegeRule", "RunnerSettings", "Step",
            "load_plan"]  # fmt: skip
@@ -68,7 +79,7 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
 # With a unit: PostgreSQL reads a bare number as milliseconds, rarely what was meant.
 _DURATION = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min|h)$")
 _TOP_LEVEL = frozenset(
-    {"name", "description", "database", "runner", "layout", "privileges", "sessions"}
+    {"name", "description", "database", "runner", "layout", "privileges", "sessions", "workload"}
 )
 _RUNNER_KEYS = frozenset({"lock_timeout", "statement_timeout", "lock_retries", "lock_budget"})
 # A step runs inside the runner's transaction: these would end it part way through.
@@ -139,6 +150,7 @@ class Plan:
     session_queries: tuple[str, ...]
     up: tuple[Step, ...]
     down: tuple[Step, ...]
+    workload: Workload | None = None  # None: the simple case, from [sessions] queries
 
     def down_for(self, number: int) -> Step:
         return next(s for s in self.down if s.number == number)
@@ -345,4 +357,5 @@ def load_plan(directory: str | Path) -> Plan:
         session_queries=tuple(_str_list(sessions.get("queries", []), where="[sessions] queries")),
         up=tuple(up[n] for n in sorted(up)),
         down=tuple(down[n] for n in sorted(down)),
+        workload=parse_workload(doc.get("workload"), toml_path=toml_path, roles=layout.roles),
     )

@@ -448,6 +448,7 @@ class Runner:
         keep_going: bool = False,
         dry_run: bool = False,
         after_step: Callable[[StepOutcome], None] | None = None,
+        before_step: Callable[[Step], None] | None = None,
     ) -> list[StepOutcome]:
         done = {r.step for r in self._check_ledger(strict=not keep_going)}
         todo = [s for s in self.plan.up if s.number not in done]
@@ -456,7 +457,9 @@ class Runner:
         self.claim()
         ensure_ledger(self.conn)
         # The ledger was checked once above; each step need not read it again.
-        return self._each(todo, self._apply, keep_going=keep_going, after_step=after_step)
+        return self._each(
+            todo, self._apply, keep_going=keep_going, after_step=after_step, before_step=before_step
+        )
 
     def rollback(
         self,
@@ -465,6 +468,7 @@ class Runner:
         dry_run: bool = False,
         after_step: Callable[[StepOutcome], None] | None = None,
         accept_changed: bool = False,
+        before_step: Callable[[Step], None] | None = None,
     ) -> list[StepOutcome]:
         mode: Literal[True, "accept-changed"] = "accept-changed" if accept_changed else True
         done = {r.step for r in self._check_ledger(strict=False, rolling_back=mode)}
@@ -472,7 +476,13 @@ class Runner:
         if dry_run:
             return [StepOutcome(step=self.plan.down_for(s.number), applied=False) for s in todo]
         self.claim()
-        return self._each(todo, self._revert, keep_going=keep_going, after_step=after_step)
+        return self._each(
+            todo,
+            self._revert,
+            keep_going=keep_going,
+            after_step=after_step,
+            before_step=before_step,
+        )
 
     def _each(
         self,
@@ -481,9 +491,13 @@ class Runner:
         *,
         keep_going: bool,
         after_step: Callable[[StepOutcome], None] | None,
+        before_step: Callable[[Step], None] | None = None,
     ) -> list[StepOutcome]:
+        """``before_step`` is told the up step about to be applied or rolled back."""
         outcomes = []
         for step in steps:
+            if before_step is not None:
+                before_step(step)
             outcome = run(step)
             outcomes.append(outcome)
             if after_step is not None:

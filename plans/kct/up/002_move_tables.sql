@@ -1,20 +1,22 @@
 -- All eleven tables move, per the plan's lists (order_items with its orders).
--- SET SCHEMA rewrites no data: it changes the catalog and takes an ACCESS EXCLUSIVE
--- lock on each table for the rest of this step's transaction, which the runner's
--- lock_timeout bounds. Sequences, indexes, constraints and triggers move along;
--- views (order_summaries) follow their tables by OID.
+-- SET SCHEMA rewrites no data, but locks each table ACCESS EXCLUSIVE until the step
+-- commits (lock_timeout bounds the wait). Taken in the order the shop's transactions
+-- take them (appointments and orders before customers, products before variants),
+-- or a move deadlocks with an order being placed.
 
+ALTER TABLE public.appointments SET SCHEMA tenant_kct;
+ALTER TABLE public.orders SET SCHEMA tenant_kct;
+ALTER TABLE public.suppliers SET SCHEMA tenant_shared;
+ALTER TABLE public.customers SET SCHEMA tenant_kct;
+ALTER TABLE public.order_items SET SCHEMA tenant_kct;
 ALTER TABLE public.products SET SCHEMA tenant_shared;
 ALTER TABLE public.product_variants SET SCHEMA tenant_shared;
-ALTER TABLE public.suppliers SET SCHEMA tenant_shared;
 ALTER TABLE public.collections SET SCHEMA tenant_shared;
-ALTER TABLE public.customers SET SCHEMA tenant_kct;
-ALTER TABLE public.orders SET SCHEMA tenant_kct;
-ALTER TABLE public.order_items SET SCHEMA tenant_kct;
-ALTER TABLE public.appointments SET SCHEMA tenant_kct;
 ALTER TABLE public.measurements SET SCHEMA tenant_kct;
 ALTER TABLE public.customer_insights SET SCHEMA analytics;
 ALTER TABLE public.product_recommendations SET SCHEMA analytics;
+-- Sequences, indexes, constraints and triggers move along; views (order_summaries)
+-- follow their tables by OID.
 
 -- Sessions opened before this step keep their search_path (an ALTER DATABASE
 -- reaches only new sessions; PgBouncer's server connections live up to an hour).

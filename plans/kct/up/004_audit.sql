@@ -49,21 +49,23 @@ END
 $$;
 REVOKE ALL ON FUNCTION audit.record_change() FROM PUBLIC;
 
+-- In the order the shop's transactions lock these tables, so a trigger being added
+-- never waits on one transaction while holding a table that transaction needs next.
+CREATE TRIGGER appointments_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_kct.appointments
+    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
+CREATE TRIGGER orders_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_kct.orders
+    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
+CREATE TRIGGER suppliers_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_shared.suppliers
+    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
+CREATE TRIGGER customers_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_kct.customers
+    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
+CREATE TRIGGER order_items_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_kct.order_items
+    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
 CREATE TRIGGER products_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_shared.products
     FOR EACH ROW EXECUTE FUNCTION audit.record_change();
 CREATE TRIGGER product_variants_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_shared.product_variants
     FOR EACH ROW EXECUTE FUNCTION audit.record_change();
-CREATE TRIGGER suppliers_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_shared.suppliers
-    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
 CREATE TRIGGER collections_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_shared.collections
-    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
-CREATE TRIGGER customers_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_kct.customers
-    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
-CREATE TRIGGER orders_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_kct.orders
-    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
-CREATE TRIGGER order_items_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_kct.order_items
-    FOR EACH ROW EXECUTE FUNCTION audit.record_change();
-CREATE TRIGGER appointments_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_kct.appointments
     FOR EACH ROW EXECUTE FUNCTION audit.record_change();
 CREATE TRIGGER measurements_audit AFTER INSERT OR UPDATE OR DELETE ON tenant_kct.measurements
     FOR EACH ROW EXECUTE FUNCTION audit.record_change();

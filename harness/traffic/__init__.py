@@ -1,0 +1,22 @@
+"""The application's own traffic through the gate, and what it proves about a plan."""
+
+from harness.traffic.checks import mask_written
+from harness.traffic.clients import Request, Timeline, Traffic
+from harness.traffic.logins import Logins, provision_logins, with_login
+from harness.traffic.run import TrafficOptions, TrafficRun, workload_of
+from harness.traffic.sampler import LockSampler, LockStats
+
+__all__ = [
+    "LockSampler",
+    "LockStats",
+    "Logins",
+    "Request",
+    "Timeline",
+    "Traffic",
+    "TrafficOptions",
+    "TrafficRun",
+    "mask_written",
+    "provision_logins",
+    "with_login",
+    "workload_of",
+]

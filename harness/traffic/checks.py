@@ -1,0 +1,268 @@
+"""The verdicts of the application's traffic: errors, stalls, lost writes, old connections.
+
+How the traffic's writes and the gate's data comparisons live together: the
+comparisons (data unchanged, rollback exact, replica equals primary, migrate
+again) ask "is the data as it was"; the application, meanwhile, legitimately
+changed it. Rather than undo the application's writes (an undo would itself be
+a write, and audit triggers record both), the comparisons are made modulo the
+write ledger: the tables the traffic wrote, directly or through triggers, as
+each write's own transaction reported them (``pg_stat_xact_user_tables``), are
+left out of the data comparison on both sides (:func:`mask_written`), and what
+happened to them is proven instead, write by write, by ``traffic.writes_kept``.
+Every other table is still compared row for row, and every structure in full.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from harness.catalog import Fingerprint
+from harness.connections import connect
+from harness.invariants.result import Check
+from harness.plan.workload import Workload, WorkloadQuery
+from harness.traffic.clients import BEFORE, Request, Timeline
+from harness.traffic.sampler import LockStats
+
+__all__ = [
+    "check_no_errors",
+    "check_old_connections",
+    "check_stall",
+    "check_writes_kept",
+    "latency_summary",
+    "mask_written",
+]
+
+
+def mask_written(fp: Fingerprint, tables: Iterable[str]) -> Fingerprint:
+    """``fp`` with the data of ``tables`` (bare names, any schema) left unread."""
+    names = set(tables)
+    if not names:
+        return fp
+    masked = {
+        key: dataclasses.replace(rel, rows=None, checksum=None) if rel.name in names else rel
+        for key, rel in fp.tables.items()
+    }
+    # A materialized view over a written table holds whatever was there when it was
+    # last refreshed: its contents depend on when the traffic wrote, not on the plan.
+    mentions = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names)) + r")\b")
+    views = {
+        key: dataclasses.replace(rel, rows=None, checksum=None)
+        if rel.kind == "m" and rel.definition and mentions.search(rel.definition)
+        else rel
+        for key, rel in fp.views.items()
+    }
+    return dataclasses.replace(fp, tables=masked, views=views)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def by_phase(requests: list[Request], timeline: Timeline) -> dict[str, list[Request]]:
+    phases: dict[str, list[Request]] = {}
+    for r in requests:
+        phases.setdefault(timeline.phase_of(r.start, r.end), []).append(r)
+    return phases
+
+
+def latency_summary(
+    requests: list[Request], timeline: Timeline, locks: dict[str, LockStats]
+) -> list[dict[str, object]]:
+    """Per phase, in order: requests, failures, p50/p99/max, and the lock evidence."""
+    phases = by_phase(requests, timeline)
+    out: list[dict[str, object]] = []
+    for label in dict.fromkeys(timeline.labels):
+        rs = phases.get(label, [])
+        seconds = [r.seconds for r in rs]
+        entry: dict[str, object] = {
+            "phase": label,
+            "step": label in timeline.steps,
+            "requests": len(rs),
+            "failed": sum(not r.ok for r in rs),
+            "p50_ms": round(_percentile(seconds, 0.5) * 1000, 1),
+            "p99_ms": round(_percentile(seconds, 0.99) * 1000, 1),
+            "max_ms": round(max(seconds, default=0.0) * 1000, 1),
+        }
+        if label in locks:
+            entry.update(locks[label].to_json())
+        out.append(entry)
+    return out
+
+
+def check_no_errors(requests: list[Request], timeline: Timeline) -> Check:
+    groups: dict[tuple[str, str | None, str, str | None, str], list[Request]] = {}
+    for r in requests:
+        if not r.ok:
+            groups.setdefault((r.query, r.role, r.path, r.sqlstate, r.message), []).append(r)
+    offenders = []
+    for (query, role, path, sqlstate, message), rs in sorted(
+        groups.items(), key=lambda item: min(r.end for r in item[1])
+    ):
+        first = timeline.step_of(timeline.phase_at(min(r.end for r in rs)))
+        offenders.append(
+            f"{query} as {role or 'the harness'} via PgBouncer {path}: {len(rs)} failed, from "
+            f"{first} on: {message} [SQLSTATE {sqlstate}]"
+        )
+    return Check.of(
+        "traffic.no_errors",
+        offenders=offenders,
+        ok=f"none of {len(requests):,} application requests failed, before, during and "
+        "after every step",
+        failed=f"{sum(len(g) for g in groups.values()):,} of {len(requests):,} application "
+        "requests failed; each is named with the step from which it fails",
+    )
+
+
+def check_stall(
+    requests: list[Request],
+    timeline: Timeline,
+    workload: Workload,
+    locks: dict[str, LockStats],
+) -> Check:
+    """Each step's p99 and worst request against the bounds and the baseline.
+
+    A loaded machine is slow before the migration too: the bound that counts is
+    the larger of the plan's (p99 250 ms, max 1 s by default) and ``ratio`` times
+    what the same workload measured just before the first step in this run.
+    """
+    phases = by_phase([r for r in requests if r.ok], timeline)
+    base = [r.seconds for r in phases.get(BEFORE, [])]
+    limits = workload.stall
+    p99_limit = max(limits.p99, limits.ratio * _percentile(base, 0.99))
+    max_limit = max(limits.max, limits.ratio * max(base, default=0.0))
+    offenders = []
+    for label in dict.fromkeys(timeline.labels):
+        if label not in timeline.steps:
+            continue
+        seconds = [r.seconds for r in phases.get(label, [])]
+        if not seconds:
+            continue
+        p99, worst = _percentile(seconds, 0.99), max(seconds)
+        if p99 > p99_limit or worst > max_limit:
+            slowest = max(phases[label], key=lambda r: r.seconds)
+            offenders.append(
+                f"{label}: p99 {_ms(p99)}, worst {_ms(worst)} ({slowest.query} as "
+                f"{slowest.role or 'the harness'}) over {len(seconds)} requests; "
+                f"{locks.get(label, LockStats())}"
+            )
+    return Check.of(
+        "traffic.stall",
+        offenders=offenders,
+        ok=f"no step slowed the application past p99 {_ms(p99_limit)} or a request past "
+        f"{_ms(max_limit)} (baseline before the migration: p99 "
+        f"{_ms(_percentile(base, 0.99))}, {len(base)} requests)",
+        failed=f"steps stalled the application past p99 {_ms(p99_limit)} or a request past "
+        f"{_ms(max_limit)} (baseline p99 {_ms(_percentile(base, 0.99))}); hold locks for "
+        "less time: split the step, or take the lock with lock_timeout and retry",
+    )
+
+
+def _latest_acknowledged(requests: list[Request]) -> list[Request]:
+    """The last acknowledged write per (query, parameter row): the one that must be kept."""
+    latest: dict[tuple[str, int], Request] = {}
+    for r in sorted((r for r in requests if r.kind == "write" and r.ok), key=lambda r: r.end):
+        latest[(r.query, r.key)] = r
+    return list(latest.values())
+
+
+def _sees(conn: psycopg.Connection[Any], q: WorkloadQuery, values: dict[str, Any]) -> bool:
+    assert q.verify is not None
+    return conn.execute(q.verify.encode(), values, prepare=False).fetchone() is not None
+
+
+def check_writes_kept(
+    requests: list[Request], workload: Workload, *, primary: str, replica: str | None
+) -> Check:
+    """Every acknowledged write is there, on the primary and on the replica; no
+    unacknowledged write whose first statements returned keys was applied."""
+    queries = {q.name: q for q in workload.queries}
+    kept = _latest_acknowledged(requests)
+    unacknowledged = [r for r in requests if r.kind == "write" and not r.ok and len(r.values) > 1]
+    offenders: list[str] = []
+    targets = [("primary", primary)] + ([("replica", replica)] if replica else [])
+    for where, dsn in targets:
+        with connect(dsn) as conn:
+            missing = [r for r in kept if not _safe_sees(conn, queries[r.query], r.values)]
+            for r in missing[:20]:
+                offenders.append(
+                    f"{r.query} by client {r.client} was acknowledged and is not on the {where} "
+                    f"({_values(r.values)})"
+                )
+            if len(missing) > 20:
+                offenders.append(f"… and {len(missing) - 20} more on the {where}")
+            for r in unacknowledged:
+                if _safe_sees(conn, queries[r.query], r.values):
+                    offenders.append(
+                        f"{r.query} by client {r.client} failed ({r.message}) and yet is on "
+                        f"the {where}"
+                    )
+    return Check.of(
+        "traffic.writes_kept",
+        offenders=offenders,
+        ok=f"all {len(kept):,} acknowledged writes (the latest per row, of "
+        f"{sum(r.kind == 'write' and r.ok for r in requests):,}) are on the "
+        + " and the ".join(w for w, _ in targets),
+        failed="acknowledged writes are missing, or failed writes were applied",
+    )
+
+
+def _safe_sees(conn: psycopg.Connection[Any], q: WorkloadQuery, values: dict[str, Any]) -> bool:
+    try:
+        with conn.transaction():
+            return _sees(conn, q, values)
+    except psycopg.Error:
+        return False
+
+
+def _values(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!s:.40}" for k, v in sorted(values.items()))
+
+
+def check_old_connections(requests: list[Request], timeline: Timeline) -> Check:
+    """Requests after the first step ran on server connections opened before it."""
+    first_steps = [timeline.started(label) for label in timeline.steps]
+    started = min((t for t in first_steps if t is not None), default=None)
+    before_at: datetime | None = None
+    early = [r for r in requests if r.backend_start is not None and r.ok]
+    if started is not None:
+        pre = [r for r in early if r.start < started]
+        if pre:
+            before_at = max(r.backend_start for r in pre if r.backend_start is not None)
+    offenders = []
+    counts: dict[str, int] = {}
+    for path in sorted({r.path for r in requests}):
+        after = [r for r in early if r.path == path and started is not None and r.start >= started]
+        old = [
+            r
+            for r in after
+            if before_at is not None
+            and r.backend_start is not None
+            and r.backend_start <= before_at
+        ]
+        counts[path] = len(old)
+        if not old:
+            offenders.append(
+                f"PgBouncer {path}: none of {len(after)} requests after the first step ran "
+                "on a server connection opened before it"
+            )
+    return Check.of(
+        "traffic.old_connections_used",
+        offenders=offenders,
+        ok="requests after the first step ran on server connections opened before it ("
+        + ", ".join(f"PgBouncer {p}: {n:,}" for p, n in counts.items())
+        + "), so the stale-session hazard was exercised",
+        failed="the old server connections were not exercised after the first step",
+    )

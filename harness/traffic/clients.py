@@ -1,0 +1,406 @@
+"""The application's traffic while the gate works: clients, their requests, a timeline.
+
+Each client is a thread holding its own connections, opened before the first step
+and kept to the end, one per (role, path) it needs: reads through the PgBouncer
+reader (session pooling on the replica), writes through the PgBouncer writer
+(transaction pooling on the primary). PgBouncer keeps its server connections for
+up to ``server_lifetime``, so the requests after a step mostly run on server
+connections opened before it: the stale-session hazard, exercised. Each request
+records the server connection it ran on (backend pid and start), and each write
+the tables it changed (``pg_stat_xact_user_tables``, triggers included), so the
+checks that compare data know what the traffic touched.
+
+Bounded: at most the workload's clients, a think time between requests, a
+statement timeout per request, loopback DSNs only, and :meth:`Traffic.stop`
+joins every thread (they are daemons, so even a killed gate does not hang).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from harness.errors import UsageError
+from harness.plan.workload import Workload, WorkloadQuery, placeholders
+from harness.traffic.logins import Logins
+
+__all__ = ["BEFORE", "Request", "Timeline", "Traffic", "prepare_params"]
+
+BEFORE = "before the migration"
+REQUEST_TIMEOUT = "10s"
+_MAX_PARAM_ROWS = 1000
+_BACKEND = """
+SELECT pg_backend_pid(), backend_start, set_config('statement_timeout', %s, true)
+  FROM pg_stat_activity WHERE pid = pg_backend_pid()"""
+_WRITTEN = """
+SELECT relname FROM pg_stat_xact_user_tables
+ WHERE n_tup_ins + n_tup_upd + n_tup_del > 0"""
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+@dataclass
+class Request:
+    """One request as the application saw it."""
+
+    query: str
+    role: str | None
+    path: str
+    kind: str
+    client: int
+    start: float  # time.monotonic()
+    end: float = 0.0
+    ok: bool = False
+    sqlstate: str | None = None
+    message: str = ""
+    pid: int | None = None
+    backend_start: datetime | None = None
+    values: dict[str, Any] = field(default_factory=dict)  # parameters, RETURNING columns
+    key: int = -1  # which parameter row
+    written: tuple[str, ...] = ()
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+class Timeline:
+    """What the gate was doing when: phases (steps and others) by their start time."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.labels: list[str] = []
+        self.steps: set[str] = set()
+        self.owner: dict[str, str] = {}  # "after up/003_x.sql" -> "up/003_x.sql"
+        self.mark(BEFORE)
+
+    def mark(self, label: str, *, step: bool = False) -> None:
+        self.times.append(time.monotonic())
+        self.labels.append(label)
+        if step:
+            self.steps.add(label)
+
+    def mark_after(self, step: str) -> None:
+        """The step is done; what runs now (the checks between steps) is not the step."""
+        label = f"after {step}"
+        self.owner[label] = step
+        self.mark(label)
+
+    def step_of(self, phase: str) -> str:
+        """The step whose effects a phase sees: itself, or the step it comes after."""
+        return self.owner.get(phase, phase)
+
+    @property
+    def current(self) -> str:
+        return self.labels[-1]
+
+    def phase_at(self, t: float) -> str:
+        return self.labels[max(bisect.bisect_right(self.times, t) - 1, 0)]
+
+    def phase_of(self, start: float, end: float) -> str:
+        """The phase a request spent most of its time in: a request held up by a step
+        belongs to that step, even if it started just before it or ended just after."""
+        first = max(bisect.bisect_right(self.times, start) - 1, 0)
+        last = max(bisect.bisect_right(self.times, end) - 1, 0)
+        best, label = -1.0, self.labels[first]
+        for i in range(first, last + 1):
+            begin = max(start, self.times[i])
+            finish = min(end, self.times[i + 1] if i + 1 < len(self.times) else end)
+            if finish - begin > best:
+                best, label = finish - begin, self.labels[i]
+        return label
+
+    def started(self, label: str) -> float | None:
+        return next((t for t, lab in zip(self.times, self.labels, strict=True) if lab == label),
+                    None)  # fmt: skip
+
+
+def prepare_params(admin: str, workload: Workload) -> dict[str, list[dict[str, Any]]]:
+    """Each query's parameter rows, drawn from the data before the migration."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with psycopg.connect(admin, autocommit=True, row_factory=dict_row) as conn:
+        for q in workload.queries:
+            if q.params is None:
+                rows[q.name] = [{}]
+                continue
+            try:
+                found = conn.execute(q.params.encode(), prepare=False).fetchmany(_MAX_PARAM_ROWS)
+            except psycopg.Error as exc:
+                raise UsageError(
+                    f"workload query {q.name}: its params query fails before any step ran: "
+                    f"{(exc.diag.message_primary or str(exc)).strip()}; fix params in "
+                    "[[workload.queries]] of plan.toml"
+                ) from None
+            if not found:
+                raise UsageError(
+                    f"workload query {q.name}: its params query returns no rows; the "
+                    "request needs parameters drawn from the data"
+                )
+            rows[q.name] = [dict(r) for r in found]
+    return rows
+
+
+class _Client:
+    def __init__(self, traffic: Traffic, index: int) -> None:
+        self.traffic = traffic
+        self.index = index
+        self.random = random.Random(index)
+        self.conns: dict[tuple[str | None, str], Conn] = {}
+        self.serial = 0
+
+    def open(self) -> None:
+        for q in self.traffic.workload.queries:
+            key = (q.role, q.path)
+            if key not in self.conns:
+                # PgBouncer in transaction pooling cannot keep server-side prepared
+                # statements (1.18): never prepare.
+                conn: Conn = psycopg.connect(
+                    self.traffic.logins.dsn(q.role, path=q.path),
+                    autocommit=True,
+                    prepare_threshold=None,
+                    connect_timeout=10,
+                    application_name=f"pgcutover-traffic-{self.index}",
+                    row_factory=dict_row,
+                )
+                conn.read_only = q.kind == "read"
+                self.conns[key] = conn
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+
+    def pick(self) -> WorkloadQuery:
+        queries = self.traffic.workload.queries
+        return self.random.choices(queries, weights=[q.weight for q in queries])[0]
+
+    def _row(self, q: WorkloadQuery) -> tuple[int, dict[str, Any]]:
+        """A parameter row; writes take only this client's share, so no two clients
+        update the same row and the last acknowledged write per row is the one kept."""
+        rows = self.traffic.params[q.name]
+        clients = self.traffic.clients
+        if q.kind == "write" and len(rows) >= clients:
+            mine = range(self.index, len(rows), clients)
+            i = mine[self.random.randrange(len(mine))]
+        else:
+            i = self.random.randrange(len(rows))
+        return i, rows[i]
+
+    def run(self, q: WorkloadQuery) -> Request:
+        self.serial += 1
+        key, row = self._row(q)
+        token = f"pgcutover-{self.index}-{self.serial}-{self.random.getrandbits(32):08x}"
+        req = Request(
+            query=q.name,
+            role=q.role,
+            path=q.path,
+            kind=q.kind,
+            client=self.index,
+            start=time.monotonic(),
+            values={**row, "token": token},
+            key=key,
+        )
+        conn = self.conns[(q.role, q.path)]
+        try:
+            with conn.transaction():
+                info = conn.execute(_BACKEND, (REQUEST_TIMEOUT,)).fetchone()
+                if info is not None:
+                    req.pid, req.backend_start = info["pg_backend_pid"], info["backend_start"]
+                for statement in q.sql:
+                    cur = conn.execute(statement.encode(), req.values, prepare=False)
+                    if cur.description is not None:
+                        found = cur.fetchall()
+                        if q.kind == "write" and found:
+                            req.values.update(found[0])
+                if q.kind == "write":
+                    req.written = tuple(
+                        str(r["relname"]) for r in conn.execute(_WRITTEN).fetchall()
+                    )
+            req.ok = True
+        except psycopg.Error as exc:
+            req.sqlstate = exc.sqlstate
+            req.message = (exc.diag.message_primary or str(exc)).strip()
+            if conn.broken:
+                self._reopen(q)
+        except KeyError as exc:  # a parameter a RETURNING did not give this time
+            req.message = f"no value for parameter {exc}"
+        req.end = time.monotonic()
+        return req
+
+    def _reopen(self, q: WorkloadQuery) -> None:
+        old = self.conns.pop((q.role, q.path), None)
+        if old is not None:
+            old.close()
+        with contextlib.suppress(psycopg.Error):
+            self.open()  # if not, the next request on this path fails and is recorded
+
+    def loop(self) -> None:
+        traffic = self.traffic
+        think = traffic.workload.think_time
+        while not traffic.stopping.is_set():
+            q = self.pick()
+            if q.kind == "write":
+                with traffic._lock:  # see Traffic.writes_on_hold
+                    held = traffic.writes_held.is_set()
+                    if not held:
+                        traffic.writing += 1
+                if held:
+                    traffic.stopping.wait(think)
+                    continue
+                try:
+                    self._request(q)
+                finally:
+                    with traffic._lock:
+                        traffic.writing -= 1
+            else:
+                self._request(q)
+            traffic.stopping.wait(think * (0.5 + self.random.random()))
+
+    def _request(self, q: WorkloadQuery) -> None:
+        if (q.role, q.path) not in self.conns:
+            self._reopen(q)
+            if (q.role, q.path) not in self.conns:
+                self.traffic.stopping.wait(0.1)
+                return
+        self.traffic.requests.append(self.run(q))
+
+
+class Traffic:
+    """The workload's clients, started before the migration and stopped after it."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        logins: Logins,
+        params: dict[str, list[dict[str, Any]]],
+        *,
+        clients: int | None = None,
+    ) -> None:
+        self.workload = workload
+        self.logins = logins
+        self.params = params
+        self.clients = clients or workload.clients
+        self.timeline = Timeline()
+        self.requests: list[Request] = []
+        self.stopping = threading.Event()
+        self.writes_held = threading.Event()
+        self.writing = 0  # clients inside a write request
+        self._lock = threading.Lock()
+        self._clients = [_Client(self, i) for i in range(self.clients)]
+        self._threads: list[threading.Thread] = []
+
+    def check_queries(self) -> None:
+        """Every query once, as its role on its path, before any step: a query that
+        fails now cannot show what a step breaks. Writes are rolled back."""
+        client = _Client(self, 0)
+        try:
+            client.open()
+        except psycopg.Error as exc:
+            raise UsageError(
+                f"the workload's roles cannot log in through PgBouncer: "
+                f"{(exc.diag.message_primary or str(exc)).strip()}"
+            ) from None
+        problems = []
+        try:
+            for q in self.workload.queries:
+                problem = self._try(client, q)
+                if problem:
+                    problems.append(f"  {q.name} (as {q.role or 'the harness'}, {q.path}): "
+                                    + problem)  # fmt: skip
+        finally:
+            client.close()
+        if problems:
+            raise UsageError(
+                "workload queries fail before any step ran, so they cannot show what a "
+                "step breaks; fix them in [[workload.queries]] of plan.toml:\n"
+                + "\n".join(problems)
+            )
+
+    def _try(self, client: _Client, q: WorkloadQuery) -> str | None:
+        conn = client.conns[(q.role, q.path)]
+        values = {**self.params[q.name][0], "token": "pgcutover-check"}
+        try:
+            with conn.transaction(force_rollback=True):
+                for statement in q.sql:
+                    missing = placeholders(statement) - set(values)
+                    if missing:
+                        return (
+                            f"parameter(s) {', '.join(sorted(missing))} come from neither "
+                            "params nor the RETURNING of an earlier statement"
+                        )
+                    cur = conn.execute(statement.encode(), values, prepare=False)
+                    if cur.description is not None and q.kind == "write":
+                        found = cur.fetchall()
+                        if found:
+                            values.update(found[0])
+                if q.verify is not None:
+                    missing = placeholders(q.verify) - set(values)
+                    if missing:
+                        return f"verify names parameter(s) {', '.join(sorted(missing))} not given"
+                    if conn.execute(q.verify.encode(), values, prepare=False).fetchone() is None:
+                        return "verify finds no row right after the write; it must see the write"
+        except psycopg.Error as exc:
+            message = (exc.diag.message_primary or str(exc)).strip()
+            if exc.sqlstate == "25006":
+                return f'marked read, but it writes ({message}); mark it kind = "write"'
+            return f"{message} [SQLSTATE {exc.sqlstate}]"
+        return None
+
+    def start(self) -> None:
+        """Open every client's connections (before the first step), then run them."""
+        try:
+            for client in self._clients:
+                client.open()
+        except BaseException:
+            for client in self._clients:
+                client.close()
+            raise
+        for client in self._clients:
+            thread = threading.Thread(
+                target=client.loop, name=f"pgcutover-traffic-{client.index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def wait(self, seconds: float) -> None:
+        self.stopping.wait(seconds)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        for client in self._clients:
+            client.close()
+
+    @contextmanager
+    def writes_on_hold(self, *, timeout: float = 15.0) -> Iterator[None]:
+        """Reads only inside, once the writes in flight are done."""
+        with self._lock:  # no client between "not held" and counting itself in
+            self.writes_held.set()
+        deadline = time.monotonic() + timeout
+        while self.writing and time.monotonic() < deadline:
+            time.sleep(0.005)
+        try:
+            yield
+        finally:
+            self.writes_held.clear()
+
+    @contextmanager
+    def running(self) -> Iterator[Traffic]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
+    def written_tables(self) -> set[str]:
+        return {t for r in list(self.requests) if r.ok for t in r.written}

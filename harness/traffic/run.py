@@ -1,0 +1,168 @@
+"""One run of the application's traffic through the gate: set up, run, judge.
+
+The gate calls, in order: :meth:`TrafficRun.prepare` (logins, parameters, every
+query tried once: a bad workload is exit 2 before any step), :meth:`start` (the
+clients and the lock sampler, then the baseline), :meth:`phase` at each step and
+stage, :meth:`stop` (always: on a failed step and on Ctrl-C too), and
+:meth:`checks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from harness.catalog import Fingerprint
+from harness.cluster import Endpoints
+from harness.invariants.result import Check
+from harness.plan import Plan
+from harness.plan.workload import Workload, simple_workload
+from harness.traffic.checks import (
+    check_no_errors,
+    check_old_connections,
+    check_stall,
+    check_writes_kept,
+    latency_summary,
+    mask_written,
+)
+from harness.traffic.clients import Traffic, prepare_params
+from harness.traffic.logins import Logins, provision_logins
+from harness.traffic.sampler import LockSampler
+
+__all__ = ["TrafficOptions", "TrafficRun", "workload_of"]
+
+FAILURES_KEPT = 200  # in reports/gate.json; traffic.no_errors counts all of them
+
+
+@dataclass(frozen=True)
+class TrafficOptions:
+    clients: int | None = None  # None: the workload's own number (default 16)
+    allow_pooler_users: Callable[[Iterable[str]], None] | None = None
+
+
+def workload_of(plan: Plan) -> Workload:
+    """The plan's ``[workload]``, or the simple case made from its ``[sessions] queries``."""
+    if plan.workload is not None:
+        return plan.workload
+    return simple_workload(list(plan.layout.tables), plan.session_queries)
+
+
+class TrafficRun:
+    def __init__(self, plan: Plan, endpoints: Endpoints, options: TrafficOptions) -> None:
+        self.plan = plan
+        self.endpoints = endpoints
+        self.options = options
+        self.workload = workload_of(plan)
+        self.logins: Logins | None = None
+        self.traffic: Traffic | None = None
+        self.sampler: LockSampler | None = None
+
+    def prepare(self) -> None:
+        roles = {role: self.workload.kinds_of(role) for role in self.workload.roles}
+        self.logins = provision_logins(
+            self.endpoints, roles, allow_pooler_users=self.options.allow_pooler_users
+        )
+        params = prepare_params(self.endpoints.primary, self.workload)
+        self.traffic = Traffic(self.workload, self.logins, params, clients=self.options.clients)
+        self.traffic.check_queries()
+
+    def start(self) -> None:
+        assert self.traffic is not None
+        dsns = [self.endpoints.primary]
+        if self.endpoints.replica != self.endpoints.primary:
+            dsns.append(self.endpoints.replica)
+        self.sampler = LockSampler(dsns, self.traffic.timeline)
+        self.traffic.start()
+        self.sampler.start()
+        self.traffic.wait(self.workload.baseline)
+
+    def phase(self, label: str, *, step: bool = False) -> None:
+        if self.traffic is not None:
+            self.traffic.timeline.mark(label, step=step)
+
+    def after(self, step: str) -> None:
+        if self.traffic is not None:
+            self.traffic.timeline.mark_after(step)
+
+    @property
+    def session_role(self) -> str | None:
+        """The role the ``sessions.*`` checks log in as: the one that reads the most."""
+        reads: dict[str, int] = {}
+        for q in self.workload.queries:
+            if q.role is not None and q.kind == "read":
+                reads[q.role] = reads.get(q.role, 0) + q.weight
+        return max(sorted(reads), key=lambda r: reads[r]) if reads else None
+
+    def session_login(self, path: str) -> str:
+        """A DSN for ``path`` (primary, replica, writer, reader) as :attr:`session_role`."""
+        assert self.logins is not None
+        return self.logins.dsn(self.session_role, path=path)
+
+    @contextmanager
+    def checking(self) -> Iterator[None]:
+        """Around the checks of the migrated database: only the plan's own grants count
+        (the roles' legacy access is off), and the writes wait, because
+        ``privileges.tried`` puts sequences back where they were after its trial
+        inserts, and an insert meanwhile would take a value that is handed out again."""
+        if self.traffic is None or self.logins is None:
+            yield
+            return
+        with self.traffic.writes_on_hold(), self.logins.without_legacy_access():
+            yield
+
+    def stop(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+        if self.sampler is not None:
+            self.sampler.stop()
+
+    def mask(self, fp: Fingerprint) -> Fingerprint:
+        """``fp`` modulo the tables the traffic wrote so far (see harness.traffic.checks)."""
+        if self.traffic is None:
+            return fp
+        return mask_written(fp, self.traffic.written_tables())
+
+    @property
+    def wrote(self) -> bool:
+        return bool(self.traffic and self.traffic.written_tables())
+
+    def checks(self, *, replica: str | None) -> list[Check]:
+        assert self.traffic is not None
+        requests = list(self.traffic.requests)
+        timeline = self.traffic.timeline
+        locks = self.sampler.stats if self.sampler else {}
+        return [
+            check_no_errors(requests, timeline),
+            check_stall(requests, timeline, self.workload, locks),
+            check_writes_kept(
+                requests, self.workload, primary=self.endpoints.primary, replica=replica
+            ),
+            check_old_connections(requests, timeline),
+        ]
+
+    def summary(self) -> dict[str, object]:
+        assert self.traffic is not None
+        requests = list(self.traffic.requests)
+        locks = self.sampler.stats if self.sampler else {}
+        return {
+            "clients": self.traffic.clients,
+            "requests": len(requests),
+            "writes_acknowledged": sum(r.kind == "write" and r.ok for r in requests),
+            "failed": sum(not r.ok for r in requests),
+            "roles": list(self.workload.roles),
+            "phases": latency_summary(requests, self.traffic.timeline, locks),
+            "failures": [
+                {
+                    "phase": self.traffic.timeline.phase_of(r.start, r.end),
+                    "query": r.query,
+                    "role": r.role,
+                    "path": r.path,
+                    "sqlstate": r.sqlstate,
+                    "message": r.message,
+                    "ms": round(r.seconds * 1000, 1),
+                }
+                for r in requests
+                if not r.ok
+            ][:FAILURES_KEPT],
+        }

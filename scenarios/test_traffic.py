@@ -1,0 +1,225 @@
+"""The application's own traffic through the gate: what it proves, and what it must not
+claim. Each test gates a plan on the shared cluster with a small number of clients."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from harness.cluster import Cluster
+from harness.errors import UsageError
+from harness.gate import GateReport, gate_database
+from harness.invariants import Check
+from harness.plan import load_plan
+from harness.testing.fix_legacy import LegacyDatabase
+from harness.traffic import TrafficOptions
+
+PLANS = Path(__file__).resolve().parent.parent / "plans"
+CLIENTS = 8
+# A read that writes (nextval), and a read of a table that is not there.
+BAD_QUERIES = """
+[[workload.queries]]
+name = "sneaky_counter"
+role = "kct_app"
+kind = "read"
+sql = "SELECT nextval('orders_order_number_seq')"
+
+[[workload.queries]]
+name = "old_report"
+role = "kct_readonly"
+kind = "read"
+sql = "SELECT count(*) FROM no_such_table"
+"""
+
+
+def _gate(
+    plan_dir: Path,
+    cluster: Cluster,
+    legacy_db: LegacyDatabase,
+    tmp: Path,
+    *,
+    progress: object = None,
+) -> GateReport:
+    report = GateReport(plan=plan_dir.name)
+    gate_database(
+        load_plan(plan_dir),
+        legacy_db.endpoints,
+        wait_for_replica=cluster.wait_for_replica,
+        emit=lambda _c: None,
+        progress=progress if callable(progress) else (lambda _m: None),
+        report=report,
+        backup_dir=tmp / "backups",
+        traffic=TrafficOptions(
+            clients=CLIENTS, allow_pooler_users=getattr(cluster, "allow_pooler_users", None)
+        ),
+    )
+    return report
+
+
+def _check(report: GateReport, name: str) -> Check:
+    return next(c for c in report.checks if c.name == name)
+
+
+def _failed(report: GateReport) -> set[str]:
+    return {c.name for c in report.checks if c.verdict == "fail"}
+
+
+def _kct_with(tmp_path: Path, steps: dict[str, tuple[str, str]]) -> Path:
+    """A copy of the corrected plan with extra steps: name -> (up SQL, down SQL)."""
+    target = tmp_path / "plan"
+    shutil.copytree(PLANS / "kct", target)
+    for name, (up, down) in steps.items():
+        (target / "up" / name).write_text(up)
+        (target / "down" / name).write_text(down)
+    return target
+
+
+def test_plan_as_written_breaks_the_application_at_its_move(
+    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+) -> None:
+    report = _gate(PLANS / "as-written", cluster, legacy_db, tmp_path)
+    assert "traffic.no_errors" in _failed(report)
+    details = _check(report, "traffic.no_errors").details
+    broken = [d for d in details if "from up/003_move_tables.sql on" in d]
+    assert any(
+        'relation "products" does not exist [SQLSTATE 42P01]' in d and " as kct_app " in d
+        for d in broken
+    ), details
+    # Nothing failed before the move: every failure starts at it or later.
+    early = ("from before the migration", "from up/001_", "from up/002_")
+    assert not [d for d in details if any(e in d for e in early)], details
+    summary = report.context["traffic"]
+    assert isinstance(summary, dict)
+    assert summary["requests"] > 0
+    assert summary["failed"] > 0
+
+
+@pytest.mark.slow
+def test_held_lock_is_a_stall_and_a_catalog_only_step_is_not(
+    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+) -> None:
+    plan = _kct_with(
+        tmp_path,
+        {
+            "007_hold_lock.sql": (
+                "LOCK TABLE tenant_shared.products IN ACCESS EXCLUSIVE MODE;\n"
+                "SELECT pg_sleep(3);\n",
+                "-- nothing to undo\n",
+            ),
+            "008_comment.sql": (
+                "COMMENT ON TABLE tenant_shared.products IS 'the shared catalogue';\n",
+                "COMMENT ON TABLE tenant_shared.products IS NULL;\n",
+            ),
+        },
+    )
+    report = _gate(plan, cluster, legacy_db, tmp_path)
+    assert _failed(report) == {"traffic.stall"}, "\n".join(
+        str(c) for c in report.checks if not c.passed and c.name != "traffic.stall"
+    )
+    details = _check(report, "traffic.stall").details
+    assert details, "the held lock was not seen"
+    assert all(d.startswith("up/007_hold_lock.sql") for d in details), details
+    assert any("tenant_shared.products" in d for d in details), details
+    phases = {p["phase"]: p for p in report.context["traffic"]["phases"]}  # type: ignore[index]
+    assert phases["up/007_hold_lock.sql"]["max_ms"] >= 2000
+    assert phases["up/008_comment.sql"]["max_ms"] < 1000
+
+
+def test_corrected_plan_with_a_harmless_step_passes_under_traffic(
+    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+) -> None:
+    plan = _kct_with(
+        tmp_path,
+        {
+            "007_comment.sql": (
+                "COMMENT ON TABLE tenant_kct.orders IS 'orders of the tenant';\n",
+                "COMMENT ON TABLE tenant_kct.orders IS NULL;\n",
+            )
+        },
+    )
+    report = _gate(plan, cluster, legacy_db, tmp_path)
+    assert _failed(report) == set(), [str(c) for c in report.checks if not c.passed]
+    summary = report.context["traffic"]
+    assert isinstance(summary, dict)
+    assert summary["writes_acknowledged"] > 0
+    assert "acknowledged writes" in _check(report, "traffic.writes_kept").reason
+    old = _check(report, "traffic.old_connections_used").reason
+    assert "PgBouncer reader" in old
+    assert "PgBouncer writer" in old
+
+
+def test_bad_workload_is_refused_before_any_step(
+    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan"
+    shutil.copytree(PLANS / "kct", plan)
+    toml = plan / "plan.toml"
+    toml.write_text(toml.read_text() + BAD_QUERIES)
+    with pytest.raises(UsageError) as caught:
+        _gate(plan, cluster, legacy_db, tmp_path)
+    message = str(caught.value)
+    assert caught.value.exit_code == 2
+    assert "sneaky_counter" in message
+    assert "marked read, but it writes" in message
+    assert "old_report" in message
+    assert 'relation "no_such_table" does not exist' in message
+    with psycopg.connect(legacy_db.endpoints.primary) as conn:
+        row = conn.execute("SELECT to_regclass('public.products') IS NOT NULL").fetchone()
+        assert row == (True,), "a step ran although the workload was refused"
+
+
+def test_traffic_stops_when_the_gate_is_interrupted(
+    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+) -> None:
+    def interrupt(message: str) -> None:
+        if message == "rolling back":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _gate(PLANS / "kct", cluster, legacy_db, tmp_path, progress=interrupt)
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("pgcutover-")]
+    assert alive == []
+
+
+@pytest.mark.slow
+def test_lock_timeout_and_retry_keep_the_application_moving_behind_a_long_transaction(
+    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+) -> None:
+    """A report holds products open while the move starts: the move gives up its place in
+    the lock queue every 100 ms and retries, so the application waits at most that long."""
+    plan = tmp_path / "plan"
+    shutil.copytree(PLANS / "kct", plan)
+    toml = plan / "plan.toml"
+    toml.write_text(
+        toml.read_text()
+        .replace('lock_timeout = "2s"', 'lock_timeout = "100ms"', 1)
+        .replace("lock_retries = 4", "lock_retries = 8", 1)
+    )
+    holder = psycopg.connect(legacy_db.endpoints.primary)
+    released = threading.Event()
+
+    def release() -> None:
+        holder.commit()
+        released.set()
+
+    def hold_products(message: str) -> None:
+        if message.startswith("applying up/002_move_tables.sql") and not released.is_set():
+            holder.execute("SELECT count(*) FROM products /* long report */")
+            threading.Timer(1.5, release).start()
+
+    try:
+        report = _gate(plan, cluster, legacy_db, tmp_path, progress=hold_products)
+    finally:
+        released.wait(10)
+        holder.close()
+    assert _failed(report) == set(), [str(c) for c in report.checks if not c.passed]
+    assert "lock-timeout retries" in _check(report, "migrate.steps").reason
+    phases = {p["phase"]: p for p in report.context["traffic"]["phases"]}  # type: ignore[index]
+    move = phases["up/002_move_tables.sql"]
+    assert move["max_ms"] < 1000
+    assert move["queue_depth"] >= 1
+    assert "long report" in str(move["blocker"]), move
