@@ -16,8 +16,12 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from harness.catalog import IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
+from harness.connections import describe
 from harness.databases import connect, create_database, drop_database, unique_name
 from harness.dsn import redact
 from harness.invariants import (
@@ -365,6 +369,27 @@ def gate_database(
         report.context["traffic"] = run.summary()
 
 
+def _roles(dsn: str) -> set[str]:
+    with connect(dsn) as conn:
+        return {str(r[0]) for r in conn.execute("SELECT rolname FROM pg_roles")}
+
+
+def _drop_roles_made_since(dsn: str, before: set[str], *, progress: Progress) -> None:
+    """Roles are cluster-wide: on a server someone else runs, leave none of the gate's behind.
+
+    Only roles that did not exist when the gate began: the plan's, created by its
+    steps, and the harness's logins. Their only objects were in the gate's own
+    database, dropped by now, so nothing else depends on them.
+    """
+    made = sorted(_roles(dsn) - before)
+    with connect(dsn) as conn:
+        for role in made:
+            try:
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            except psycopg.Error as exc:
+                progress(f"could not drop role {role} that the gate created: {describe(exc)}")
+
+
 def run_gate(
     plan: Plan,
     *,
@@ -397,6 +422,7 @@ def run_gate(
         # plan whose SQL names its database gets a new database of that name, or a
         # refusal where one exists; any other plan gets a name no one else uses.
         name = plan.database or unique_name(GATE_DATABASE_PREFIX)
+        roles_before = _roles(cluster.endpoints.primary)
         create_database(cluster.endpoints.primary, name)
         endpoints = cluster.endpoints.for_database(name)
         try:
@@ -415,11 +441,17 @@ def run_gate(
                 progress=progress,
                 report=report,
                 backup_dir=backup_dir or Path(scratch),
-                traffic=TrafficOptions(clients=traffic_clients, allow_pooler_users=allow)
+                traffic=TrafficOptions(
+                    clients=traffic_clients,
+                    allow_pooler_users=allow,
+                    may_alter_roles=cluster.owns_servers,
+                )
                 if traffic
                 else None,
             )
         finally:
             drop_database(cluster.endpoints.primary, name)
+            if not cluster.owns_servers:
+                _drop_roles_made_since(cluster.endpoints.primary, roles_before, progress=progress)
     report.seconds = time.perf_counter() - started
     return report

@@ -66,6 +66,11 @@ def _databases(cluster: Cluster) -> set[str]:
         return {str(r[0]) for r in conn.execute("SELECT datname FROM pg_database")}
 
 
+def _roles(cluster: Cluster) -> set[str]:
+    with connect(cluster.endpoints.primary) as conn:
+        return {str(r[0]) for r in conn.execute("SELECT rolname FROM pg_roles")}
+
+
 def _gate(plan: str, cluster: Cluster, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PG"))}
     env["DATABASE_URL"] = with_database(cluster.endpoints.primary, "postgres")
@@ -95,10 +100,32 @@ def test_plan_without_a_database_runs_in_its_own_and_leaves_the_others(
 ) -> None:
     kept = {name: _someones_database(staging, name) for name in ("pgcutover_gate", "shop")}
     before = {name: _dump(dsn) for name, dsn in kept.items()}
-    databases = _databases(staging)
+    databases, roles = _databases(staging), _roles(staging)
 
     done = _gate("kct", staging, tmp_path)
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert {name: _dump(dsn) for name, dsn in kept.items()} == before
     assert _databases(staging) == databases, "the gate left a database behind"
+    assert _roles(staging) == roles, "the gate left a role behind"
+
+
+def test_a_role_of_the_workload_that_exists_is_never_given_a_password(
+    staging: Cluster, tmp_path: Path
+) -> None:
+    """Someone logs in as kct_app on staging today: a password of ours would lock them out."""
+    with connect(staging.endpoints.primary) as conn:
+        conn.execute("CREATE ROLE kct_app LOGIN PASSWORD 'theirs'")
+        before = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'kct_app'")
+        password = before.fetchone()
+    databases = _databases(staging)
+
+    done = _gate("kct", staging, tmp_path)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "kct_app, which already exist" in done.stderr
+    assert "--no-traffic" in done.stderr
+    with connect(staging.endpoints.primary) as conn:
+        after = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'kct_app'")
+        assert after.fetchone() == password
+    assert _databases(staging) == databases

@@ -67,6 +67,11 @@ class Cluster(abc.ABC):
         return True
 
     @property
+    def owns_servers(self) -> bool:
+        """True where the harness started the servers: everything on them is its own to change."""
+        return True
+
+    @property
     def pgbouncer_admin(self) -> dict[str, str]:
         """Admin-console DSNs of the poolers this cluster started, by role (writer, reader)."""
         return {}

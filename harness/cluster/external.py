@@ -34,6 +34,10 @@ class ExternalCluster(Cluster):
     def has_streaming_replica(self) -> bool:
         return self._replica
 
+    @property
+    def owns_servers(self) -> bool:
+        return False
+
     def stop(self) -> None:
         """Nothing to stop: these servers are not ours."""
 

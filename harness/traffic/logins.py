@@ -37,6 +37,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from harness.cluster import Endpoints
 from harness.databases import connect
+from harness.dsn import redact
+from harness.errors import UsageError
 
 __all__ = ["GROUPS", "Logins", "provision_logins", "with_login"]
 
@@ -99,11 +101,13 @@ def provision_logins(
     *,
     allow_pooler_users: Callable[[Iterable[str]], None] | None = None,
     legacy_access: bool = True,
+    may_alter_roles: bool = True,
 ) -> Logins:
     """Let each role of ``roles`` (role -> the kinds it runs: read, write) log in.
 
     ``allow_pooler_users`` is the cluster's hook that lets users through PgBouncer
-    (``LocalCluster.allow_pooler_users``); providers without one need none.
+    (``LocalCluster.allow_pooler_users``); providers without one need none. Without
+    ``may_alter_roles`` a role that exists already is refused, never given a password.
     """
     passwords = {role: secrets.token_urlsafe(18) for role in roles}
     logins = Logins(endpoints=endpoints, admin=endpoints.primary, passwords=passwords)
@@ -111,6 +115,14 @@ def provision_logins(
         return logins
     with connect(endpoints.primary) as conn:
         existing = {str(r[0]) for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+        taken = sorted(set(passwords) & existing)
+        if taken and not may_alter_roles:
+            raise UsageError(
+                f"the workload logs in as {', '.join(taken)}, which already exist on "
+                f"{redact(endpoints.primary)}; the gate never changes a role it did not create "
+                "(a new password would lock out whoever uses it): run the gate on a server "
+                "without them (--provider local) or without traffic (--no-traffic)"
+            )
         for role, password in passwords.items():
             verb = "ALTER" if role in existing else "CREATE"
             conn.execute(

@@ -39,6 +39,9 @@ FAILURES_KEPT = 200  # in reports/gate.json; traffic.no_errors counts all of the
 class TrafficOptions:
     clients: int | None = None  # None: the workload's own number (default 16)
     allow_pooler_users: Callable[[Iterable[str]], None] | None = None
+    #: False on a server someone else runs: a role that exists there is theirs, and
+    #: giving it a password of ours would lock out whoever logs in as it today
+    may_alter_roles: bool = True
 
 
 def workload_of(plan: Plan) -> Workload:
@@ -61,7 +64,10 @@ class TrafficRun:
     def prepare(self) -> None:
         roles = {role: self.workload.kinds_of(role) for role in self.workload.roles}
         self.logins = provision_logins(
-            self.endpoints, roles, allow_pooler_users=self.options.allow_pooler_users
+            self.endpoints,
+            roles,
+            allow_pooler_users=self.options.allow_pooler_users,
+            may_alter_roles=self.options.may_alter_roles,
         )
         params = prepare_params(self.endpoints.primary, self.workload)
         self.traffic = Traffic(self.workload, self.logins, params, clients=self.options.clients)
