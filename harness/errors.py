@@ -10,7 +10,9 @@ from __future__ import annotations
 
 __all__ = [
     "ClusterStartError",
+    "EngineUnavailable",
     "HarnessError",
+    "ImageUnavailable",
     "InfrastructureError",
     "PlanError",
     "StepFailed",
@@ -44,6 +46,14 @@ class ClusterStartError(InfrastructureError):
         if log_tail:
             message = f"{message}\n--- last lines of the log ---\n{log_tail}"
         super().__init__(message)
+
+
+class EngineUnavailable(InfrastructureError):
+    """No Docker engine answers, or the one that answers refuses this user."""
+
+
+class ImageUnavailable(InfrastructureError):
+    """A container image is not on the engine and can be neither pulled nor built."""
 
 
 class StepFailed(HarnessError):
