@@ -96,27 +96,42 @@ def _client(*, timeout: float) -> docker.DockerClient:
     try:
         client = docker.DockerClient(base_url=host, timeout=timeout)
         client.ping()
-    except docker.errors.APIError as exc:
+    except Exception as exc:  # any failure means no engine we can use; say which
         if client is not None:
             client.close()
-        status = exc.status_code
-        if status in (401, 403):
-            raise EngineUnavailable(
-                f"the Docker engine at {host} refuses this user (HTTP {status}: "
-                f"{exc.explanation}); ask its owner for access, or use --provider local"
-            ) from exc
-        raise EngineUnavailable(
-            f"the Docker engine at {host} answers with an error (HTTP {status}: "
-            f"{exc.explanation}); check `docker info`, or use --provider local"
-        ) from exc
-    except Exception as exc:  # any other failure means no engine we can use
-        if client is not None:
-            client.close()
-        raise EngineUnavailable(
+        raise _unusable(host, exc) from exc
+    return client
+
+
+def _api_error(exc: BaseException) -> Any:
+    """The engine's HTTP answer in ``exc``'s chain (docker-py wraps it when it asks the version)."""
+    import docker
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, docker.errors.APIError) and seen.status_code is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _unusable(host: str, exc: Exception) -> EngineUnavailable:
+    answer = _api_error(exc)
+    if answer is None:
+        return EngineUnavailable(
             f"no Docker engine answers at {host}: {exc}; start one (dockerd as root, or "
             "systemctl start docker), point DOCKER_HOST at one, or use --provider local"
-        ) from exc
-    return client
+        )
+    status, said = answer.status_code, answer.explanation
+    if status in (401, 403):
+        return EngineUnavailable(
+            f"the Docker engine at {host} refuses this user (HTTP {status}: {said}); ask its "
+            "owner for access (or, for a socket proxy, to allow this API), or use --provider local"
+        )
+    return EngineUnavailable(
+        f"the Docker engine at {host} answers with an error (HTTP {status}: {said}); "
+        "check `docker info`, or use --provider local"
+    )
 
 
 @contextmanager
