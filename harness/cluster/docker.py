@@ -352,6 +352,20 @@ def _diagnose(spec: ContainerSpec, error: BaseException, log_tail: str) -> str:
     return str(error)
 
 
+class Node:
+    """One node's container, stopped and inspected the way a local server process is."""
+
+    def __init__(self, container: docker.models.containers.Container) -> None:
+        self._container = container
+
+    def stop(self) -> None:
+        """Stop the container: with its SIGINT, PostgreSQL's fast shutdown."""
+        self._container.stop(timeout=30)
+
+    def running(self) -> bool:
+        return _container_state(self._container) == "running"
+
+
 class DockerCluster(Cluster):
     """The containers of one plan; the host reaches each on its own port of 127.0.0.1."""
 
@@ -468,12 +482,10 @@ class DockerCluster(Cluster):
         return logs.decode(errors="replace").rstrip()
 
     # -- faults and users --------------------------------------------------------------
-    def stop_replica(self) -> None:
-        """Stop the replica's container (PostgreSQL's fast shutdown), as a fault would."""
-        self.container("replica").stop(timeout=30)
-
-    def replica_running(self) -> bool:
-        return _container_state(self.container("replica")) == "running"
+    @property
+    def replica(self) -> Node:
+        """The replica's container, to stop as a fault would (as ``LocalCluster.replica``)."""
+        return Node(self.container("replica"))
 
     def restart_replica(self, *, timeout: float = 60.0) -> None:
         """Start the replica's container again: it resumes streaming from where it was."""
