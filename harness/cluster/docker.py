@@ -291,6 +291,7 @@ def plan_docker_cluster(
 
 
 # -- readiness ------------------------------------------------------------------------
+_PORT_TAKEN = ("address already in use", "port is already allocated", "could not bind")
 _STREAMING_SQL = "SELECT count(*) > 0 FROM pg_stat_replication WHERE state = 'streaming'"
 
 
@@ -332,14 +333,17 @@ def _await_ready(
         state = _container_state(container)
         if state in ("exited", "dead"):
             raise InfrastructureError(f"it exited ({state}) before it was ready")
+        # PgBouncer 1.18 that cannot bind its TCP port warns and carries on with its Unix
+        # socket alone, and whoever holds the port may accept and never answer: read
+        # the log rather than wait out the timeout.
+        said = container.logs(tail=50).decode(errors="replace")
+        if any(marker in said.lower() for marker in _PORT_TAKEN):
+            raise InfrastructureError(f"its log says: {said.strip().splitlines()[-1]}")
         if time.monotonic() > deadline:
             found = f"last error: {last}" if last else "it answers but is not in the expected state"
             raise InfrastructureError(f"not ready after {timeout:.1f} sec; {found}")
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
-
-
-_PORT_TAKEN = ("address already in use", "port is already allocated", "could not bind")
 
 
 def _diagnose(spec: ContainerSpec, error: BaseException, log_tail: str) -> str:
