@@ -303,10 +303,11 @@ def _up_until(line: str, *, env: dict[str, str] | None = None) -> subprocess.Pop
     ("moment", "exit_code"),
     [
         ("starting the replica container", 130),
+        ("starting the writer container", 130),
         ("seeding the legacy database", 130),
         ("up; stop with Ctrl-C", 0),
     ],
-    ids=["while-starting", "while-seeding", "once-up"],
+    ids=["while-starting-replica", "while-starting-writer", "while-seeding", "once-up"],
 )
 def test_ctrl_c_during_up_leaves_no_container_network_or_volume(
     engine: docker.DockerClient, moment: str, exit_code: int

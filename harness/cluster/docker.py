@@ -164,7 +164,10 @@ class DockerCluster(Cluster):
         self._dsns: dict[str, str] = {}
         self._starting: ContainerSpec | None = None
         # A safety net: if the owner forgets stop(), the interpreter's exit still runs it.
-        self._finalizer = weakref.finalize(self, _remove_and_close, client, plan.token)
+        self._interrupted: list[bool] = [False]
+        self._finalizer = weakref.finalize(
+            self, _remove_and_close, client, plan.token, self._interrupted
+        )
 
     @property
     def endpoints(self) -> Endpoints:
@@ -305,9 +308,27 @@ class DockerCluster(Cluster):
         self._finalizer()
 
 
-def _remove_and_close(client: docker.DockerClient, token: str) -> None:
+# A request the engine received just before Ctrl-C still completes: the container
+# (or network) appears after the first listing. Listing again until it stays empty
+# for this long, within the bound, catches it.
+SETTLE_SECONDS = 1.5
+SETTLE_BOUND = 10.0
+
+
+def _remove_and_close(client: docker.DockerClient, token: str, interrupted: list[bool]) -> None:
     try:
         done = remove_cluster(client, token)
+        if interrupted[0]:
+            started = quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < SETTLE_SECONDS:
+                if time.monotonic() - started > SETTLE_BOUND:
+                    break
+                time.sleep(0.1)
+                again = remove_cluster(client, token)
+                if again.removed:
+                    quiet_since = time.monotonic()
+                done.removed += again.removed
+                done.problems += again.problems
     finally:
         client.close()
     if done.problems:
@@ -371,6 +392,8 @@ def start_docker_cluster(
         after = f"could not remove {problems}" if problems else "removed everything it made"
         raise ClusterStartError(f"could not start {what}: {cause}; {after}", log_tail=tail) from exc
     except BaseException:
+        # Ctrl-C (or an exit) mid-request: the engine may still be making a container.
+        cluster._interrupted[0] = True
         _stop_quietly(cluster)
         raise
     return cluster
