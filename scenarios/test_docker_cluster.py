@@ -8,12 +8,14 @@ label, that it did not.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -443,6 +445,33 @@ def test_the_image_build_is_cached_and_a_base_that_cannot_be_had_exits_2(
         in done.stderr
     )
     assert "docker load" in done.stderr
+
+
+def test_a_base_the_build_cannot_run_on_exits_2_and_keeps_the_built_image(
+    engine: docker.DockerClient,
+) -> None:
+    # A base with no shell: the Dockerfile's first RUN fails, as it would with no apt-get.
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        content = b"ID=nothing\n"
+        member = tarfile.TarInfo("etc/os-release")
+        member.size = len(content)
+        tar.addfile(member, io.BytesIO(content))
+    base = f"pgcutover/test-no-shell:{os.getpid()}"
+    repository, _, tag = base.partition(":")
+    engine.api.import_image_from_data(layer.getvalue(), repository=repository, tag=tag)
+    containers_before = {c.id for c in engine.containers.list(all=True)}
+    try:
+        done = harness("image", "build", "--force", "--base", base)
+    finally:
+        engine.images.remove(base)
+    assert done.returncode == 2
+    assert f"could not build {DEFAULT_IMAGE} on {base}" in done.stderr
+    assert "/bin/sh" in done.stderr
+    assert "docker save / docker load" in done.stderr
+    # The failed build leaves no container behind, and the image built before stays.
+    assert {c.id for c in engine.containers.list(all=True)} == containers_before
+    assert engine.images.get(DEFAULT_IMAGE).labels["org.pgcutover.dockerfile-sha256"]
 
 
 # -- the fault, last: it stops this module's replica --------------------------------------

@@ -158,8 +158,9 @@ def _run_build(client: docker.DockerClient, *, image: str, base: str, progress: 
             tail = "\n".join(log[-15:])
             raise ImageUnavailable(
                 f"could not build {image} on {base}: {str(chunk['error']).strip()}\n{tail}\n"
-                "check that Debian's mirror answers from this machine (apt-get update), "
-                "or build the image where it does and docker save / docker load it here"
+                f"check that {base} is a Debian bookworm with a shell and apt-get and that "
+                "Debian's mirror answers from this machine (apt-get update), or build the "
+                "image where it does and docker save / docker load it here"
             )
         line = str(chunk.get("stream", "")).rstrip()
         if line:
