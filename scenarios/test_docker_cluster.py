@@ -302,23 +302,30 @@ def _up_until(line: str, *, env: dict[str, str] | None = None) -> subprocess.Pop
 
 
 @pytest.mark.parametrize(
-    ("moment", "exit_code"),
+    ("moment", "sent", "exit_code"),
     [
-        ("starting the replica container", 130),
-        ("starting the writer container", 130),
-        ("seeding the legacy database", 130),
-        ("up; stop with Ctrl-C", 0),
+        ("starting the replica container", signal.SIGINT, 130),
+        ("starting the writer container", signal.SIGINT, 130),
+        ("seeding the legacy database", signal.SIGINT, 130),
+        ("up; stop with Ctrl-C", signal.SIGINT, 0),
+        ("starting the reader container", signal.SIGTERM, 130),
     ],
-    ids=["while-starting-replica", "while-starting-writer", "while-seeding", "once-up"],
+    ids=[
+        "ctrl-c-while-starting-replica",
+        "ctrl-c-while-starting-writer",
+        "ctrl-c-while-seeding",
+        "ctrl-c-once-up",
+        "sigterm-while-starting",
+    ],
 )
-def test_ctrl_c_during_up_leaves_no_container_network_or_volume(
-    engine: docker.DockerClient, moment: str, exit_code: int
+def test_an_interrupted_up_leaves_no_container_network_or_volume(
+    engine: docker.DockerClient, moment: str, sent: signal.Signals, exit_code: int
 ) -> None:
     proc = _up_until(moment)
     try:
         # Something of this run exists now, or the scenario proves nothing.
         assert any(name.startswith("container ") for name in _labelled(engine, owner_pid=proc.pid))
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sent)
         assert proc.wait(timeout=60) == exit_code
     finally:
         if proc.poll() is None:
