@@ -70,6 +70,29 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
         "external: DATABASE_URL and DATABASE_READONLY_URL",
     )
     parser.add_argument("--pg-bin", help="directory holding initdb, pg_ctl, pg_basebackup")
+    add_docker_options(parser)
+
+
+def add_docker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image",
+        help="docker provider: the image of every node (default: the one harness image build "
+        "makes; an official postgres image runs the servers, not PgBouncer)",
+    )
+    parser.add_argument(
+        "--docker-network",
+        choices=("host", "bridge"),
+        help="docker provider: host (default: each container on its own 127.0.0.1 port) or "
+        "bridge (a private network, ports published on 127.0.0.1)",
+    )
+
+
+def docker_options(args: argparse.Namespace) -> dict[str, str]:
+    """The docker options given, for start_cluster; none for other providers."""
+    if args.provider != "docker":
+        return {}
+    given = {"image": args.image, "network": args.docker_network}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def add_legacy_options(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +157,14 @@ def _wait_for_signal(*, watch: Callable[[], list[str]] = list) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from harness.legacy import seed
 
-    with start_cluster(args.provider, pg_bin=args.pg_bin, progress=progress) as cluster:
+    docker = docker_options(args)
+    with start_cluster(
+        args.provider,
+        pg_bin=args.pg_bin,
+        progress=progress,
+        image=docker.get("image"),
+        network=docker.get("network"),
+    ) as cluster:
         progress(f"seeding the legacy database (scale {args.scale})")
         report = seed(cluster.endpoints.primary, scale=args.scale, legacy=args.legacy)
         progress(f"seeded {sum(report.rows.values()):,} rows in {report.seconds:.2f} sec")
@@ -183,6 +213,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         progress=progress,
         traffic_clients=args.traffic_clients,
         traffic=not args.no_traffic,
+        cluster_options=docker_options(args),
     )
     files = write_reports(report.to_json(), directory=args.reports)
     failed = [c.name for c in report.checks if c.verdict == "fail"]
@@ -281,6 +312,37 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
         fp = fingerprint(conn, data=not args.no_data)
     print(json.dumps(fp.to_json(), indent=1, sort_keys=True))
     return 0
+
+
+# -- image ---------------------------------------------------------------------------
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from harness.cluster.docker_engine import engine
+    from harness.cluster.docker_image import build_image
+
+    with engine(timeout=600) as client:
+        result = build_image(client, base=args.base, force=args.force, progress=progress)
+    state = "cached" if result.cached else f"built on {result.base}"
+    print(f"{result.image}\t{state}\t{result.seconds:.1f} sec", flush=True)
+    return 0
+
+
+def add_image_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    image = sub.add_parser(
+        "image",
+        help="the docker provider's image",
+        description="The image the docker provider runs.",
+    )
+    image_sub = image.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
+    build = image_sub.add_parser(
+        "build",
+        help="build PostgreSQL 15 and PgBouncer from Debian's packages, unless already built",
+        description="Build the docker provider's image (tagged with its Dockerfile's content "
+        "hash, so an unchanged Dockerfile is not built again). The base is "
+        "debian:bookworm-slim, or a bookworm made with mmdebstrap where no registry answers.",
+    )
+    build.add_argument("--base", help="build on this image instead")
+    build.add_argument("--force", action="store_true", help="build even when the tag exists")
+    build.set_defaults(func=cmd_image_build)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -384,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--dsn", required=True)
     fp.add_argument("--no-data", action="store_true", help="structure only, no checksums")
     fp.set_defaults(func=cmd_fingerprint)
+    add_image_parser(sub)
     return parser
 
 

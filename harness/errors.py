@@ -15,7 +15,9 @@ import psycopg
 __all__ = [
     "ClusterStartError",
     "ConnectionFailed",
+    "EngineUnavailable",
     "HarnessError",
+    "ImageUnavailable",
     "InfrastructureError",
     "LockContention",
     "PlanError",
@@ -71,6 +73,14 @@ class ClusterStartError(InfrastructureError):
         if log_tail:
             message = f"{message}\n--- last lines of the log ---\n{log_tail}"
         super().__init__(message)
+
+
+class EngineUnavailable(InfrastructureError):
+    """No Docker engine answers, or the one that answers refuses this user."""
+
+
+class ImageUnavailable(InfrastructureError):
+    """A container image is not on the engine and can be neither pulled nor built."""
 
 
 class StepFailed(HarnessError):

@@ -402,6 +402,7 @@ def run_gate(
     progress: Progress = _quiet,
     traffic_clients: int | None = None,
     traffic: bool = True,
+    cluster_options: dict[str, str] | None = None,
 ) -> GateReport:
     """Start a cluster, seed the legacy database, and put the plan through the gate.
 
@@ -415,7 +416,13 @@ def run_gate(
     cluster: Cluster
     with (
         tempfile.TemporaryDirectory(prefix="pgcutover-backup-") as scratch,
-        start_cluster(provider, pg_bin=pg_bin, progress=progress) as cluster,
+        start_cluster(
+            provider,
+            pg_bin=pg_bin,
+            progress=progress,
+            image=(cluster_options or {}).get("image"),
+            network=(cluster_options or {}).get("network"),
+        ) as cluster,
     ):
         # The gate works only in a database it creates, and drops only that one: on a
         # server someone else runs, a database of the same name may hold their data. A

@@ -3,7 +3,7 @@
 This module stops the session's shared replica, so it lives on its own and
 always restarts it (``restart_replica`` in a ``finally``), then waits until the
 replica streams again before handing the cluster to the next scenario. Only the
-local provider can stop its replica; other providers skip with the reason.
+local and docker providers can stop their replica; others skip with the reason.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.cluster import Cluster
+from harness.cluster.docker import DockerCluster
 from harness.cluster.local import LocalCluster
 from harness.routing import Database, ReplicaPolicy
 from harness.testing.fix_legacy import LegacyDatabase
@@ -88,8 +89,8 @@ class Traffic:
 def test_replica_stopped_mid_traffic_loses_no_read_and_is_used_again(
     cluster: Cluster, legacy_db: LegacyDatabase, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if not isinstance(cluster, LocalCluster) or cluster.replica is None:
-        pytest.skip(f"only the local provider can stop its replica (this is {cluster.provider})")
+    if not isinstance(cluster, LocalCluster | DockerCluster) or cluster.replica is None:
+        pytest.skip(f"only local and docker clusters stop their replica ({cluster.provider})")
     eps = legacy_db.endpoints
     with Database(eps.writer, eps.reader, replica=POLICY) as db:
         product = db.fetchone("SELECT id FROM products ORDER BY id LIMIT 1")

@@ -27,7 +27,10 @@ def start_cluster(
     pg_bin: str | None = None,
     dbname: str = "app",
     progress: Callable[[str], None] = _quiet,
+    image: str | None = None,
+    network: str | None = None,
 ) -> Cluster:
+    """Start a cluster; ``image`` and ``network`` are the docker provider's choices."""
     if provider == "local":
         from harness.cluster.local import start_local_cluster
 
@@ -35,7 +38,7 @@ def start_cluster(
     if provider == "docker":
         from harness.cluster.docker import start_docker_cluster
 
-        return start_docker_cluster(dbname=dbname, progress=progress)
+        return start_docker_cluster(dbname=dbname, progress=progress, image=image, network=network)
     if provider == "external":
         from harness.cluster.external import from_env
 

@@ -1,301 +1,127 @@
 """The ``docker`` provider: the same primary, replica and two PgBouncers, as containers.
 
-What to start is worked out by :func:`plan_docker_cluster` as plain data, which the
-unit tests check without an engine; :func:`start_docker_cluster` starts that plan
-through testcontainers and, when any part fails, removes everything it made before
-raising. Ryuk (testcontainers' reaper) is the safety net if the process dies first.
+:func:`start_docker_cluster` starts what :func:`~harness.cluster.docker_plan.plan_docker_cluster`
+worked out, through testcontainers, in the image ``harness image build`` makes.
+
+Networking stays on this machine: by default every container shares the host's
+network and listens on its own port of 127.0.0.1, so no traffic goes through the
+bridge's private addresses or NAT. ``network="bridge"`` puts the containers on a
+private network of their own instead, with ports published on 127.0.0.1 only, for
+CI runners that forbid host networking.
+
+Whatever is made carries the cluster's labels (see :mod:`harness.cluster.docker_engine`);
+stopping, failing, Ctrl-C and the next start all remove by label.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
-import socket
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from harness.cluster.base import Cluster, Endpoints
-from harness.cluster.pgbouncer import READER, WRITER, PoolSettings, render_ini
+from harness.cluster.docker_engine import (
+    cluster_labels,
+    docker_available,
+    docker_host,
+    engine,
+    remove_cluster,
+    remove_stale,
+    use_ryuk,
+)
+from harness.cluster.docker_image import DEFAULT_IMAGE, ensure_image
+from harness.cluster.docker_plan import (
+    NETWORKS,
+    PGBOUNCER_DIR,
+    ROLES,
+    SUPERUSER,
+    ContainerSpec,
+    DockerPlan,
+    plan_docker_cluster,
+)
 from harness.connections import connect
+from harness.databases import create_database
 from harness.dsn import make_dsn, with_database
-from harness.errors import ClusterStartError, InfrastructureError
+from harness.errors import ClusterStartError, HarnessError, InfrastructureError
 
 if TYPE_CHECKING:
+    import docker
     from testcontainers.core.container import DockerContainer
-    from testcontainers.core.network import Network
 
 __all__ = [
-    "ContainerFile",
+    "DEFAULT_IMAGE",
+    "NETWORKS",
     "ContainerSpec",
     "DockerCluster",
     "DockerPlan",
     "docker_available",
-    "pgbouncer_ini",
     "plan_docker_cluster",
     "start_docker_cluster",
 ]
 
-DEFAULT_IMAGE = "postgres:15"
-# edoburu/pgbouncer tags read v<PgBouncer version>-p<image build>. PgBouncer >= 1.18
-# lists pool_mode in SHOW POOLS, which the scenarios read.
-DEFAULT_PGBOUNCER_IMAGE = "edoburu/pgbouncer:v1.24.1-p1"
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-SUPERUSER = "postgres"
-PG_PORT = 5432
-PGBOUNCER_PORT = 6432
-PGBOUNCER_DIR = "/etc/pgbouncer"
-REPLICATION_SLOT = "pgcutover_replica"
-ROLES = ("primary", "replica", "writer", "reader")
-
-# The local provider's settings, minus listen_addresses (the image already listens on
-# every interface of the container). A hot standby must have at least the primary's
-# max_connections, so both servers get the same list.
-SERVER_SETTINGS = {
-    "wal_level": "replica",
-    "max_wal_senders": "10",
-    "max_replication_slots": "10",
-    "hot_standby": "on",
-    "hot_standby_feedback": "on",
-    "max_connections": "300",
-    "fsync": "off",
-    "synchronous_commit": "off",
-    "full_page_writes": "off",
-    "shared_preload_libraries": "pg_stat_statements",
-    "track_io_timing": "on",
-}
-
-# POSTGRES_HOST_AUTH_METHOD=trust makes the image add "host all all all trust", but the
-# keyword "all" never matches the replication pseudo-database, so pg_basebackup and
-# the walreceiver need their own line. Init scripts run after the image wrote pg_hba.conf.
-_HBA_SCRIPT = b"""#!/bin/sh
-echo "host replication all all trust" >> "$PGDATA/pg_hba.conf"
-"""
+ENV_IMAGE = "PGCUTOVER_DOCKER_IMAGE"
+ENV_NETWORK = "PGCUTOVER_DOCKER_NETWORK"
 
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class ContainerFile:
-    """A file copied in before start: a bind mount would not reach a remote engine."""
-
-    path: str
-    content: bytes
-    mode: int = 0o644
+def _quiet(_: str) -> None:
+    pass
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
-    """One container to start; everything docker needs and nothing that needs an engine."""
-
-    role: str
-    name: str
-    image: str
-    network: str
-    alias: str
-    port: int
-    command: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
-    files: tuple[ContainerFile, ...] = ()
-    user: str | None = None
-
-
-@dataclass(frozen=True)
-class DockerPlan:
-    """The whole cluster: one network and its containers in the order they must start."""
-
-    network: str
-    dbname: str
-    containers: tuple[ContainerSpec, ...]
-
-    def spec(self, role: str) -> ContainerSpec:
-        return next(c for c in self.containers if c.role == role)
-
-
-def pgbouncer_ini(settings: PoolSettings, *, server_host: str, dbname: str) -> str:
-    """The pgbouncer.ini for one role, with the plan's numbers, as the local provider has it."""
-    return render_ini(
-        settings,
-        listen_addr="0.0.0.0",  # inside the container, behind a mapped port
-        listen_port=PGBOUNCER_PORT,
-        server_host=server_host,
-        server_port=PG_PORT,
-        dbname=dbname,
-        auth_file=f"{PGBOUNCER_DIR}/userlist.txt",
-        admin_user=SUPERUSER,
-    )
-
-
-def _server_args() -> list[str]:
-    return [arg for k, v in SERVER_SETTINGS.items() for arg in ("-c", f"{k}={v}")]
-
-
-def _replica_script(*, primary: str) -> str:
-    return "\n".join(
-        [
-            "set -eu",
-            # The image creates $PGDATA with mode 1777; pg_basebackup keeps the mode of a
-            # directory that exists, and PostgreSQL refuses one that others can write to.
-            'mkdir -p "$PGDATA"',
-            'chmod 0700 "$PGDATA"',
-            # -R writes standby.signal and primary_conninfo; the slot keeps the primary's
-            # WAL until the standby has it, so a slow start cannot fall behind for good.
-            f'pg_basebackup -h {primary} -p {PG_PORT} -U {SUPERUSER} -D "$PGDATA" '
-            f"-R -X stream -c fast -C -S {REPLICATION_SLOT}",
-            f"exec {shlex.join(['postgres', *_server_args()])}",
-        ]
-    )
-
-
-def plan_docker_cluster(
-    *,
-    image: str = DEFAULT_IMAGE,
-    pgbouncer_image: str = DEFAULT_PGBOUNCER_IMAGE,
-    dbname: str = "app",
-    token: str | None = None,
-) -> DockerPlan:
-    """What to start; ``token`` makes names unique so that clusters can run side by side."""
-    prefix = f"pgcutover-{token or uuid.uuid4().hex[:8]}"
-    primary = ContainerSpec(
-        role="primary",
-        name=f"{prefix}-primary",
-        network=prefix,
-        image=image,
-        alias="primary",
-        port=PG_PORT,
-        # The image's entrypoint runs initdb when the first argument is "postgres".
-        command=("postgres", *_server_args()),
-        env={
-            "POSTGRES_USER": SUPERUSER,
-            "POSTGRES_DB": dbname,
-            "POSTGRES_HOST_AUTH_METHOD": "trust",
-        },
-        files=(ContainerFile("/docker-entrypoint-initdb.d/10-replication.sh", _HBA_SCRIPT, 0o755),),
-    )
-    replica = ContainerSpec(
-        role="replica",
-        name=f"{prefix}-replica",
-        network=prefix,
-        image=image,
-        alias="replica",
-        port=PG_PORT,
-        command=("sh", "-c", _replica_script(primary=primary.alias)),
-        # The image starts as root and drops to postgres with gosu only for "postgres ...";
-        # any other command runs as root, and postgres and pg_basebackup refuse root.
-        user=SUPERUSER,
-    )
-
-    def pooler(settings: PoolSettings, server: ContainerSpec) -> ContainerSpec:
-        ini = pgbouncer_ini(settings, server_host=server.alias, dbname=dbname)
-        return ContainerSpec(
-            role=settings.role,
-            name=f"{prefix}-{settings.role}",
-            network=prefix,
-            image=pgbouncer_image,
-            alias=f"pgbouncer-{settings.role}",
-            port=PGBOUNCER_PORT,
-            command=("pgbouncer", f"{PGBOUNCER_DIR}/pgbouncer.ini"),
-            # The image's entrypoint generates its own ini (and insists on DB_HOST) unless
-            # one exists already, so ours is in place before the container starts.
-            files=(
-                ContainerFile(f"{PGBOUNCER_DIR}/pgbouncer.ini", ini.encode()),
-                ContainerFile(f"{PGBOUNCER_DIR}/userlist.txt", f'"{SUPERUSER}" ""\n'.encode()),
-            ),
-        )
-
-    writer, reader = pooler(WRITER, primary), pooler(READER, replica)
-    return DockerPlan(network=prefix, dbname=dbname, containers=(primary, replica, writer, reader))
-
-
-def _docker_host() -> str:
-    try:
-        from testcontainers.core.docker_client import get_docker_host
-    except ImportError:
-        return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-    return get_docker_host() or DEFAULT_DOCKER_HOST
-
-
-def _probe_unix_socket(host: str, *, timeout: float) -> None:
-    # docker-py 7 leaves the socket of a failed unix connect open; the ResourceWarning
-    # it raises later becomes an error under pytest's "error" filter, so knock first.
-    if host.startswith("unix://"):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(host.removeprefix("unix://"))
-
-
-def docker_available(*, timeout: float = 3.0) -> str | None:
-    """None when a Docker engine answers; otherwise why not, in words a skip can show."""
-    try:
-        import docker
-    except ImportError as exc:
-        return f"the docker package is not installed ({exc}); pip install testcontainers"
-    host = _docker_host()
-    client = None
-    try:
-        _probe_unix_socket(host, timeout=timeout)
-        # The host testcontainers will use (it also reads ~/.testcontainers.properties
-        # and the docker context), not only DOCKER_HOST.
-        client = docker.from_env(timeout=timeout, environment={**os.environ, "DOCKER_HOST": host})
-        client.ping()
-    except Exception as exc:  # any failure means no engine we can use
-        return f"no Docker engine answers at {host}: {exc}; start Docker or use --provider local"
-    finally:
-        if client is not None:
-            client.close()
-    return None
-
-
-def _testcontainers() -> tuple[type[DockerContainer], type[Network]]:
-    try:
-        from testcontainers.core.container import DockerContainer
-        from testcontainers.core.network import Network
-    except ImportError as exc:
-        package = (exc.name or "testcontainers").partition(".")[0]
-        raise InfrastructureError(
-            f"the docker provider needs the {package!r} package, which cannot be imported "
-            f"({exc}); pip install testcontainers (it brings the docker SDK), "
-            "or use --provider local"
-        ) from exc
-    return DockerContainer, Network
-
-
+# -- readiness ------------------------------------------------------------------------
+_PORT_TAKEN = ("address already in use", "port is already allocated", "could not bind")
 _STREAMING_SQL = "SELECT count(*) > 0 FROM pg_stat_replication WHERE state = 'streaming'"
 
 
 def _ask(dsn: str, sql: str) -> bool:
-    # Docker's port proxy accepts TCP before the server listens and then hangs up, so
-    # only a query that returns proves a server is there.
+    # Docker's port proxy (bridge) accepts TCP before the server listens and then hangs
+    # up, so only a query that returns proves a server is there.
     with connect(dsn, timeout=2) as conn:
         row = conn.execute(sql).fetchone()
     return bool(row and row[0])
 
 
+def _container_state(container: docker.models.containers.Container) -> str:
+    container.reload()
+    return str(container.status)
+
+
 def _await_ready(
-    spec: ContainerSpec, container: DockerContainer, dsns: dict[str, str], *, timeout: float
+    role: str,
+    container: docker.models.containers.Container,
+    dsns: Mapping[str, str],
+    *,
+    timeout: float,
 ) -> None:
-    """Poll real connections until ``spec``'s server answers, failing fast if it exits."""
+    """Poll real connections until ``role``'s server answers, failing fast if it exits."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     last: Exception | None = None
     # A pooler is ready when it reaches its server, which is the replica for the reader.
-    in_recovery = spec.role in ("replica", "reader")
+    in_recovery = role in ("replica", "reader")
     while True:
         try:
-            ready = _ask(dsns[spec.role], "SELECT pg_is_in_recovery()") == in_recovery
-            if ready and spec.role == "replica":
+            ready = _ask(dsns[role], "SELECT pg_is_in_recovery()") == in_recovery
+            if ready and role == "replica":
                 ready = _ask(dsns["primary"], _STREAMING_SQL)
             if ready:
                 return
         except psycopg.Error as exc:
             last = exc
-        container.reload()
-        if container.status in ("exited", "dead"):
-            raise InfrastructureError(f"it exited ({container.status}) before it was ready")
+        state = _container_state(container)
+        if state in ("exited", "dead"):
+            raise InfrastructureError(f"it exited ({state}) before it was ready")
+        # PgBouncer 1.18 that cannot bind its TCP port warns and carries on with its Unix
+        # socket alone, and whoever holds the port may accept and never answer: read
+        # the log rather than wait out the timeout.
+        said = container.logs(tail=50).decode(errors="replace")
+        if any(marker in said.lower() for marker in _PORT_TAKEN):
+            raise InfrastructureError(f"its log says: {said.strip().splitlines()[-1]}")
         if time.monotonic() > deadline:
             found = f"last error: {last}" if last else "it answers but is not in the expected state"
             raise InfrastructureError(f"not ready after {timeout:.1f} sec; {found}")
@@ -303,23 +129,52 @@ def _await_ready(
         delay = min(delay * 2, 0.5)
 
 
+def _diagnose(spec: ContainerSpec, error: BaseException, log_tail: str) -> str:
+    said = f"{error}\n{log_tail}".lower()
+    if any(marker in said for marker in _PORT_TAKEN):
+        return (
+            f"port {spec.host_port} on 127.0.0.1 is taken by another process; stop that "
+            "process, or leave the ports out and let the provider choose free ones"
+        )
+    return str(error)
+
+
+class Node:
+    """One node's container, stopped and inspected the way a local server process is."""
+
+    def __init__(self, container: docker.models.containers.Container) -> None:
+        self._container = container
+
+    def stop(self) -> None:
+        """Stop the container: with its SIGINT, PostgreSQL's fast shutdown."""
+        self._container.stop(timeout=30)
+
+    def running(self) -> bool:
+        return _container_state(self._container) == "running"
+
+
 class DockerCluster(Cluster):
-    """Containers on one private network; the host reaches them through mapped ports."""
+    """The containers of one plan; the host reaches each on its own port of 127.0.0.1."""
 
     provider = "docker"
 
-    def __init__(self, plan: DockerPlan) -> None:
+    def __init__(self, plan: DockerPlan, *, client: docker.DockerClient) -> None:
         self.plan = plan
-        self._network: Network | None = None
-        self._containers: list[tuple[ContainerSpec, DockerContainer]] = []
+        self._client = client
+        self._containers: dict[str, DockerContainer] = {}
         self._dsns: dict[str, str] = {}
         self._starting: ContainerSpec | None = None
+        # A safety net: if the owner forgets stop(), the interpreter's exit still runs it.
+        self._interrupted: list[bool] = [False]
+        self._finalizer = weakref.finalize(
+            self, _remove_and_close, client, plan.token, self._interrupted
+        )
 
     @property
     def endpoints(self) -> Endpoints:
         if set(self._dsns) != set(ROLES):
             raise InfrastructureError(
-                f"the docker cluster {self.plan.network} is not running; "
+                f"the docker cluster {self.plan.token} is not running; "
                 "start it with start_docker_cluster()"
             )
         return Endpoints(**{role: self._dsns[role] for role in ROLES})
@@ -329,106 +184,227 @@ class DockerCluster(Cluster):
         eps = self.endpoints
         return {role: with_database(getattr(eps, role), "pgbouncer") for role in ROLES[2:]}
 
-    def _start(
-        self,
-        container_cls: type[DockerContainer],
-        network_cls: type[Network],
-        *,
-        progress: Progress,
-        timeout: float,
-    ) -> None:
-        network = network_cls()
-        network.name = self.plan.network
-        network.create()
-        self._network = network
+    def container(self, role: str) -> docker.models.containers.Container:
+        """The engine's view of one node, for scenarios that stop or inspect it."""
+        return self._containers[role].get_wrapped_container()
+
+    # -- starting ----------------------------------------------------------------------
+    def _create(self, spec: ContainerSpec, labels: dict[str, str]) -> DockerContainer:
+        from testcontainers.core.container import DockerContainer
+
+        container = DockerContainer(spec.image)
+        container.with_name(spec.name).with_command(["-c", spec.script])
+        options: dict[str, Any] = {
+            "entrypoint": ["/bin/sh"],
+            "user": SUPERUSER,
+            "labels": labels,
+            # Docker's 64 MB /dev/shm is too small for parallel queries' shared memory.
+            "shm_size": "256m",
+            # SIGINT: PostgreSQL's fast shutdown and PgBouncer's safe one; the default
+            # SIGTERM makes PostgreSQL wait for every session, a pooler's included.
+            "stop_signal": "SIGINT",
+        }
+        if self.plan.network == "host":
+            options["network"] = "host"
+        else:
+            from docker.types import EndpointConfig
+
+            name = self.plan.network_name
+            assert name is not None
+            options["network"] = name
+            options["networking_config"] = {
+                name: EndpointConfig(self._client.api._version, aliases=[spec.alias])
+            }
+            # Published on loopback only: nothing outside this machine reaches the cluster.
+            container.ports[f"{spec.port}/tcp"] = ("127.0.0.1", spec.host_port)  # type: ignore[assignment]
+        container.with_kwargs(**options)
+        return container
+
+    def _host_port(self, spec: ContainerSpec, container: DockerContainer) -> int:
+        if self.plan.network == "host":
+            assert spec.host_port is not None
+            return spec.host_port
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        bindings = wrapped.attrs["NetworkSettings"]["Ports"][f"{spec.port}/tcp"]
+        return int(bindings[0]["HostPort"])
+
+    def _start(self, *, progress: Progress, timeout: float) -> None:
+        labels = cluster_labels(self.plan.token)
+        if self.plan.network_name is not None:
+            self._client.networks.create(self.plan.network_name, driver="bridge", labels=labels)
         for spec in self.plan.containers:
             self._starting = spec
-            progress(f"starting the {spec.role} container {spec.name} ({spec.image})")
-            container = container_cls(spec.image)
-            self._containers.append((spec, container))
-            container.with_name(spec.name).with_network(network)
-            container.with_network_aliases(spec.alias).with_exposed_ports(spec.port)
-            container.with_command(list(spec.command))
-            for key, value in spec.env.items():
-                container.with_env(key, value)
-            for f in spec.files:
-                container.with_copy_into_container(f.content, f.path, f.mode)
-            if spec.user is not None:
-                container.with_kwargs(user=spec.user)
+            where = f"127.0.0.1:{spec.host_port}" if spec.host_port else "a published port"
+            progress(f"starting the {spec.role} container {spec.name} on {where}")
+            container = self._create(spec, labels)
+            self._containers[spec.role] = container
             container.start()
-            host = container.get_container_host_ip()
-            port = container.get_exposed_port(spec.port)
+            port = self._host_port(spec, container)
             self._dsns[spec.role] = make_dsn(
-                host=host, port=port, user=SUPERUSER, dbname=self.plan.dbname
+                host="127.0.0.1", port=port, user=SUPERUSER, dbname=self.plan.dbname
             )
-            _await_ready(spec, container, self._dsns, timeout=timeout)
+            if spec.role == "primary":
+                admin = with_database(self._dsns["primary"], "postgres")
+                _await_ready(
+                    "primary",
+                    container.get_wrapped_container(),
+                    {"primary": admin},
+                    timeout=timeout,
+                )
+                if self.plan.dbname != "postgres":
+                    create_database(admin, self.plan.dbname)
+            else:
+                _await_ready(
+                    spec.role, container.get_wrapped_container(), self._dsns, timeout=timeout
+                )
         self._starting = None
+        progress("cluster ready: replica streaming, PgBouncer accepting")
 
-    def _log_tail(self, *, lines: int = 40) -> str:
-        for spec, container in self._containers:
-            if spec is self._starting:
-                try:
-                    logs: bytes = container.get_wrapped_container().logs(tail=lines)
-                except Exception:  # no container, or the engine went away: no tail to show
-                    return ""
-                return logs.decode(errors="replace").rstrip()
-        return ""
+    def _log_tail(self, *, lines: int = 30) -> str:
+        if self._starting is None or self._starting.role not in self._containers:
+            return ""
+        try:
+            wrapped = self._containers[self._starting.role].get_wrapped_container()
+            logs: bytes = wrapped.logs(tail=lines)
+        except Exception:  # no container, or the engine went away: no tail to show
+            return ""
+        return logs.decode(errors="replace").rstrip()
 
-    def _remove_all(self) -> list[str]:
-        problems = []
-        while self._containers:
-            spec, container = self._containers.pop()
-            try:
-                container.stop()
-            except Exception as exc:  # keep removing the rest
-                problems.append(f"container {spec.name}: {exc}")
-        self._dsns.clear()
-        network, self._network = self._network, None
-        if network is not None:
-            try:
-                network.remove()
-            except Exception as exc:
-                problems.append(f"network {self.plan.network}: {exc}")
-        return problems
+    # -- faults and users --------------------------------------------------------------
+    @property
+    def replica(self) -> Node:
+        """The replica's container, to stop as a fault would (as ``LocalCluster.replica``)."""
+        return Node(self.container("replica"))
 
-    def stop(self) -> None:
-        problems = self._remove_all()
-        if problems:
-            raise InfrastructureError(
-                f"could not remove {'; '.join(problems)}; remove what is left of "
-                f"{self.plan.network} with docker rm -f and docker network rm"
+    def restart_replica(self, *, timeout: float = 60.0) -> None:
+        """Start the replica's container again: it resumes streaming from where it was."""
+        replica = self.container("replica")
+        if _container_state(replica) == "running":
+            replica.stop(timeout=30)
+        replica.start()
+        _await_ready("replica", replica, self._dsns, timeout=timeout)
+
+    def allow_pooler_users(self, users: Iterable[str]) -> None:
+        """Let roles a plan creates connect through PgBouncer too."""
+        lines = "".join(f'"{u.replace(chr(34), chr(34) * 2)}" ""\n' for u in users)
+        if not lines:
+            return
+        for role, admin in self.pgbouncer_admin.items():
+            result = self.container(role).exec_run(
+                ["sh", "-c", f'printf "%s" "$1" >> {PGBOUNCER_DIR}/userlist.txt', "sh", lines],
+                user=SUPERUSER,
             )
+            if result.exit_code != 0:
+                raise InfrastructureError(
+                    f"could not add users to the {role} PgBouncer's auth file "
+                    f"(exit {result.exit_code}): {result.output.decode(errors='replace')}"
+                )
+            with connect(admin, timeout=5) as conn:
+                conn.execute("RELOAD")
+
+    # -- stopping ----------------------------------------------------------------------
+    def stop(self) -> None:
+        self._dsns.clear()
+        self._finalizer()
+
+
+# A request the engine received just before Ctrl-C still completes: the container
+# (or network) appears after the first listing. Listing again until it stays empty
+# for this long, within the bound, catches it.
+SETTLE_SECONDS = 1.5
+SETTLE_BOUND = 10.0
+
+
+def _remove_and_close(client: docker.DockerClient, token: str, interrupted: list[bool]) -> None:
+    try:
+        done = remove_cluster(client, token)
+        if interrupted[0]:
+            started = quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < SETTLE_SECONDS:
+                if time.monotonic() - started > SETTLE_BOUND:
+                    break
+                time.sleep(0.1)
+                again = remove_cluster(client, token)
+                if again.removed:
+                    quiet_since = time.monotonic()
+                done.removed += again.removed
+                done.problems += again.problems
+    finally:
+        client.close()
+    if done.problems:
+        raise InfrastructureError(
+            f"could not remove {'; '.join(done.problems)}; remove them with "
+            f"docker rm -f / docker network rm (label org.pgcutover.cluster={token})"
+        )
+
+
+def _testcontainers() -> None:
+    try:
+        from testcontainers.core.config import testcontainers_config
+    except ImportError as exc:
+        package = (exc.name or "testcontainers").partition(".")[0]
+        raise InfrastructureError(
+            f"the docker provider needs the {package!r} package, which cannot be imported "
+            f"({exc}); pip install testcontainers (it brings the docker SDK), "
+            "or use --provider local"
+        ) from exc
+    # Ryuk's image comes from Docker Hub; the provider's labels do its work instead.
+    testcontainers_config.ryuk_disabled = not use_ryuk()
 
 
 def start_docker_cluster(
     *,
-    image: str = DEFAULT_IMAGE,
-    pgbouncer_image: str = DEFAULT_PGBOUNCER_IMAGE,
+    image: str | None = None,
+    pgbouncer_image: str | None = None,
     dbname: str = "app",
+    network: str | None = None,
+    ports: Mapping[str, int] | None = None,
     progress: Progress | None = None,
     timeout: float = 60.0,
 ) -> DockerCluster:
-    """Start the cluster; ``timeout`` bounds each server's start after its image is pulled."""
-    container_cls, network_cls = _testcontainers()
-    reason = docker_available()
-    if reason is not None:
-        raise InfrastructureError(reason)
-    plan = plan_docker_cluster(image=image, pgbouncer_image=pgbouncer_image, dbname=dbname)
-    cluster = DockerCluster(plan)
+    """Start the cluster; ``timeout`` bounds each server's start once its image is there.
+
+    ``image`` and ``network`` default to ``PGCUTOVER_DOCKER_IMAGE`` and
+    ``PGCUTOVER_DOCKER_NETWORK``, then to the built image and host networking.
+    """
+    say = progress or _quiet
+    _testcontainers()
+    image = image or os.environ.get(ENV_IMAGE) or DEFAULT_IMAGE
+    network = network or os.environ.get(ENV_NETWORK) or "host"
+    plan = plan_docker_cluster(
+        image=image, pgbouncer_image=pgbouncer_image, dbname=dbname, network=network, ports=ports
+    )
+    with engine(timeout=600) as probe:
+        remove_stale(probe, progress=say)
+        for wanted in dict.fromkeys(c.image for c in plan.containers):
+            ensure_image(probe, wanted, progress=say)
+    import docker
+
+    cluster = DockerCluster(plan, client=docker.DockerClient(base_url=docker_host(), timeout=120))
     try:
-        cluster._start(
-            container_cls, network_cls, progress=progress or (lambda _: None), timeout=timeout
-        )
+        cluster._start(progress=say, timeout=timeout)
     except Exception as exc:
         failed = cluster._starting
         tail = cluster._log_tail()
-        problems = cluster._remove_all()
-        what = f"container {failed.name}" if failed else f"network {plan.network}"
-        after = f"could not remove {'; '.join(problems)}" if problems else "removed what it made"
-        raise ClusterStartError(
-            f"could not start docker {what}: {exc}; {after}", log_tail=tail
-        ) from exc
+        problems = _stop_quietly(cluster)
+        what = f"the {failed.role} container {failed.name}" if failed else "the network"
+        cause = _diagnose(failed, exc, tail) if failed else str(exc)
+        after = f"could not remove {problems}" if problems else "removed everything it made"
+        raise ClusterStartError(f"could not start {what}: {cause}; {after}", log_tail=tail) from exc
     except BaseException:
-        cluster._remove_all()
+        # Ctrl-C (or an exit) mid-request: the engine may still be making a container.
+        cluster._interrupted[0] = True
+        _stop_quietly(cluster)
         raise
     return cluster
+
+
+def _stop_quietly(cluster: DockerCluster) -> str:
+    try:
+        cluster.stop()
+    except HarnessError as exc:
+        return str(exc)
+    except Exception as exc:  # the engine went away mid-cleanup: say so, keep the first error
+        return f"the cluster's resources ({exc})"
+    return ""

@@ -37,7 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "slow: takes more than a few seconds (a whole gate run, property tests)"
     )
     config.addinivalue_line(
-        "markers", "docker: needs a Docker engine; skipped with the reason when none answers"
+        "markers",
+        "docker: needs a Docker engine; skips with the reason when none answers, fails in CI",
     )
 
 
