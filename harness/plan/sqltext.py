@@ -3,144 +3,123 @@
 The runner needs statements one by one for two things: to check each statement
 of a failed step in a scratch transaction (so one run names every defect), and
 to refuse transaction control inside a step (the runner owns the transaction).
-A splitter that ignored dollar quoting would cut a function body in half.
+The cuts come from PostgreSQL's own lexer (libpg_query, through pglast), so
+dollar quotes, nested comments, ``E''`` strings and ``BEGIN ATOMIC`` bodies are
+read exactly as the server reads them. A statement with a syntax error is kept
+whole and sent as it is, so the server names the error and its line.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from pglast import parser
+
 __all__ = ["Statement", "split_statements"]
+
+_COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
 
 
 @dataclass(frozen=True)
 class Statement:
     text: str
-    line: int  # 1-based line of the statement's first character in its file
+    line: int  # 1-based line of the statement's first word (not of a comment above it)
 
     @property
     def summary(self) -> str:
-        """The statement on one line, comments left out, cut at ``limit`` characters."""
-        text = " ".join(_strip_comments(self.text).split())
+        """The statement on one line, comments left out, cut at 100 characters."""
+        text = " ".join(_without_comments(self.text).split())
         return text if len(text) <= 100 else text[:99] + "…"
 
     @property
     def first_words(self) -> str:
         """The statement's opening keywords, upper-case, comments left out."""
-        words = re.findall(r"[A-Za-z_]+", _strip_comments(self.text))
-        return " ".join(words[:3]).upper()
-
-
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
-
-
-def _comment_end(text: str, i: int) -> int | None:
-    """Where the comment that starts at ``i`` ends; None when none starts there."""
-    if text.startswith("--", i):
-        j = text.find("\n", i)
-        return len(text) if j < 0 else j
-    if text.startswith("/*", i):
-        return _skip_block_comment(text, i)
-    return None
-
-
-def _strip_comments(text: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        end = _comment_end(text, i)
-        if end is None:
-            out.append(text[i])
-            i += 1
-        else:
-            i = end
-    return "".join(out)
-
-
-def _skip_block_comment(text: str, i: int) -> int:
-    depth, i, n = 1, i + 2, len(text)  # PostgreSQL block comments nest
-    while i < n and depth:
-        if text.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif text.startswith("*/", i):
-            depth, i = depth - 1, i + 2
-        else:
-            i += 1
-    return i
-
-
-def _skip_quoted(text: str, i: int, quote: str) -> int:
-    i, n = i + 1, len(text)
-    while i < n:
-        if text[i] == quote:
-            if i + 1 < n and text[i + 1] == quote:  # doubled quote inside
-                i += 2
+        words = []
+        for token in _tokens(self.text):
+            if token.name in _COMMENTS:
                 continue
-            return i + 1
-        i += 1
-    return n
+            word = self.text[token.start : token.end + 1]
+            if not word.replace("_", "").isalpha():
+                break
+            words.append(word.upper())
+            if len(words) == 3:
+                break
+        return " ".join(words)
 
 
-def _skip_escape_string(text: str, i: int) -> int:
-    i, n = i + 2, len(text)  # past E'
-    while i < n:
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == "'":
-            if i + 1 < n and text[i + 1] == "'":
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    return n
+def _tokens(text: str) -> list[parser.Token]:
+    try:
+        return list(parser.scan(text))
+    except parser.ParseError as exc:
+        # An unterminated string, quote or comment: the lexer stops where it starts, and
+        # it runs to the end of the text, as the server would read it.
+        where = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+        head = _tokens(text[:where]) if 0 < where < len(text) else []
+        return [*head, parser.Token(where, len(text) - 1, "UNTERMINATED", "NO_KEYWORD")]
+
+
+def _without_comments(text: str) -> str:
+    out, pos = [], 0
+    for token in _tokens(text):
+        if token.name in _COMMENTS:
+            out.append(text[pos : token.start])
+            pos = token.end + 1
+    out.append(text[pos:])
+    return " ".join(out)
+
+
+def _cuts_by_lexer(sql: str) -> list[tuple[int, int]]:
+    """Statement spans cut at top-level semicolons; for text the parser refuses.
+
+    A ``BEGIN ATOMIC`` body holds semicolons up to its ``END``, where a CASE
+    inside it also ends with END: count them.
+    """
+    spans: list[tuple[int, int]] = []
+    tokens = [t for t in _tokens(sql) if t.name not in _COMMENTS]
+    start, depth, previous = 0, 0, ""
+    for token in tokens:
+        if token.name == "ATOMIC" and previous == "BEGIN_P":
+            depth += 1
+        elif depth and token.name == "CASE":
+            depth += 1
+        elif depth and token.name == "END_P":
+            depth -= 1
+        elif token.name == "ASCII_59" and not depth:
+            spans.append((start, token.start))
+            start = token.end + 1
+        previous = token.name
+    spans.append((start, len(sql)))
+    return spans
+
+
+def _cuts(sql: str) -> list[tuple[int, int]]:
+    try:
+        slices = parser.split(sql, with_parser=True, only_slices=True)
+    except parser.ParseError:
+        return _cuts_by_lexer(sql)
+    # The parser's slices leave out comments before a statement; keep them with it, as
+    # written, so a statement's text reads as in its file.
+    semicolons = [t.start for t in _tokens(sql) if t.name == "ASCII_59"]
+    spans, begin = [], 0
+    for s in slices:
+        stop = s.stop if s.stop is not None else len(sql)
+        spans.append((begin, stop))
+        begin = next((i + 1 for i in semicolons if i >= stop), len(sql))
+    return spans
 
 
 def split_statements(sql: str) -> list[Statement]:
     """Statements of ``sql`` without their trailing semicolons; blank ones dropped."""
     statements: list[Statement] = []
-    start, i, n = 0, 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        comment_end = _comment_end(sql, i)
-        if comment_end is not None:
-            i = comment_end
-        elif ch in "eE" and sql.startswith("'", i + 1) and (i == 0 or not _ident(sql[i - 1])):
-            i = _skip_escape_string(sql, i)
-        elif ch == "'" or ch == '"':
-            i = _skip_quoted(sql, i, ch)
-        elif ch == "$" and (i == 0 or not _ident(sql[i - 1])):
-            m = _DOLLAR_TAG.match(sql, i)
-            if m:
-                end = sql.find(m.group(0), m.end())
-                i = n if end < 0 else end + len(m.group(0))
-            else:
-                i += 1
-        elif ch == ";":
-            _add(statements, sql, start, i)
-            start = i = i + 1
-        else:
-            i += 1
-    _add(statements, sql, start, n)
+    for start, end in _cuts(sql):
+        chunk = sql[start:end]
+        text = chunk.strip()
+        if not text:
+            continue
+        words = [t for t in _tokens(chunk) if t.name not in _COMMENTS]
+        if not words:
+            continue  # only comments
+        first = start + words[0].start
+        line = sql.count("\n", 0, first) + 1
+        statements.append(Statement(text=text, line=line))
     return statements
-
-
-def _ident(ch: str) -> bool:
-    return ch.isalnum() or ch in "_$"
-
-
-def _add(statements: list[Statement], sql: str, start: int, end: int) -> None:
-    chunk = sql[start:end]
-    if not _strip_comments(chunk).strip():
-        return
-    i = start
-    while True:  # the statement's line is that of its first word, not of a comment above
-        while i < end and sql[i].isspace():
-            i += 1
-        comment_end = _comment_end(sql, i)
-        if comment_end is None:
-            break
-        i = comment_end
-    line = sql.count("\n", 0, i) + 1
-    statements.append(Statement(text=chunk.strip(), line=line))
