@@ -121,7 +121,13 @@ def _fingerprint_of(dsn: str) -> Fingerprint:
 
 
 def _replica_check(
-    name: str, expected: Fingerprint, endpoints: Endpoints, *, ok: str, failed: str
+    name: str,
+    expected: Fingerprint,
+    endpoints: Endpoints,
+    *,
+    ok: str,
+    failed: str,
+    kept_roles: tuple[str, ...] = (),
 ) -> Check:
     """The replica against ``expected``; sequences run ahead on a standby, so not their values."""
     return check_same(
@@ -131,6 +137,7 @@ def _replica_check(
         ignore=(IGNORE_SEQUENCE_VALUES,),
         ok=ok,
         failed=failed,
+        kept_roles=kept_roles,
     )
 
 
@@ -246,6 +253,7 @@ def gate_database(
                     _fingerprint_of(endpoints.primary),
                     ok="after rollback the primary is exactly as before the migration",
                     failed="the rollback does not restore the database as it was",
+                    kept_roles=plan.keeps_roles,
                 )
             )
             if wait_for_replica is not None:
@@ -257,6 +265,7 @@ def gate_database(
                         endpoints,
                         ok="after rollback the replica is exactly as before the migration",
                         failed="the rollback does not restore the replica as it was",
+                        kept_roles=plan.keeps_roles,
                     )
                 )
             progress("migrating again after the rollback")
