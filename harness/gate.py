@@ -25,6 +25,7 @@ from harness.invariants import (
     check_data,
     check_dependencies,
     check_foreign_keys,
+    check_grants,
     check_layout,
     check_new_sessions,
     check_same,
@@ -161,6 +162,8 @@ def verify_database(
             out.add(check_sequences(plan.layout, baseline, after))
         out.add(check_foreign_keys(conn))
         out.add(probe_privileges(conn, plan.privileges))
+        if baseline is not None:
+            out.add(check_grants(plan.layout, plan.privileges, baseline, after))
         out.add(check_dependencies(conn, plan.layout))
     out.add(
         check_new_sessions(

@@ -1,6 +1,7 @@
 """Named checks with a verdict and a reason: what the gate proves about a plan."""
 
 from harness.invariants.dependencies import check_dependencies
+from harness.invariants.grants import check_grants
 from harness.invariants.privileges import probe_privileges
 from harness.invariants.result import Check, Verdict
 from harness.invariants.sessions import OldSessions, check_new_sessions, default_queries
@@ -21,6 +22,7 @@ __all__ = [
     "check_data",
     "check_dependencies",
     "check_foreign_keys",
+    "check_grants",
     "check_layout",
     "check_new_sessions",
     "check_same",

@@ -247,7 +247,7 @@ def _ident(name: object, *, where: str) -> str:
     parts = _parse_name(name) if isinstance(name, str) else None
     if parts is None or len(parts) != 1 or parts == ["*"]:
         raise PlanError(
-            f'{where}: {name!r} is not an SQL identifier (quote one with capitals: \'"Sales"\')'
+            f"{where}: {name!r} is not an SQL identifier (quote one with capitals: '\"Sales\"')"
         )
     return parts[0]
 
