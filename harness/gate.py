@@ -164,7 +164,14 @@ def verify_database(
         out.add(probe_privileges(conn, plan.privileges))
         if baseline is not None:
             out.add(check_grants(plan.layout, plan.privileges, baseline, after))
-        out.add(check_dependencies(conn, plan.layout))
+        out.add(
+            check_dependencies(
+                conn,
+                plan.layout,
+                before=baseline,
+                compatibility_views=plan.compatibility_views,
+            )
+        )
     out.add(
         check_new_sessions(
             endpoints.primary, default_queries(plan.layout.tables, plan.session_queries)

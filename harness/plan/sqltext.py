@@ -7,15 +7,23 @@ The cuts come from PostgreSQL's own lexer (libpg_query, through pglast), so
 dollar quotes, nested comments, ``E''`` strings and ``BEGIN ATOMIC`` bodies are
 read exactly as the server reads them. A statement with a syntax error is kept
 whole and sent as it is, so the server names the error and its line.
+
+The same parser reads stored function bodies (SQL, and PL/pgSQL with its own
+grammar) for the tables they name, including the statements ``EXECUTE`` builds
+from constants, ``||`` and ``format()``; what only run time can tell is said.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pglast import parser
 
-__all__ = ["Statement", "split_statements"]
+__all__ = ["BodyNames", "Statement", "body_names", "split_statements"]
 
 _COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
 
@@ -123,3 +131,187 @@ def split_statements(sql: str) -> list[Statement]:
         line = sql.count("\n", 0, first) + 1
         statements.append(Statement(text=text, line=line))
     return statements
+
+
+# -- the relations a function body names --------------------------------------------
+@dataclass(frozen=True)
+class BodyNames:
+    """What a stored function body names, read by PostgreSQL's own parser.
+
+    ``unqualified`` are relation names written without a schema (resolved at call
+    time through the caller's search_path), CTE names left out. ``unknown`` says
+    why part of the body could not be read: a statement built at run time from
+    values only known then, or text the parser refuses.
+    """
+
+    unqualified: frozenset[str]
+    qualified: frozenset[tuple[str, str]]
+    unknown: tuple[str, ...]
+
+
+_PLACEHOLDER = "pgcutover_runtime_value"
+
+
+def _walk(node: object) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _statement_names(sql: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """Relations named in ``sql`` (one or more statements); raises ParseError."""
+    tree = json.loads(parser.parse_sql_json(sql))
+    ctes = {str(n["CommonTableExpr"]["ctename"]) for n in _walk(tree) if "CommonTableExpr" in n}
+    unqualified: set[str] = set()
+    qualified: set[tuple[str, str]] = set()
+    for rv in _walk(tree):
+        # A RangeVar, wrapped ({"RangeVar": …}) in node lists, bare where a field is typed.
+        if "relname" not in rv:
+            continue
+        name = str(rv.get("relname", ""))
+        if rv.get("schemaname"):
+            qualified.add((str(rv["schemaname"]), name))
+        elif name not in ctes:
+            unqualified.add(name)
+    return unqualified, qualified
+
+
+def _constant(node: dict[str, Any]) -> str | None:
+    """The text an expression of constants evaluates to; placeholders for the rest."""
+    if "A_Const" in node:
+        const = node["A_Const"]
+        for key, field_ in (("sval", "sval"), ("ival", "ival"), ("fval", "fval")):
+            if key in const:
+                value = const[key].get(field_, 0 if key == "ival" else "")
+                return str(value)
+        return None
+    if "TypeCast" in node:
+        return _constant(node["TypeCast"]["arg"])
+    if "A_Expr" in node:
+        expr = node["A_Expr"]
+        names = [n.get("String", {}).get("sval") for n in expr.get("name", [])]
+        if names == ["||"]:
+            left, right = _constant(expr["lexpr"]), _constant(expr["rexpr"])
+            return None if left is None or right is None else left + right
+        return None
+    if "FuncCall" in node:
+        call = node["FuncCall"]
+        name = [n.get("String", {}).get("sval") for n in call.get("funcname", [])][-1]
+        args = [_constant(a) for a in call.get("args", [])]
+        if name == "format" and args and args[0] is not None:
+            return _format(args[0], args[1:])
+        if name == "concat":
+            return "".join(a if a is not None else _PLACEHOLDER for a in args)
+        if name in ("quote_ident", "quote_literal") and len(args) == 1:
+            return args[0] if args[0] is not None else _PLACEHOLDER
+        return None
+    return _PLACEHOLDER if "ColumnRef" in node or "ParamRef" in node else None
+
+
+def _format(pattern: str, args: list[str | None]) -> str:
+    """``format()`` with its %s, %I, %L and %% (positions like %1$s included)."""
+    out, i, n = [], 0, 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch != "%":
+            out.append(ch)
+            i += 1
+            continue
+        m = re.match(r"%(?:(\d+)\$)?-?\d*([sIL%])", pattern[i:])
+        if not m:
+            out.append(ch)
+            i += 1
+            continue
+        if m.group(2) == "%":
+            out.append("%")
+        else:
+            index = int(m.group(1)) - 1 if m.group(1) else n
+            n = index + 1
+            value = args[index] if index < len(args) else None
+            if value is None:
+                value = _PLACEHOLDER
+            out.append(f"'{value}'" if m.group(2) == "L" else value)
+        i += len(m.group(0))
+    return "".join(out)
+
+
+def _dynamic_names(expression: str) -> tuple[set[str], set[tuple[str, str]], str | None]:
+    """Names in the SQL an ``EXECUTE`` expression builds, as far as constants tell."""
+    try:
+        tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
+        target = tree["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"]
+    except (parser.ParseError, KeyError, IndexError):
+        return set(), set(), f"EXECUTE {expression[:60]!r} is not an expression the parser reads"
+    text = _constant(target)
+    if text is None:
+        return set(), set(), f"EXECUTE {expression[:60]!r} builds its statement at run time"
+    try:
+        unqualified, qualified = _statement_names(text)
+    except parser.ParseError:
+        return set(), set(), f"EXECUTE {expression[:60]!r} builds its statement at run time"
+    if _PLACEHOLDER in unqualified or any(_PLACEHOLDER in q for q in qualified):
+        why = f"EXECUTE {expression[:60]!r} takes a table name from a run-time value"
+        return unqualified - {_PLACEHOLDER}, qualified, why
+    return unqualified, qualified, None
+
+
+_DYNAMIC = {"PLpgSQL_stmt_dynexecute": "query", "PLpgSQL_stmt_dynfors": "query"}
+
+
+def _plpgsql_names(definition: str) -> BodyNames:
+    unqualified: set[str] = set()
+    qualified: set[tuple[str, str]] = set()
+    unknown: list[str] = []
+    tree = json.loads(parser.parse_plpgsql_json(definition))
+    dynamic: set[int] = set()
+    for node in _walk(tree):
+        for kind, body in node.items():
+            if not isinstance(body, dict):
+                continue
+            key = _DYNAMIC.get(kind, "dynquery")
+            expr = (
+                body.get(key, {}).get("PLpgSQL_expr") if isinstance(body.get(key), dict) else None
+            )
+            if expr is None:
+                continue
+            dynamic.add(id(expr))
+            names, quals, why = _dynamic_names(str(expr["query"]))
+            unqualified |= names
+            qualified |= quals
+            if why:
+                unknown.append(why)
+    for node in _walk(tree):
+        expr = node.get("PLpgSQL_expr")
+        if not isinstance(expr, dict) or id(expr) in dynamic:
+            continue
+        query, mode = str(expr["query"]), int(expr.get("parseMode", 0))
+        if mode >= 3:  # an assignment: "target := expression"
+            query = query.split(":=", 1)[1] if ":=" in query else query.split("=", 1)[-1]
+        text = query if mode == 0 else f"SELECT {query}"
+        try:
+            names, quals = _statement_names(text)
+        except parser.ParseError as exc:
+            unknown.append(f"{query[:60]!r}: {exc.args[0] if exc.args else exc}")
+            continue
+        unqualified |= names
+        qualified |= quals
+    return BodyNames(frozenset(unqualified), frozenset(qualified), tuple(unknown))
+
+
+def body_names(*, language: str, source: str, definition: str) -> BodyNames:
+    """The relations a function body names: ``source`` is ``prosrc``, ``definition`` the
+    whole ``CREATE FUNCTION`` (the PL/pgSQL parser needs the signature to read a body)."""
+    try:
+        if language == "plpgsql":
+            return _plpgsql_names(definition)
+        if language == "sql":
+            unqualified, qualified = _statement_names(source)
+            return BodyNames(frozenset(unqualified), frozenset(qualified), ())
+    except parser.ParseError as exc:
+        why = exc.args[0] if exc.args else str(exc)
+        return BodyNames(frozenset(), frozenset(), (f"the parser refuses the body: {why}",))
+    return BodyNames(frozenset(), frozenset(), (f"a {language} body is not SQL",))
