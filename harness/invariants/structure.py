@@ -227,7 +227,8 @@ def _parts(table: Relation, renames: Mapping[str, str]) -> dict[str, str]:
             + (f" COLLATE {c.collation}" if c.collation else "")
         )
     for k in table.constraints:
-        parts[f"constraint {k.name}"] = n(k.definition)
+        # Whether it was validated is foreign_keys.hold's finding, with its own message.
+        parts[f"constraint {k.name}"] = n(k.definition).removesuffix(" NOT VALID")
     for i in table.indexes:
         parts[f"index {i.name}"] = n(i.definition)
     for t in table.triggers:
