@@ -11,46 +11,20 @@ cannot make physical replication diverge.
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from planting import PLANS, Defect, Edit, failed, new_step, planted, run_gate
 
+from harness.catalog import fingerprint
 from harness.cluster import Cluster
 from harness.databases import connect
-from harness.gate import GateReport, gate_database, verify_database
+from harness.gate import GateReport, verify_database
 from harness.plan import load_plan
 from harness.runner import Runner
 from harness.testing.fix_legacy import LegacyDatabase
 
-PLANS = Path(__file__).resolve().parent.parent / "plans"
-
-
-@dataclass(frozen=True)
-class Edit:
-    """Replace ``old`` by ``new`` in ``path`` (of the plan); ``old=None`` appends ``new``."""
-
-    path: str
-    old: str | None
-    new: str
-
-
-@dataclass(frozen=True)
-class Defect:
-    name: str
-    check: str  # the one check that must fail
-    message: str  # a part of one of its details
-    edits: tuple[Edit, ...]
-
-
-def _step(number: int, name: str, *, up: str, down: str) -> tuple[Edit, Edit]:
-    """A new last step: its up and its down file."""
-    return (
-        Edit(f"up/{number:03d}_{name}.sql", None, up),
-        Edit(f"down/{number:03d}_{name}.sql", None, down),
-    )
-
+_step = new_step
 
 MOVE = "up/002_move_tables.sql"
 UNMOVE = "down/002_move_tables.sql"
@@ -230,53 +204,28 @@ HARMLESS = (
 )
 
 
-def _planted(tmp_path: Path, edits: tuple[Edit, ...]) -> Path:
-    plan = tmp_path / "plan"
-    shutil.copytree(PLANS / "kct", plan)
-    for edit in edits:
-        path = plan / edit.path
-        text = path.read_text() if path.exists() else ""
-        if edit.old is None:
-            path.write_text(text + edit.new)
-            continue
-        assert edit.old in text, f"{edit.old!r} not in {edit.path}"
-        path.write_text(text.replace(edit.old, edit.new, 1))
-    return plan
-
-
-def _gate(plan_dir: Path, cluster: Cluster, legacy_db: LegacyDatabase, tmp: Path) -> GateReport:
-    report = GateReport(plan=plan_dir.name)
-    gate_database(
-        load_plan(plan_dir),
-        legacy_db.endpoints,
-        wait_for_replica=cluster.wait_for_replica,
-        emit=lambda _c: None,
-        progress=lambda _m: None,
-        report=report,
-        backup_dir=tmp / "backups",
-    )
-    return report
-
-
-def _failed(report: GateReport) -> dict[str, list[str]]:
-    return {c.name: list(c.details) for c in report.checks if c.verdict == "fail"}
+def _gate(
+    edits: tuple[Edit, ...], cluster: Cluster, legacy_db: LegacyDatabase, tmp: Path
+) -> dict[str, list[str]]:
+    plan = planted(PLANS / "kct", tmp / "plan", edits)
+    return failed(run_gate(plan, cluster, legacy_db.endpoints, tmp))
 
 
 @pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
 def test_planted_defect_fails_exactly_its_check(
     defect: Defect, cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
 ) -> None:
-    report = _gate(_planted(tmp_path, defect.edits), cluster, legacy_db, tmp_path)
-    failed = _failed(report)
-    assert set(failed) == {defect.check}, failed
-    assert any(defect.message in d for d in failed[defect.check]), failed[defect.check]
+    found = _gate(defect.edits, cluster, legacy_db, tmp_path)
+    assert set(found) == {defect.check}, found
+    assert any(defect.message in d for d in found[defect.check]), found[defect.check]
 
 
 def test_harmless_counterparts_pass_every_check(
     cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
 ) -> None:
-    report = _gate(_planted(tmp_path, HARMLESS), cluster, legacy_db, tmp_path)
-    assert _failed(report) == {}
+    plan = planted(PLANS / "kct", tmp_path / "plan", HARMLESS)
+    report = run_gate(plan, cluster, legacy_db.endpoints, tmp_path)
+    assert failed(report) == {}
     assert [c.name for c in report.checks if c.verdict == "warn"] == ["lint.squawk"]
 
 
@@ -287,8 +236,6 @@ def test_replica_that_stopped_replaying_fails_the_replica_check(
     plan = load_plan(PLANS / "kct")
     endpoints = legacy_db.endpoints
     with connect(endpoints.primary) as conn:
-        from harness.catalog import fingerprint
-
         before = fingerprint(conn)
     with Runner(plan, endpoints.primary) as runner:
         runner.migrate()
@@ -312,6 +259,6 @@ def test_replica_that_stopped_replaying_fails_the_replica_check(
             )
         finally:
             replica.execute("SELECT pg_wal_replay_resume()")
-    failed = _failed(report)
-    assert set(failed) == {"replica.matches_primary"}, failed
-    assert "`audit.audit_log`: 1 row expected, 0 found" in failed["replica.matches_primary"]
+    found = failed(report)
+    assert set(found) == {"replica.matches_primary"}, found
+    assert "`audit.audit_log`: 1 row expected, 0 found" in found["replica.matches_primary"]
