@@ -1,3 +1,4 @@
+# ruff: noqa: S608 -- this module writes SQL text by design, from a fixed list of names, quoted
 """Hypothesis strategies for small legacy schemas, a correct plan for each, and defects.
 
 A schema has a few tables with keys (serial, identity or plain), foreign keys

@@ -21,7 +21,6 @@ import psycopg
 import pytest
 
 from harness.catalog import Fingerprint, diff, fingerprint
-from harness.databases import database_exists
 from harness.dsn import redact
 from harness.errors import InfrastructureError, PlanError, StepFailed, UsageError
 from harness.plan import load_plan

@@ -114,6 +114,7 @@ SUPERUSER = Role(
 
 def test_equal_fingerprints_have_no_difference() -> None:
     """Two fingerprints built apart from the same facts compare equal; one changed fact does not."""
+
     def build(rows: int) -> Fingerprint:
         orders = table("public.orders", rows=rows, checksum="7")
         return fingerprint(tables=(orders,), sequences=(sequence("public.orders_id_seq"),))

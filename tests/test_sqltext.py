@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plan.sqltext import Statement, split_statements
+from harness.plan.sqltext import Statement, body_names, split_statements
 
 
 def _texts(sql: str) -> list[str]:
@@ -177,3 +177,53 @@ def test_first_words_are_upper_case_without_comments(sql: str, words: str) -> No
     """The plan loader refuses transaction control by these words; comments must not hide it."""
     (statement,) = split_statements(sql)
     assert statement.first_words == words
+
+
+# -- relations named by function bodies ---------------------------------------------
+_PLPGSQL = """CREATE FUNCTION f(t text) RETURNS SETOF integer LANGUAGE plpgsql AS $b$
+DECLARE n integer; r record;
+BEGIN
+    n := (SELECT count(*) FROM orders);
+    INSERT INTO audit_log VALUES (1) RETURNING id INTO n;
+    WITH recent AS (SELECT 1) SELECT 1 INTO n FROM recent;
+    EXECUTE format('DELETE FROM %I WHERE id = %L', 'carts', t);
+    EXECUTE 'UPDATE ' || 'stock' || ' SET n = 0';
+    EXECUTE format('SELECT * FROM %I.%I', 'archive', 'orders');
+    FOR r IN EXECUTE format('SELECT * FROM %I', t) LOOP END LOOP;
+    PERFORM 1 FROM public.customers;
+END
+$b$"""
+
+
+def test_plpgsql_body_names_every_relation_and_what_execute_builds() -> None:
+    """Static statements, assignments, and EXECUTE strings made of constants and format()."""
+    names = body_names(language="plpgsql", source="", definition=_PLPGSQL)
+    assert names.unqualified == {"orders", "audit_log", "carts", "stock"}
+    assert names.qualified == {("archive", "orders"), ("public", "customers")}
+    # A table name taken from a parameter cannot be known before run time: said, not guessed.
+    assert len(names.unknown) == 1
+    assert "takes a table name from a run-time value" in names.unknown[0]
+
+
+def test_sql_body_names_its_relations_and_not_its_ctes() -> None:
+    source = "WITH t AS (SELECT * FROM product_variants) SELECT sum(stock) FROM t JOIN x.y ON true"
+    names = body_names(language="sql", source=source, definition="")
+    assert names.unqualified == {"product_variants"}
+    assert names.qualified == {("x", "y")}
+    assert names.unknown == ()
+
+
+def test_a_body_the_parser_refuses_is_reported_not_passed() -> None:
+    names = body_names(language="sql", source="SELEC 1", definition="")
+    assert names.unqualified == frozenset()
+    assert names.unknown
+    assert "the parser refuses the body" in names.unknown[0]
+
+
+def test_begin_atomic_body_keeps_its_semicolons_without_the_parser() -> None:
+    """A file the parser refuses is cut by the lexer, which must keep BEGIN ATOMIC whole."""
+    sql = (
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC\n"
+        "  SELECT CASE WHEN true THEN 1 END; SELECT 2;\nEND;\nSELEC broken;\nSELECT 3"
+    )
+    assert [s.line for s in split_statements(sql)] == [1, 4, 5]

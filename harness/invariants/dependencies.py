@@ -163,9 +163,9 @@ def _moved(layout: Layout, before: Fingerprint | None, conn: Conn) -> dict[str, 
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
             " ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'f')"
         ).fetchall()
-        where = {}
-        for schema, name in now:
-            where.setdefault(str(name), []).append(str(schema))
+        where: dict[str, list[str]] = {}
+        for schema_name, table_name in now:
+            where.setdefault(str(table_name), []).append(str(schema_name))
         for table in before.tables.values():
             schemas = where.get(table.name, [])
             if table.schema not in schemas and len(schemas) == 1:
@@ -197,7 +197,8 @@ def check_dependencies(
     for function, language, source, definition, config, triggers in conn.execute(
         _FUNCTIONS
     ).fetchall():
-        assert isinstance(config, list) and isinstance(triggers, list)
+        assert isinstance(config, list)
+        assert isinstance(triggers, list)
         names = body_names(language=str(language), source=str(source), definition=str(definition))
         unread.extend(f"{function}: {why}" for why in names.unknown)
         own = next((str(c)[len("search_path=") :] for c in config

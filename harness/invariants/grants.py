@@ -137,30 +137,30 @@ def _objects(
     moved_from = {layout.target(source): source for source in layout.tables}
     for name, schema in after.schemas.items():
         if name in schemas:
-            was = before.schemas.get(name)
+            old_schema = before.schemas.get(name)
             yield _Object("schema", f"schema {name}", name, name, schema.owner, schema.acl,
-                          None if was is None else was.acl)  # fmt: skip
+                          None if old_schema is None else old_schema.acl)  # fmt: skip
     old_relations = {**before.tables, **before.views}
     for key, rel in {**after.tables, **after.views}.items():
         if rel.schema not in schemas:
             continue
-        was = _before_acl(old_relations, key, rel.name, moved_from)
-        yield _Object("relation", f"`{key}`", rel.schema, rel.name, rel.owner, rel.acl, was)
+        acl = _before_acl(old_relations, key, rel.name, moved_from)
+        yield _Object("relation", f"`{key}`", rel.schema, rel.name, rel.owner, rel.acl, acl)
         source = old_relations.get(moved_from.get(key, key))
         for column in rel.columns:
-            old = source.column(column.name) if source is not None else None
+            old_column = source.column(column.name) if source is not None else None
             yield _Object("column", f"`{key}.{column.name}`", rel.schema, rel.name, rel.owner,
-                          column.acl, None if old is None else old.acl)  # fmt: skip
+                          column.acl, None if old_column is None else old_column.acl)  # fmt: skip
     kinds: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = [
         ("sequence", before.sequences, after.sequences),
         ("function", before.functions, after.functions),
         ("type", before.types, after.types),
     ]
-    for kind, old, new in kinds:
-        for key, obj in new.items():
+    for kind, old_objects, new_objects in kinds:
+        for key, obj in new_objects.items():
             if obj.schema in schemas:
-                was = _before_acl(old, key, obj.name, {})
-                yield _Object(kind, f"`{key}`", obj.schema, obj.name, obj.owner, obj.acl, was)
+                acl = _before_acl(old_objects, key, obj.name, {})
+                yield _Object(kind, f"`{key}`", obj.schema, obj.name, obj.owner, obj.acl, acl)
 
 
 def _extra(grant: Grant, obj: _Object, after: Fingerprint, allowance: _Allowance) -> str | None:

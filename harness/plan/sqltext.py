@@ -86,9 +86,7 @@ def _cuts_by_lexer(sql: str) -> list[tuple[int, int]]:
     tokens = [t for t in _tokens(sql) if t.name not in _COMMENTS]
     start, depth, previous = 0, 0, ""
     for token in tokens:
-        if token.name == "ATOMIC" and previous == "BEGIN_P":
-            depth += 1
-        elif depth and token.name == "CASE":
+        if (token.name == "ATOMIC" and previous == "BEGIN_P") or (depth and token.name == "CASE"):
             depth += 1
         elif depth and token.name == "END_P":
             depth -= 1
