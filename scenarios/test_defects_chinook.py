@@ -59,6 +59,12 @@ DEFECTS = (
         (Edit(PATH, '"Music", sales, staff, public', '"Music", sales'),),
     ),
     Defect(
+        "a table moved that the layout does not list",
+        "tables.intact",
+        "`public.playlist_track` (not in the plan's layout) moved to Music.playlist_track",
+        (Edit("plan.toml", "\"public.playlist_track\" = '\"Music\"'\n", ""),),
+    ),
+    Defect(
         "a column default changed on a quoted schema's table",
         "tables.intact",
         "`Music.track`: column unit_price changed from numeric(10,2) NOT NULL to "
