@@ -200,7 +200,7 @@ def check_dependencies(
         assert isinstance(config, list)
         assert isinstance(triggers, list)
         names = body_names(language=str(language), source=str(source), definition=str(definition))
-        unread.extend(f"{function}: {why}" for why in names.unknown)
+        unread.extend(f"{function}: {why}" for why in dict.fromkeys(names.unknown))
         own = next((str(c)[len("search_path=") :] for c in config
                     if str(c).startswith("search_path=")), None)  # fmt: skip
         candidates = [_parse_path(own)] if own is not None else paths
@@ -235,8 +235,12 @@ def check_dependencies(
                 f"{new_schema}.{name}; it breaks when the view is dropped — point it at "
                 f"{new_schema}.{name}"
             )
+    bodies = len({u.split(": ", 1)[0] for u in unread})
     note = (
-        f" ({len(unread)} bodies could not be read in full: {'; '.join(unread)})" if unread else ""
+        f" ({bodies} bod{'y' if bodies == 1 else 'ies'} could not be read in full, so names "
+        f"in them were not checked: {'; '.join(unread)})"
+        if unread
+        else ""
     )
     offenders = broken + through_views
     only_views = not broken and compatibility_views != "fail"

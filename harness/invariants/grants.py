@@ -100,6 +100,12 @@ class _Allowance:
             and r.relation in (None, obj.name)
         ]
 
+    def reads_in(self, role: str, schema: str) -> bool:
+        return any(
+            r.role == role and not r.is_schema and r.schema == schema and r.allow
+            for r in self.rules
+        )
+
     def anywhere(self, role: str, *, schemas: bool) -> set[str]:
         return {
             op for r in self.rules if r.role == role and r.is_schema == schemas for op in r.allow
@@ -114,6 +120,8 @@ class _Allowance:
             needed = _WRITES if privilege in ("USAGE", "UPDATE") else TABLE_OPS
             return bool(table_ops & needed)
         covering = self.covering(role, obj)
+        if obj.kind == "schema" and privilege == "USAGE" and self.reads_in(role, obj.name):
+            return True  # a role allowed anything on a schema's tables needs to look in it
         if covering:
             allowed = {op for r in covering for op in r.allow}
             denied = {op for r in covering for op in r.deny}

@@ -37,6 +37,10 @@ _KEYWORDS = frozenset(
 )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def moved_name(layout: Layout, qualified: str) -> str:
     """Where the table ``qualified`` (before the migration) should be after it."""
     return layout.target(qualified) if qualified in layout.tables else qualified
@@ -104,8 +108,9 @@ def check_layout(layout: Layout, after: Fingerprint, conn: Conn) -> Check:
     return Check.of(
         "layout.as_planned",
         offenders=offenders,
-        ok=f"{len(layout.tables)} tables, {len(layout.schemas)} schemas, {len(layout.roles)} "
-        "roles and every new table are where the plan says, and nowhere else",
+        ok=f"{_count(len(layout.tables), 'table')}, {_count(len(layout.schemas), 'schema')}, "
+        f"{_count(len(layout.roles), 'role')} and every new table are where the plan says, "
+        "and nowhere else",
         failed="the database after migration is not laid out as the plan says",
     )
 
@@ -290,7 +295,9 @@ def check_sequences(layout: Layout, before: Fingerprint, after: Fingerprint) -> 
     return Check.of(
         "sequences.not_reset",
         offenders=offenders,
-        ok=f"all {len(before.sequences)} sequences kept counting from where they were",
+        ok=f"all {_count(len(before.sequences), 'sequence')} kept counting from where they were"
+        if before.sequences
+        else "there are no sequences to keep counting",
         failed="sequences were lost or reset",
     )
 

@@ -237,22 +237,27 @@ def _format(pattern: str, args: list[str | None]) -> str:
     return "".join(out)
 
 
+def _short(expression: str) -> str:
+    text = " ".join(expression.split())
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 def _dynamic_names(expression: str) -> tuple[set[str], set[tuple[str, str]], str | None]:
     """Names in the SQL an ``EXECUTE`` expression builds, as far as constants tell."""
     try:
         tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
         target = tree["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"]
     except (parser.ParseError, KeyError, IndexError):
-        return set(), set(), f"EXECUTE {expression[:60]!r} is not an expression the parser reads"
+        return set(), set(), f"EXECUTE {_short(expression)} is not an expression the parser reads"
     text = _constant(target)
     if text is None:
-        return set(), set(), f"EXECUTE {expression[:60]!r} builds its statement at run time"
+        return set(), set(), f"EXECUTE {_short(expression)} builds its statement at run time"
     try:
         unqualified, qualified = _statement_names(text)
     except parser.ParseError:
-        return set(), set(), f"EXECUTE {expression[:60]!r} builds its statement at run time"
+        return set(), set(), f"EXECUTE {_short(expression)} builds its statement at run time"
     if _PLACEHOLDER in unqualified or any(_PLACEHOLDER in q for q in qualified):
-        why = f"EXECUTE {expression[:60]!r} takes a table name from a run-time value"
+        why = f"EXECUTE {_short(expression)} takes a table name from a run-time value"
         return unqualified - {_PLACEHOLDER}, qualified, why
     return unqualified, qualified, None
 
