@@ -62,7 +62,7 @@ DEFECTS = (
         "a table moved that the layout does not list",
         "tables.intact",
         "`public.playlist_track` (not in the plan's layout) moved to Music.playlist_track",
-        (Edit("plan.toml", "\"public.playlist_track\" = '\"Music\"'\n", ""),),
+        (Edit("plan.toml", '"public.playlist_track" = \'"Music"\'\n', ""),),
     ),
     Defect(
         "a column default changed on a quoted schema's table",

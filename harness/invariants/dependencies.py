@@ -89,12 +89,21 @@ def _parse_path(value: str) -> list[str]:
 
 
 def _server_path(conn: Conn) -> list[str]:
-    """The path a session gets from the server alone: postgresql.conf, else built in."""
-    row = conn.execute(
-        "SELECT coalesce((SELECT setting FROM pg_file_settings WHERE name = 'search_path'"
-        " AND applied ORDER BY seqno DESC LIMIT 1),"
-        " (SELECT boot_val FROM pg_settings WHERE name = 'search_path'))"
-    ).fetchone()
+    """The path a session gets from the server alone: postgresql.conf, else built in.
+
+    pg_file_settings is readable by superusers and pg_read_all_settings only; for
+    anyone else the built-in default stands in.
+    """
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT setting FROM pg_file_settings WHERE name = 'search_path' AND applied"
+                " ORDER BY seqno DESC LIMIT 1"
+            ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        row = None
+    if row is None:
+        row = conn.execute("SELECT boot_val FROM pg_settings WHERE name = 'search_path'").fetchone()
     return _parse_path(str(row[0]) if row else '"$user", public')
 
 
