@@ -152,6 +152,12 @@ DEFECTS = (
         (Edit(AUDIT, None, "GRANT SELECT ON audit.audit_log TO PUBLIC;\n"),),
     ),
     Defect(
+        "a SECURITY DEFINER function left executable by every role",
+        "privileges.granted",
+        "`audit.record_change()`: PUBLIC, that is every role, may EXECUTE this SECURITY DEFINER",
+        (Edit(AUDIT, "REVOKE ALL ON FUNCTION audit.record_change() FROM PUBLIC;", ""),),
+    ),
+    Defect(
         "a function that resolves only through a compatibility view",
         "dependencies.resolve",
         "function public.variant_stock(product_id text) reaches `product_variants` only "

@@ -14,7 +14,8 @@ from the catalog and each grant is held against the plan:
   those rules allow (what they deny is left to the probes, which try it); on
   any other object, what its rules allow it anywhere (a role allowed only SELECT
   gains nothing else; sequences follow the writes that need them);
-- PUBLIC, any other role, and grant options are findings.
+- PUBLIC, any other role, and grant options are findings; so is the default EXECUTE
+  for PUBLIC on a new SECURITY DEFINER function, which runs with its owner's rights.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class _Object:
     owner: str
     acl: tuple[str, ...]
     before: tuple[str, ...] | None  # the ACL of the same object before the migration
+    definer: bool = False  # a SECURITY DEFINER function: it runs with its owner's rights
 
 
 class _Allowance:
@@ -168,7 +170,9 @@ def _objects(
         for key, obj in new_objects.items():
             if obj.schema in schemas:
                 acl = _before_acl(old_objects, key, obj.name, {})
-                yield _Object(kind, f"`{key}`", obj.schema, obj.name, obj.owner, obj.acl, acl)
+                definer = kind == "function" and "SECURITY DEFINER" in obj.definition
+                yield _Object(kind, f"`{key}`", obj.schema, obj.name, obj.owner, obj.acl, acl,
+                              definer)  # fmt: skip
 
 
 def _extra(grant: Grant, obj: _Object, after: Fingerprint, allowance: _Allowance) -> str | None:
@@ -181,7 +185,10 @@ def _extra(grant: Grant, obj: _Object, after: Fingerprint, allowance: _Allowance
     if obj.before is not None and grant in _grants(obj.before):
         return None
     if grant.grantee == "PUBLIC":
-        if grant.privilege in _DEFAULT_PUBLIC.get(obj.kind, set()) and not grant.grant_option:
+        # The default EXECUTE is no grant, except on a function that runs as its owner:
+        # every role could then do what the owner may, through it.
+        default = _DEFAULT_PUBLIC.get(obj.kind, set())
+        if grant.privilege in default and not grant.grant_option and not obj.definer:
             return None
         return "PUBLIC, that is every role,"
     if grant.grantee not in allowance.roles:
@@ -227,11 +234,19 @@ def check_grants(
         seen += 1
         for grant in sorted(_grants(obj.acl), key=lambda g: (g.grantee, g.privilege)):
             who = _extra(grant, obj, after, allowance)
-            if who is not None:
+            if who is None:
+                continue
+            if obj.definer and grant.grantee == "PUBLIC":
                 offenders.append(
-                    f"{obj.key}: {who} was granted {grant.privilege}, which no rule of the plan "
-                    "allows — revoke it, or add a [[privileges]] rule that allows it"
+                    f"{obj.key}: PUBLIC, that is every role, may EXECUTE this SECURITY DEFINER "
+                    "function, which runs with its owner's rights (PostgreSQL's default for a "
+                    "new function) — REVOKE EXECUTE ON FUNCTION … FROM PUBLIC"
                 )
+                continue
+            offenders.append(
+                f"{obj.key}: {who} was granted {grant.privilege}, which no rule of the plan "
+                "allows — revoke it, or add a [[privileges]] rule that allows it"
+            )
     offenders.extend(_default_privileges(before, after, schemas, allowance))
     return Check.of(
         "privileges.granted",
