@@ -8,7 +8,10 @@ really run, as the role, inside a transaction that is rolled back:
 
 - INSERT inserts a row of defaults; UPDATE sets a real column of a real row and
   DELETE deletes a real row, both through a cursor (``WHERE CURRENT OF``), which
-  needs no SELECT privilege, so the probe asks for exactly what it names.
+  needs no SELECT privilege, so the probe asks for exactly what it names. A view
+  cannot be written through a cursor (PostgreSQL 15: "WHERE CURRENT OF on a view
+  is not implemented"), nor an empty table: there the statement matches no row,
+  and still passes every privilege check the executor makes at its start.
 - Each probe has three outcomes: allowed, refused (SQLSTATE 42501 and nothing
   else), or not applicable — the object cannot take the operation at all (a view
   PostgreSQL cannot write through, a materialized view, no column to set). Only

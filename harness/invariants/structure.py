@@ -223,7 +223,7 @@ def _parts(table: Relation, renames: Mapping[str, str]) -> dict[str, str]:
     }
     for c in table.columns:
         parts[f"column {c.name}"] = (
-            f"{c.type}{' NOT NULL' if c.not_null else ''}"
+            f"{n(c.type)}{' NOT NULL' if c.not_null else ''}"
             + (f" DEFAULT {n(c.default)}" if c.default is not None else "")
             + (f" GENERATED {c.identity} AS IDENTITY" if c.identity else "")
             + (f" GENERATED ALWAYS AS ({n(c.generated)}) STORED" if c.generated else "")
