@@ -45,7 +45,9 @@ Outcome = Literal["allowed", "refused", "not applicable"]
 _probe_ids = itertools.count(1)
 # pg_relation_is_updatable's bits: 1 << CMD_UPDATE, 1 << CMD_INSERT, 1 << CMD_DELETE.
 _UPDATABLE_BIT = {"UPDATE": 4, "INSERT": 8, "DELETE": 16}
-# Raised before any privilege is looked at: the object cannot take the operation.
+# Raised before any privilege is looked at: the object cannot take the write. (A SELECT
+# of a materialized view not yet populated fails with 55000 too, but only after the
+# privilege check: for SELECT that is "allowed".)
 _NOT_APPLICABLE = frozenset({"55000", "42809", "0A000", "428C9"})
 
 
@@ -182,7 +184,7 @@ def _try(conn: Conn, role: str, op: str, target: Target) -> tuple[Outcome, str]:
         return "refused", exc.diag.message_primary or str(exc)
     except psycopg.Error as exc:
         message = exc.diag.message_primary or str(exc)
-        if exc.sqlstate in _NOT_APPLICABLE:
+        if exc.sqlstate in _NOT_APPLICABLE and op != "SELECT":
             return "not applicable", message
         # Refused for another reason (a NOT NULL column, a check): past the privilege check.
         return "allowed", message

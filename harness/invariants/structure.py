@@ -280,6 +280,11 @@ def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -
     )
 
 
+def _owner_after(layout: Layout, owned_by: str) -> str:
+    table, _, column = owned_by.rpartition(".")
+    return f"{moved_name(layout, table)}.{column}"
+
+
 def check_sequences(layout: Layout, before: Fingerprint, after: Fingerprint) -> Check:
     by_name = {s.name: s for s in after.sequences.values()}
     offenders = []
@@ -291,6 +296,13 @@ def check_sequences(layout: Layout, before: Fingerprint, after: Fingerprint) -> 
             offenders.append(
                 f"`{now.qualified}`: last value {now.last_value:,} after, "
                 f"{seq.last_value:,} before (reset: new rows would reuse ids)"
+            )
+        elif seq.owned_by is not None and now.owned_by != _owner_after(layout, seq.owned_by):
+            # Not owned by its column any more: dropping the table leaves it behind, and
+            # an identity or serial column may now draw from another sequence.
+            offenders.append(
+                f"`{now.qualified}`: owned by {now.owned_by or 'no column'} after, "
+                f"{seq.owned_by} before"
             )
     return Check.of(
         "sequences.not_reset",
