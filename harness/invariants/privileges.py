@@ -21,8 +21,9 @@ really run, as the role, inside a transaction that is rolled back:
   sequences. Each probe transaction first restarts every sequence at its own next
   value (``ALTER SEQUENCE … RESTART`` is transactional since PostgreSQL 10: it
   writes a new relfilenode and takes a lock that makes other sessions' nextval
-  wait). The rollback then leaves every sequence exactly as it was, and no value
-  another session took is ever rewound.
+  wait for the probes of one rule, a fraction of a second). The rollback then
+  leaves every sequence exactly as it was, and no value another session took is
+  ever rewound.
 """
 
 from __future__ import annotations
@@ -214,17 +215,21 @@ def _try_schema(conn: Conn, rule: PrivilegeRule, op: str) -> tuple[Outcome, str]
     return "allowed", ""
 
 
-def _table_attempts(conn: Conn, rule: PrivilegeRule, targets: list[Target]) -> Iterator[Attempt]:
-    for target in targets:
-        with conn.transaction(force_rollback=True):
-            _freeze_sequences(conn)
+def _table_attempts(conn: Conn, rule: PrivilegeRule, targets: list[Target]) -> list[Attempt]:
+    """Every probe of a rule in one transaction (each in its own savepoint), so the
+    sequences are restarted once per rule, and all rolled back together."""
+    attempts = []
+    with conn.transaction(force_rollback=True):
+        _freeze_sequences(conn)
+        for target in targets:
             for op in sorted(rule.allow | rule.deny):
                 why = _not_applicable(op, target)
                 if why is not None:
-                    yield Attempt(rule.role, op, target.qualified, "not applicable", why)
+                    attempts.append(Attempt(rule.role, op, target.qualified, "not applicable", why))
                     continue
                 outcome, error = _try(conn, rule.role, op, target)
-                yield Attempt(rule.role, op, target.qualified, outcome, error)
+                attempts.append(Attempt(rule.role, op, target.qualified, outcome, error))
+    return attempts
 
 
 def _judge(rule: PrivilegeRule, attempts: list[Attempt]) -> Iterator[str]:
@@ -263,7 +268,7 @@ def probe_privileges(conn: Conn, rules: Sequence[PrivilegeRule]) -> Check:
             if not targets:
                 offenders.append(f"{rule.role} on {rule.on}: no table or view there to try")
                 continue
-            attempts = list(_table_attempts(conn, rule, targets))
+            attempts = _table_attempts(conn, rule, targets)
         tried += sum(a.outcome != "not applicable" for a in attempts)
         skipped += sum(a.outcome == "not applicable" for a in attempts)
         offenders.extend(_judge(rule, attempts))
