@@ -66,6 +66,19 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "a sequence cut loose from its column",
+        "sequences.not_reset",
+        "`tenant_kct.orders_order_number_seq`: owned by no column after, "
+        "public.orders.order_number before",
+        _step(
+            7,
+            "unown",
+            up="ALTER SEQUENCE tenant_kct.orders_order_number_seq OWNED BY NONE;\n",
+            down="ALTER SEQUENCE tenant_kct.orders_order_number_seq\n"
+            "    OWNED BY tenant_kct.orders.order_number;\n",
+        ),
+    ),
+    Defect(
         "a new session broken",
         "sessions.new_sessions_work",
         '`SELECT count(*) FROM "customer_insights"`: relation "customer_insights" does not exist',

@@ -280,9 +280,9 @@ def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -
     )
 
 
-def _owner_after(layout: Layout, owned_by: str) -> str:
-    table, _, column = owned_by.rpartition(".")
-    return f"{moved_name(layout, table)}.{column}"
+def _column_of(owned_by: str | None) -> tuple[str, ...] | None:
+    """``table.column`` of a sequence's owner; where the table is, check_layout says."""
+    return None if owned_by is None else tuple(owned_by.split(".")[-2:])
 
 
 def check_sequences(layout: Layout, before: Fingerprint, after: Fingerprint) -> Check:
@@ -297,7 +297,7 @@ def check_sequences(layout: Layout, before: Fingerprint, after: Fingerprint) -> 
                 f"`{now.qualified}`: last value {now.last_value:,} after, "
                 f"{seq.last_value:,} before (reset: new rows would reuse ids)"
             )
-        elif seq.owned_by is not None and now.owned_by != _owner_after(layout, seq.owned_by):
+        elif seq.owned_by is not None and _column_of(now.owned_by) != _column_of(seq.owned_by):
             # Not owned by its column any more: dropping the table leaves it behind, and
             # an identity or serial column may now draw from another sequence.
             offenders.append(
