@@ -30,8 +30,10 @@ from harness.invariants import (
     check_data,
     check_dependencies,
     check_foreign_keys,
+    check_grants,
     check_layout,
     check_new_sessions,
+    check_roles_created,
     check_same,
     check_sequences,
     check_table_parts,
@@ -141,6 +143,7 @@ def _replica_check(
     ok: str,
     failed: str,
     mask: Mask = _unmasked,
+    kept_roles: tuple[str, ...] = (),
 ) -> Check:
     """The replica against ``expected``; sequences run ahead on a standby, so not their values."""
     return check_same(
@@ -150,6 +153,7 @@ def _replica_check(
         ignore=(IGNORE_SEQUENCE_VALUES,),
         ok=ok,
         failed=failed,
+        kept_roles=kept_roles,
     )
 
 
@@ -179,7 +183,16 @@ def verify_database(
             out.add(check_sequences(plan.layout, baseline, after))
         out.add(check_foreign_keys(conn))
         out.add(probe_privileges(conn, plan.privileges))
-        out.add(check_dependencies(conn, plan.layout))
+        if baseline is not None:
+            out.add(check_grants(plan.layout, plan.privileges, baseline, after))
+        out.add(
+            check_dependencies(
+                conn,
+                plan.layout,
+                before=baseline,
+                compatibility_views=plan.compatibility_views,
+            )
+        )
     out.add(
         check_new_sessions(
             new_session_dsn or endpoints.primary,
@@ -269,6 +282,7 @@ def gate_database(
     out = _Collector(report, emit)
     wait = wait_for_replica or (lambda: None)
     out.add(lint_plan(plan))
+    out.add(check_roles_created(plan, existed=_roles(endpoints.primary)))
     run = TrafficRun(plan, endpoints, traffic) if traffic is not None else None
     if run is not None:
         progress("application traffic: logins for the plan's roles, each query tried once")
@@ -336,6 +350,7 @@ def gate_database(
                     ok="after rollback the primary is exactly as before the migration",
                     failed="the rollback does not restore the database as it was",
                     ignore=ignore,
+                    kept_roles=plan.keeps_roles,
                 )
             )
             if wait_for_replica is not None:
@@ -348,6 +363,7 @@ def gate_database(
                         ok="after rollback the replica is exactly as before the migration",
                         failed="the rollback does not restore the replica as it was",
                         mask=mask,
+                        kept_roles=plan.keeps_roles,
                     )
                 )
             progress("migrating again after the rollback")

@@ -100,7 +100,7 @@ VERIFY_CHECKS = {
     "dependencies.resolve",
     "sessions.new_sessions_work",
 }
-BASELINE_CHECKS = {"data.unchanged", "tables.intact", "sequences.not_reset"}
+BASELINE_CHECKS = {"data.unchanged", "tables.intact", "sequences.not_reset", "privileges.granted"}
 
 
 def test_migrate_backs_up_then_applies_and_verify_passes(

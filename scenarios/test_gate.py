@@ -85,6 +85,10 @@ def test_plan_as_written_is_rejected_naming_each_defect(tmp_path: Path) -> None:
     details = {name: "\n".join(c["details"]) for name, c in checks.items()}
     # The roles it grants to are never created, and SELECT is no schema privilege.
     assert 'role "kct_app" does not exist' in details["migrate.steps"]
+    # …which the plan's SQL shows too, with or without the traffic's logins.
+    assert (
+        "`kct_app` does not exist before the migration and no up step" in details["roles.created"]
+    )
     assert "invalid privilege type SELECT for schema" in details["migrate.steps"]
     # Six of the ten listed tables (and order_items) never move; audit is never built.
     for table in ("suppliers", "collections", "appointments", "measurements"):

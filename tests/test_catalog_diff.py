@@ -113,9 +113,17 @@ SUPERUSER = Role(
 
 
 def test_equal_fingerprints_have_no_difference() -> None:
-    fp = fingerprint(tables=(ORDERS,), sequences=(sequence("public.orders_id_seq"),))
-    assert diff(fp, fp) == []
-    assert same(fp, replace(fp))
+    """Two fingerprints built apart from the same facts compare equal; one changed fact does not."""
+
+    def build(rows: int) -> Fingerprint:
+        orders = table("public.orders", rows=rows, checksum="7")
+        return fingerprint(tables=(orders,), sequences=(sequence("public.orders_id_seq"),))
+
+    expected, actual = build(5012), build(5012)
+    assert expected is not actual
+    assert diff(expected, actual) == []
+    assert same(expected, actual)
+    assert messages(expected, build(5013)) == ["`public.orders`: 5,012 rows expected, 5,013 found"]
 
 
 def test_table_moved_to_another_schema_is_reported_once_as_moved() -> None:

@@ -378,3 +378,32 @@ def test_hidden_files_and_folders_in_steps_are_ignored(tmp_path: Path) -> None:
     (directory / "up" / "drafts").mkdir()
     plan = load_plan(directory)
     assert [s.label for s in plan.up] == ["up/001_create.sql"]
+
+
+def test_identifiers_may_be_quoted_or_mixed_case(tmp_path: Path) -> None:
+    """Unquoted names fold to lower case as PostgreSQL folds them; quoted ones are kept."""
+    plan = tmp_path / "plan"
+    (plan / "up").mkdir(parents=True)
+    (plan / "down").mkdir()
+    (plan / "up/001_a.sql").write_text("SELECT 1;\n")
+    (plan / "down/001_a.sql").write_text("SELECT 1;\n")
+    (plan / "plan.toml").write_text(
+        'name = "q"\n[layout]\nschemas = [\'"Music"\', "Sales"]\nroles = [\'"App Role"\']\n'
+        '[layout.tables]\n\'public."Track"\' = \'"Music"\'\n"Public.Invoice" = "sales"\n'
+        '[[privileges]]\nrole = \'"App Role"\'\non = \'"Music".*\'\nallow = ["SELECT"]\n'
+        "[rollback]\nkeeps_roles = ['\"App Role\"']\n"
+    )
+    loaded = load_plan(plan)
+    assert loaded.layout.schemas == ("Music", "sales")
+    assert loaded.layout.roles == ("App Role",)
+    assert loaded.layout.tables == {"public.Track": "Music", "public.invoice": "sales"}
+    assert loaded.layout.target("public.Track") == "Music.Track"
+    (rule,) = loaded.privileges
+    assert (rule.role, rule.schema, rule.relation, rule.is_schema) == (
+        "App Role",
+        "Music",
+        None,
+        False,
+    )
+    assert loaded.keeps_roles == ("App Role",)
+    assert loaded.compatibility_views == "warn"

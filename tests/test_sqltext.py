@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plan.sqltext import Statement, split_statements
+from harness.plan.sqltext import Statement, body_names, created_roles, split_statements
 
 
 def _texts(sql: str) -> list[str]:
@@ -118,7 +118,7 @@ def test_line_is_that_of_the_first_word_not_a_comment_above() -> None:
         ("CREATE SCHEMA C", 8),
         ("CREATE SCHEMA D", 8),
         ("CREATE FUNCTION F", 9),
-        ("SELECT MULTI LINE", 13),
+        ("SELECT", 13),  # words inside a string are not keywords
         ("SELECT", 14),
     ]
 
@@ -170,10 +170,86 @@ def test_unterminated_dollar_quote_runs_to_the_end() -> None:
         ("-- c\nbegin", "BEGIN"),
         ("/* x */ Start Transaction Isolation Level serializable", "START TRANSACTION ISOLATION"),
         ("commit", "COMMIT"),
-        ("DO $$ BEGIN END $$", "DO BEGIN END"),
+        ("DO $$ BEGIN END $$", "DO"),  # a body is a string, not keywords
     ],
 )
 def test_first_words_are_upper_case_without_comments(sql: str, words: str) -> None:
     """The plan loader refuses transaction control by these words; comments must not hide it."""
     (statement,) = split_statements(sql)
     assert statement.first_words == words
+
+
+# -- relations named by function bodies ---------------------------------------------
+_PLPGSQL = """CREATE FUNCTION f(t text) RETURNS SETOF integer LANGUAGE plpgsql AS $b$
+DECLARE n integer; r record;
+BEGIN
+    n := (SELECT count(*) FROM orders);
+    INSERT INTO audit_log VALUES (1) RETURNING id INTO n;
+    WITH recent AS (SELECT 1) SELECT 1 INTO n FROM recent;
+    EXECUTE format('DELETE FROM %I WHERE id = %L', 'carts', t);
+    EXECUTE 'UPDATE ' || 'stock' || ' SET n = 0';
+    EXECUTE format('SELECT * FROM %I.%I', 'archive', 'orders');
+    FOR r IN EXECUTE format('SELECT * FROM %I', t) LOOP END LOOP;
+    PERFORM 1 FROM public.customers;
+END
+$b$"""
+
+
+def test_plpgsql_body_names_every_relation_and_what_execute_builds() -> None:
+    """Static statements, assignments, and EXECUTE strings made of constants and format()."""
+    names = body_names(language="plpgsql", source="", definition=_PLPGSQL)
+    assert names.unqualified == {"orders", "audit_log", "carts", "stock"}
+    assert names.qualified == {("archive", "orders"), ("public", "customers")}
+    # A table name taken from a parameter cannot be known before run time: said, not guessed.
+    assert len(names.unknown) == 1
+    assert "takes a table name from a run-time value" in names.unknown[0]
+
+
+def test_sql_body_names_its_relations_and_not_its_ctes() -> None:
+    source = "WITH t AS (SELECT * FROM product_variants) SELECT sum(stock) FROM t JOIN x.y ON true"
+    names = body_names(language="sql", source=source, definition="")
+    assert names.unqualified == {"product_variants"}
+    assert names.qualified == {("x", "y")}
+    assert names.unknown == ()
+
+
+def test_a_body_the_parser_refuses_is_reported_not_passed() -> None:
+    names = body_names(language="sql", source="SELEC 1", definition="")
+    assert names.unqualified == frozenset()
+    assert names.unknown
+    assert "the parser refuses the body" in names.unknown[0]
+
+
+def test_begin_atomic_body_keeps_its_semicolons_without_the_parser() -> None:
+    """A file the parser refuses is cut by the lexer, which must keep BEGIN ATOMIC whole."""
+    sql = (
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC\n"
+        "  SELECT CASE WHEN true THEN 1 END; SELECT 2;\nEND;\nSELEC broken;\nSELECT 3"
+    )
+    assert [s.line for s in split_statements(sql)] == [1, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("sql", "roles"),
+    [
+        ('CREATE ROLE kct_app LOGIN; CREATE USER "Bob"; CREATE GROUP g;', {"kct_app", "Bob", "g"}),
+        (
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'a') THEN "
+            "CREATE ROLE a; END IF; END $$;",
+            {"a"},
+        ),
+        ("DO $$ BEGIN EXECUTE format('CREATE ROLE %I LOGIN', 'app_' || 'rw'); END $$;", {"app_rw"}),
+        ("GRANT USAGE ON SCHEMA s TO kct_app; ALTER ROLE kct_app SET work_mem = '8MB';", set()),
+        ("-- CREATE ROLE ghost\nSELECT 'CREATE ROLE ghost';", set()),
+    ],
+)
+def test_created_roles_are_read_wherever_the_sql_creates_them(sql: str, roles: set[str]) -> None:
+    found = created_roles(sql)
+    assert found.names == roles
+    assert found.unknown == ()
+
+
+def test_a_role_statement_built_at_run_time_is_named_as_unknown() -> None:
+    found = created_roles("DO $$ DECLARE r text := 'x'; BEGIN EXECUTE 'CREATE ROLE ' || r; END $$;")
+    assert found.names == frozenset()
+    assert found.unknown == ("EXECUTE 'CREATE ROLE ' || r builds its statement at run time",)

@@ -167,9 +167,12 @@ SELECT CASE WHEN s.setrole = 0 THEN 'database'
   CASE WHEN s.setrole <> 0 THEN pg_get_userbyid(s.setrole)::text END, s.setconfig
 FROM pg_db_role_setting s
 WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))""")
+# Every role but the built-in pg_* ones: roles are cluster-wide, and one a migration
+# creates (or a rollback leaves behind) owns nothing in the database to be seen by.
 ROLES = sql.SQL("""
 SELECT r.rolname::text, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin,
   r.rolreplication, r.rolbypassrls, r.rolconnlimit,
   ARRAY(SELECT g.rolname::text COLLATE "C" FROM pg_auth_members m
         JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1)
-FROM pg_roles r WHERE r.rolname = ANY(%(roles)s::text[]) ORDER BY 1""")
+FROM pg_roles r WHERE r.rolname = ANY(%(roles)s::text[]) OR r.rolname !~ '^pg_'
+ORDER BY 1""")

@@ -258,10 +258,14 @@ class _Differ:
         self.by_key("extension", e.extensions, a.extensions)
         self.settings(e.settings, a.settings)
         if IGNORE_ROLES not in self.ignore:
-            for name in sorted(e.roles.keys() & a.roles.keys()):
-                self.attributes(
-                    "role", e.roles[name], a.roles[name], obj=name, subject=f"role `{name}`"
-                )
+            for name in sorted(e.roles.keys() | a.roles.keys()):
+                if name not in a.roles:
+                    self.add("role", name, f"role `{name}` missing (dropped)")
+                elif name not in e.roles:
+                    self.add("role", name, f"unexpected role `{name}` (created, never dropped)")
+                else:
+                    subject = f"role `{name}`"
+                    self.attributes("role", e.roles[name], a.roles[name], obj=name, subject=subject)
         return self.out
 
     def placed(

@@ -241,8 +241,9 @@ class Fingerprint:
     """Everything compared, keyed by qualified name (``schema.name``; functions add arguments).
 
     ``settings`` maps a scope (``database``, ``role NAME``, ``role NAME in database``)
-    to ``{setting: value}`` from pg_db_role_setting; ``roles`` holds every role
-    that owns, is granted, or has settings on something recorded here.
+    to ``{setting: value}`` from pg_db_role_setting; ``roles`` holds every role of
+    the cluster but the built-in ``pg_*`` ones (and any built-in one that owns, is
+    granted, or has settings on something recorded here).
     """
 
     database: Database

@@ -1,8 +1,10 @@
 """Named checks with a verdict and a reason: what the gate proves about a plan."""
 
 from harness.invariants.dependencies import check_dependencies
+from harness.invariants.grants import check_grants
 from harness.invariants.privileges import probe_privileges
 from harness.invariants.result import Check, Verdict
+from harness.invariants.roles import check_roles_created
 from harness.invariants.sessions import OldSessions, check_new_sessions, default_queries
 from harness.invariants.structure import (
     check_data,
@@ -21,8 +23,10 @@ __all__ = [
     "check_data",
     "check_dependencies",
     "check_foreign_keys",
+    "check_grants",
     "check_layout",
     "check_new_sessions",
+    "check_roles_created",
     "check_same",
     "check_sequences",
     "check_table_parts",

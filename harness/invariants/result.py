@@ -15,13 +15,16 @@ class Check:
     """One named invariant, checked once.
 
     ``reason`` is one sentence a database engineer can act on; ``details`` lists
-    the offenders one per line, so a report names every one of them.
+    the offenders one per line, so a report names every one of them. Where they
+    are many and alike (advice), ``details`` groups them and ``listing`` keeps the
+    full list for the report file, out of the console.
     """
 
     name: str
     verdict: Verdict
     reason: str
     details: tuple[str, ...] = field(default=())
+    listing: tuple[str, ...] = field(default=())  # every item, for the report file only
 
     @property
     def passed(self) -> bool:
@@ -37,12 +40,15 @@ class Check:
         return cls(name, "warn" if warn_only else "fail", failed, tuple(offenders))
 
     def to_json(self) -> dict[str, object]:
-        return {
+        shown: dict[str, object] = {
             "name": self.name,
             "verdict": self.verdict,
             "reason": self.reason,
             "details": list(self.details),
         }
+        if self.listing:
+            shown["listing"] = list(self.listing)
+        return shown
 
     def __str__(self) -> str:
         head = f"{self.verdict.upper():4} {self.name}: {self.reason}"

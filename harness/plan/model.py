@@ -54,6 +54,18 @@ Layout of a plan directory::
     params = "SELECT id AS product_id FROM products LIMIT 500"
     sql = "SELECT * FROM products WHERE id = %(product_id)s"
                                              # full format: harness/plan/workload.py
+
+    [rollback]                               # optional
+    keeps_roles = ["kct_app"]                # roles the rollback leaves on purpose (roles
+                                             # are cluster-wide); reported, not a finding
+
+    [dependencies]                           # optional
+    compatibility_views = "warn"             # "fail" in the contract phase: code that
+                                             # reaches a moved table only through a
+                                             # compatibility view breaks when they go
+
+Names are PostgreSQL identifiers as SQL writes them: unquoted ones are folded to
+lower case, ``"Quoted"`` ones are kept as written (``'"Sales"."Order"'``).
 """
 
 from __future__ import annotations
@@ -70,17 +82,29 @@ from harness.plan.sqltext import Statement, split_statements
 from harness.plan.workload import Workload, parse_workload
 
 __all__ = ["SCHEMA_OPS", "TABLE_OPS", "Layout", "Plan", "PrivilegeRule", "RunnerSettings", "Step",
-           "load_plan"]  # fmt: skip
+           "load_plan", "split_name"]  # fmt: skip
 
 SCHEMA_OPS = frozenset({"USAGE", "CREATE"})
 TABLE_OPS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
 _STEP_FILE = re.compile(r"^(?P<number>\d+)_(?P<name>[A-Za-z0-9_\-]+)\.sql$")
-_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
+_UNQUOTED = re.compile(r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*")
 # With a unit: PostgreSQL reads a bare number as milliseconds, rarely what was meant.
 _DURATION = re.compile(r"^\d+(\.\d+)?\s*(ms|s|min|h)$")
 _TOP_LEVEL = frozenset(
-    {"name", "description", "database", "runner", "layout", "privileges", "sessions", "workload"}
+    {
+        "name",
+        "description",
+        "database",
+        "runner",
+        "layout",
+        "privileges",
+        "sessions",
+        "rollback",
+        "dependencies",
+        "workload",
+    }
 )
+_SEVERITIES = ("warn", "fail")
 _RUNNER_KEYS = frozenset({"lock_timeout", "statement_timeout", "lock_retries", "lock_budget"})
 # A step runs inside the runner's transaction: these would end it part way through.
 _TRANSACTION_CONTROL = ("BEGIN", "START TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT")
@@ -114,7 +138,17 @@ class PrivilegeRule:
 
     @property
     def is_schema(self) -> bool:
-        return "." not in self.on
+        return len(split_name(self.on)) == 1
+
+    @property
+    def schema(self) -> str:
+        return split_name(self.on)[0]
+
+    @property
+    def relation(self) -> str | None:
+        """The one table or view named, or None for a schema or ``schema.*``."""
+        parts = split_name(self.on)
+        return parts[1] if len(parts) == 2 and parts[1] != "*" else None
 
 
 @dataclass(frozen=True)
@@ -135,7 +169,7 @@ class Layout:
 
     def target(self, qualified: str) -> str:
         """Where ``qualified`` (as it was before migration) must be afterwards."""
-        return f"{self.tables[qualified]}.{qualified.split('.', 1)[1]}"
+        return _joined([self.tables[qualified], split_name(qualified)[1]])
 
 
 @dataclass(frozen=True)
@@ -151,27 +185,87 @@ class Plan:
     up: tuple[Step, ...]
     down: tuple[Step, ...]
     workload: Workload | None = None  # None: the simple case, from [sessions] queries
+    keeps_roles: tuple[str, ...] = ()  # roles the rollback leaves behind on purpose
+    compatibility_views: str = "warn"  # or "fail": code reaching tables only through them
 
     def down_for(self, number: int) -> Step:
         return next(s for s in self.down if s.number == number)
 
 
+def _parse_name(text: str, *, fold: bool = True) -> list[str] | None:
+    """The parts of a dotted SQL name, folded as PostgreSQL folds them; None if malformed."""
+    parts: list[str] = []
+    i = 0
+    while True:
+        if text.startswith('"', i):
+            j, out = i + 1, []
+            while True:
+                k = text.find('"', j)
+                if k < 0:
+                    return None
+                out.append(text[j:k])
+                if text.startswith('"', k + 1):  # a doubled quote stands for one
+                    out.append('"')
+                    j = k + 2
+                    continue
+                break
+            if not "".join(out):
+                return None
+            parts.append("".join(out))
+            i = k + 1
+        elif text.startswith("*", i):
+            parts.append("*")
+            i += 1
+        else:
+            m = _UNQUOTED.match(text, i)
+            if not m:
+                return None
+            parts.append(m.group(0).lower() if fold else m.group(0))
+            i = m.end()
+        if i == len(text):
+            return parts
+        if not text.startswith(".", i):
+            return None
+        i += 1
+
+
+def split_name(name: str) -> list[str]:
+    """``schema.table`` as stored in a plan (catalog spelling) back into its parts.
+
+    Names are kept as the catalog spells them, joined by dots; a part holding a dot
+    itself is stored quoted.
+    """
+    parsed = _parse_name(name, fold=False)
+    return parsed if parsed is not None else name.split(".")
+
+
+def _joined(parts: list[str]) -> str:
+    return ".".join(p if p == "*" or ("." not in p and '"' not in p) else _quoted(p) for p in parts)
+
+
+def _quoted(part: str) -> str:
+    return '"' + part.replace('"', '""') + '"'
+
+
 def _qualify(name: str, *, where: str) -> str:
-    parts = name.split(".")
-    if len(parts) == 1:
+    parts = _parse_name(name)
+    if parts is not None and len(parts) == 1:
         parts = ["public", *parts]
-    if len(parts) != 2 or not all(_IDENT.match(p) for p in parts):
+    if parts is None or len(parts) != 2 or "*" in parts:
         raise PlanError(
-            f"{where}: {name!r} is not a table name; write schema.table in lower case "
-            "(for example public.products)"
+            f"{where}: {name!r} is not a table name; write schema.table (for example "
+            'public.products, or "Sales"."Order" for names with capitals)'
         )
-    return ".".join(parts)
+    return _joined(parts)
 
 
 def _ident(name: object, *, where: str) -> str:
-    if not isinstance(name, str) or not _IDENT.match(name):
-        raise PlanError(f"{where}: {name!r} is not a lower-case SQL identifier")
-    return name
+    parts = _parse_name(name) if isinstance(name, str) else None
+    if parts is None or len(parts) != 1 or parts == ["*"]:
+        raise PlanError(
+            f"{where}: {name!r} is not an SQL identifier (quote one with capitals: '\"Sales\"')"
+        )
+    return parts[0]
 
 
 def _str_list(value: object, *, where: str) -> list[str]:
@@ -232,17 +326,13 @@ def _privileges(raw: object, *, toml_path: Path) -> tuple[PrivilegeRule, ...]:
             raise PlanError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         role = _ident(entry.get("role"), where=f"{where} role")
         on = entry.get("on")
-        parts = on.split(".") if isinstance(on, str) else []
-        if (
-            not isinstance(on, str)
-            or not 1 <= len(parts) <= 2
-            or not _IDENT.match(parts[0])
-            or not all(_IDENT.match(p) or p == "*" for p in parts[1:])
-        ):
+        parts = _parse_name(on) if isinstance(on, str) else None  # fold: SQL spelling
+        if parts is None or not 1 <= len(parts) <= 2 or parts[0] == "*":
             raise PlanError(f"{where}: on = {on!r}; name a schema, schema.* or schema.table")
+        on = _joined(parts)
         allow = frozenset(o.upper() for o in _str_list(entry.get("allow", []), where=where))
         deny = frozenset(o.upper() for o in _str_list(entry.get("deny", []), where=where))
-        valid = SCHEMA_OPS if "." not in on else TABLE_OPS
+        valid = SCHEMA_OPS if len(parts) == 1 else TABLE_OPS
         bad = (allow | deny) - valid
         if bad:
             raise PlanError(
@@ -344,6 +434,14 @@ def load_plan(directory: str | Path) -> Plan:
         if number not in up:
             raise PlanError(f"{step.label} rolls back a step that up/ does not have")
     sessions = _table(doc, "sessions", toml_path=toml_path)
+    rollback = _table(doc, "rollback", toml_path=toml_path)
+    dependencies = _table(doc, "dependencies", toml_path=toml_path)
+    severity = dependencies.get("compatibility_views", "warn")
+    if severity not in _SEVERITIES:
+        raise PlanError(
+            f'{toml_path}: [dependencies] compatibility_views = {severity!r}; use "warn" '
+            '(expand phase, the default) or "fail" (contract phase)'
+        )
     return Plan(
         name=name,
         directory=directory,
@@ -358,4 +456,9 @@ def load_plan(directory: str | Path) -> Plan:
         up=tuple(up[n] for n in sorted(up)),
         down=tuple(down[n] for n in sorted(down)),
         workload=parse_workload(doc.get("workload"), toml_path=toml_path, roles=layout.roles),
+        keeps_roles=tuple(
+            _ident(r, where="[rollback] keeps_roles")
+            for r in _str_list(rollback.get("keeps_roles", []), where="[rollback] keeps_roles")
+        ),
+        compatibility_views=str(severity),
     )

@@ -3,144 +3,403 @@
 The runner needs statements one by one for two things: to check each statement
 of a failed step in a scratch transaction (so one run names every defect), and
 to refuse transaction control inside a step (the runner owns the transaction).
-A splitter that ignored dollar quoting would cut a function body in half.
+The cuts come from PostgreSQL's own lexer (libpg_query, through pglast), so
+dollar quotes, nested comments, ``E''`` strings and ``BEGIN ATOMIC`` bodies are
+read exactly as the server reads them. A statement with a syntax error is kept
+whole and sent as it is, so the server names the error and its line.
+
+The same parser reads stored function bodies (SQL, and PL/pgSQL with its own
+grammar) for the tables they name, including the statements ``EXECUTE`` builds
+from constants, ``||`` and ``format()``; what only run time can tell is said.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Statement", "split_statements"]
+from pglast import parser
+
+__all__ = ["BodyNames", "Statement", "body_names", "split_statements"]
+
+_COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
 
 
 @dataclass(frozen=True)
 class Statement:
     text: str
-    line: int  # 1-based line of the statement's first character in its file
+    line: int  # 1-based line of the statement's first word (not of a comment above it)
 
     @property
     def summary(self) -> str:
-        """The statement on one line, comments left out, cut at ``limit`` characters."""
-        text = " ".join(_strip_comments(self.text).split())
+        """The statement on one line, comments left out, cut at 100 characters."""
+        text = " ".join(_without_comments(self.text).split())
         return text if len(text) <= 100 else text[:99] + "…"
 
     @property
     def first_words(self) -> str:
         """The statement's opening keywords, upper-case, comments left out."""
-        words = re.findall(r"[A-Za-z_]+", _strip_comments(self.text))
-        return " ".join(words[:3]).upper()
-
-
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
-
-
-def _comment_end(text: str, i: int) -> int | None:
-    """Where the comment that starts at ``i`` ends; None when none starts there."""
-    if text.startswith("--", i):
-        j = text.find("\n", i)
-        return len(text) if j < 0 else j
-    if text.startswith("/*", i):
-        return _skip_block_comment(text, i)
-    return None
-
-
-def _strip_comments(text: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        end = _comment_end(text, i)
-        if end is None:
-            out.append(text[i])
-            i += 1
-        else:
-            i = end
-    return "".join(out)
-
-
-def _skip_block_comment(text: str, i: int) -> int:
-    depth, i, n = 1, i + 2, len(text)  # PostgreSQL block comments nest
-    while i < n and depth:
-        if text.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif text.startswith("*/", i):
-            depth, i = depth - 1, i + 2
-        else:
-            i += 1
-    return i
-
-
-def _skip_quoted(text: str, i: int, quote: str) -> int:
-    i, n = i + 1, len(text)
-    while i < n:
-        if text[i] == quote:
-            if i + 1 < n and text[i + 1] == quote:  # doubled quote inside
-                i += 2
+        words = []
+        for token in _tokens(self.text):
+            if token.name in _COMMENTS:
                 continue
-            return i + 1
-        i += 1
-    return n
+            word = self.text[token.start : token.end + 1]
+            if not word.replace("_", "").isalpha():
+                break
+            words.append(word.upper())
+            if len(words) == 3:
+                break
+        return " ".join(words)
 
 
-def _skip_escape_string(text: str, i: int) -> int:
-    i, n = i + 2, len(text)  # past E'
-    while i < n:
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == "'":
-            if i + 1 < n and text[i + 1] == "'":
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    return n
+def _tokens(text: str) -> list[parser.Token]:
+    try:
+        return list(parser.scan(text))
+    except parser.ParseError as exc:
+        # An unterminated string, quote or comment: the lexer stops where it starts, and
+        # it runs to the end of the text, as the server would read it.
+        where = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+        head = _tokens(text[:where]) if 0 < where < len(text) else []
+        return [*head, parser.Token(where, len(text) - 1, "UNTERMINATED", "NO_KEYWORD")]
+
+
+def _without_comments(text: str) -> str:
+    out, pos = [], 0
+    for token in _tokens(text):
+        if token.name in _COMMENTS:
+            out.append(text[pos : token.start])
+            pos = token.end + 1
+    out.append(text[pos:])
+    return " ".join(out)
+
+
+def _cuts_by_lexer(sql: str) -> list[tuple[int, int]]:
+    """Statement spans cut at top-level semicolons; for text the parser refuses.
+
+    A ``BEGIN ATOMIC`` body holds semicolons up to its ``END``, where a CASE
+    inside it also ends with END: count them.
+    """
+    spans: list[tuple[int, int]] = []
+    tokens = [t for t in _tokens(sql) if t.name not in _COMMENTS]
+    start, depth, previous = 0, 0, ""
+    for token in tokens:
+        if (token.name == "ATOMIC" and previous == "BEGIN_P") or (depth and token.name == "CASE"):
+            depth += 1
+        elif depth and token.name == "END_P":
+            depth -= 1
+        elif token.name == "ASCII_59" and not depth:
+            spans.append((start, token.start))
+            start = token.end + 1
+        previous = token.name
+    spans.append((start, len(sql)))
+    return spans
+
+
+def _cuts(sql: str) -> list[tuple[int, int]]:
+    try:
+        slices = parser.split(sql, with_parser=True, only_slices=True)
+    except parser.ParseError:
+        return _cuts_by_lexer(sql)
+    # The parser's slices leave out comments before a statement; keep them with it, as
+    # written, so a statement's text reads as in its file.
+    semicolons = [t.start for t in _tokens(sql) if t.name == "ASCII_59"]
+    spans, begin = [], 0
+    for s in slices:
+        stop = s.stop if s.stop is not None else len(sql)
+        spans.append((begin, stop))
+        begin = next((i + 1 for i in semicolons if i >= stop), len(sql))
+    return spans
 
 
 def split_statements(sql: str) -> list[Statement]:
     """Statements of ``sql`` without their trailing semicolons; blank ones dropped."""
     statements: list[Statement] = []
-    start, i, n = 0, 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        comment_end = _comment_end(sql, i)
-        if comment_end is not None:
-            i = comment_end
-        elif ch in "eE" and sql.startswith("'", i + 1) and (i == 0 or not _ident(sql[i - 1])):
-            i = _skip_escape_string(sql, i)
-        elif ch == "'" or ch == '"':
-            i = _skip_quoted(sql, i, ch)
-        elif ch == "$" and (i == 0 or not _ident(sql[i - 1])):
-            m = _DOLLAR_TAG.match(sql, i)
-            if m:
-                end = sql.find(m.group(0), m.end())
-                i = n if end < 0 else end + len(m.group(0))
-            else:
-                i += 1
-        elif ch == ";":
-            _add(statements, sql, start, i)
-            start = i = i + 1
-        else:
-            i += 1
-    _add(statements, sql, start, n)
+    for start, end in _cuts(sql):
+        chunk = sql[start:end]
+        text = chunk.strip()
+        if not text:
+            continue
+        words = [t for t in _tokens(chunk) if t.name not in _COMMENTS]
+        if not words:
+            continue  # only comments
+        first = start + words[0].start
+        line = sql.count("\n", 0, first) + 1
+        statements.append(Statement(text=text, line=line))
     return statements
 
 
-def _ident(ch: str) -> bool:
-    return ch.isalnum() or ch in "_$"
+# -- the relations a function body names --------------------------------------------
+@dataclass(frozen=True)
+class BodyNames:
+    """What a stored function body names, read by PostgreSQL's own parser.
+
+    ``unqualified`` are relation names written without a schema (resolved at call
+    time through the caller's search_path), CTE names left out. ``unknown`` says
+    why part of the body could not be read: a statement built at run time from
+    values only known then, or text the parser refuses.
+    """
+
+    unqualified: frozenset[str]
+    qualified: frozenset[tuple[str, str]]
+    unknown: tuple[str, ...]
 
 
-def _add(statements: list[Statement], sql: str, start: int, end: int) -> None:
-    chunk = sql[start:end]
-    if not _strip_comments(chunk).strip():
-        return
-    i = start
-    while True:  # the statement's line is that of its first word, not of a comment above
-        while i < end and sql[i].isspace():
+_PLACEHOLDER = "pgcutover_runtime_value"
+
+
+def _walk(node: object) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _statement_names(sql: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """Relations named in ``sql`` (one or more statements); raises ParseError."""
+    tree = json.loads(parser.parse_sql_json(sql))
+    ctes = {str(n["CommonTableExpr"]["ctename"]) for n in _walk(tree) if "CommonTableExpr" in n}
+    unqualified: set[str] = set()
+    qualified: set[tuple[str, str]] = set()
+    for rv in _walk(tree):
+        # A RangeVar, wrapped ({"RangeVar": …}) in node lists, bare where a field is typed.
+        if "relname" not in rv:
+            continue
+        name = str(rv.get("relname", ""))
+        if rv.get("schemaname"):
+            qualified.add((str(rv["schemaname"]), name))
+        elif name not in ctes:
+            unqualified.add(name)
+    return unqualified, qualified
+
+
+def _constant(node: dict[str, Any]) -> str | None:
+    """The text an expression of constants evaluates to; placeholders for the rest."""
+    if "A_Const" in node:
+        const = node["A_Const"]
+        for key, field_ in (("sval", "sval"), ("ival", "ival"), ("fval", "fval")):
+            if key in const:
+                value = const[key].get(field_, 0 if key == "ival" else "")
+                return str(value)
+        return None
+    if "TypeCast" in node:
+        return _constant(node["TypeCast"]["arg"])
+    if "A_Expr" in node:
+        expr = node["A_Expr"]
+        names = [n.get("String", {}).get("sval") for n in expr.get("name", [])]
+        if names == ["||"]:
+            left, right = _constant(expr["lexpr"]), _constant(expr["rexpr"])
+            return None if left is None or right is None else left + right
+        return None
+    if "FuncCall" in node:
+        call = node["FuncCall"]
+        name = [n.get("String", {}).get("sval") for n in call.get("funcname", [])][-1]
+        args = [_constant(a) for a in call.get("args", [])]
+        if name == "format" and args and args[0] is not None:
+            return _format(args[0], args[1:])
+        if name == "concat":
+            return "".join(a if a is not None else _PLACEHOLDER for a in args)
+        if name in ("quote_ident", "quote_literal") and len(args) == 1:
+            return args[0] if args[0] is not None else _PLACEHOLDER
+        return None
+    return _PLACEHOLDER if "ColumnRef" in node or "ParamRef" in node else None
+
+
+def _format(pattern: str, args: list[str | None]) -> str:
+    """``format()`` with its %s, %I, %L and %% (positions like %1$s included)."""
+    out, i, n = [], 0, 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch != "%":
+            out.append(ch)
             i += 1
-        comment_end = _comment_end(sql, i)
-        if comment_end is None:
-            break
-        i = comment_end
-    line = sql.count("\n", 0, i) + 1
-    statements.append(Statement(text=chunk.strip(), line=line))
+            continue
+        m = re.match(r"%(?:(\d+)\$)?-?\d*([sIL%])", pattern[i:])
+        if not m:
+            out.append(ch)
+            i += 1
+            continue
+        if m.group(2) == "%":
+            out.append("%")
+        else:
+            index = int(m.group(1)) - 1 if m.group(1) else n
+            n = index + 1
+            value = args[index] if index < len(args) else None
+            if value is None:
+                value = _PLACEHOLDER
+            out.append(f"'{value}'" if m.group(2) == "L" else value)
+        i += len(m.group(0))
+    return "".join(out)
+
+
+def _short(expression: str) -> str:
+    text = " ".join(expression.split())
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _dynamic_names(expression: str) -> tuple[set[str], set[tuple[str, str]], str | None]:
+    """Names in the SQL an ``EXECUTE`` expression builds, as far as constants tell."""
+    try:
+        tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
+        target = tree["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"]
+    except (parser.ParseError, KeyError, IndexError):
+        return set(), set(), f"EXECUTE {_short(expression)} is not an expression the parser reads"
+    text = _constant(target)
+    if text is None:
+        return set(), set(), f"EXECUTE {_short(expression)} builds its statement at run time"
+    try:
+        unqualified, qualified = _statement_names(text)
+    except parser.ParseError:
+        return set(), set(), f"EXECUTE {_short(expression)} builds its statement at run time"
+    if _PLACEHOLDER in unqualified or any(_PLACEHOLDER in q for q in qualified):
+        why = f"EXECUTE {_short(expression)} takes a table name from a run-time value"
+        return unqualified - {_PLACEHOLDER}, qualified, why
+    return unqualified, qualified, None
+
+
+_DYNAMIC = {"PLpgSQL_stmt_dynexecute": "query", "PLpgSQL_stmt_dynfors": "query"}
+
+
+def _plpgsql_names(definition: str) -> BodyNames:
+    unqualified: set[str] = set()
+    qualified: set[tuple[str, str]] = set()
+    unknown: list[str] = []
+    tree = json.loads(parser.parse_plpgsql_json(definition))
+    dynamic: set[int] = set()
+    for node in _walk(tree):
+        for kind, body in node.items():
+            if not isinstance(body, dict):
+                continue
+            key = _DYNAMIC.get(kind, "dynquery")
+            expr = (
+                body.get(key, {}).get("PLpgSQL_expr") if isinstance(body.get(key), dict) else None
+            )
+            if expr is None:
+                continue
+            dynamic.add(id(expr))
+            names, quals, why = _dynamic_names(str(expr["query"]))
+            unqualified |= names
+            qualified |= quals
+            if why:
+                unknown.append(why)
+    for node in _walk(tree):
+        expr = node.get("PLpgSQL_expr")
+        if not isinstance(expr, dict) or id(expr) in dynamic:
+            continue
+        query, mode = str(expr["query"]), int(expr.get("parseMode", 0))
+        if mode >= 3:  # an assignment: "target := expression"
+            query = query.split(":=", 1)[1] if ":=" in query else query.split("=", 1)[-1]
+        text = query if mode == 0 else f"SELECT {query}"
+        try:
+            names, quals = _statement_names(text)
+        except parser.ParseError as exc:
+            unknown.append(f"{query[:60]!r}: {exc.args[0] if exc.args else exc}")
+            continue
+        unqualified |= names
+        qualified |= quals
+    return BodyNames(frozenset(unqualified), frozenset(qualified), tuple(unknown))
+
+
+def body_names(*, language: str, source: str, definition: str) -> BodyNames:
+    """The relations a function body names: ``source`` is ``prosrc``, ``definition`` the
+    whole ``CREATE FUNCTION`` (the PL/pgSQL parser needs the signature to read a body)."""
+    try:
+        if language == "plpgsql":
+            return _plpgsql_names(definition)
+        if language == "sql":
+            unqualified, qualified = _statement_names(source)
+            return BodyNames(frozenset(unqualified), frozenset(qualified), ())
+    except parser.ParseError as exc:
+        why = exc.args[0] if exc.args else str(exc)
+        return BodyNames(frozenset(), frozenset(), (f"the parser refuses the body: {why}",))
+    return BodyNames(frozenset(), frozenset(), (f"a {language} body is not SQL",))
+
+
+# -- the roles a plan's SQL creates -------------------------------------------------
+@dataclass(frozen=True)
+class CreatedRoles:
+    """Roles that ``CREATE ROLE``/``USER``/``GROUP`` statements of some SQL create.
+
+    Read at the top level, inside ``DO`` blocks, and inside their ``EXECUTE``
+    strings where constants (``||``, ``format()``) tell the text. ``unknown`` says
+    where a statement is built from values known only at run time.
+    """
+
+    names: frozenset[str]
+    unknown: tuple[str, ...]
+
+
+def _roles_in(tree: object, *, roles: set[str], unknown: list[str]) -> None:
+    for node in _walk(tree):
+        stmt = node.get("CreateRoleStmt")
+        if isinstance(stmt, dict) and "role" in stmt:
+            roles.add(str(stmt["role"]))
+        do = node.get("DoStmt")
+        if isinstance(do, dict):
+            body = next(
+                (str(a["DefElem"]["arg"]["String"]["sval"]) for a in do.get("args", [])
+                 if a.get("DefElem", {}).get("defname") == "as"),
+                None,
+            )  # fmt: skip
+            language = next(
+                (str(a["DefElem"]["arg"]["String"]["sval"]) for a in do.get("args", [])
+                 if a.get("DefElem", {}).get("defname") == "language"),
+                "plpgsql",
+            )  # fmt: skip
+            if body is not None and language == "plpgsql":
+                _roles_in_plpgsql(body, roles=roles, unknown=unknown)
+
+
+def _roles_in_plpgsql(body: str, *, roles: set[str], unknown: list[str]) -> None:
+    definition = (
+        "CREATE FUNCTION pgcutover_do() RETURNS void LANGUAGE plpgsql AS "
+        f"$pgcutover_body${body}$pgcutover_body$"
+    )
+    try:
+        tree = json.loads(parser.parse_plpgsql_json(definition))
+    except parser.ParseError as exc:
+        unknown.append(f"a DO block the parser refuses: {exc.args[0] if exc.args else exc}")
+        return
+    for node in _walk(tree):
+        for kind, stmt in node.items():
+            if kind == "PLpgSQL_stmt_execsql":
+                text = str(stmt["sqlstmt"]["PLpgSQL_expr"]["query"])
+            elif kind == "PLpgSQL_stmt_dynexecute":
+                expression = str(stmt["query"]["PLpgSQL_expr"]["query"])
+                try:
+                    select = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
+                    target = select["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]
+                    built = _constant(target["ResTarget"]["val"])
+                except (parser.ParseError, KeyError, IndexError):
+                    built = None
+                if built is None or _PLACEHOLDER in built:
+                    if "role" in expression.lower() or "user" in expression.lower():
+                        unknown.append(
+                            f"EXECUTE {_short(expression)} builds its statement at run time"
+                        )
+                    continue
+                text = built
+            else:
+                continue
+            try:
+                _roles_in(json.loads(parser.parse_sql_json(text)), roles=roles, unknown=unknown)
+            except parser.ParseError:
+                continue
+
+
+def created_roles(sql: str) -> CreatedRoles:
+    """The roles ``sql`` creates, read by PostgreSQL's parser (see :class:`CreatedRoles`)."""
+    roles: set[str] = set()
+    unknown: list[str] = []
+    for statement in split_statements(sql):
+        try:
+            tree = json.loads(parser.parse_sql_json(statement.text))
+        except parser.ParseError:
+            continue  # the runner reports it, with its line
+        _roles_in(tree, roles=roles, unknown=unknown)
+    return CreatedRoles(frozenset(roles), tuple(unknown))

@@ -1,0 +1,55 @@
+"""``roles.created``: every role the plan relies on exists on a server that never had it.
+
+Roles belong to the cluster, not to a database, so a plan that grants to a role
+and never creates it works only where someone created it first. The gate may
+itself create the plan's roles before the migration (the application's traffic
+logs in as them), which would hide that; so this is read from the plan's SQL,
+by PostgreSQL's parser, for each role that was not on the server when the gate
+began.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from harness.invariants.result import Check
+from harness.plan import Plan
+from harness.plan.sqltext import created_roles
+
+__all__ = ["check_roles_created"]
+
+
+def check_roles_created(plan: Plan, *, existed: Collection[str]) -> Check:
+    """``existed``: the roles on the server before the gate created any."""
+    names: set[str] = set()
+    unknown: list[str] = []
+    for step in plan.up:
+        found = created_roles(step.sql)
+        names |= found.names
+        unknown += [f"{step.label}: {why}" for why in found.unknown]
+    missing = [r for r in plan.layout.roles if r not in existed and r not in names]
+    offenders = [
+        f"`{role}` does not exist before the migration and no up step creates it; on a "
+        f'server without it, every GRANT … TO {role} fails with \'role "{role}" does not '
+        "exist': create it in the first step when missing (roles are cluster-wide)"
+        for role in missing
+    ]
+    if offenders and unknown:
+        # A statement built at run time may be the CREATE ROLE: say so, do not fail.
+        return Check.of(
+            "roles.created",
+            offenders=offenders + unknown,
+            ok="",
+            failed="no step visibly creates these roles, and some statements are built at "
+            "run time; check that one of them does",
+            warn_only=True,
+        )
+    created = sorted(set(plan.layout.roles) & names)
+    return Check.of(
+        "roles.created",
+        offenders=offenders,
+        ok=f"the plan creates the roles it relies on ({', '.join(created)})"
+        if created
+        else "every role the plan relies on existed before it",
+        failed="the plan relies on roles it never creates",
+    )

@@ -1,0 +1,5 @@
+DO $$
+BEGIN
+    EXECUTE format('ALTER DATABASE %I RESET search_path', current_database());
+END
+$$;

@@ -1,0 +1,75 @@
+"""Planting defects in a copy of a plan, and running the gate on a database copy.
+
+Shared by the planted-defect scenarios: a defect is a few edits of a correct plan,
+as its author could make them, and the one check it must fail with its message.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.cluster import Cluster, Endpoints
+from harness.gate import GateReport, gate_database
+from harness.plan import load_plan
+
+PLANS = Path(__file__).resolve().parent.parent / "plans"
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace ``old`` by ``new`` in ``path`` (of the plan); ``old=None`` appends ``new``."""
+
+    path: str
+    old: str | None
+    new: str
+
+
+@dataclass(frozen=True)
+class Defect:
+    name: str
+    check: str  # the one check that must fail
+    message: str  # a part of one of its details
+    edits: tuple[Edit, ...]
+
+
+def new_step(number: int, name: str, *, up: str, down: str) -> tuple[Edit, Edit]:
+    """A new last step: its up and its down file."""
+    return (
+        Edit(f"up/{number:03d}_{name}.sql", None, up),
+        Edit(f"down/{number:03d}_{name}.sql", None, down),
+    )
+
+
+def planted(source: Path, target: Path, edits: tuple[Edit, ...]) -> Path:
+    """A copy of the plan at ``source`` with ``edits`` made, at ``target``."""
+    shutil.copytree(source, target)
+    for edit in edits:
+        path = target / edit.path
+        text = path.read_text() if path.exists() else ""
+        if edit.old is None:
+            path.write_text(text + edit.new)
+            continue
+        assert edit.old in text, f"{edit.old!r} not in {edit.path}"
+        path.write_text(text.replace(edit.old, edit.new, 1))
+    return target
+
+
+def run_gate(plan_dir: Path, cluster: Cluster, endpoints: Endpoints, tmp: Path) -> GateReport:
+    report = GateReport(plan=plan_dir.name)
+    gate_database(
+        load_plan(plan_dir),
+        endpoints,
+        wait_for_replica=cluster.wait_for_replica,
+        emit=lambda _c: None,
+        progress=lambda _m: None,
+        report=report,
+        backup_dir=tmp / "backups",
+    )
+    return report
+
+
+def failed(report: GateReport) -> dict[str, list[str]]:
+    """The failed checks with their details."""
+    return {c.name: list(c.details) for c in report.checks if c.verdict == "fail"}

@@ -1,0 +1,283 @@
+"""Every check shown to fail: one planted defect per check, each rejected by exactly that check.
+
+Each defect is a small edit of ``plans/kct``, the corrected plan, as a plan author
+could make it; the gate runs it on a fresh copy of the seeded legacy database and
+must fail the one check the defect belongs to, with its precise message, and no
+other. A last plan carries a harmless counterpart of each defect (the same kind of
+change, done right) and must pass every check: the checks are sharp, not jumpy.
+The replica's check is shown with a replica that stopped replaying, since a plan
+cannot make physical replication diverge.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from planting import PLANS, Defect, Edit, failed, new_step, planted, run_gate
+
+from harness.catalog import fingerprint
+from harness.cluster import Cluster
+from harness.databases import connect
+from harness.gate import GateReport, verify_database
+from harness.plan import load_plan
+from harness.runner import Runner
+from harness.testing.fix_legacy import LegacyDatabase
+
+_step = new_step
+
+MOVE = "up/002_move_tables.sql"
+UNMOVE = "down/002_move_tables.sql"
+GRANTS = "up/003_grant_privileges.sql"
+UNGRANT = "down/003_grant_privileges.sql"
+AUDIT = "up/004_audit.sql"
+PATH = "up/006_search_path.sql"
+STOCK_BODY = (
+    "CREATE OR REPLACE FUNCTION public.variant_stock(product_id text) RETURNS bigint\n"
+    "LANGUAGE sql STABLE SET search_path = tenant_shared, public\nAS $$\n{body}\n$$;\n"
+)
+STOCK = "SELECT coalesce(sum(v.stock), 0) FROM product_variants v WHERE v.product_id = $1"
+
+DEFECTS = (
+    Defect(
+        "a foreign key left NOT VALID",
+        "foreign_keys.hold",
+        "`tenant_kct.orders`: foreign key orders_customer_id_fkey is NOT VALID",
+        _step(
+            7,
+            "recheck_orders",
+            up="ALTER TABLE tenant_kct.orders DROP CONSTRAINT orders_customer_id_fkey;\n"
+            "ALTER TABLE tenant_kct.orders ADD CONSTRAINT orders_customer_id_fkey\n"
+            "    FOREIGN KEY (customer_id) REFERENCES tenant_kct.customers (id)\n"
+            "    ON DELETE RESTRICT NOT VALID;\n",
+            down="ALTER TABLE tenant_kct.orders VALIDATE CONSTRAINT orders_customer_id_fkey;\n",
+        ),
+    ),
+    Defect(
+        "a sequence reset",
+        "sequences.not_reset",
+        "`tenant_kct.orders_order_number_seq`: last value 1 after, 6,055 before (reset",
+        _step(
+            7,
+            "renumber",
+            up="SELECT setval('tenant_kct.orders_order_number_seq', 1, false);\n",
+            down="SELECT setval('tenant_kct.orders_order_number_seq',\n"
+            "    (SELECT max(order_number) + 1 FROM tenant_kct.orders), false);\n",
+        ),
+    ),
+    Defect(
+        "a sequence cut loose from its column",
+        "sequences.not_reset",
+        "`tenant_kct.orders_order_number_seq`: owned by no column after, "
+        "public.orders.order_number before",
+        _step(
+            7,
+            "unown",
+            up="ALTER SEQUENCE tenant_kct.orders_order_number_seq OWNED BY NONE;\n",
+            down="ALTER SEQUENCE tenant_kct.orders_order_number_seq\n"
+            "    OWNED BY tenant_kct.orders.order_number;\n",
+        ),
+    ),
+    Defect(
+        "a new session broken",
+        "sessions.new_sessions_work",
+        '`SELECT count(*) FROM "customer_insights"`: relation "customer_insights" does not exist',
+        (Edit(PATH, "tenant_shared, analytics, cache, public", "tenant_shared, cache"),),
+    ),
+    Defect(
+        "an old session broken",
+        "sessions.keep_working",
+        '`SELECT count(*) FROM "suppliers"` fails from up/002_move_tables.sql on',
+        (
+            Edit(
+                MOVE, "CREATE VIEW public.suppliers AS SELECT * FROM tenant_shared.suppliers;", ""
+            ),
+            Edit(GRANTS, "public.suppliers, ", ""),
+            Edit(GRANTS, "public.suppliers, ", ""),
+            Edit(UNGRANT, "public.suppliers, ", ""),
+            Edit(UNGRANT, "public.suppliers, ", ""),
+            Edit(UNMOVE, "DROP VIEW public.suppliers;", ""),
+        ),
+    ),
+    Defect(
+        "a roundtrip that does not repeat",
+        "roundtrip.migrate_again",
+        "`audit.audit_log.actor`: default",
+        _step(
+            7,
+            "stamp",
+            up="DO $$ BEGIN EXECUTE format(\n"
+            "    'ALTER TABLE audit.audit_log ALTER COLUMN actor SET DEFAULT %L',\n"
+            "    clock_timestamp()::text); END $$;\n",
+            down="ALTER TABLE audit.audit_log ALTER COLUMN actor DROP DEFAULT;\n",
+        ),
+    ),
+    Defect(
+        "an over-grant (a deny rule broken)",
+        "privileges.tried",
+        "kct_readonly can INSERT on tenant_shared.products, which the plan says it must not",
+        _step(
+            7,
+            "reports_write",
+            up="GRANT INSERT ON tenant_shared.products TO kct_readonly;\n",
+            down="REVOKE INSERT ON tenant_shared.products FROM kct_readonly;\n",
+        ),
+    ),
+    Defect(
+        "a session break seen only through PgBouncer (the reader, on the replica)",
+        "sessions.keep_working",
+        "(PgBouncer reader): cannot execute pg_current_xact_id() during recovery",
+        _step(
+            7,
+            "stock_with_txid",
+            # Taking a transaction id is a write: fine on the primary, refused on a standby.
+            up=STOCK_BODY.format(body="    " + STOCK + " AND txid_current() IS NOT NULL"),
+            down=STOCK_BODY.format(body="    " + STOCK),
+        ),
+    ),
+    Defect(
+        "a disabled trigger",
+        "tables.intact",
+        "`tenant_kct.orders`: trigger orders_set_updated_at changed from",
+        _step(
+            7,
+            "quiet_orders",
+            up="ALTER TABLE tenant_kct.orders DISABLE TRIGGER orders_set_updated_at;\n",
+            down="ALTER TABLE tenant_kct.orders ENABLE TRIGGER orders_set_updated_at;\n",
+        ),
+    ),
+    Defect(
+        "a changed column default",
+        "tables.intact",
+        "`tenant_kct.orders`: column currency changed from character(3) NOT NULL DEFAULT "
+        "'USD'::bpchar to character(3) NOT NULL DEFAULT 'EUR'::bpchar",
+        _step(
+            7,
+            "euro",
+            up="ALTER TABLE tenant_kct.orders ALTER COLUMN currency SET DEFAULT 'EUR';\n",
+            down="ALTER TABLE tenant_kct.orders ALTER COLUMN currency SET DEFAULT 'USD';\n",
+        ),
+    ),
+    Defect(
+        "an extra grant to PUBLIC",
+        "privileges.granted",
+        "`audit.audit_log`: PUBLIC, that is every role, was granted SELECT, which no rule",
+        (Edit(AUDIT, None, "GRANT SELECT ON audit.audit_log TO PUBLIC;\n"),),
+    ),
+    Defect(
+        "a SECURITY DEFINER function left executable by every role",
+        "privileges.granted",
+        "`audit.record_change()`: PUBLIC, that is every role, may EXECUTE this SECURITY DEFINER",
+        (Edit(AUDIT, "REVOKE ALL ON FUNCTION audit.record_change() FROM PUBLIC;", ""),),
+    ),
+    Defect(
+        "a function that resolves only through a compatibility view",
+        "dependencies.resolve",
+        "function public.variant_stock(product_id text) reaches `product_variants` only "
+        "through the compatibility view public.product_variants",
+        (
+            Edit(
+                MOVE,
+                "ALTER FUNCTION public.variant_stock(text) SET search_path = tenant_shared, "
+                "public;",
+                "",
+            ),
+            Edit("plan.toml", None, '\n[dependencies]\ncompatibility_views = "fail"\n'),
+        ),
+    ),
+)
+
+# The same kinds of change, done right: none of them is a finding.
+HARMLESS = (
+    # A foreign key added NOT VALID, then validated (the way to add one without a long lock).
+    *_step(
+        7,
+        "harmless",
+        up="ALTER TABLE tenant_kct.orders DROP CONSTRAINT orders_customer_id_fkey;\n"
+        "ALTER TABLE tenant_kct.orders ADD CONSTRAINT orders_customer_id_fkey\n"
+        "    FOREIGN KEY (customer_id) REFERENCES tenant_kct.customers (id)\n"
+        "    ON DELETE RESTRICT NOT VALID;\n"
+        "ALTER TABLE tenant_kct.orders VALIDATE CONSTRAINT orders_customer_id_fkey;\n"
+        # A trigger disabled for a bulk fix, and enabled again in the same step.
+        "ALTER TABLE tenant_kct.orders DISABLE TRIGGER orders_set_updated_at;\n"
+        "ALTER TABLE tenant_kct.orders ENABLE TRIGGER orders_set_updated_at;\n"
+        # A default set on a new table, the same every time.
+        "ALTER TABLE audit.audit_log ALTER COLUMN actor SET DEFAULT 'system';\n"
+        # A function qualified instead of pinned (with the views still there).
+        + STOCK_BODY.replace(" SET search_path = tenant_shared, public", "").format(
+            body="    "
+            + STOCK.replace("FROM product_variants", "FROM tenant_shared.product_variants")
+        ),
+        down="ALTER TABLE audit.audit_log ALTER COLUMN actor DROP DEFAULT;\n"
+        + STOCK_BODY.format(body="    " + STOCK),
+    ),
+    # A grant the plan allows (kct_readonly reads the audit trail), not one to PUBLIC.
+    Edit(AUDIT, None, "GRANT SELECT ON audit.audit_log TO kct_readonly;\n"),
+    # A search_path reordered, nothing left out.
+    Edit(
+        PATH,
+        "tenant_kct, tenant_shared, analytics, cache, public",
+        "tenant_shared, tenant_kct, cache, analytics, public",
+    ),
+    Edit("plan.toml", None, '\n[dependencies]\ncompatibility_views = "fail"\n'),
+)
+
+
+def _gate(
+    edits: tuple[Edit, ...], cluster: Cluster, legacy_db: LegacyDatabase, tmp: Path
+) -> dict[str, list[str]]:
+    plan = planted(PLANS / "kct", tmp / "plan", edits)
+    return failed(run_gate(plan, cluster, legacy_db.endpoints, tmp))
+
+
+@pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
+def test_planted_defect_fails_exactly_its_check(
+    defect: Defect, cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+) -> None:
+    found = _gate(defect.edits, cluster, legacy_db, tmp_path)
+    assert set(found) == {defect.check}, found
+    assert any(defect.message in d for d in found[defect.check]), found[defect.check]
+
+
+def test_harmless_counterparts_pass_every_check(
+    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+) -> None:
+    plan = planted(PLANS / "kct", tmp_path / "plan", HARMLESS)
+    report = run_gate(plan, cluster, legacy_db.endpoints, tmp_path)
+    assert failed(report) == {}
+    assert [c.name for c in report.checks if c.verdict == "warn"] == ["lint.squawk"]
+
+
+def test_replica_that_stopped_replaying_fails_the_replica_check(
+    cluster: Cluster, legacy_db: LegacyDatabase
+) -> None:
+    """Written on the primary after replay paused: only ``replica.matches_primary`` sees it."""
+    plan = load_plan(PLANS / "kct")
+    endpoints = legacy_db.endpoints
+    with connect(endpoints.primary) as conn:
+        before = fingerprint(conn)
+    with Runner(plan, endpoints.primary) as runner:
+        runner.migrate()
+    cluster.wait_for_replica()
+    with connect(endpoints.replica) as replica:
+        replica.execute("SELECT pg_wal_replay_pause()")
+        try:
+            with connect(endpoints.primary) as conn:
+                conn.execute(
+                    "INSERT INTO audit.audit_log (actor, table_schema, table_name, operation)"
+                    " VALUES ('x', 'tenant_kct', 'orders', 'INSERT')"
+                )
+            report = GateReport(plan=plan.name)
+            verify_database(
+                plan,
+                endpoints,
+                baseline=before,
+                wait_for_replica=lambda: None,
+                emit=lambda _c: None,
+                report=report,
+            )
+        finally:
+            replica.execute("SELECT pg_wal_replay_resume()")
+    found = failed(report)
+    assert set(found) == {"replica.matches_primary"}, found
+    assert "`audit.audit_log`: 1 row expected, 0 found" in found["replica.matches_primary"]

@@ -1,0 +1,127 @@
+"""The gate on a database nobody here wrote: Chinook, the public sample music store.
+
+``plans/chinook`` splits it into a quoted, mixed-case schema ("Music"), sales and
+staff; the gate accepts it as it is, with no allowance made for it, and rejects
+each defective variant for the right reason. The legacy database is seeded once
+from ``plans/chinook/legacy.sql`` into a template and cloned for each run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from planting import PLANS, Defect, Edit, failed, planted, run_gate
+
+from harness.cluster import Cluster, Endpoints
+from harness.databases import create_database, drop_database
+from harness.legacy import seed
+from harness.testing.fix_legacy import fresh_name
+
+CHINOOK = PLANS / "chinook"
+GRANTS = "up/003_grant_privileges.sql"
+PATH = "up/004_search_path.sql"
+
+DEFECTS = (
+    Defect(
+        "reporting can write sales",
+        "privileges.tried",
+        "chinook_reporting can INSERT on sales.invoice, which the plan says it must not",
+        (
+            Edit(
+                GRANTS, None, "GRANT INSERT ON ALL TABLES IN SCHEMA sales TO chinook_reporting;\n"
+            ),
+            Edit(
+                "down/003_grant_privileges.sql",
+                None,
+                "REVOKE INSERT ON ALL TABLES IN SCHEMA sales FROM chinook_reporting;\n",
+            ),
+        ),
+    ),
+    Defect(
+        "the staff directory readable by every role",
+        "privileges.granted",
+        "`staff.employee`: PUBLIC, that is every role, was granted SELECT",
+        (
+            Edit(GRANTS, None, "GRANT SELECT ON ALL TABLES IN SCHEMA staff TO PUBLIC;\n"),
+            Edit(
+                "down/003_grant_privileges.sql",
+                None,
+                "REVOKE SELECT ON ALL TABLES IN SCHEMA staff FROM PUBLIC;\n",
+            ),
+        ),
+    ),
+    Defect(
+        "new sessions cannot find the staff",
+        "sessions.new_sessions_work",
+        'relation "employee" does not exist',
+        (Edit(PATH, '"Music", sales, staff, public', '"Music", sales'),),
+    ),
+    Defect(
+        "a table moved that the layout does not list",
+        "tables.intact",
+        "`public.playlist_track` (not in the plan's layout) moved to Music.playlist_track",
+        (Edit("plan.toml", '"public.playlist_track" = \'"Music"\'\n', ""),),
+    ),
+    Defect(
+        "a column default changed on a quoted schema's table",
+        "tables.intact",
+        "`Music.track`: column unit_price changed from numeric(10,2) NOT NULL to "
+        "numeric(10,2) NOT NULL DEFAULT 0.99",
+        (
+            Edit(
+                GRANTS,
+                None,
+                'ALTER TABLE "Music".track ALTER COLUMN unit_price SET DEFAULT 0.99;\n',
+            ),
+            Edit(
+                "down/003_grant_privileges.sql",
+                None,
+                'ALTER TABLE "Music".track ALTER COLUMN unit_price DROP DEFAULT;\n',
+            ),
+        ),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def chinook_template(cluster: Cluster) -> Iterator[str]:
+    name = fresh_name("chinook_template")
+    dsn = create_database(cluster.endpoints.primary, name)
+    try:
+        seed(dsn, legacy=CHINOOK / "legacy.sql")
+        yield name
+    finally:
+        drop_database(cluster.endpoints.primary, name)
+
+
+@pytest.fixture
+def chinook_db(cluster: Cluster, chinook_template: str) -> Iterator[Endpoints]:
+    name = fresh_name("chinook")
+    create_database(cluster.endpoints.primary, name, template=chinook_template)
+    cluster.wait_for_replica()
+    try:
+        yield cluster.endpoints.for_database(name)
+    finally:
+        drop_database(cluster.endpoints.primary, name)
+
+
+def test_chinook_plan_is_accepted(cluster: Cluster, chinook_db: Endpoints, tmp_path: Path) -> None:
+    report = run_gate(CHINOOK, cluster, chinook_db, tmp_path)
+    assert failed(report) == {}
+    checks = {c.name: c for c in report.checks}
+    assert "(roles kept as the plan declares: chinook_app, chinook_reporting)" in (
+        checks["rollback.exact"].reason
+    )
+    assert '"Music"' in checks["sessions.new_sessions_work"].reason
+
+
+@pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
+def test_chinook_defect_is_rejected_for_its_reason(
+    defect: Defect, cluster: Cluster, chinook_db: Endpoints, tmp_path: Path
+) -> None:
+    plan = planted(CHINOOK, tmp_path / "plan", defect.edits)
+    found = failed(run_gate(plan, cluster, chinook_db, tmp_path))
+    assert set(found) == {defect.check}, found
+    assert any(defect.message in d for d in found[defect.check]), found[defect.check]
