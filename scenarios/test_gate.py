@@ -16,6 +16,7 @@ from harness.cluster import Cluster
 from harness.gate import GateReport, gate_database
 from harness.invariants import Check
 from harness.plan import load_plan
+from harness.report.schema import parse_gate
 from harness.testing.fix_legacy import LegacyDatabase
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
@@ -117,6 +118,12 @@ def test_corrected_plan_is_safe(tmp_path: Path) -> None:
     assert report["verdict"] == "safe"
     assert report["failed"] == []
     assert "SAFE" in done.stdout
+    # The report's own reader takes it, traffic timeline included, step by step.
+    traffic = parse_gate(report).traffic
+    assert traffic is not None
+    kct_steps = sorted(p.name for p in (PLANS / "kct" / "up").iterdir())
+    migrated = [s.step for s in traffic.steps if s.phase == "migrate"]
+    assert migrated[: len(kct_steps)] == [f"up/{name}" for name in kct_steps]
 
 
 def test_rollback_that_forgets_a_table_is_rejected(

@@ -9,6 +9,7 @@ stage, :meth:`stop` (always: on a failed step and on Ctrl-C too), and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from harness.traffic.checks import (
     latency_summary,
     mask_written,
 )
-from harness.traffic.clients import Traffic, prepare_params
+from harness.traffic.clients import BEFORE, Timeline, Traffic, prepare_params
 from harness.traffic.logins import Logins, provision_logins
 from harness.traffic.sampler import LockSampler
 
@@ -157,7 +158,8 @@ class TrafficRun:
             "writes_acknowledged": sum(r.kind == "write" and r.ok for r in requests),
             "failed": sum(not r.ok for r in requests),
             "roles": list(self.workload.roles),
-            "phases": latency_summary(requests, self.traffic.timeline, locks),
+            "phases": (phases := latency_summary(requests, self.traffic.timeline, locks)),
+            **report_timeline(self.traffic.timeline, phases),
             "failures": [
                 {
                     "phase": self.traffic.timeline.phase_of(r.start, r.end),
@@ -172,3 +174,38 @@ class TrafficRun:
                 if not r.ok
             ][:FAILURES_KEPT],
         }
+
+
+def _kind(label: str) -> str:
+    for prefix, kind in (("up/", "migrate"), ("down/", "rollback"), (BEFORE, "baseline")):
+        if label.startswith(prefix):
+            return kind
+    return "checks"
+
+
+def report_timeline(timeline: Timeline, phases: list[dict[str, object]]) -> dict[str, object]:
+    """The per-phase latencies in the report's timeline shape (harness.report.schema)."""
+    first = {label: i for i, label in reversed(list(enumerate(timeline.labels)))}
+    now = time.monotonic()
+    steps = []
+    for entry in phases:
+        i = first[str(entry["phase"])]
+        ends = timeline.times[i + 1] if i + 1 < len(timeline.times) else now
+        steps.append(
+            {
+                "step": entry["phase"],
+                "phase": _kind(str(entry["phase"])),
+                "started_s": round(timeline.times[i] - timeline.times[0], 3),
+                "seconds": round(ends - timeline.times[i], 3),
+                "requests": entry["requests"],
+                "errors": entry["failed"],
+                "p50_ms": entry["p50_ms"],
+                "p99_ms": entry["p99_ms"],
+                "max_ms": entry["max_ms"],
+            }
+        )
+    before = next((e for e in phases if e["phase"] == BEFORE), None)
+    baseline = (
+        {"baseline": {k: before[k] for k in ("p50_ms", "p99_ms", "max_ms")}} if before else {}
+    )
+    return {"steps": steps, **baseline}
