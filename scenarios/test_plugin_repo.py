@@ -45,6 +45,9 @@ schemas = ["audit"]
 roles = ["library_app"]
 new_tables = ["audit.loans_log"]
 
+[rollback]
+keeps_roles = ["library_app"]
+
 [[privileges]]
 role = "library_app"
 on = "public.*"
