@@ -55,9 +55,18 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _server_argv(bins: PgBinaries, datadir: Path, *, port: int, socket_dir: Path) -> list[str]:
+def _server_argv(
+    bins: PgBinaries,
+    datadir: Path,
+    *,
+    port: int,
+    socket_dir: Path,
+    max_connections: int | None = None,
+) -> list[str]:
     argv = [bins.path("postgres"), "-D", str(datadir), "-p", str(port), "-k", str(socket_dir)]
     settings = dict(SERVER_SETTINGS)
+    if max_connections is not None:
+        settings["max_connections"] = str(max_connections)
     # Slow-query monitoring uses pg_stat_statements where the server has it (Debian's
     # postgresql-15 does, next to its bin/); a server without it still starts.
     if (bins.bindir.parent / "lib" / "pg_stat_statements.so").exists():
@@ -158,8 +167,12 @@ class LocalCluster(Cluster):
 
     provider = "local"
 
-    def __init__(self, *, bins: PgBinaries, workdir: Path, dbname: str) -> None:
+    def __init__(
+        self, *, bins: PgBinaries, workdir: Path, dbname: str, max_connections: int | None = None
+    ) -> None:
         self.bins = bins
+        #: None keeps SERVER_SETTINGS'; the replica gets the same (a hot standby needs >=)
+        self.max_connections = max_connections
         self.workdir = workdir
         self.dbname = dbname
         self.primary: ServerProcess | None = None
@@ -187,7 +200,11 @@ class LocalCluster(Cluster):
         """Start the primary or the replica from its data directory (same name as role)."""
         return ServerProcess(
             _server_argv(
-                self.bins, self.workdir / role, port=port, socket_dir=self.workdir / "sockets"
+                self.bins,
+                self.workdir / role,
+                port=port,
+                socket_dir=self.workdir / "sockets",
+                max_connections=self.max_connections,
             ),
             name=f"PostgreSQL {role}",
             log=self.workdir / f"{role}.log",
@@ -282,6 +299,7 @@ def start_local_cluster(
     dbname: str = "app",
     progress: Progress = _quiet,
     base_dir: str | None = None,
+    max_connections: int | None = None,
 ) -> LocalCluster:
     """Start a local cluster; on any failure, stop what was started and re-raise."""
     bins = find_binaries(pg_bin)
@@ -289,7 +307,9 @@ def start_local_cluster(
     workdir = prepare_dir(
         Path(tempfile.mkdtemp(prefix="pgcutover-", dir=base_dir or default_base_dir()))
     )
-    cluster = LocalCluster(bins=bins, workdir=workdir, dbname=dbname)
+    cluster = LocalCluster(
+        bins=bins, workdir=workdir, dbname=dbname, max_connections=max_connections
+    )
     try:
         cluster.start(progress=progress)
     except BaseException:
