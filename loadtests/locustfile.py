@@ -19,11 +19,11 @@ Each Locust user is one application instance with its own pool; see pguser.py.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from locust import events
 from pguser import InstanceUser
 
 from harness.errors import UsageError
@@ -51,6 +51,9 @@ def _settings() -> tuple[str, Any, tuple[str, str | None]]:
 
 
 _ARCH, _CONFIG, _URLS = _settings()
+# Every refused connection is counted as a failed request, by kind; psycopg_pool's
+# own warning for each background retry would only bury Locust's output.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 class Instance(InstanceUser):
@@ -68,8 +71,3 @@ class Instance(InstanceUser):
         if not Instance.samples:
             Instance.samples = load_samples(_URLS[0], self.workload)
         super().on_start()
-
-
-@events.init_command_line_parser.add_listener
-def _no_options(parser: Any, **_: Any) -> None:
-    """Every number comes from the config file; Locust's own options set users and time."""

@@ -123,7 +123,9 @@ def add_parser(
     )
     p.add_argument("--scale", type=_positive, default=1, help="legacy data scale (default 1)")
     p.add_argument("--pg-bin", help="directory holding initdb, pg_ctl, pgbench")
-    p.add_argument("--baseline-url", help="load this primary as the baseline instead of a local one")
+    p.add_argument(
+        "--baseline-url", help="load this primary as the baseline instead of a local one"
+    )
     p.add_argument("--target-url", help="the target's writer (PgBouncer) instead of a local one")
     p.add_argument("--target-reader-url", help="the target's reader (PgBouncer on the replica)")
     p.add_argument(

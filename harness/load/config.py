@@ -194,9 +194,12 @@ def _typed(value: object, *, kind: str, where: str) -> object:
         return value
     if kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if kind.startswith("tuple") and isinstance(value, list):
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return tuple(value)
+    if (
+        kind.startswith("tuple")
+        and isinstance(value, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        return tuple(value)
     raise UsageError(f"{where} must be {kind.replace('tuple[int, ...]', 'a list of integers')}")
 
 
@@ -206,8 +209,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any], *, source: str) -> di
     for name, table in override.items():
         if name not in known:
             raise UsageError(
-                f"{source}: unknown section [{name}]; the sections are "
-                f"{', '.join(sorted(known))}"
+                f"{source}: unknown section [{name}]; the sections are {', '.join(sorted(known))}"
             )
         if not isinstance(table, dict):
             raise UsageError(f"{source}: [{name}] must be a table")

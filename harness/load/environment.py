@@ -80,7 +80,9 @@ def local_environment(
     plan, dbname = _plan(plan_dir)
     assert isinstance(plan, Plan)
     with contextlib.ExitStack() as stack:
-        progress(f"starting the baseline: one primary, max_connections {config.baseline.max_connections}")
+        progress(
+            f"starting the baseline: one primary, max_connections {config.baseline.max_connections}"
+        )
         baseline: LocalCluster = start_local_cluster(
             pg_bin=pg_bin, dbname=dbname, max_connections=config.baseline.max_connections
         )

@@ -64,7 +64,7 @@ def load_samples(url: str, workload: Workload, *, timeout: float = 10.0) -> dict
             url, autocommit=True, connect_timeout=max(2, round(timeout)), prepare_threshold=None
         ) as conn:
             samples = {
-                name: [row[0] for row in conn.execute(query).fetchall()]  # type: ignore[arg-type]
+                name: [row[0] for row in conn.execute(query).fetchall()]
                 for name, query in workload.samples.items()
             }
     except psycopg.Error as exc:
@@ -88,7 +88,7 @@ def pick_params(operation: Operation, samples: Samples, rng: random.Random) -> d
 def _execute(conn: Conn, operation: Operation, params: Mapping[str, object]) -> None:
     values = dict(params)
     for statement in operation.statements:
-        cur = conn.execute(statement, values)  # type: ignore[arg-type]
+        cur = conn.execute(statement, values)
         if cur.description is not None:
             rows = cur.fetchall()
             if rows:
@@ -180,13 +180,15 @@ def _target_pools(settings: TargetSettings) -> tuple[PoolConfig, PoolConfig]:
 class RoutedInstance:
     """The target's instance: ``harness.routing.Database`` with the plan's pools."""
 
-    def __init__(self, writer_url: str, reader_url: str | None, *, settings: TargetSettings) -> None:
+    def __init__(
+        self, writer_url: str, reader_url: str | None, *, settings: TargetSettings
+    ) -> None:
         writer, reader = _target_pools(settings)
         self.db = Database(writer_url, reader_url, writer_pool=writer, reader_pool=reader)
 
     def run(self, operation: Operation, params: Mapping[str, object]) -> None:
         if operation.role == "read" and len(operation.statements) == 1:
-            self.db.fetchall(operation.statements[0], params)  # type: ignore[arg-type]
+            self.db.fetchall(operation.statements[0], params)
             return
         with self.db.writer() as conn:
             _execute(conn, operation, params)

@@ -90,10 +90,16 @@ def run_pgbench(
     jobs: int,
     duration: int,
     workdir: Path,
+    reconnect: bool = True,
 ) -> PgbenchResult:
-    """One bounded pgbench run of the workload's weighted scripts against ``url``."""
+    """One bounded pgbench run of the workload's weighted scripts against ``url``.
+
+    ``reconnect`` is ``-C``; without it every client keeps one connection, as the
+    efficiency benchmark needs to compare with Locust instances that keep theirs.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    argv = [pgbench, "-n", "-C", "-M", "simple", "-c", str(clients), "-j", str(min(jobs, clients))]
+    argv = [pgbench, "-n", *(["-C"] if reconnect else []), "-M", "simple"]
+    argv += ["-c", str(clients), "-j", str(min(jobs, clients))]
     argv += ["-T", str(duration), "-l", f"--log-prefix={workdir / architecture}"]
     for index, op in enumerate(o for o in workload.operations if o.weight > 0):
         script = workdir / f"{architecture}-{index}.sql"

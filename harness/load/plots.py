@@ -13,10 +13,10 @@ import matplotlib
 
 matplotlib.use("svg")  # no display, no GUI toolkit: the SVG backend writes text only
 
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
-from harness.load.results import RunResult  # noqa: E402
+from harness.load.results import RunResult
 
 __all__ = ["over_time", "sweep_curves"]
 
@@ -25,7 +25,7 @@ COLOURS = {"baseline": "#b8860b", "target": "#1f6fb4"}
 
 def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE: it is inlined
@@ -47,9 +47,7 @@ def over_time(runs: Sequence[RunResult], *, what: str) -> str:
             ax.legend(loc="upper left", fontsize=8)
         else:
             ax.plot(seconds, [p.failures_per_s for p in run.history], color="#c0392b")
-            ax.plot(
-                seconds, [p.requests_per_s for p in run.history], color=colour, linestyle=":"
-            )
+            ax.plot(seconds, [p.requests_per_s for p in run.history], color=colour, linestyle=":")
             ax.set_ylabel("per second (red: failures, dotted: requests)")
         ax.set_title(f"{run.architecture}: {run.users} instances", fontsize=10)
         ax.set_xlabel("seconds into the run")
@@ -57,13 +55,17 @@ def over_time(runs: Sequence[RunResult], *, what: str) -> str:
     return _svg(fig)
 
 
-def sweep_curves(sweep: dict[str, list[RunResult]], *, break_error_rate: float, break_p95_ms: float) -> str:
+def sweep_curves(
+    sweep: dict[str, list[RunResult]], *, break_error_rate: float, break_p95_ms: float
+) -> str:
     """Error rate and p95 against concurrent instances, one line per architecture."""
     fig, (rate_ax, p95_ax) = plt.subplots(1, 2, figsize=(10.4, 3.4))
     for architecture, results in sweep.items():
         xs = [r.users for r in results]
         colour = COLOURS.get(architecture, "black")
-        rate_ax.plot(xs, [100 * r.error_rate for r in results], marker="o", color=colour, label=architecture)
+        rate_ax.plot(
+            xs, [100 * r.error_rate for r in results], marker="o", color=colour, label=architecture
+        )
         p95_ax.plot(xs, [r.p95_ms for r in results], marker="o", color=colour, label=architecture)
     rate_ax.axhline(100 * break_error_rate, color="grey", linestyle="--", linewidth=0.8)
     p95_ax.axhline(break_p95_ms, color="grey", linestyle="--", linewidth=0.8)

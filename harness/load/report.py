@@ -128,10 +128,11 @@ def closing_note(report: dict[str, Any]) -> str:
         _describe_run("target", report["architectures"]["target"]),
     ]
     lines += [t["reason"] for t in report["targets"]]
+    missed, total = len(report["missed"]), len(report["targets"])
     lines.append(
         "The plan's targets are met."
         if report["met"]
-        else f"The plan's targets are NOT met ({len(report['missed'])} of {len(report['targets'])} missed)."
+        else f"The plan's targets are NOT met ({missed} of {total} missed)."
     )
     for capped in report["capacity"]["capped_by"]:
         lines.append(f"The plan's own numbers cap the target: {capped}.")
@@ -161,9 +162,11 @@ def closing_note(report: dict[str, Any]) -> str:
 
 # -- HTML ------------------------------------------------------------------------------------
 _STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222 }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
+color: #222 }
 table { border-collapse: collapse; margin: .6em 0 1.2em } td, th { padding: .25em .7em;
-border-bottom: 1px solid #ddd; text-align: right } th:first-child, td:first-child { text-align: left }
+border-bottom: 1px solid #ddd; text-align: right }
+th:first-child, td:first-child { text-align: left }
 .miss { color: #b03a2e; font-weight: 600 } .met { color: #1e7b34; font-weight: 600 }
 pre { background: #f6f6f6; padding: .8em; white-space: pre-wrap } svg { max-width: 100% }
 """
@@ -182,16 +185,34 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
 
     archs = report["architectures"]
     summary = _table(
-        ["", "requests", "failed", "error rate", "pool errors", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s"],
+        [
+            "",
+            "requests",
+            "failed",
+            "error rate",
+            "pool errors",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "max ms",
+            "req/s",
+        ],
         [
             [
-                name, str(r["requests"]), str(r["failures"]), f"{r['error_rate']:.2%}",
-                str(r["pool_errors"]), f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}",
-                f"{r['p99_ms']:.1f}", f"{r['max_ms']:.1f}", f"{r['requests_per_s']:.1f}",
+                name,
+                str(r["requests"]),
+                str(r["failures"]),
+                f"{r['error_rate']:.2%}",
+                str(r["pool_errors"]),
+                f"{r['p50_ms']:.1f}",
+                f"{r['p95_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                f"{r['max_ms']:.1f}",
+                f"{r['requests_per_s']:.1f}",
             ]
             for name, r in archs.items()
         ],
-    )  # fmt: skip
+    )
     kinds = _table(
         ["kind", *archs], [[k, *(str(archs[a]["errors_by_kind"][k]) for a in archs)] for k in KINDS]
     )
@@ -204,19 +225,31 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
         f"<h1>Baseline vs target: {report['parameters']['users']} instances, "
         f"{report['parameters']['duration_s']} s each</h1>",
         f"<pre>{html.escape(report['closing_note'])}</pre>",
-        "<h2>Targets</h2>", f"<ul>{targets}</ul>",
-        "<h2>Summary</h2>", summary, "<h2>Errors by kind</h2>", kinds,
-        "<h2>Latency over time</h2>", over_time(runs, what="latency"),
-        "<h2>Errors over time</h2>", over_time(runs, what="errors"),
+        "<h2>Targets</h2>",
+        f"<ul>{targets}</ul>",
+        "<h2>Summary</h2>",
+        summary,
+        "<h2>Errors by kind</h2>",
+        kinds,
+        "<h2>Latency over time</h2>",
+        over_time(runs, what="latency"),
+        "<h2>Errors over time</h2>",
+        over_time(runs, what="errors"),
         "<h2>Capacity by setting</h2>",
         _table(
             ["architecture", "setting", "value", "connections per instance", "instances admitted"],
             [
-                [x["architecture"], x["setting"], str(x["value"]), str(x["per_instance"]), str(x["instances"])]
+                [
+                    x["architecture"],
+                    x["setting"],
+                    str(x["value"]),
+                    str(x["per_instance"]),
+                    str(x["instances"]),
+                ]
                 for x in report["capacity"]["limits"]
             ],
         ),
-    ]  # fmt: skip
+    ]
     if outcome.sweep:
         sweep = report["sweep"]
         parts += [
@@ -227,15 +260,29 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
                 break_p95_ms=outcome.config.sweep.break_p95_ms,
             ),
             _table(
-                ["instances", *(f"{a} error rate" for a in outcome.sweep), *(f"{a} p95 ms" for a in outcome.sweep)],
+                [
+                    "instances",
+                    *(f"{a} error rate" for a in outcome.sweep),
+                    *(f"{a} p95 ms" for a in outcome.sweep),
+                ],
                 [
                     [str(n)]
-                    + [f"{r['error_rate']:.2%}" for a in outcome.sweep for r in sweep["results"][a] if r["users"] == n]
-                    + [f"{r['p95_ms']:.0f}" for a in outcome.sweep for r in sweep["results"][a] if r["users"] == n]
+                    + [
+                        f"{r['error_rate']:.2%}"
+                        for a in outcome.sweep
+                        for r in sweep["results"][a]
+                        if r["users"] == n
+                    ]
+                    + [
+                        f"{r['p95_ms']:.0f}"
+                        for a in outcome.sweep
+                        for r in sweep["results"][a]
+                        if r["users"] == n
+                    ]
                     for n in sweep["instances"]
                 ],
             ),
-        ]  # fmt: skip
+        ]
     if "reference" in report:
         pg = report["reference"]["pgbench"]
         parts += [
@@ -243,12 +290,19 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
             _table(
                 ["", "clients", "transactions", "aborted clients", "error rate", "tps", "p95 ms"],
                 [
-                    [a, str(pg[a]["clients"]), str(pg[a]["transactions"]), str(pg[a]["aborted_clients"]),
-                     f"{pg[a]['error_rate']:.2%}", f"{pg[a]['tps']:.0f}", f"{pg[a]['p95_ms'] or 0:.1f}"]
+                    [
+                        a,
+                        str(pg[a]["clients"]),
+                        str(pg[a]["transactions"]),
+                        str(pg[a]["aborted_clients"]),
+                        f"{pg[a]['error_rate']:.2%}",
+                        f"{pg[a]['tps']:.0f}",
+                        f"{pg[a]['p95_ms'] or 0:.1f}",
+                    ]
                     for a in ("baseline", "target")
                 ],
             ),
-        ]  # fmt: skip
+        ]
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>pgcutover load comparison"
         f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"

@@ -183,9 +183,7 @@ class Verdict:
         return asdict(self)
 
 
-def verdict(
-    *, metric: str, baseline: float, target: float, wanted: float, unit: str
-) -> Verdict:
+def verdict(*, metric: str, baseline: float, target: float, wanted: float, unit: str) -> Verdict:
     """Met when the target is at least ``wanted`` lower than the baseline.
 
     With nothing to reduce (a baseline of 0), the target meets it only by being
@@ -194,9 +192,8 @@ def verdict(
     cut = reduction(baseline, target)
     if cut is None:
         met = target <= 0
-        reason = (
-            f"the baseline had no {metric} at this load, so no reduction can be measured; "
-            + ("the target had none either" if met else f"the target had {target:.4g}{unit}")
+        reason = f"the baseline had no {metric} at this load, so no reduction can be measured; " + (
+            "the target had none either" if met else f"the target had {target:.4g}{unit}"
         )
     else:
         met = cut >= wanted

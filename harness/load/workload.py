@@ -107,7 +107,9 @@ class Workload:
                 f"does not have; its operations are {', '.join(map(repr, sorted(known)))}"
             )
         operations = tuple(
-            Operation(name=op.name, role=op.role, weight=mix.get(op.name, 0), statements=op.statements)
+            Operation(
+                name=op.name, role=op.role, weight=mix.get(op.name, 0), statements=op.statements
+            )
             for op in self.operations
         )
         return Workload(name=self.name, operations=operations, samples=self.samples)
