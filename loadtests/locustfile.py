@@ -11,7 +11,8 @@ its own, with Locust's CLI (see docs/load-comparison.md)::
 Environment: ``PGCUTOVER_LOAD_ARCH`` (``baseline``: DATABASE_URL is the primary
 itself, no pooler; ``target``, the default: DATABASE_URL is PgBouncer's writer and
 DATABASE_READONLY_URL its reader), ``PGCUTOVER_LOAD_CONFIG`` (default
-loadtests/compare.toml), ``PGCUTOVER_LOAD_SEED``. ``PGCUTOVER_ROUTING=writer``
+loadtests/compare.toml), ``PGCUTOVER_LOAD_SEED``, ``PGCUTOVER_LOAD_LATENCIES`` (a
+prefix for the successful requests' times, written at exit). ``PGCUTOVER_ROUTING=writer``
 sends a target's reads to the writer too.
 
 Each Locust user is one application instance with its own pool; see pguser.py.
@@ -19,11 +20,13 @@ Each Locust user is one application instance with its own pool; see pguser.py.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from locust import events
 from pguser import InstanceUser
 
 from harness.errors import UsageError
@@ -71,3 +74,15 @@ class Instance(InstanceUser):
         if not Instance.samples:
             Instance.samples = load_samples(_URLS[0], self.workload)
         super().on_start()
+
+
+def _write_latencies(**_: Any) -> None:
+    """Successful requests' times for the report, one file per process (master, workers)."""
+    prefix = os.environ.get("PGCUTOVER_LOAD_LATENCIES")
+    if prefix and Instance.succeeded_ms:
+        path = Path(f"{prefix}.{os.getpid()}.json")
+        path.write_text(json.dumps(Instance.succeeded_ms))
+
+
+# Locust's EventHook.add_listener carries no annotations.
+events.quitting.add_listener(_write_latencies)  # type: ignore[no-untyped-call]

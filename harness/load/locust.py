@@ -44,7 +44,7 @@ class LocustRun:
     #: 0: one process runs the users; N: a master and N workers on loopback
     workers: int = 0
 
-    def environ(self) -> dict[str, str]:
+    def environ(self, *, latencies: Path | None = None) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -59,6 +59,8 @@ class LocustRun:
             env["DATABASE_READONLY_URL"] = self.reader_url
         if self.config is not None:
             env["PGCUTOVER_LOAD_CONFIG"] = str(self.config)
+        if latencies is not None:
+            env["PGCUTOVER_LOAD_LATENCIES"] = str(latencies)
         return env
 
 
@@ -100,7 +102,7 @@ def run_locust(run: LocustRun, *, csv_prefix: Path, progress: Progress) -> None:
         ]  # fmt: skip
         worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
         commands = [("master", master)] + [(f"worker{i}", worker) for i in range(run.workers)]
-    env = run.environ()
+    env = run.environ(latencies=csv_prefix.with_name(csv_prefix.name + "_succeeded_ms"))
     logs = [csv_prefix.with_name(f"{csv_prefix.name}_{name}.log") for name, _ in commands]
     procs: list[subprocess.Popen[bytes]] = []
     try:

@@ -112,11 +112,16 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
     return report
 
 
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
+
+
 def _describe_run(name: str, run: dict[str, Any]) -> str:
     kinds = ", ".join(f"{k} {n}" for k, n in run["errors_by_kind"].items() if n) or "none"
     return (
         f"{name}: {run['requests']} requests, {run['error_rate']:.1%} failed (by kind: {kinds}), "
-        f"p50 {run['p50_ms']:.0f} ms, p95 {run['p95_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms"
+        f"p50 {run['p50_ms']:.0f} ms, p95 {run['p95_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms "
+        f"(successful requests only: p95 {_ms(run['succeeded_p95_ms'])})"
     )
 
 
@@ -195,6 +200,7 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
             "p95 ms",
             "p99 ms",
             "max ms",
+            "p95 ms, successes",
             "req/s",
         ],
         [
@@ -208,6 +214,7 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
                 f"{r['p95_ms']:.1f}",
                 f"{r['p99_ms']:.1f}",
                 f"{r['max_ms']:.1f}",
+                _ms(r["succeeded_p95_ms"]),
                 f"{r['requests_per_s']:.1f}",
             ]
             for name, r in archs.items()

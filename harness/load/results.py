@@ -10,6 +10,7 @@ Locust user writes as ``kind: ExceptionType``), and the time series from
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +58,10 @@ class RunResult:
     p99_ms: float
     max_ms: float
     requests_per_s: float
+    #: percentiles of successful requests only (from the Locust user's own record)
+    succeeded_p50_ms: float | None = None
+    succeeded_p95_ms: float | None = None
+    succeeded_p99_ms: float | None = None
     by_operation: dict[str, dict[str, float]] = field(default_factory=dict)
     history: tuple[HistoryPoint, ...] = ()
 
@@ -109,6 +114,20 @@ def kind_of(error: str) -> str:
     return head if head in KINDS else "other"
 
 
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of sorted ``values``; None when there are none."""
+    if not values:
+        return None
+    return values[min(len(values) - 1, max(0, math.ceil(fraction * len(values)) - 1))]
+
+
+def _succeeded(prefix: Path) -> list[float]:
+    times: list[float] = []
+    for path in prefix.parent.glob(prefix.name + "_succeeded_ms.*.json"):
+        times.extend(float(v) for v in json.loads(path.read_text()))
+    return sorted(times)
+
+
 def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
     """The summary of the Locust run whose ``--csv`` prefix was ``prefix``."""
     stats = _rows(prefix.with_name(prefix.name + "_stats.csv"))
@@ -144,6 +163,7 @@ def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
                 p95_ms=_float(row["95%"]),
             )
         )
+    succeeded = _succeeded(prefix)
     return RunResult(
         architecture=architecture,
         users=users,
@@ -155,6 +175,9 @@ def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
         p99_ms=_float(total["99%"]) or 0.0,
         max_ms=_float(total["Max Response Time"]) or 0.0,
         requests_per_s=_float(total["Requests/s"]) or 0.0,
+        succeeded_p50_ms=percentile(succeeded, 0.50),
+        succeeded_p95_ms=percentile(succeeded, 0.95),
+        succeeded_p99_ms=percentile(succeeded, 0.99),
         by_operation=by_operation,
         history=tuple(history),
     )
