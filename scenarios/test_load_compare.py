@@ -70,6 +70,10 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
         (["--reference", "sysbench"], "invalid choice"),
         (["--plan", "plans/absent"], "absent"),
         (["--baseline-url", "postgresql://postgres@127.0.0.1:1/x"], "go together"),
+        (
+            ["--baseline-url", "postgresql://u@db.example.com/x", "--target-url", "host=10.0.0.5"],
+            "not on this machine (host 'db.example.com')",
+        ),
     ],
 )
 def test_bad_input_exits_2_before_any_load(

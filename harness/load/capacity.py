@@ -71,12 +71,14 @@ def limits(config: LoadConfig) -> list[Limit]:
         ),
         Limit(
             architecture="target",
-            setting="reader default_pool_size + reserve_pool_size (session pooling)",
-            value=t.reader_default_pool_size + t.reader_reserve_pool_size,
+            setting="reader default_pool_size (session pooling)",
+            value=t.reader_default_pool_size,
             per_instance=reader_each,
-            instances=(t.reader_default_pool_size + t.reader_reserve_pool_size) // reader_each,
+            instances=t.reader_default_pool_size // reader_each,
             effect="each reader client holds a replica connection for its whole session, so "
-            "new ones wait in PgBouncer's queue and reads time out or fall back to the writer",
+            f"new ones wait in PgBouncer's queue (for the reserve_pool_size "
+            f"{t.reader_reserve_pool_size} after reserve_pool_timeout, then for a session to "
+            "end): cold starts stall, reads time out or fall back to the writer",
         ),
     ]
     return sorted(found, key=lambda limit: (limit.architecture, limit.instances))

@@ -19,7 +19,12 @@ from typing import Any
 from harness.errors import UsageError
 from harness.load.capacity import capped_by, limits
 from harness.load.config import LoadConfig, load_config
-from harness.load.environment import LoadEnvironment, check_reachable, local_environment
+from harness.load.environment import (
+    LoadEnvironment,
+    check_loopback,
+    check_reachable,
+    local_environment,
+)
 from harness.load.instance import load_samples
 from harness.load.locust import LocustRun, run_locust
 from harness.load.results import RunResult, Verdict, read_run, reduction, verdict
@@ -94,6 +99,13 @@ def _environment(
             "pass both to load your own servers, or neither to start local ones"
         )
     if options.baseline_url and options.target_url:
+        for url, what in (
+            (options.baseline_url, "baseline (--baseline-url)"),
+            (options.target_url, "target writer (--target-url)"),
+            (options.target_reader_url, "target reader (--target-reader-url)"),
+        ):
+            if url:
+                check_loopback(url, what=what)
         check_reachable(options.baseline_url, what="baseline (--baseline-url)")
         check_reachable(options.target_url, what="target writer (--target-url)")
         if options.target_reader_url:

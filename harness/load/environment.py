@@ -14,17 +14,19 @@ instead, the caller's servers are used as they are, after a reachability check.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from harness.dsn import redact
 from harness.errors import InfrastructureError, UsageError
 from harness.load.config import LoadConfig
 
-__all__ = ["LoadEnvironment", "check_reachable", "local_environment"]
+__all__ = ["LoadEnvironment", "check_loopback", "check_reachable", "local_environment"]
 
 Progress = Callable[[str], None]
 
@@ -39,6 +41,27 @@ class LoadEnvironment:
     #: the plan's PgBouncer admin consoles (writer, reader), when the harness started them
     pgbouncer_admin: dict[str, str]
     provider: str
+
+
+def check_loopback(url: str, *, what: str) -> None:
+    """Load goes to this machine only: a load test is not to be pointed at shared servers."""
+    try:
+        hosts = str(conninfo_to_dict(url).get("host") or "").split(",")
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"the {what} is not a valid connection string: {exc}") from None
+    for host in hosts:
+        if host in {"", "localhost"} or host.startswith("/"):
+            continue  # the default or a Unix socket directory: this machine
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                continue
+        except ValueError:
+            pass
+        raise UsageError(
+            f"the {what} at {redact(url)} is not on this machine (host {host!r}): load runs "
+            "only against loopback addresses (127.0.0.0/8, ::1, localhost) or a Unix socket; "
+            "run the comparison on the servers' own machine or a copy of them"
+        )
 
 
 def check_reachable(url: str, *, what: str) -> None:

@@ -38,10 +38,12 @@ class PgbenchResult:
 
     @property
     def error_rate(self) -> float:
-        """Failed attempts per attempt; with -C a refused connection aborts its client: one each."""
-        failed = self.failed_transactions + self.aborted_clients
-        attempts = self.transactions + failed
-        return failed / attempts if attempts else 0.0
+        """Share of clients lost: with -C a refused connection aborts its client for good.
+
+        Per client, not per transaction: the side that lost no more clients but ran
+        more transactions would otherwise look better for its speed, not its errors.
+        """
+        return self.aborted_clients / self.clients if self.clients else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "error_rate": self.error_rate}

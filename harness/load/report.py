@@ -112,6 +112,10 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
     return report
 
 
+def _change(cut: float) -> str:
+    return f"{'reduced' if cut >= 0 else 'increased'} by {abs(cut):.0%}"
+
+
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} ms"
 
@@ -155,9 +159,9 @@ def closing_note(report: dict[str, Any]) -> str:
             if not agree["comparable"]:
                 lines.append(f"pgbench -C, {metric}: no reduction to compare (a zero baseline).")
                 continue
+            locust = report["reductions"]["pool_error_rate" if metric == "errors" else "p95"]
             lines.append(
-                f"pgbench -C, {metric}: reduced by {pg[key]:.0%} against Locust's "
-                f"{report['reductions']['pool_error_rate' if metric == 'errors' else 'p95']:.0%}: "
+                f"pgbench -C, {metric}: {_change(pg[key])}; Locust: {_change(locust)}: "
                 f"{'same' if agree['same_direction'] else 'opposite'} direction, "
                 f"{'within' if agree['within_10_points'] else 'not within'} 10 points "
                 f"({agree['difference_points']} apart)."
