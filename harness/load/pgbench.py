@@ -98,9 +98,12 @@ def run_pgbench(
 
     ``reconnect`` is ``-C``; without it every client keeps one connection, as the
     efficiency benchmark needs to compare with Locust instances that keep theirs.
+    ``-M extended`` is psycopg's protocol (unnamed statements, parameters bound by
+    the server), so both tools ask the server for the same work; PgBouncer in
+    transaction pooling takes it, as it cannot take ``-M prepared``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    argv = [pgbench, "-n", *(["-C"] if reconnect else []), "-M", "simple"]
+    argv = [pgbench, "-n", *(["-C"] if reconnect else []), "-M", "extended"]
     argv += ["-c", str(clients), "-j", str(min(jobs, clients))]
     argv += ["-T", str(duration), "-l", f"--log-prefix={workdir / architecture}"]
     for index, op in enumerate(o for o in workload.operations if o.weight > 0):
