@@ -101,3 +101,15 @@ def test_unknown_config_key_and_unreachable_servers_exit_2(
     assert code == 2
     assert "baseline (--baseline-url)" in capsys.readouterr().err
     assert not (tmp_path / "load" / "baseline_stats.csv").exists()
+
+
+def test_locust_refuses_an_unknown_architecture_before_any_load() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
+         "--headless", "-u", "1", "-t", "1s"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PGCUTOVER_LOAD_ARCH": "blue-green",
+             "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/kct"},
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "PGCUTOVER_LOAD_ARCH='blue-green' is not an architecture" in done.stderr

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.load.capacity import capped_by, limits
 from harness.load.config import LoadConfig, load_config
 from harness.load.environment import (
     LoadEnvironment,
@@ -277,10 +276,3 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
         if options.reference == "pgbench":
             outcome.pgbench = _pgbench(env, config, workload, options, out=out, progress=progress)
     return outcome
-
-
-def capacity_json(config: LoadConfig) -> dict[str, Any]:
-    return {
-        "limits": [x.to_json() for x in limits(config)],
-        "capped_by": [x.describe() for x in capped_by(config, users=config.run.users)],
-    }

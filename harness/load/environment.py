@@ -76,13 +76,6 @@ def check_reachable(url: str, *, what: str) -> None:
         ) from None
 
 
-def _plan(plan_dir: Path) -> tuple[object, str]:
-    from harness.plan import load_plan
-
-    plan = load_plan(plan_dir)
-    return plan, plan.database or plan.name
-
-
 @contextlib.contextmanager
 def local_environment(
     config: LoadConfig,
@@ -96,12 +89,13 @@ def local_environment(
     from harness.cluster.local import LocalCluster, start_local_cluster
     from harness.cluster.pgbouncer import READER, WRITER
     from harness.legacy import seed
-    from harness.plan import Plan
+    from harness.plan import load_plan
     from harness.runner import Runner
 
     _check_plan_numbers(config, writer=WRITER, reader=READER)
-    plan, dbname = _plan(plan_dir)
-    assert isinstance(plan, Plan)
+    plan = load_plan(plan_dir)
+    # Both databases get the name the plan's SQL expects (or the plan's own name).
+    dbname = plan.database or plan.name
     with contextlib.ExitStack() as stack:
         progress(
             f"starting the baseline: one primary, max_connections {config.baseline.max_connections}"

@@ -19,7 +19,6 @@ and tests drive them directly.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -37,6 +36,7 @@ __all__ = [
     "RoutedInstance",
     "Samples",
     "failure_label",
+    "lifetime",
     "load_samples",
     "pick_params",
 ]
@@ -200,7 +200,3 @@ class RoutedInstance:
 def lifetime(base: float, *, jitter: float, rng: random.Random) -> float:
     """An instance's lifetime in seconds, spread so instances do not recycle together."""
     return base * (1 + rng.uniform(-jitter, jitter))
-
-
-def now() -> float:
-    return time.monotonic()

@@ -9,6 +9,7 @@ timeout stops every child (Locust first, gracefully, then for good).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,12 +68,14 @@ class LocustRun:
 def _stop(procs: list[subprocess.Popen[bytes]], *, grace: float = 15.0) -> None:
     for proc in procs:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # Locust quits cleanly and writes its CSVs
+            with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
+                os.killpg(proc.pid, signal.SIGTERM)  # Locust quits cleanly, writes its CSVs
     for proc in procs:
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
