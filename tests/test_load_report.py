@@ -170,3 +170,13 @@ def test_pgbench_scripts_carry_the_same_statements() -> None:
     assert script.startswith("\\set")
     assert ":previous" in script
     assert "END;" in script
+
+
+def test_a_plan_setting_that_caps_the_target_is_named(tmp_path: Path) -> None:
+    outcome = _outcome(tmp_path, base_errors=100, target_errors=10)
+    outcome.config = outcome.config.with_run(users=150)
+    report = build_report(outcome)
+    assert "writer max_client_conn 100 admits 33 instances" in report["closing_note"]
+    assert any("writer max_client_conn" in c for c in report["capacity"]["capped_by"])
+    outcome.config = outcome.config.with_run(users=5)
+    assert build_report(outcome)["capacity"]["capped_by"] == []

@@ -33,7 +33,7 @@ class Limit:
 
     def describe(self) -> str:
         return (
-            f"{self.architecture}: {self.setting} {self.value} admits {self.instances} instances "
+            f"{self.setting} {self.value} admits {self.instances} instances "
             f"at {self.per_instance} connection{'s' if self.per_instance != 1 else ''} each; "
             f"beyond that {self.effect}"
         )
