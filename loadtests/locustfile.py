@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,21 @@ class Instance(InstanceUser):
     budget = [_CONFIG.run.max_requests]
 
     def on_start(self) -> None:
-        # Read once per process, lazily: on a worker, test_start may fire before it
-        # has users, and every process (master or worker) that runs users needs them.
-        if not Instance.samples:
-            Instance.samples = load_samples(_URLS[0], self.workload)
+        _ensure_samples()
         super().on_start()
+
+
+# Locust patches threading: under gevent this lock makes the other users wait while
+# the first one reads the samples, instead of each opening a connection of its own
+# (which, at a small max_connections, the server would refuse).
+_samples_lock = threading.Lock()
+
+
+def _ensure_samples(**_: Any) -> None:
+    """The parameter samples, read once per process that runs users (master or worker)."""
+    with _samples_lock:
+        if not Instance.samples:
+            Instance.samples = load_samples(_URLS[0], Instance.workload)
 
 
 def _write_latencies(**_: Any) -> None:
@@ -86,3 +97,5 @@ def _write_latencies(**_: Any) -> None:
 
 # Locust's EventHook.add_listener carries no annotations.
 events.quitting.add_listener(_write_latencies)  # type: ignore[no-untyped-call]
+# Before any user starts, on every node that runs users.
+events.test_start.add_listener(_ensure_samples)  # type: ignore[no-untyped-call]

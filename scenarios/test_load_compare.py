@@ -52,8 +52,12 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
         assert run["failures"] == int(total["Failure Count"])
         assert run["failures"] == _failures(out / f"{name}_failures.csv")
         assert sum(run["errors_by_kind"].values()) == run["failures"]
-        assert 0 <= run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"] <= run["max_ms"]
-    assert report["architectures"]["baseline"]["errors_by_kind"]["server_refused"] > 0
+        # Locust rounds its percentiles (to 2 significant digits), not its maximum
+        assert 0 <= run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"] <= run["max_ms"] * 1.05 + 1
+    baseline = report["architectures"]["baseline"]
+    assert baseline["errors_by_kind"]["server_refused"] > 0, baseline
+    # every instance ran: none was lost before its first request
+    assert max(p["users"] for p in baseline["history"]) == 12
     assert done.returncode == (0 if report["met"] else 1)
     for missed in report["missed"]:
         assert missed in done.stdout

@@ -139,6 +139,7 @@ def _run(
     duration: int,
     prefix: Path,
     progress: Progress,
+    spawn_rate: float | None = None,
 ) -> RunResult:
     writer, reader = _urls(env, architecture)
     for stale in prefix.parent.glob(prefix.name + "_*"):
@@ -149,7 +150,7 @@ def _run(
             writer_url=writer,
             reader_url=reader,
             users=users,
-            spawn_rate=config.run.spawn_rate,
+            spawn_rate=spawn_rate or config.run.spawn_rate,
             duration=duration,
             seed=config.run.seed,
             stop_timeout=config.run.stop_timeout,
@@ -165,6 +166,15 @@ def _run(
         f"({result.error_rate:.1%}), p95 {result.p95_ms:.0f} ms"
     )
     return result
+
+
+def sweep_spawn_rate(config: LoadConfig, *, users: int) -> float:
+    """Fast enough that a sweep point has all its instances for 3/4 of its duration.
+
+    At the run's own rate a short point would still be ramping up when it ends
+    and would measure fewer instances than it is plotted at.
+    """
+    return max(config.run.spawn_rate, users / (0.25 * config.sweep.duration))
 
 
 def verdicts(config: LoadConfig, runs: dict[str, RunResult]) -> list[Verdict]:
@@ -271,6 +281,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
                             duration=config.sweep.duration,
                             prefix=out / "sweep" / f"{architecture}-{users}",
                             progress=progress,
+                            spawn_rate=sweep_spawn_rate(config, users=users),
                         )
                     )
         if options.reference == "pgbench":

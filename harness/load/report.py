@@ -143,6 +143,15 @@ def closing_note(report: dict[str, Any]) -> str:
         if report["met"]
         else f"The plan's targets are NOT met ({missed} of {total} missed)."
     )
+    runs = list(report["architectures"].values())
+    runs += [r for results in report.get("sweep", {}).get("results", {}).values() for r in results]
+    for run in runs:
+        if run["peak_users"] < run["users"]:
+            lines.append(
+                f"Note: the {run['architecture']} run at {run['users']} instances reached only "
+                f"{run['peak_users']} (Locust could not start them faster): raise the spawn "
+                "rate or the duration."
+            )
     for capped in report["capacity"]["capped_by"]:
         lines.append(f"The plan's own numbers cap the target: {capped}.")
     if "sweep" in report:

@@ -70,6 +70,11 @@ class RunResult:
         return self.failures / self.requests if self.requests else 0.0
 
     @property
+    def peak_users(self) -> int:
+        """The most instances Locust had running at once (fewer than asked: a slow ramp)."""
+        return max((p.users for p in self.history), default=0)
+
+    @property
     def pool_errors(self) -> int:
         return sum(self.errors_by_kind[k] for k in POOL_KINDS)
 
@@ -80,6 +85,7 @@ class RunResult:
     def to_json(self, *, history: bool = True) -> dict[str, Any]:
         out = asdict(self)
         out["error_rate"] = self.error_rate
+        out["peak_users"] = self.peak_users
         out["pool_errors"] = self.pool_errors
         out["pool_error_rate"] = self.pool_error_rate
         if history:
