@@ -438,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_status_parser(sub)
 
+    from harness.load.command import add_parser as add_load_parser
+
+    add_load_parser(sub)
+
     fp = sub.add_parser(
         "fingerprint",
         help="print a database's structural fingerprint and data checksums as JSON",

@@ -1,131 +1,101 @@
-"""A Locust session of the retailer's traffic, through ``harness.routing``.
+"""The retailer's traffic against one architecture: Locust's CLI, master and workers alike.
 
-Shoppers browse the catalogue and their orders (reads, sent to the replica) and
-place orders (writes, sent to the primary), with the application's unqualified
-table names, so the same session runs before, during and after a migration that
-keeps them resolving. Failures are named by ``classify`` (pool_timeout,
-server_refused, pooler_refused, replica_unavailable, query_error), the same kinds
-``harness status`` and the routing library count.
+``harness load compare`` runs this file once per architecture; it also runs on
+its own, with Locust's CLI (see docs/load-comparison.md)::
 
-Run it in a process of its own (Locust patches the process with gevent)::
+    PGCUTOVER_LOAD_ARCH=baseline DATABASE_URL=postgresql://…primary… \\
+        locust -f loadtests/locustfile.py --headless -u 150 -r 10 -t 60s --csv reports/load/baseline
+    PGCUTOVER_LOAD_ARCH=target DATABASE_URL=…pgbouncer writer… DATABASE_READONLY_URL=…reader… \\
+        locust -f loadtests/locustfile.py --headless -u 150 -r 10 -t 60s --csv reports/load/target
 
-    harness up > cluster.env &        # or your own DATABASE_URL / DATABASE_READONLY_URL
-    set -a; . ./cluster.env; set +a
-    locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 60s
+Environment: ``PGCUTOVER_LOAD_ARCH`` (``baseline``: DATABASE_URL is the primary
+itself, no pooler; ``target``, the default: DATABASE_URL is PgBouncer's writer and
+DATABASE_READONLY_URL its reader), ``PGCUTOVER_LOAD_CONFIG`` (default
+loadtests/compare.toml), ``PGCUTOVER_LOAD_SEED``, ``PGCUTOVER_LOAD_LATENCIES`` (a
+prefix for the successful requests' times, written at exit). ``PGCUTOVER_ROUTING=writer``
+sends a target's reads to the writer too.
 
-``PGCUTOVER_ROUTING=writer`` sends every query to the writer: the single-database
-baseline the plan starts from, to compare a split run against.
+Each Locust user is one application instance with its own pool; see pguser.py.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-import random
-import time
-from collections.abc import Callable
+import threading
+from pathlib import Path
 from typing import Any
 
-from locust import User, between, events, task
+from locust import events
+from pguser import InstanceUser
 
-from harness.legacy.application import database_from_env
-from harness.routing import Database, classify
-
-_db: Database | None = None
-
-
-def _open(**_: Any) -> None:
-    global _db
-    if os.environ.get("PGCUTOVER_ROUTING", "split") == "writer":
-        _db = database_from_env({"DATABASE_URL": os.environ["DATABASE_URL"]})
-    else:
-        _db = database_from_env()
+from harness.errors import UsageError
+from harness.load.config import load_config
+from harness.load.instance import ARCHITECTURES, load_samples
+from harness.load.workload import workload_for
+from harness.routing import urls_from_env
 
 
-def _close(**_: Any) -> None:
-    if _db is not None:
-        _db.close()
+def _settings() -> tuple[str, Any, tuple[str, str | None]]:
+    architecture = os.environ.get("PGCUTOVER_LOAD_ARCH", "target")
+    if architecture not in ARCHITECTURES:
+        raise UsageError(
+            f"PGCUTOVER_LOAD_ARCH={architecture!r} is not an architecture; "
+            f"use one of {', '.join(ARCHITECTURES)}"
+        )
+    config_path = os.environ.get("PGCUTOVER_LOAD_CONFIG")
+    config = load_config(Path(config_path) if config_path else None)
+    if os.environ.get("PGCUTOVER_LOAD_SEED"):
+        config = config.with_run(seed=int(os.environ["PGCUTOVER_LOAD_SEED"]))
+    writer, reader = urls_from_env(os.environ)
+    if architecture == "baseline" or os.environ.get("PGCUTOVER_ROUTING") == "writer":
+        reader = None
+    return architecture, config, (writer, reader)
+
+
+_ARCH, _CONFIG, _URLS = _settings()
+# Every refused connection is counted as a failed request, by kind; psycopg_pool's
+# own warning for each background retry would only bury Locust's output.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+class Instance(InstanceUser):
+    """One instance of the retailer's application (a serverless function)."""
+
+    config = _CONFIG
+    workload = workload_for().weighted(_CONFIG.mix)
+    architecture = _ARCH
+    urls = _URLS
+    budget = [_CONFIG.run.max_requests]
+
+    def on_start(self) -> None:
+        _ensure_samples()
+        super().on_start()
+
+
+# Locust patches threading: under gevent this lock makes the other users wait while
+# the first one reads the samples, instead of each opening a connection of its own
+# (which, at a small max_connections, the server would refuse).
+_samples_lock = threading.Lock()
+
+
+def _ensure_samples(**_: Any) -> None:
+    """The parameter samples, read once per process that runs users (master or worker)."""
+    with _samples_lock:
+        if not Instance.samples:
+            Instance.samples = load_samples(_URLS[0], Instance.workload)
+
+
+def _write_latencies(**_: Any) -> None:
+    """Successful requests' times for the report, one file per process (master, workers)."""
+    prefix = os.environ.get("PGCUTOVER_LOAD_LATENCIES")
+    if prefix and Instance.succeeded_ms:
+        path = Path(f"{prefix}.{os.getpid()}.json")
+        path.write_text(json.dumps(Instance.succeeded_ms))
 
 
 # Locust's EventHook.add_listener carries no annotations.
-events.test_start.add_listener(_open)  # type: ignore[no-untyped-call]
-events.test_stop.add_listener(_close)  # type: ignore[no-untyped-call]
-
-
-def _database() -> Database:
-    if _db is None:
-        raise RuntimeError("the Locust test has not started")
-    return _db
-
-
-class Shopper(User):
-    """One customer of the shop: mostly browsing, sometimes buying."""
-
-    wait_time = between(0.0, 0.05)
-
-    def on_start(self) -> None:
-        db = _database()
-        self.products = [r[0] for r in db.fetchall("SELECT id FROM products")]
-        self.customers = [r[0] for r in db.fetchall("SELECT id FROM customers LIMIT 500")]
-
-    def _measure(self, kind: str, name: str, action: Callable[[], object]) -> None:
-        started = time.perf_counter()
-        error: Exception | None = None
-        try:
-            action()
-        except Exception as exc:  # every failure is counted, by its kind
-            error = RuntimeError(f"{classify(exc).value}: {type(exc).__name__}")
-        self.environment.events.request.fire(
-            request_type=kind,
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
-            exception=error,
-            context={},
-        )
-
-    @task(6)
-    def view_product(self) -> None:
-        product = random.choice(self.products)
-        self._measure(
-            "read",
-            "product with variants",
-            lambda: _database().fetchall(
-                "SELECT p.name, v.sku, v.size, v.price, v.stock FROM products p"
-                " JOIN product_variants v ON v.product_id = p.id WHERE p.id = %s",
-                (product,),
-            ),
-        )
-
-    @task(3)
-    def view_orders(self) -> None:
-        customer = random.choice(self.customers)
-        self._measure(
-            "read",
-            "customer's orders",
-            lambda: _database().fetchall(
-                "SELECT order_number, status, total FROM order_summaries"
-                " WHERE customer_id = %s ORDER BY placed_at DESC LIMIT 20",
-                (customer,),
-            ),
-        )
-
-    @task(1)
-    def place_order(self) -> None:
-        customer = random.choice(self.customers)
-
-        def place() -> None:
-            with _database().writer() as conn:
-                row = conn.execute(
-                    "INSERT INTO orders (customer_id, subtotal, total, placed_at)"
-                    " VALUES (%s, 0, 0, now()) RETURNING id",
-                    (customer,),
-                ).fetchone()
-                assert row is not None
-                conn.execute(
-                    "INSERT INTO order_items (order_id, variant_id, quantity, unit_price)"
-                    " SELECT %s, v.id, 1, v.price FROM product_variants v"
-                    " ORDER BY random() LIMIT 2",
-                    (row[0],),
-                )
-
-        self._measure("write", "place order", place)
+events.quitting.add_listener(_write_latencies)  # type: ignore[no-untyped-call]
+# Before any user starts, on every node that runs users.
+events.test_start.add_listener(_ensure_samples)  # type: ignore[no-untyped-call]

@@ -25,6 +25,7 @@ def test_locust_session_runs_without_failures(
 ) -> None:
     env = {
         **os.environ,
+        "PGCUTOVER_LOAD_ARCH": "target",
         "DATABASE_URL": legacy_db.endpoints.writer,
         "DATABASE_READONLY_URL": legacy_db.endpoints.reader,
         "PGCUTOVER_ROUTING": routing,
@@ -32,7 +33,7 @@ def test_locust_session_runs_without_failures(
     done = subprocess.run(
         [
             sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "-u", "10", "-r", "10", "-t", "3s", "--stop-timeout", "5",
+            "-u", "5", "-r", "5", "-t", "3s", "--stop-timeout", "5",
             "--csv", str(tmp_path / "run"), "--only-summary",
         ],
         capture_output=True, text=True, env=env, timeout=120, check=False,

@@ -76,7 +76,14 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def write_settings(bins: PgBinaries, datadir: Path, *, port: int, socket_dir: Path) -> Path:
+def write_settings(
+    bins: PgBinaries,
+    datadir: Path,
+    *,
+    port: int,
+    socket_dir: Path,
+    max_connections: int | None = None,
+) -> Path:
     """Put the server's settings in its data directory; a plain ``postgres -D`` then has them.
 
     A replica cloned by pg_basebackup gets the primary's file and include line;
@@ -85,6 +92,8 @@ def write_settings(bins: PgBinaries, datadir: Path, *, port: int, socket_dir: Pa
     settings = dict(SERVER_SETTINGS)
     settings["port"] = str(port)
     settings["unix_socket_directories"] = str(socket_dir)
+    if max_connections is not None:
+        settings["max_connections"] = str(max_connections)
     # Slow-query monitoring uses pg_stat_statements where the server has it (Debian's
     # postgresql-15 does, next to its bin/); a server without it still starts.
     if (bins.bindir.parent / "lib" / "pg_stat_statements.so").exists():
@@ -194,8 +203,12 @@ class LocalCluster(Cluster):
 
     provider = "local"
 
-    def __init__(self, *, bins: PgBinaries, workdir: Path, dbname: str) -> None:
+    def __init__(
+        self, *, bins: PgBinaries, workdir: Path, dbname: str, max_connections: int | None = None
+    ) -> None:
         self.bins = bins
+        #: None keeps SERVER_SETTINGS'; the replica gets the same (a hot standby needs >=)
+        self.max_connections = max_connections
         self.workdir = workdir
         self.dbname = dbname
         self.primary: ServerProcess | None = None
@@ -226,7 +239,13 @@ class LocalCluster(Cluster):
     def _server(self, role: str, *, port: int) -> ServerProcess:
         """Start the primary or the replica from its data directory (same name as role)."""
         datadir = self.workdir / role
-        write_settings(self.bins, datadir, port=port, socket_dir=self.workdir / "sockets")
+        write_settings(
+            self.bins,
+            datadir,
+            port=port,
+            socket_dir=self.workdir / "sockets",
+            max_connections=self.max_connections,
+        )
         return ServerProcess(
             [self.bins.path("postgres"), "-D", str(datadir)],
             name=f"PostgreSQL {role}",
@@ -363,6 +382,7 @@ def start_local_cluster(
     dbname: str = "app",
     progress: Progress = _quiet,
     base_dir: str | None = None,
+    max_connections: int | None = None,
 ) -> LocalCluster:
     """Start a local cluster; on any failure, stop what was started and re-raise."""
     bins = find_binaries(pg_bin)
@@ -370,7 +390,9 @@ def start_local_cluster(
     workdir = prepare_dir(
         Path(tempfile.mkdtemp(prefix="pgcutover-", dir=base_dir or default_base_dir()))
     )
-    cluster = LocalCluster(bins=bins, workdir=workdir, dbname=dbname)
+    cluster = LocalCluster(
+        bins=bins, workdir=workdir, dbname=dbname, max_connections=max_connections
+    )
     try:
         cluster.start(progress=progress)
     except BaseException:

@@ -1,0 +1,141 @@
+"""``harness load compare``: its options, and the exit code it owes CI.
+
+Exit 0 when both of the plan's targets are met, 1 naming each one missed, 2 for
+input or infrastructure that cannot run the comparison (before any load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.dsn import redact
+
+__all__ = ["add_parser"]
+
+
+def _progress(message: str) -> None:
+    print(f"harness: {redact(message)}", file=sys.stderr, flush=True)
+
+
+def _whole(text: str, *, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    return _whole(text, least=1)
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.load.compare import CompareOptions, run_compare
+    from harness.load.report import write_report
+
+    options = CompareOptions(
+        config=args.config,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        duration=args.duration,
+        seed=args.seed,
+        reports=args.reports,
+        sweep=args.sweep,
+        reference=args.reference,
+        plan=args.plan,
+        scale=args.scale,
+        pg_bin=args.pg_bin,
+        baseline_url=args.baseline_url,
+        target_url=args.target_url,
+        target_reader_url=args.target_reader_url,
+        workers=args.workers,
+    )
+    outcome = run_compare(options, progress=_progress)
+    summary, page = write_report(outcome, directory=args.reports / "load")
+    for check in outcome.verdicts:
+        print(f"{'PASS' if check.met else 'FAIL'} {check.reason}", flush=True)
+    missed = ", ".join(v.metric for v in outcome.missed)
+    print(
+        "the plan's targets are met"
+        if not missed
+        else f"the plan's targets are NOT met: missed {missed}",
+        flush=True,
+    )
+    _progress(f"report written to {summary} and {page}")
+    return outcome.exit_code
+
+
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Register ``load`` (with ``compare``) on the CLI's subparsers."""
+    load = subparsers.add_parser(
+        "load",
+        help="load the system before and after the plan: baseline vs target under Locust",
+        description="Load tests of the plan's architecture.",
+    )
+    sub = load.add_subparsers(dest="load_command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "compare",
+        help="run the same workload on the baseline and on the target; exit 1 naming each "
+        "missed target",
+        description="Run the same workload on the baseline (one primary, legacy database, no "
+        "PgBouncer, hosted max_connections) and on the target (the migrated database behind "
+        "the plan's PgBouncers), back to back, and write reports/load/: summary.json, Locust's "
+        "CSVs and report.html. Exit 0 when both targets are met, 1 when one is missed, 2 for "
+        "bad input or unreachable servers (before any load).",
+    )
+    p.add_argument("--users", type=_positive, help="concurrent application instances")
+    p.add_argument("--spawn-rate", type=_rate, help="instances started per second")
+    p.add_argument("--duration", type=_positive, help="seconds of load per architecture")
+    p.add_argument("--seed", type=int, help="random seed, the same for both architectures")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="a TOML file overriding loadtests/compare.toml (every number of the comparison)",
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also run both over [sweep] instances and plot error rate and p95 against them",
+    )
+    p.add_argument(
+        "--reference",
+        choices=("pgbench",),
+        help="also run the comparison with pgbench -C and report it beside Locust's",
+    )
+    p.add_argument(
+        "--plan", type=Path, default=Path("plans/kct"), help="the plan migrating the target"
+    )
+    p.add_argument("--scale", type=_positive, default=1, help="legacy data scale (default 1)")
+    p.add_argument("--pg-bin", help="directory holding initdb, pg_ctl, pgbench")
+    p.add_argument(
+        "--baseline-url", help="load this primary as the baseline instead of a local one"
+    )
+    p.add_argument("--target-url", help="the target's writer (PgBouncer) instead of a local one")
+    p.add_argument("--target-reader-url", help="the target's reader (PgBouncer on the replica)")
+    p.add_argument(
+        "--workers",
+        type=lambda text: _whole(text, least=0),
+        default=0,
+        help="run Locust as a master with this many workers on loopback (default 0: one process)",
+    )
+    p.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="where reports go (reports/)"
+    )
+    p.set_defaults(func=cmd_compare)
+    return load

@@ -1,0 +1,242 @@
+"""What one Locust run measured, read back from Locust's own CSV files.
+
+The summary is built from Locust's CSVs and nothing else, so the report's
+counts are Locust's counts: requests and failures from ``*_stats.csv``'s
+Aggregated row, failures by kind from ``*_failures.csv`` (whose error text the
+Locust user writes as ``kind: ExceptionType``), and the time series from
+``*_stats_history.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InfrastructureError
+from harness.routing import ErrorKind
+
+__all__ = [
+    "KINDS",
+    "POOL_KINDS",
+    "HistoryPoint",
+    "RunResult",
+    "Verdict",
+    "read_run",
+    "reduction",
+    "verdict",
+]
+
+#: every kind a report lists, zero or not; "other" is a failure no user labelled
+KINDS = (*(k.value for k in ErrorKind), "other")
+#: the plan's "connection pool errors": every refusal, not a query that was wrong
+POOL_KINDS = tuple(k for k in KINDS if k not in {ErrorKind.QUERY_ERROR.value, "other"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryPoint:
+    second: float
+    users: int
+    requests_per_s: float
+    failures_per_s: float
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    architecture: str
+    users: int
+    requests: int
+    failures: int
+    errors_by_kind: dict[str, int]
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    requests_per_s: float
+    #: percentiles of successful requests only (from the Locust user's own record)
+    succeeded_p50_ms: float | None = None
+    succeeded_p95_ms: float | None = None
+    succeeded_p99_ms: float | None = None
+    by_operation: dict[str, dict[str, float]] = field(default_factory=dict)
+    history: tuple[HistoryPoint, ...] = ()
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+    @property
+    def peak_users(self) -> int:
+        """The most instances Locust had running at once (fewer than asked: a slow ramp)."""
+        return max((p.users for p in self.history), default=0)
+
+    @property
+    def pool_errors(self) -> int:
+        return sum(self.errors_by_kind[k] for k in POOL_KINDS)
+
+    @property
+    def pool_error_rate(self) -> float:
+        return self.pool_errors / self.requests if self.requests else 0.0
+
+    def to_json(self, *, history: bool = True) -> dict[str, Any]:
+        out = asdict(self)
+        out["error_rate"] = self.error_rate
+        out["peak_users"] = self.peak_users
+        out["pool_errors"] = self.pool_errors
+        out["pool_error_rate"] = self.pool_error_rate
+        if history:
+            out["history"] = [asdict(p) for p in self.history]
+        else:
+            del out["history"]
+        return out
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None  # Locust writes "N/A" before the first response
+    return value if math.isfinite(value) else None
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise InfrastructureError(
+            f"Locust wrote no {path.name} in {path.parent}: the run did not complete; "
+            "its output above says why"
+        ) from None
+
+
+def kind_of(error: str) -> str:
+    """The kind in a failure's text (``pool_timeout: PoolTimeout``), else ``other``."""
+    head = error.split(":", 1)[0].strip().strip("'\"")
+    return head if head in KINDS else "other"
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of sorted ``values``; None when there are none."""
+    if not values:
+        return None
+    return values[min(len(values) - 1, max(0, math.ceil(fraction * len(values)) - 1))]
+
+
+def _succeeded(prefix: Path) -> list[float]:
+    times: list[float] = []
+    for path in prefix.parent.glob(prefix.name + "_succeeded_ms.*.json"):
+        times.extend(float(v) for v in json.loads(path.read_text()))
+    return sorted(times)
+
+
+def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
+    """The summary of the Locust run whose ``--csv`` prefix was ``prefix``."""
+    stats = _rows(prefix.with_name(prefix.name + "_stats.csv"))
+    total = next((r for r in stats if r["Name"] == "Aggregated"), None)
+    if total is None:
+        raise InfrastructureError(f"{prefix}_stats.csv has no Aggregated row: not a Locust CSV")
+    errors = dict.fromkeys(KINDS, 0)
+    for row in _rows(prefix.with_name(prefix.name + "_failures.csv")):
+        errors[kind_of(row["Error"])] += int(row["Occurrences"])
+    by_operation = {
+        f"{r['Type']} {r['Name']}": {
+            "requests": int(r["Request Count"]),
+            "failures": int(r["Failure Count"]),
+            "p95_ms": _float(r["95%"]) or 0.0,
+        }
+        for r in stats
+        if r["Name"] != "Aggregated"
+    }
+    history: list[HistoryPoint] = []
+    start: float | None = None
+    for row in _rows(prefix.with_name(prefix.name + "_stats_history.csv")):
+        if row["Name"] != "Aggregated":
+            continue
+        stamp = float(row["Timestamp"])
+        start = stamp if start is None else start
+        history.append(
+            HistoryPoint(
+                second=stamp - start,
+                users=int(row["User Count"]),
+                requests_per_s=_float(row["Requests/s"]) or 0.0,
+                failures_per_s=_float(row["Failures/s"]) or 0.0,
+                p50_ms=_float(row["50%"]),
+                p95_ms=_float(row["95%"]),
+            )
+        )
+    succeeded = _succeeded(prefix)
+    return RunResult(
+        architecture=architecture,
+        users=users,
+        requests=int(total["Request Count"]),
+        failures=int(total["Failure Count"]),
+        errors_by_kind=errors,
+        p50_ms=_float(total["50%"]) or 0.0,
+        p95_ms=_float(total["95%"]) or 0.0,
+        p99_ms=_float(total["99%"]) or 0.0,
+        max_ms=_float(total["Max Response Time"]) or 0.0,
+        requests_per_s=_float(total["Requests/s"]) or 0.0,
+        succeeded_p50_ms=percentile(succeeded, 0.50),
+        succeeded_p95_ms=percentile(succeeded, 0.95),
+        succeeded_p99_ms=percentile(succeeded, 0.99),
+        by_operation=by_operation,
+        history=tuple(history),
+    )
+
+
+def reduction(before: float, after: float) -> float | None:
+    """How much lower ``after`` is, as a fraction of ``before``; None when before is 0."""
+    if before <= 0:
+        return None
+    return (before - after) / before
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """One success metric: the reduction measured, the one wanted, and whether it holds."""
+
+    metric: str
+    baseline: float
+    target: float
+    reduction: float | None
+    wanted: float
+    met: bool
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verdict(*, metric: str, baseline: float, target: float, wanted: float, unit: str) -> Verdict:
+    """Met when the target is at least ``wanted`` lower than the baseline.
+
+    With nothing to reduce (a baseline of 0), the target meets it only by being
+    0 too, and the reason says the load never produced what the metric counts.
+    """
+    cut = reduction(baseline, target)
+    if cut is None:
+        met = target <= 0
+        reason = f"the baseline had no {metric} at this load, so no reduction can be measured; " + (
+            "the target had none either" if met else f"the target had {target:.4g}{unit}"
+        )
+    else:
+        met = cut >= wanted
+        reason = (
+            f"{metric}: {baseline:.4g}{unit} -> {target:.4g}{unit}, "
+            f"{'reduced' if cut >= 0 else 'increased'} by {abs(cut):.0%} "
+            f"({'meets' if met else 'misses'} the plan's -{wanted:.0%})"
+        )
+    return Verdict(
+        metric=metric,
+        baseline=baseline,
+        target=target,
+        reduction=cut,
+        wanted=wanted,
+        met=met,
+        reason=reason,
+    )

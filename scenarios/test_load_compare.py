@@ -1,0 +1,119 @@
+"""``harness load compare`` end to end on local servers, small enough for CI.
+
+The baseline is given fewer connections than instances so that it really
+refuses some; the report's counts must then be Locust's own, kind by kind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.cluster.processes import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _aggregated(path: Path) -> dict[str, str]:
+    with path.open(newline="") as f:
+        return next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+
+
+def _failures(path: Path) -> int:
+    with path.open(newline="") as f:
+        return sum(int(r["Occurrences"]) for r in csv.DictReader(f))
+
+
+def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
+    config = tmp_path / "small.toml"
+    # 12 instances against 8 connections: the baseline must refuse some (53300).
+    config.write_text("[baseline]\nmax_connections = 8\n[instance]\nlifetime = 2.0\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "load", "compare", "--users", "12",
+         "--spawn-rate", "12", "--duration", "5", "--config", str(config),
+         "--reports", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=170, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    out = tmp_path / "load"
+    report = json.loads((out / "summary.json").read_text())
+    for name in ("baseline", "target"):
+        run = report["architectures"][name]
+        total = _aggregated(out / f"{name}_stats.csv")
+        assert run["requests"] == int(total["Request Count"]) > 0
+        assert run["failures"] == int(total["Failure Count"])
+        assert run["failures"] == _failures(out / f"{name}_failures.csv")
+        assert sum(run["errors_by_kind"].values()) == run["failures"]
+        # Locust rounds its percentiles (to 2 significant digits), not its maximum
+        assert 0 <= run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"] <= run["max_ms"] * 1.05 + 1
+    baseline = report["architectures"]["baseline"]
+    assert baseline["errors_by_kind"]["server_refused"] > 0, baseline
+    # every instance ran: none was lost before its first request
+    assert max(p["users"] for p in baseline["history"]) == 12
+    assert done.returncode == (0 if report["met"] else 1)
+    for missed in report["missed"]:
+        assert missed in done.stdout
+    assert [t["metric"] for t in report["targets"]] == ["connection pool error rate", "p95 latency"]
+    assert report["closing_note"].startswith("At 12 concurrent instances for 5 s")
+    assert (out / "report.html").read_text().count("<svg") >= 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--users", "0"], "must be at least 1"),
+        (["--duration", "100000"], "max_duration"),
+        (["--reference", "sysbench"], "invalid choice"),
+        (["--plan", "plans/absent"], "absent"),
+        (["--baseline-url", "postgresql://postgres@127.0.0.1:1/x"], "go together"),
+        (
+            ["--baseline-url", "postgresql://u@db.example.com/x", "--target-url", "host=10.0.0.5"],
+            "not on this machine (host 'db.example.com')",
+        ),
+    ],
+)
+def test_bad_input_exits_2_before_any_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    try:
+        code = main(["load", "compare", "--reports", str(tmp_path), *argv])
+    except SystemExit as exc:  # argparse's own refusals
+        code = int(str(exc.code))
+    assert code == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "load" / "baseline_stats.csv").exists()
+
+
+def test_unknown_config_key_and_unreachable_servers_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[baseline]\nmax_conections = 50\n")
+    assert main(["load", "compare", "--config", str(bad), "--reports", str(tmp_path)]) == 2
+    assert "unknown key max_conections in [baseline]" in capsys.readouterr().err
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/kct"
+    code = main(["load", "compare", "--baseline-url", closed, "--target-url", closed,
+                 "--reports", str(tmp_path)])  # fmt: skip
+    assert code == 2
+    assert "baseline (--baseline-url)" in capsys.readouterr().err
+    assert not (tmp_path / "load" / "baseline_stats.csv").exists()
+
+
+def test_locust_refuses_an_unknown_architecture_before_any_load() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
+         "--headless", "-u", "1", "-t", "1s"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PGCUTOVER_LOAD_ARCH": "blue-green",
+             "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/kct"},
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "PGCUTOVER_LOAD_ARCH='blue-green' is not an architecture" in done.stderr

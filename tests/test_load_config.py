@@ -1,0 +1,104 @@
+"""The comparison's config: every number from one file, nothing unknown accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.cluster.pgbouncer import READER, WRITER
+from harness.errors import UsageError
+from harness.load.capacity import capped_by, limits
+from harness.load.config import DEFAULT_CONFIG, load_config
+from harness.load.environment import _check_plan_numbers
+from harness.load.workload import retail_workload
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "load.toml"
+    path.write_text(text)
+    return path
+
+
+def test_every_number_in_the_shipped_file_has_a_reason() -> None:
+    lines = [
+        line
+        for line in DEFAULT_CONFIG.read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#") and not line.startswith("[")
+    ]
+    mix = {op.name for op in retail_workload().operations}
+    # the mix's weights share the [mix] line's reason; the PgBouncer numbers the comment above them
+    keys = [(line, line.split("=")[0].strip().strip('"')) for line in lines if "#" not in line]
+    unexplained = [
+        line for line, key in keys if key not in mix and not key.startswith(("writer_", "reader_"))
+    ]
+    assert not unexplained, unexplained
+    config = load_config()
+    assert config.run.users == 150
+    assert config.baseline.max_connections == 100
+    assert set(config.mix) == mix
+
+
+def test_the_plans_pgbouncer_numbers_are_the_clusters() -> None:
+    _check_plan_numbers(load_config(), writer=WRITER, reader=READER)
+
+
+def test_a_file_overrides_only_what_it_names(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, "[run]\nusers = 7\n[baseline]\nmax_connections = 20\n"))
+    assert (config.run.users, config.baseline.max_connections) == (7, 20)
+    assert config.run.duration == load_config().run.duration
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[run]\nuser = 3\n", "unknown key user in [run]"),
+        ("[runs]\nusers = 3\n", "unknown section [runs]"),
+        ("[run]\nusers = 0\n", "users must be at least 1"),
+        ("[run]\nduration = 5000\n", "max_duration"),
+        ("[run]\nusers = 5000\n", "over the cap"),
+        ("[run]\nusers = 'many'\n", "[run] users must be int"),
+        ("[baseline]\npool_timeout = true\n", "[baseline] pool_timeout must be float"),
+        ("[targets]\np95_reduction = 30\n", "fraction"),
+        ("[instance]\nthink_time_min = 2.0\nthink_time_max = 1.0\n", "think_time_min"),
+        ("[run\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_problem(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(UsageError, match=r"load\.toml") as caught:
+        load_config(_write(tmp_path, text))
+    assert named in str(caught.value)
+
+
+def test_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_command_line_values_are_checked_against_the_caps() -> None:
+    config = load_config()
+    assert config.with_run(users=3, duration=2).run.users == 3
+    with pytest.raises(UsageError, match="max_duration"):
+        config.with_run(duration=config.run.max_duration + 1)
+
+
+def test_a_mix_naming_an_unknown_operation_is_refused() -> None:
+    with pytest.raises(UsageError, match="'checkout'"):
+        retail_workload().weighted({"checkout": 1})
+
+
+def test_changed_pgbouncer_numbers_are_refused_for_the_local_cluster(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, "[target]\nwriter_max_client_conn = 1000\n"))
+    with pytest.raises(UsageError, match="writer_max_client_conn = 1000"):
+        _check_plan_numbers(config, writer=WRITER, reader=READER)
+
+
+def test_capacity_names_the_setting_that_caps_the_target() -> None:
+    config = load_config()
+    by_setting = {x.setting: x for x in limits(config)}
+    assert by_setting["max_connections"].instances == 100
+    # dbConfig.writer min 2 plus the router's health-check connection: 3 per instance
+    assert by_setting["writer max_client_conn"].instances == 100 // 3
+    assert capped_by(config, users=5) == []
+    capping = {x.setting for x in capped_by(config, users=150)}
+    assert "writer max_client_conn" in capping

@@ -1,0 +1,182 @@
+"""The report reads Locust's CSVs faithfully and says the outcome, whatever it is."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.errors import InfrastructureError
+from harness.load.compare import CompareOutcome, verdicts
+from harness.load.config import load_config
+from harness.load.report import break_point, build_report, write_report
+from harness.load.results import KINDS, RunResult, kind_of, read_run, verdict
+from harness.load.workload import retail_workload
+
+STATS = ["Type", "Name", "Request Count", "Failure Count", "Median Response Time",
+         "Average Response Time", "Min Response Time", "Max Response Time",
+         "Average Content Size", "Requests/s", "Failures/s", "50%", "66%", "75%", "80%",
+         "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%"]  # fmt: skip
+HISTORY = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s", "50%", "66%",
+           "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%",
+           "Total Request Count", "Total Failure Count"]  # fmt: skip
+
+
+def write_locust_csvs(prefix: Path, *, requests: int, failures: dict[str, int], p95: float) -> None:
+    """CSVs shaped as Locust 2 writes them (the columns the report reads)."""
+    failed = sum(failures.values())
+    with open(f"{prefix}_stats.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, STATS, restval="0")
+        w.writeheader()
+        w.writerow(
+            {
+                "Type": "read",
+                "Name": "product with variants",
+                "Request Count": requests,
+                "Failure Count": failed,
+                "95%": p95,
+            }
+        )
+        w.writerow({"Type": "", "Name": "Aggregated", "Request Count": requests,
+                    "Failure Count": failed, "50%": p95 / 4, "95%": p95, "99%": p95 * 2,
+                    "Max Response Time": p95 * 3, "Requests/s": requests / 10})  # fmt: skip
+    with open(f"{prefix}_failures.csv", "w", newline="") as f:
+        rows = csv.writer(f)
+        rows.writerow(["Method", "Name", "Error", "Occurrences"])
+        for kind, count in failures.items():
+            if count:
+                rows.writerow(["read", "product with variants", f"{kind}: SomeError", count])
+    with open(f"{prefix}_stats_history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, HISTORY, restval="N/A")
+        w.writeheader()
+        for second in range(3):
+            w.writerow({"Timestamp": 1000 + second, "User Count": 5, "Name": "Aggregated",
+                        "Requests/s": "10.0", "Failures/s": "1.0",
+                        "95%": "N/A" if second == 0 else p95})  # fmt: skip
+
+
+def _outcome(tmp_path: Path, base_errors: int, target_errors: int) -> CompareOutcome:
+    config = load_config().with_run(users=5, duration=10)
+    runs = {}
+    for name, errors, p95 in (("baseline", base_errors, 100.0), ("target", target_errors, 60.0)):
+        write_locust_csvs(
+            tmp_path / name, requests=1000, failures={"server_refused": errors}, p95=p95
+        )
+        runs[name] = read_run(tmp_path / name, architecture=name, users=5)
+    return CompareOutcome(
+        config=config, environment={"provider": "test"}, runs=runs, verdicts=verdicts(config, runs)
+    )
+
+
+def test_failures_are_counted_by_kind_as_in_locusts_csv(tmp_path: Path) -> None:
+    write_locust_csvs(
+        tmp_path / "run", requests=50, failures={"pool_timeout": 3, "server_refused": 4}, p95=12.5
+    )
+    run = read_run(tmp_path / "run", architecture="baseline", users=5)
+    assert (run.requests, run.failures, run.pool_errors) == (50, 7, 7)
+    assert run.errors_by_kind["pool_timeout"] == 3
+    assert run.errors_by_kind["server_refused"] == 4
+    assert set(run.errors_by_kind) == set(KINDS)
+    assert run.p95_ms == 12.5
+    assert [p.p95_ms for p in run.history] == [None, 12.5, 12.5]
+
+
+def test_a_run_without_csvs_is_an_infrastructure_error(tmp_path: Path) -> None:
+    with pytest.raises(InfrastructureError, match=r"no absent_stats\.csv"):
+        read_run(tmp_path / "absent", architecture="target", users=1)
+
+
+def test_unlabelled_failures_count_as_other() -> None:
+    assert kind_of("pool_timeout: PoolTimeout") == "pool_timeout"
+    assert kind_of("ConnectionResetError(104)") == "other"
+
+
+def test_report_says_which_target_was_missed(tmp_path: Path) -> None:
+    outcome = _outcome(tmp_path, base_errors=100, target_errors=50)
+    assert outcome.exit_code == 1
+    assert [v.metric for v in outcome.missed] == ["connection pool error rate"]
+    summary, page = write_report(outcome, directory=tmp_path / "load")
+    report = json.loads(summary.read_text())
+    assert set(report) >= {"architectures", "reductions", "targets", "missed", "capacity"}
+    assert report["reductions"]["pool_error_rate"] == pytest.approx(0.5)
+    assert report["reductions"]["p95"] == pytest.approx(0.4)
+    assert report["met"] is False
+    assert "NOT met" in report["closing_note"]
+    base = report["architectures"]["baseline"]
+    assert {"requests", "failures", "error_rate", "errors_by_kind", "p50_ms", "p95_ms",
+            "p99_ms", "max_ms"} <= set(base)  # fmt: skip
+    text = page.read_text()
+    assert text.count("<svg") >= 2
+    # self-contained: nothing for a browser to fetch (SVG namespaces are names, not fetches)
+    for fetch in ("<script", "<link", " src="):
+        assert fetch not in text
+
+
+def test_both_targets_met_exit_zero(tmp_path: Path) -> None:
+    outcome = _outcome(tmp_path, base_errors=100, target_errors=10)
+    assert outcome.exit_code == 0
+    assert build_report(outcome)["met"] is True
+
+
+def test_nothing_to_reduce_is_said_not_hidden() -> None:
+    zero = verdict(metric="errors", baseline=0, target=0, wanted=0.8, unit="")
+    worse = verdict(metric="errors", baseline=0, target=0.1, wanted=0.8, unit="")
+    assert zero.met
+    assert zero.reduction is None
+    assert "no errors" in zero.reason
+    assert not worse.met
+
+
+@settings(max_examples=50, derandomize=True, deadline=None)
+@given(
+    before=st.floats(min_value=0.001, max_value=1e6),
+    after=st.floats(min_value=0, max_value=1e6),
+    wanted=st.floats(min_value=0, max_value=1),
+)
+def test_a_target_is_met_exactly_when_the_cut_reaches_it(
+    before: float, after: float, wanted: float
+) -> None:
+    result = verdict(metric="p95", baseline=before, target=after, wanted=wanted, unit=" ms")
+    assert result.met == ((before - after) / before >= wanted)
+
+
+def _result(users: int, *, rate: float, p95: float) -> RunResult:
+    return RunResult(
+        architecture="target", users=users, requests=1000, failures=int(1000 * rate),
+        errors_by_kind=dict.fromkeys(KINDS, 0), p50_ms=1, p95_ms=p95, p99_ms=p95, max_ms=p95,
+        requests_per_s=1,
+    )  # fmt: skip
+
+
+def test_break_point_is_the_first_count_past_either_bound() -> None:
+    sweep = [_result(50, rate=0, p95=10), _result(10, rate=0, p95=5), _result(100, rate=0.2, p95=9)]
+    assert break_point(sweep, error_rate=0.01, p95_ms=500) == 100
+    assert break_point(sweep, error_rate=0.01, p95_ms=8) == 50
+    assert break_point(sweep[:2], error_rate=0.01, p95_ms=500) is None
+
+
+def test_pgbench_scripts_carry_the_same_statements() -> None:
+    samples: dict[str, list[object]] = {"product": ["p'1", "p2"], "customer": [7, 8, 9]}
+    order = next(op for op in retail_workload().operations if op.role == "write")
+    script = order.pgbench_script(samples=samples)
+    assert "\\set customer_i random(1, 3)" in script
+    assert "ARRAY['p''1', 'p2']" in script
+    assert "ARRAY[7, 8, 9]" in script
+    assert "RETURNING quote_literal(id) AS previous \\gset" in script
+    assert script.startswith("\\set")
+    assert ":previous" in script
+    assert "END;" in script
+
+
+def test_a_plan_setting_that_caps_the_target_is_named(tmp_path: Path) -> None:
+    outcome = _outcome(tmp_path, base_errors=100, target_errors=10)
+    outcome.config = outcome.config.with_run(users=150)
+    report = build_report(outcome)
+    assert "writer max_client_conn 100 admits 33 instances" in report["closing_note"]
+    assert any("writer max_client_conn" in c for c in report["capacity"]["capped_by"])
+    outcome.config = outcome.config.with_run(users=5)
+    assert build_report(outcome)["capacity"]["capped_by"] == []
