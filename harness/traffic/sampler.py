@@ -38,6 +38,7 @@ SELECT a.pid, extract(epoch FROM now() - coalesce(a.query_start, a.state_change)
  WHERE a.wait_event_type = 'Lock' AND a.application_name LIKE 'pgcutover-traffic%'
 """
 INTERVAL = 0.05
+WAITING_BEHIND = ", itself waiting behind "  # as _WAITING writes it
 _HOLDER = """
 SELECT left(a.query, 200) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
  WHERE l.relation = to_regclass(%s) AND l.granted AND l.mode = 'AccessExclusiveLock'
@@ -48,6 +49,13 @@ def _holder(primary: Conn, relation: str) -> str:
     row = primary.execute(_HOLDER, (relation,), prepare=False).fetchone()
     held = " ".join(str(row[0]).split()) if row else "?"
     return f"{held} (on the primary; the replica replays its lock)"
+
+
+def _depth(blocker: str) -> int:
+    """How much of the queue a blocker's description explains: none, its head, its root."""
+    if not blocker or blocker.startswith("?"):
+        return 0
+    return 2 if WAITING_BEHIND in blocker else 1
 
 
 @dataclass
@@ -107,16 +115,18 @@ class LockSampler:
                     depth += len(rows)
                     for _pid, waited, _user, _query, relation, blocker in rows:
                         seconds = float(waited or 0.0)
+                        named = " ".join(str(blocker or "").split())
+                        if i and not named:
+                            # On a standby the lock is held by WAL replay (the startup
+                            # process, which runs no query): name who took it upstream.
+                            named = _holder(conns[0], str(relation or ""))
                         if seconds > stats.longest_wait:
                             stats.longest_wait = seconds
                             stats.waited_on = str(relation or "") + (" (replica)" if i else "")
-                            named = " ".join(str(blocker or "").split())
-                            if i and not named:
-                                # On a standby the lock is held by WAL replay (the startup
-                                # process, which runs no query): name who took it upstream.
-                                named = _holder(conns[0], str(relation or ""))
-                            if not named.startswith("?") or not stats.blocker:
-                                stats.blocker = named
+                        # The root of a queue names more than its head: a migration step
+                        # waiting behind a long transaction is what made everyone wait.
+                        if _depth(named) > _depth(stats.blocker):
+                            stats.blocker = named
                 stats.queue_depth = max(stats.queue_depth, depth)
                 stats.samples += 1
         except psycopg.Error:
