@@ -21,7 +21,6 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from harness.cluster import Cluster
-from harness.cluster.local import LocalCluster
 from harness.cluster.processes import free_port
 from harness.routing import (
     WRITER_POOL,
@@ -168,8 +167,7 @@ def test_kct_readonly_cannot_write_through_any_path(
         ).fetchone()
         assert flags == (False, True, False)
     cluster.wait_for_replica()
-    if isinstance(cluster, LocalCluster):
-        cluster.allow_pooler_users(["kct_readonly"])
+    cluster.allow_users(["kct_readonly"])
     paths = {"primary": eps.primary, "writer": eps.writer, "reader": eps.reader,
              "replica": eps.replica}  # fmt: skip
     refused: dict[str, set[str]] = {}

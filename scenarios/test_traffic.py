@@ -53,9 +53,7 @@ def _gate(
         progress=progress if callable(progress) else (lambda _m: None),
         report=report,
         backup_dir=tmp / "backups",
-        traffic=TrafficOptions(
-            clients=CLIENTS, allow_pooler_users=getattr(cluster, "allow_pooler_users", None)
-        ),
+        traffic=TrafficOptions(clients=CLIENTS, allow_users=cluster.allow_users),
     )
     return report
 

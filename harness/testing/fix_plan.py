@@ -42,7 +42,7 @@ from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError
 from harness.invariants import Check
 from harness.plan import Plan, load_plan
-from harness.testing.fix_cluster import missing_capability
+from harness.testing.fix_cluster import CLUSTER_POOLERS, missing_capability
 from harness.testing.fix_legacy import LegacyDatabase, fresh_name
 
 __all__ = ["GateCheckItem", "GatePlanFile", "connect_as", "migrated_db", "pg_plan"]
@@ -84,6 +84,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(f"--pg-plan {directory}: {exc}") from None
     config.stash[_PLAN] = plan
+    if plan.pgbouncer is not None:
+        config.stash[CLUSTER_POOLERS] = plan.pgbouncer
     config.stash[_REPORTS] = Path(config.getoption("--pg-reports"))
 
 
@@ -212,9 +214,7 @@ def migrated_db(cluster: Cluster, legacy_template: str, pg_plan: Plan) -> Iterat
     try:
         with Runner(pg_plan, endpoints.primary) as runner:
             runner.migrate()
-        allow = getattr(cluster, "allow_pooler_users", None)
-        if allow is not None:
-            allow(pg_plan.layout.roles)
+        cluster.allow_users(pg_plan.layout.roles)
         cluster.wait_for_replica()
         yield LegacyDatabase(name=name, endpoints=endpoints)
     finally:
