@@ -107,7 +107,7 @@ def auth_file_text(users: Iterable[str]) -> str:
     """PgBouncer's ``auth_file`` letting ``users`` in: each quoted, with an empty password.
 
     auth_type is trust, so the password is never read; a user missing from the
-    file is refused all the same (``no such user``).
+    file is refused all the same (PgBouncer 1.18: ``"trust" authentication failed``).
     """
     return "".join('"' + u.replace('"', '""') + '" ""\n' for u in dict.fromkeys(users))
 
