@@ -65,8 +65,10 @@ def _child_cpu(action: Callable[[], None]) -> tuple[float, float]:
     return wall, cpu
 
 
-def test_locust_user_throughput_against_pgbench(legacy_db: LegacyDatabase, tmp_path: Path) -> None:
-    dsn = legacy_db.endpoints.primary
+def test_locust_user_throughput_against_pgbench(
+    legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    dsn = legacy_database.endpoints.primary
     workload = retail_workload().weighted({READ: 1})
     config = tmp_path / "read-only.toml"
     config.write_text(

@@ -64,8 +64,8 @@ def _read_only(conn: Conn) -> None:
 
 
 @pytest.fixture
-def arms(legacy_db: LegacyDatabase) -> Iterator[Arms]:
-    eps = legacy_db.endpoints
+def arms(legacy_database: LegacyDatabase) -> Iterator[Arms]:
+    eps = legacy_database.endpoints
     pool: ConnectionPool[Conn] = ConnectionPool(
         eps.replica,
         kwargs={"application_name": "bare_pool", "prepare_threshold": None},

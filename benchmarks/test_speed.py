@@ -99,10 +99,13 @@ def scratch(cluster: Cluster) -> Iterator[Callable[[], str]]:
 
 
 def test_scenario_database_from_template(
-    benchmark: BenchmarkFixture, cluster: Cluster, legacy_template: str, scratch: Callable[[], str]
+    benchmark: BenchmarkFixture,
+    cluster: Cluster,
+    legacy_template_name: str,
+    scratch: Callable[[], str],
 ) -> None:
     def clone() -> None:
-        create_database(cluster.endpoints.primary, scratch(), template=legacy_template)
+        create_database(cluster.endpoints.primary, scratch(), template=legacy_template_name)
 
     benchmark.pedantic(clone, rounds=10, iterations=1)  # type: ignore[no-untyped-call]
     median = benchmark.stats.stats.median if benchmark.stats else float("nan")

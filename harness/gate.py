@@ -438,6 +438,7 @@ def run_gate(
             progress=progress,
             image=(cluster_options or {}).get("image"),
             network=(cluster_options or {}).get("network"),
+            poolers=plan.pgbouncer,
         ) as cluster,
     ):
         # The gate works only in a database it creates, and drops only that one: on a
@@ -451,9 +452,7 @@ def run_gate(
         try:
             progress(f"seeding the legacy database (scale {scale})")
             seed(endpoints.primary, scale=scale, legacy=legacy, progress=progress)
-            allow = getattr(cluster, "allow_pooler_users", None)
-            if allow is not None:
-                allow(plan.layout.roles)
+            cluster.allow_users(plan.layout.roles)
             gate_database(
                 plan,
                 endpoints,
@@ -466,7 +465,7 @@ def run_gate(
                 backup_dir=backup_dir or Path(scratch),
                 traffic=TrafficOptions(
                     clients=traffic_clients,
-                    allow_pooler_users=allow,
+                    allow_users=cluster.allow_users,
                     may_alter_roles=cluster.owns_servers,
                 )
                 if traffic

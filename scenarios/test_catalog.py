@@ -1,6 +1,6 @@
 """Fingerprints of a real database: stable, sensitive to each kind of change, equal for a copy.
 
-Each test builds a small shop in the fresh database ``empty_db`` gives, takes a
+Each test builds a small shop in the fresh database ``empty_dsn`` names, takes a
 fingerprint, changes one thing, and checks the diff says exactly that thing.
 """
 
@@ -59,31 +59,31 @@ CREATE MATERIALIZED VIEW order_totals AS SELECT customer_id, sum(total) FROM ord
 
 
 @pytest.fixture
-def shop(empty_db: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(empty_db, autocommit=True) as conn:
+def shop_conn(empty_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
         conn.execute(SHOP)
         yield conn
 
 
 @pytest.fixture
-def role(empty_db: str) -> Iterator[str]:
+def role(empty_dsn: str) -> Iterator[str]:
     """A role of our own; roles are cluster-wide, so the name is unique to this test."""
     name = f"kct_app_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(empty_db, autocommit=True) as conn:
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(name)))
     yield name
-    with psycopg.connect(empty_db, autocommit=True) as conn:
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(name)))
 
 
 @pytest.fixture
-def spare_db(empty_db: str, role: str) -> Iterator[str]:
+def spare_dsn(empty_dsn: str, role: str) -> Iterator[str]:
     """A second empty database with the same encoding and locale, to restore into.
 
     Asks for ``role`` so the copy, which holds grants to it, is dropped first.
     """
-    name = f"{database_of(empty_db)}_copy"
-    with psycopg.connect(empty_db, autocommit=True) as conn:
+    name = f"{database_of(empty_dsn)}_copy"
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
         enc, collate, ctype = conn.execute(
             "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database"
             " WHERE datname = current_database()"
@@ -95,8 +95,8 @@ def spare_db(empty_db: str, role: str) -> Iterator[str]:
                 sql.Identifier(name), sql.Literal(enc), sql.Literal(collate), sql.Literal(ctype)
             )
         )
-    yield with_database(empty_db, name)
-    with psycopg.connect(empty_db, autocommit=True) as conn:
+    yield with_database(empty_dsn, name)
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
@@ -122,8 +122,8 @@ def copy_database(source: str, target: str, *, dump: Path) -> None:
     )
 
 
-def test_fingerprint_is_stable_across_reads(shop: psycopg.Connection[Any]) -> None:
-    first, second = fingerprint(shop), fingerprint(shop)
+def test_fingerprint_is_stable_across_reads(shop_conn: psycopg.Connection[Any]) -> None:
+    first, second = fingerprint(shop_conn), fingerprint(shop_conn)
     assert first == second
     assert diff(first, second) == []
     assert Fingerprint.from_json(first.to_json()) == first
@@ -133,21 +133,21 @@ def test_fingerprint_is_stable_across_reads(shop: psycopg.Connection[Any]) -> No
     assert [t.definition for t in first.types.values()] == [("sad", "ok", "happy")]
 
 
-def test_fingerprint_leaves_the_session_as_it_was(shop: psycopg.Connection[Any]) -> None:
-    shop.execute("SET search_path = public, pg_temp")
-    fingerprint(shop)
-    assert shop.execute("SHOW search_path").fetchone() == ("public, pg_temp",)
-    shop.autocommit = False
-    shop.execute("SELECT 1")
+def test_fingerprint_leaves_the_session_as_it_was(shop_conn: psycopg.Connection[Any]) -> None:
+    shop_conn.execute("SET search_path = public, pg_temp")
+    fingerprint(shop_conn)
+    assert shop_conn.execute("SHOW search_path").fetchone() == ("public, pg_temp",)
+    shop_conn.autocommit = False
+    shop_conn.execute("SELECT 1")
     with pytest.raises(UsageError, match="idle connection"):
-        fingerprint(shop)
-    shop.rollback()
+        fingerprint(shop_conn)
+    shop_conn.rollback()
 
 
-def test_table_moved_to_another_schema(shop: psycopg.Connection[Any]) -> None:
-    before = fingerprint(shop)
-    shop.execute("CREATE SCHEMA tenant_shared; ALTER TABLE suppliers SET SCHEMA tenant_shared")
-    after = fingerprint(shop)
+def test_table_moved_to_another_schema(shop_conn: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop_conn)
+    shop_conn.execute("CREATE SCHEMA tenant_shared; ALTER TABLE suppliers SET SCHEMA tenant_shared")
+    after = fingerprint(shop_conn)
     found = [str(d) for d in diff(before, after)]
     assert "`public.suppliers`: expected in public, found in tenant_shared" in found
     # Its serial sequence moves with it (ALTER TABLE ... SET SCHEMA takes owned sequences).
@@ -157,68 +157,70 @@ def test_table_moved_to_another_schema(shop: psycopg.Connection[Any]) -> None:
 
 
 def test_updating_one_value_changes_the_checksum_not_the_count(
-    shop: psycopg.Connection[Any],
+    shop_conn: psycopg.Connection[Any],
 ) -> None:
-    before = fingerprint(shop)
-    shop.execute("UPDATE customers SET email = 'b@kct.co' WHERE id = 2")
-    assert changes(shop, before) == [
+    before = fingerprint(shop_conn)
+    shop_conn.execute("UPDATE customers SET email = 'b@kct.co' WHERE id = 2")
+    assert changes(shop_conn, before) == [
         "`public.customers`: same 3 rows counted but contents differ (checksum)"
     ]
 
 
-def test_deleted_row_changes_the_count(shop: psycopg.Connection[Any]) -> None:
-    before = fingerprint(shop)
-    shop.execute("DELETE FROM orders WHERE id = 3")
-    assert changes(shop, before) == ["`public.orders`: 3 rows expected, 2 found"]
+def test_deleted_row_changes_the_count(shop_conn: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop_conn)
+    shop_conn.execute("DELETE FROM orders WHERE id = 3")
+    assert changes(shop_conn, before) == ["`public.orders`: 3 rows expected, 2 found"]
 
 
-def test_grant_shows_as_a_privilege_difference(shop: psycopg.Connection[Any], role: str) -> None:
-    before = fingerprint(shop)
-    shop.execute(sql.SQL("GRANT SELECT, INSERT ON orders TO {}").format(sql.Identifier(role)))
-    assert changes(shop, before) == [
+def test_grant_shows_as_a_privilege_difference(
+    shop_conn: psycopg.Connection[Any], role: str
+) -> None:
+    before = fingerprint(shop_conn)
+    shop_conn.execute(sql.SQL("GRANT SELECT, INSERT ON orders TO {}").format(sql.Identifier(role)))
+    assert changes(shop_conn, before) == [
         f"`public.orders`: privileges differ: {role} gained SELECT, INSERT"
     ]
 
 
-def test_database_search_path_shows(shop: psycopg.Connection[Any]) -> None:
-    before = fingerprint(shop)
-    database = sql.Identifier(shop.info.dbname)
-    shop.execute(
+def test_database_search_path_shows(shop_conn: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop_conn)
+    database = sql.Identifier(shop_conn.info.dbname)
+    shop_conn.execute(
         sql.SQL("ALTER DATABASE {} SET search_path = public, tenant_shared").format(database)
     )
-    assert changes(shop, before) == [
+    assert changes(shop_conn, before) == [
         "database setting search_path: expected <unset>, found 'public, tenant_shared'"
     ]
 
 
-def test_setval_shows(shop: psycopg.Connection[Any]) -> None:
-    before = fingerprint(shop)
-    shop.execute("SELECT setval('suppliers_id_seq', 1, false)")
-    assert changes(shop, before) == [
+def test_setval_shows(shop_conn: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop_conn)
+    shop_conn.execute("SELECT setval('suppliers_id_seq', 1, false)")
+    assert changes(shop_conn, before) == [
         "`public.suppliers_id_seq`: last value 2 expected, 1 found (reset)"
     ]
 
 
 def test_restored_copy_fingerprints_equal(
-    shop: psycopg.Connection[Any], empty_db: str, role: str, spare_db: str, tmp_path: Path
+    shop_conn: psycopg.Connection[Any], empty_dsn: str, role: str, spare_dsn: str, tmp_path: Path
 ) -> None:
-    shop.execute(sql.SQL("GRANT SELECT ON customers TO {}").format(sql.Identifier(role)))
+    shop_conn.execute(sql.SQL("GRANT SELECT ON customers TO {}").format(sql.Identifier(role)))
     # pg_restore refreshes materialized views: a stale one would differ, rightly.
-    shop.execute("REFRESH MATERIALIZED VIEW order_totals")
-    copy_database(empty_db, spare_db, dump=tmp_path / "shop.dump")
-    with psycopg.connect(spare_db) as copy:
-        assert diff(fingerprint(shop), fingerprint(copy)) == []
+    shop_conn.execute("REFRESH MATERIALIZED VIEW order_totals")
+    copy_database(empty_dsn, spare_dsn, dump=tmp_path / "shop.dump")
+    with psycopg.connect(spare_dsn) as copy:
+        assert diff(fingerprint(shop_conn), fingerprint(copy)) == []
 
 
 def test_plain_dump_leaves_database_settings_behind(
-    shop: psycopg.Connection[Any], empty_db: str, spare_db: str, tmp_path: Path
+    shop_conn: psycopg.Connection[Any], empty_dsn: str, spare_dsn: str, tmp_path: Path
 ) -> None:
     """pg_dump without --create carries no ALTER DATABASE ... SET (PostgreSQL >= 11)."""
-    database = sql.Identifier(shop.info.dbname)
-    shop.execute(sql.SQL("ALTER DATABASE {} SET search_path = public, audit").format(database))
-    copy_database(empty_db, spare_db, dump=tmp_path / "shop.dump")
-    with psycopg.connect(spare_db) as copy:
-        original, restored = fingerprint(shop), fingerprint(copy)
+    database = sql.Identifier(shop_conn.info.dbname)
+    shop_conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = public, audit").format(database))
+    copy_database(empty_dsn, spare_dsn, dump=tmp_path / "shop.dump")
+    with psycopg.connect(spare_dsn) as copy:
+        original, restored = fingerprint(shop_conn), fingerprint(copy)
     assert [str(d) for d in diff(original, restored)] == [
         "database setting search_path: expected 'public, audit', found <unset>"
     ]
@@ -257,83 +259,85 @@ def test_plain_dump_leaves_database_settings_behind(
     ],
 )
 def test_checksum_sees_changes_that_keep_the_count(
-    shop: psycopg.Connection[Any], column: str, rows: str, change: str
+    shop_conn: psycopg.Connection[Any], column: str, rows: str, change: str
 ) -> None:
-    shop.execute(
+    shop_conn.execute(
         sql.SQL("CREATE TABLE probe ({}); INSERT INTO probe VALUES {}").format(
             sql.SQL(column), sql.SQL(rows)
         )
     )
-    before = fingerprint(shop)
-    shop.execute(change)
-    assert changes(shop, before) == [
+    before = fingerprint(shop_conn)
+    shop_conn.execute(change)
+    assert changes(shop_conn, before) == [
         "`public.probe`: same 2 rows counted but contents differ (checksum)"
     ]
 
 
 def test_checksum_sees_case_under_a_case_insensitive_collation(
-    shop: psycopg.Connection[Any],
+    shop_conn: psycopg.Connection[Any],
 ) -> None:
     try:
-        shop.execute(
+        shop_conn.execute(
             "CREATE COLLATION ci"
             " (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
         )
     except psycopg.errors.FeatureNotSupported:
         pytest.skip("this server was built without ICU")
-    shop.execute("CREATE TABLE probe (a text COLLATE ci); INSERT INTO probe VALUES ('abc')")
-    before = fingerprint(shop)
-    shop.execute("UPDATE probe SET a = 'ABC'")
-    assert changes(shop, before) == [
+    shop_conn.execute("CREATE TABLE probe (a text COLLATE ci); INSERT INTO probe VALUES ('abc')")
+    before = fingerprint(shop_conn)
+    shop_conn.execute("UPDATE probe SET a = 'ABC'")
+    assert changes(shop_conn, before) == [
         "`public.probe`: same 1 row counted but contents differ (checksum)"
     ]
 
 
 def test_standby_equals_primary_but_for_sequence_values(
-    shop: psycopg.Connection[Any], empty_db: str, cluster: Cluster
+    shop_conn: psycopg.Connection[Any], empty_dsn: str, cluster: Cluster
 ) -> None:
     """A hot standby reads sequences up to 32 ahead; unlogged tables have no data there."""
     if not cluster.has_streaming_replica:
         pytest.skip("this cluster has no streaming replica")
-    shop.execute("CREATE UNLOGGED TABLE scratch (id int); INSERT INTO scratch VALUES (1)")
-    shop.execute("INSERT INTO suppliers (name) VALUES ('Canali')")
+    shop_conn.execute("CREATE UNLOGGED TABLE scratch (id int); INSERT INTO scratch VALUES (1)")
+    shop_conn.execute("INSERT INTO suppliers (name) VALUES ('Canali')")
     cluster.wait_for_replica()
-    replica_dsn = cluster.endpoints.for_database(database_of(empty_db)).replica
+    replica_dsn = cluster.endpoints.for_database(database_of(empty_dsn)).replica
     with psycopg.connect(replica_dsn, autocommit=True) as standby:
-        primary, mirrored = fingerprint(shop), fingerprint(standby)
+        primary, mirrored = fingerprint(shop_conn), fingerprint(standby)
     assert mirrored.row_count("public.scratch") is None
     assert mirrored.row_count("public.suppliers") == 3
     assert same(primary, mirrored, ignore=[IGNORE_SEQUENCE_VALUES])
     assert {d.kind for d in diff(primary, mirrored)} <= {"sequence_value"}
 
 
-def test_table_checksum_matches_the_fingerprint(shop: psycopg.Connection[Any]) -> None:
-    one = table_checksum(shop, schema="public", table="customers")
-    relation = fingerprint(shop).tables["public.customers"]
+def test_table_checksum_matches_the_fingerprint(shop_conn: psycopg.Connection[Any]) -> None:
+    one = table_checksum(shop_conn, schema="public", table="customers")
+    relation = fingerprint(shop_conn).tables["public.customers"]
     assert (one.rows, one.digest) == (relation.rows, relation.checksum)
 
 
-def test_excluded_schemas_are_left_out(shop: psycopg.Connection[Any]) -> None:
-    before = fingerprint(shop)
-    shop.execute("CREATE SCHEMA pgcutover; CREATE TABLE pgcutover.runs (id int)")
-    shop.execute("CREATE SCHEMA scratch; CREATE TABLE scratch.notes (id int)")
-    assert diff(before, fingerprint(shop, exclude_schemas=("pgcutover", "scratch"))) == []
-    assert "pgcutover.runs" in fingerprint(shop, exclude_schemas=()).tables
+def test_excluded_schemas_are_left_out(shop_conn: psycopg.Connection[Any]) -> None:
+    before = fingerprint(shop_conn)
+    shop_conn.execute("CREATE SCHEMA pgcutover; CREATE TABLE pgcutover.runs (id int)")
+    shop_conn.execute("CREATE SCHEMA scratch; CREATE TABLE scratch.notes (id int)")
+    assert diff(before, fingerprint(shop_conn, exclude_schemas=("pgcutover", "scratch"))) == []
+    assert "pgcutover.runs" in fingerprint(shop_conn, exclude_schemas=()).tables
 
 
 @pytest.mark.slow
-def test_fingerprint_of_half_a_million_wide_rows_is_fast(shop: psycopg.Connection[Any]) -> None:
+def test_fingerprint_of_half_a_million_wide_rows_is_fast(
+    shop_conn: psycopg.Connection[Any],
+) -> None:
     """The budget is 3M rows in 5 s on two cores; 500k rows get a proportional 2.5 s."""
-    shop.execute(
+    shop_conn.execute(
         "CREATE TABLE wide AS SELECT g AS id, g % 5000 AS customer_id,"
         " 'user' || g || '@example.com' AS email, (g % 10000) / 7.0 AS total,"
         " now() - g * interval '1 minute' AS created_at, repeat('x', 40 + g % 60) AS note,"
         " g % 2 = 0 AS flag, jsonb_build_object('k', g) AS payload"
         " FROM generate_series(1, 500000) g"
     )
-    shop.execute("VACUUM ANALYZE wide")
+    shop_conn.execute("VACUUM ANALYZE wide")
     started = time.perf_counter()
-    fp = fingerprint(shop)
+    fp = fingerprint(shop_conn)
     elapsed = time.perf_counter() - started
     assert fp.row_count("public.wide") == 500_000
     assert elapsed < 2.5, f"fingerprint took {elapsed:.2f} s for 500,000 rows"

@@ -53,10 +53,10 @@ def _ledger_steps(dsn: str) -> list[object]:
 
 
 def test_migrate_dry_run_lists_steps_and_changes_nothing(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """A reviewer reads the dry run's stdout; it must list every step and run none."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     done = _harness(
         "migrate", "--plan", KCT, "--dsn", dsn, "--dry-run", "--reports", tmp_path, cwd=tmp_path
     )
@@ -72,7 +72,7 @@ def test_migrate_dry_run_lists_steps_and_changes_nothing(
 
 
 def test_migrate_dry_run_shows_each_statement_not_its_comment(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """The reviewer must see what runs at each line, not the prose above it."""
     done = _harness(
@@ -80,7 +80,7 @@ def test_migrate_dry_run_shows_each_statement_not_its_comment(
         "--plan",
         KCT,
         "--dsn",
-        legacy_db.endpoints.primary,
+        legacy_database.endpoints.primary,
         "--dry-run",
         "--reports",
         tmp_path,
@@ -104,10 +104,10 @@ BASELINE_CHECKS = {"data.unchanged", "tables.intact", "sequences.not_reset", "pr
 
 
 def test_migrate_backs_up_then_applies_and_verify_passes(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """The deploy path: fingerprint, migrate after a proven backup, verify against both."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     reports = tmp_path / "reports"
     baseline = _harness("fingerprint", "--dsn", dsn, cwd=tmp_path)
     assert baseline.returncode == 0, _explain(baseline)
@@ -123,7 +123,7 @@ def test_migrate_backs_up_then_applies_and_verify_passes(
     assert "harness:" not in done.stdout
     backups = list((reports / "backups").glob("*.dump"))
     assert len(backups) == 1
-    assert backups[0].name.startswith(legacy_db.name)
+    assert backups[0].name.startswith(legacy_database.name)
     assert _ledger_steps(dsn) == [1, 2, 3, 4, 5, 6]
 
     again = _harness("migrate", "--plan", KCT, "--dsn", dsn, "--reports", reports, cwd=tmp_path)
@@ -138,7 +138,7 @@ def test_migrate_backs_up_then_applies_and_verify_passes(
         "--dsn",
         dsn,
         "--reader-dsn",
-        legacy_db.endpoints.replica,
+        legacy_database.endpoints.replica,
         "--baseline",
         tmp_path / "before.json",
         "--reports",
@@ -155,7 +155,9 @@ def test_migrate_backs_up_then_applies_and_verify_passes(
     assert "PASS layout.as_planned" in verify.stdout
 
 
-def test_verify_on_unmigrated_database_exits_1(legacy_db: LegacyDatabase, tmp_path: Path) -> None:
+def test_verify_on_unmigrated_database_exits_1(
+    legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
     """Exit 1 means "checked, and not as the plan promises": nothing has moved yet."""
     reports = tmp_path / "reports"
     done = _harness(
@@ -163,7 +165,7 @@ def test_verify_on_unmigrated_database_exits_1(legacy_db: LegacyDatabase, tmp_pa
         "--plan",
         KCT,
         "--dsn",
-        legacy_db.endpoints.primary,
+        legacy_database.endpoints.primary,
         "--reports",
         reports,
         cwd=tmp_path,
@@ -179,10 +181,10 @@ def test_verify_on_unmigrated_database_exits_1(legacy_db: LegacyDatabase, tmp_pa
 
 
 def test_rollback_exits_0_and_restores_the_database(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """``harness rollback`` undoes ``harness migrate``, newest step first."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     with connect(dsn) as conn:
         before = fingerprint(conn)
     migrate = _harness(
@@ -200,12 +202,14 @@ def test_rollback_exits_0_and_restores_the_database(
         assert [str(d) for d in diff(before, fingerprint(conn))] == []
 
 
-def test_malformed_plan_exits_2_naming_the_file(legacy_db: LegacyDatabase, tmp_path: Path) -> None:
+def test_malformed_plan_exits_2_naming_the_file(
+    legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
     """A plan with a missing rollback step is refused before anything connects or runs."""
     plan = tmp_path / "plan"
     shutil.copytree(KCT, plan)
     (plan / "down" / "004_audit.sql").unlink()
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     done = _harness("migrate", "--plan", plan, "--dsn", dsn, "--reports", tmp_path, cwd=tmp_path)
     assert done.returncode == 2, _explain(done)
     assert "harness: error: up/004_audit.sql has no rollback" in done.stderr
@@ -215,14 +219,14 @@ def test_malformed_plan_exits_2_naming_the_file(legacy_db: LegacyDatabase, tmp_p
 
 
 @pytest.mark.parametrize("command", ["migrate", "rollback"])
-def test_replica_dsn_exits_2(legacy_db: LegacyDatabase, tmp_path: Path, command: str) -> None:
+def test_replica_dsn_exits_2(legacy_database: LegacyDatabase, tmp_path: Path, command: str) -> None:
     """Pointing the runner at the read replica is a usage error, said plainly."""
     done = _harness(
         command,
         "--plan",
         KCT,
         "--dsn",
-        legacy_db.endpoints.replica,
+        legacy_database.endpoints.replica,
         "--reports",
         tmp_path,
         cwd=tmp_path,
@@ -233,14 +237,16 @@ def test_replica_dsn_exits_2(legacy_db: LegacyDatabase, tmp_path: Path, command:
     assert done.stdout == ""
 
 
-def test_verify_with_replica_as_dsn_exits_2(legacy_db: LegacyDatabase, tmp_path: Path) -> None:
+def test_verify_with_replica_as_dsn_exits_2(
+    legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
     """``verify --dsn`` must be the primary; a standby given there is a usage error."""
     done = _harness(
         "verify",
         "--plan",
         KCT,
         "--dsn",
-        legacy_db.endpoints.replica,
+        legacy_database.endpoints.replica,
         "--reports",
         tmp_path,
         cwd=tmp_path,
@@ -250,17 +256,19 @@ def test_verify_with_replica_as_dsn_exits_2(legacy_db: LegacyDatabase, tmp_path:
     assert "standby" in done.stderr
 
 
-def test_seed_into_non_empty_database_exits_2(legacy_db: LegacyDatabase, tmp_path: Path) -> None:
+def test_seed_into_non_empty_database_exits_2(
+    legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
     """Seeding over a database that has tables would mix two datasets; it is refused."""
-    done = _harness("seed", "--dsn", legacy_db.endpoints.primary, cwd=tmp_path)
+    done = _harness("seed", "--dsn", legacy_database.endpoints.primary, cwd=tmp_path)
     assert done.returncode == 2, _explain(done)
     assert "is not empty" in done.stderr
     assert done.stdout == ""
 
 
-def test_fingerprint_prints_json(legacy_db: LegacyDatabase, tmp_path: Path) -> None:
+def test_fingerprint_prints_json(legacy_database: LegacyDatabase, tmp_path: Path) -> None:
     """``harness fingerprint > before.json`` is the baseline ``verify --baseline`` reads."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     done = _harness("fingerprint", "--dsn", dsn, cwd=tmp_path)
     assert done.returncode == 0, _explain(done)
     printed = json.loads(done.stdout)

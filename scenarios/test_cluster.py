@@ -15,25 +15,25 @@ from harness.testing.fix_legacy import LegacyDatabase
 Conn = psycopg.Connection[tuple[object, ...]]
 
 
-def test_replica_is_streaming_and_read_only(cluster: Cluster, replica: Conn) -> None:
-    assert replica.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
-    status = replica.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+def test_replica_is_streaming_and_read_only(cluster: Cluster, replica_conn: Conn) -> None:
+    assert replica_conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    status = replica_conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
     assert status == ("streaming",)
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-        replica.execute("CREATE TABLE must_fail (id int)")
+        replica_conn.execute("CREATE TABLE must_fail (id int)")
 
 
 def test_primary_write_reaches_replica_after_wait(
-    cluster: Cluster, primary: Conn, replica: Conn
+    cluster: Cluster, primary_conn: Conn, replica_conn: Conn
 ) -> None:
-    primary.execute("CREATE TABLE marker (v text)")
-    primary.execute("INSERT INTO marker VALUES ('written on the primary')")
+    primary_conn.execute("CREATE TABLE marker (v text)")
+    primary_conn.execute("INSERT INTO marker VALUES ('written on the primary')")
     cluster.wait_for_replica()
-    assert replica.execute("SELECT v FROM marker").fetchall() == [("written on the primary",)]
+    assert replica_conn.execute("SELECT v FROM marker").fetchall() == [("written on the primary",)]
 
 
 def test_legacy_counts_are_the_plans(
-    primary: Conn, replica: Conn, legacy_counts: dict[str, int]
+    primary_conn: Conn, replica_conn: Conn, legacy_counts: dict[str, int]
 ) -> None:
     query = (
         "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM product_variants),"
@@ -46,17 +46,17 @@ def test_legacy_counts_are_the_plans(
         legacy_counts["product_variants"],
         legacy_counts["customers"],
     )
-    assert primary.execute(query).fetchone() == (37 * scale, 544 * scale, 3369 * scale)
-    assert replica.execute(query).fetchone() == (37 * scale, 544 * scale, 3369 * scale)
+    assert primary_conn.execute(query).fetchone() == (37 * scale, 544 * scale, 3369 * scale)
+    assert replica_conn.execute(query).fetchone() == (37 * scale, 544 * scale, 3369 * scale)
 
 
 def test_pgbouncer_pools_have_the_configured_modes(
-    cluster: Cluster, legacy_db: LegacyDatabase
+    cluster: Cluster, legacy_database: LegacyDatabase
 ) -> None:
     if not cluster.pgbouncer_admin:
         pytest.skip(f"the {cluster.provider} provider runs no PgBouncer of its own")
     # Open one connection through each role so that its pool exists.
-    for dsn in (legacy_db.endpoints.writer, legacy_db.endpoints.reader):
+    for dsn in (legacy_database.endpoints.writer, legacy_database.endpoints.reader):
         with connect(dsn, prepare_threshold=None) as conn:
             conn.execute("SELECT 1")
     modes = {}
@@ -66,15 +66,15 @@ def test_pgbouncer_pools_have_the_configured_modes(
             cols = [c.name for c in cur.description or ()]
             for row in cur.fetchall():
                 rec = dict(zip(cols, row, strict=True))
-                if rec["database"] == legacy_db.name:
+                if rec["database"] == legacy_database.name:
                     modes[role] = rec["pool_mode"]
     assert modes == {"writer": "transaction", "reader": "session"}
 
 
-def test_reader_pool_reaches_the_replica(legacy_db: LegacyDatabase) -> None:
-    with connect(legacy_db.endpoints.reader) as conn:
+def test_reader_pool_reaches_the_replica(legacy_database: LegacyDatabase) -> None:
+    with connect(legacy_database.endpoints.reader) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
-    with connect(legacy_db.endpoints.writer, prepare_threshold=None) as conn:
+    with connect(legacy_database.endpoints.writer, prepare_threshold=None) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
 
 

@@ -224,36 +224,36 @@ HARMLESS = (
 
 
 def _gate(
-    edits: tuple[Edit, ...], cluster: Cluster, legacy_db: LegacyDatabase, tmp: Path
+    edits: tuple[Edit, ...], cluster: Cluster, legacy_database: LegacyDatabase, tmp: Path
 ) -> dict[str, list[str]]:
     plan = planted(PLANS / "kct", tmp / "plan", edits)
-    return failed(run_gate(plan, cluster, legacy_db.endpoints, tmp))
+    return failed(run_gate(plan, cluster, legacy_database.endpoints, tmp))
 
 
 @pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
 def test_planted_defect_fails_exactly_its_check(
-    defect: Defect, cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    defect: Defect, cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
-    found = _gate(defect.edits, cluster, legacy_db, tmp_path)
+    found = _gate(defect.edits, cluster, legacy_database, tmp_path)
     assert set(found) == {defect.check}, found
     assert any(defect.message in d for d in found[defect.check]), found[defect.check]
 
 
 def test_harmless_counterparts_pass_every_check(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     plan = planted(PLANS / "kct", tmp_path / "plan", HARMLESS)
-    report = run_gate(plan, cluster, legacy_db.endpoints, tmp_path)
+    report = run_gate(plan, cluster, legacy_database.endpoints, tmp_path)
     assert failed(report) == {}
     assert [c.name for c in report.checks if c.verdict == "warn"] == ["lint.squawk"]
 
 
 def test_replica_that_stopped_replaying_fails_the_replica_check(
-    cluster: Cluster, legacy_db: LegacyDatabase
+    cluster: Cluster, legacy_database: LegacyDatabase
 ) -> None:
     """Written on the primary after replay paused: only ``replica.matches_primary`` sees it."""
     plan = load_plan(PLANS / "kct")
-    endpoints = legacy_db.endpoints
+    endpoints = legacy_database.endpoints
     with connect(endpoints.primary) as conn:
         before = fingerprint(conn)
     with Runner(plan, endpoints.primary) as runner:

@@ -86,7 +86,7 @@ DEFECTS = (
 
 
 @pytest.fixture(scope="module")
-def chinook_template(cluster: Cluster) -> Iterator[str]:
+def chinook_template_name(cluster: Cluster) -> Iterator[str]:
     name = fresh_name("chinook_template")
     dsn = create_database(cluster.endpoints.primary, name)
     try:
@@ -97,9 +97,9 @@ def chinook_template(cluster: Cluster) -> Iterator[str]:
 
 
 @pytest.fixture
-def chinook_db(cluster: Cluster, chinook_template: str) -> Iterator[Endpoints]:
+def chinook_endpoints(cluster: Cluster, chinook_template_name: str) -> Iterator[Endpoints]:
     name = fresh_name("chinook")
-    create_database(cluster.endpoints.primary, name, template=chinook_template)
+    create_database(cluster.endpoints.primary, name, template=chinook_template_name)
     cluster.wait_for_replica()
     try:
         yield cluster.endpoints.for_database(name)
@@ -107,8 +107,10 @@ def chinook_db(cluster: Cluster, chinook_template: str) -> Iterator[Endpoints]:
         drop_database(cluster.endpoints.primary, name)
 
 
-def test_chinook_plan_is_accepted(cluster: Cluster, chinook_db: Endpoints, tmp_path: Path) -> None:
-    report = run_gate(CHINOOK, cluster, chinook_db, tmp_path)
+def test_chinook_plan_is_accepted(
+    cluster: Cluster, chinook_endpoints: Endpoints, tmp_path: Path
+) -> None:
+    report = run_gate(CHINOOK, cluster, chinook_endpoints, tmp_path)
     assert failed(report) == {}
     checks = {c.name: c for c in report.checks}
     assert "(roles kept as the plan declares: chinook_app, chinook_reporting)" in (
@@ -119,9 +121,9 @@ def test_chinook_plan_is_accepted(cluster: Cluster, chinook_db: Endpoints, tmp_p
 
 @pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
 def test_chinook_defect_is_rejected_for_its_reason(
-    defect: Defect, cluster: Cluster, chinook_db: Endpoints, tmp_path: Path
+    defect: Defect, cluster: Cluster, chinook_endpoints: Endpoints, tmp_path: Path
 ) -> None:
     plan = planted(CHINOOK, tmp_path / "plan", defect.edits)
-    found = failed(run_gate(plan, cluster, chinook_db, tmp_path))
+    found = failed(run_gate(plan, cluster, chinook_endpoints, tmp_path))
     assert set(found) == {defect.check}, found
     assert any(defect.message in d for d in found[defect.check]), found[defect.check]

@@ -182,7 +182,7 @@ def test_roles_a_plan_creates_can_connect_through_both_poolers(
     with _connect(eps.primary) as primary:
         primary.execute("CREATE ROLE docker_app LOGIN")
     docker_cluster.wait_for_replica()
-    docker_cluster.allow_pooler_users(["docker_app"])
+    docker_cluster.allow_users(["docker_app"])
     for dsn in (eps.writer, eps.reader):
         with _connect(dsn.replace("postgres@", "docker_app@")) as conn:
             assert conn.execute("SELECT current_user").fetchone() == ("docker_app",)

@@ -25,7 +25,7 @@ STORE = Path(__file__).resolve().parent / "fixtures" / "rental_store"
 
 
 @pytest.fixture(scope="module")
-def store_template(cluster: Cluster) -> Iterator[str]:
+def store_template_name(cluster: Cluster) -> Iterator[str]:
     name = fresh_name("rental_store_template")
     dsn = create_database(cluster.endpoints.primary, name)
     try:
@@ -36,9 +36,9 @@ def store_template(cluster: Cluster) -> Iterator[str]:
 
 
 @pytest.fixture
-def store_db(cluster: Cluster, store_template: str) -> Iterator[Endpoints]:
+def store_endpoints(cluster: Cluster, store_template_name: str) -> Iterator[Endpoints]:
     name = fresh_name("rental_store")
-    create_database(cluster.endpoints.primary, name, template=store_template)
+    create_database(cluster.endpoints.primary, name, template=store_template_name)
     cluster.wait_for_replica()
     try:
         yield cluster.endpoints.for_database(name)
@@ -47,9 +47,9 @@ def store_db(cluster: Cluster, store_template: str) -> Iterator[Endpoints]:
 
 
 def test_correct_plan_on_views_partitions_and_dynamic_sql_passes(
-    cluster: Cluster, store_db: Endpoints, tmp_path: Path
+    cluster: Cluster, store_endpoints: Endpoints, tmp_path: Path
 ) -> None:
-    report = run_gate(STORE / "plan", cluster, store_db, tmp_path)
+    report = run_gate(STORE / "plan", cluster, store_endpoints, tmp_path)
     assert failed(report) == {}
     checks = {c.name: c for c in report.checks}
     # The views no one can write through were not counted as "can INSERT".
@@ -62,7 +62,7 @@ def test_correct_plan_on_views_partitions_and_dynamic_sql_passes(
 
 
 def test_unpinned_function_is_caught_through_its_execute_string(
-    cluster: Cluster, store_db: Endpoints, tmp_path: Path
+    cluster: Cluster, store_endpoints: Endpoints, tmp_path: Path
 ) -> None:
     plan = planted(
         STORE / "plan",
@@ -77,7 +77,7 @@ def test_unpinned_function_is_caught_through_its_execute_string(
             Edit("plan.toml", None, '\n[dependencies]\ncompatibility_views = "fail"\n'),
         ),
     )
-    found = failed(run_gate(plan, cluster, store_db, tmp_path))
+    found = failed(run_gate(plan, cluster, store_endpoints, tmp_path))
     assert set(found) == {"dependencies.resolve"}, found
     assert any(
         "public.rewards_report(" in d

@@ -106,8 +106,8 @@ def _migrate(plan: Path, dsn: str, *extra: str) -> subprocess.Popen[str]:
 
 
 @pytest.fixture
-def paused(legacy_db: LegacyDatabase) -> Iterator[Conn]:
-    with connect(legacy_db.endpoints.primary) as conn:
+def paused(legacy_database: LegacyDatabase) -> Iterator[Conn]:
+    with connect(legacy_database.endpoints.primary) as conn:
         conn.execute("CREATE TABLE public.fault_pause (seconds float8)")
         conn.execute("INSERT INTO public.fault_pause VALUES (60)")
         yield conn
@@ -115,9 +115,9 @@ def paused(legacy_db: LegacyDatabase) -> Iterator[Conn]:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_killed_migrator_releases_its_locks_and_the_rerun_completes(
-    legacy_db: LegacyDatabase, tmp_path: Path, paused: Conn, sig: signal.Signals
+    legacy_database: LegacyDatabase, tmp_path: Path, paused: Conn, sig: signal.Signals
 ) -> None:
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     plan = write_plan(tmp_path)
     before = fingerprint(paused)
     first = _migrate(plan, dsn, "--no-backup")
@@ -171,7 +171,7 @@ def test_killed_migrator_releases_its_locks_and_the_rerun_completes(
     assert [str(d) for d in diff(before, fingerprint(paused))] == []
 
     # A killed run's scratch copy of the restore check, as the next run finds it.
-    leftover = f"{legacy_db.name}_restore_check_424242"
+    leftover = f"{legacy_database.name}_restore_check_424242"
     create_database(dsn, leftover)
     paused.execute("DELETE FROM public.fault_pause")
     rerun = _migrate(plan, dsn)
@@ -193,10 +193,10 @@ def _reader(dsn: str, stop: threading.Event, stalls: list[float]) -> None:
 
 
 def test_a_held_lock_stalls_readers_one_short_attempt_at_most_and_exits_75(
-    legacy_db: LegacyDatabase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    legacy_database: LegacyDatabase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A report holds products open; the step retries briefly, then names it and exits 75."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     plan = write_plan(tmp_path, lock_timeout="200ms", lock_budget="2s")
     with psycopg.connect(dsn, connect_timeout=5, application_name="nightly_report") as holder:
         holder.execute("SELECT count(*) FROM public.products")  # ACCESS SHARE, held
@@ -229,16 +229,16 @@ def test_a_held_lock_stalls_readers_one_short_attempt_at_most_and_exits_75(
         assert _locks_on_products(conn) == 0
 
 
-def test_seed_aimed_at_a_standby_says_so(legacy_db: LegacyDatabase) -> None:
+def test_seed_aimed_at_a_standby_says_so(legacy_database: LegacyDatabase) -> None:
     from harness.errors import UsageError
     from harness.legacy import seed
 
     with pytest.raises(UsageError, match=r"is a standby .*seed the primary's database instead"):
-        seed(legacy_db.endpoints.replica)
+        seed(legacy_database.endpoints.replica)
 
 
 def test_legacy_accepts_a_pg_dump_directory(
-    legacy_db: LegacyDatabase, empty_db: str, tmp_path: Path
+    legacy_database: LegacyDatabase, empty_dsn: str, tmp_path: Path
 ) -> None:
     from harness.cluster.binaries import find_binaries
 
@@ -250,13 +250,13 @@ def test_legacy_accepts_a_pg_dump_directory(
             "-f",
             str(archive),
             "-d",
-            legacy_db.endpoints.primary,
+            legacy_database.endpoints.primary,
         ],
         check=True,
         timeout=120,
     )
     done = subprocess.run(
-        [*HARNESS, "seed", "--dsn", empty_db, "--legacy", str(archive)],
+        [*HARNESS, "seed", "--dsn", empty_dsn, "--legacy", str(archive)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -34,11 +34,13 @@ def _harness(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _gate(plan_dir: Path, cluster: Cluster, legacy_db: LegacyDatabase, tmp: Path) -> GateReport:
+def _gate(
+    plan_dir: Path, cluster: Cluster, legacy_database: LegacyDatabase, tmp: Path
+) -> GateReport:
     report = GateReport(plan=plan_dir.name)
     gate_database(
         load_plan(plan_dir),
-        legacy_db.endpoints,
+        legacy_database.endpoints,
         wait_for_replica=cluster.wait_for_replica,
         emit=lambda _c: None,
         progress=lambda _m: None,
@@ -127,7 +129,7 @@ def test_corrected_plan_is_safe(tmp_path: Path) -> None:
 
 
 def test_rollback_that_forgets_a_table_is_rejected(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     plan = _copy_plan(tmp_path)
     _edit(
@@ -136,7 +138,7 @@ def test_rollback_that_forgets_a_table_is_rejected(
         "",
     )
     _edit(plan / "down/002_move_tables.sql", "DROP VIEW public.suppliers;", "")
-    report = _gate(plan, cluster, legacy_db, tmp_path)
+    report = _gate(plan, cluster, legacy_database, tmp_path)
     assert "rollback.exact" in _failed(report)
     details = "\n".join(_check(report, "rollback.exact").details)
     assert "`public.suppliers`: expected in public, found in tenant_shared" in details
@@ -145,7 +147,7 @@ def test_rollback_that_forgets_a_table_is_rejected(
 
 
 def test_migration_that_drops_a_column_is_rejected(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     plan = _copy_plan(tmp_path)
     _edit(
@@ -154,7 +156,7 @@ def test_migration_that_drops_a_column_is_rejected(
         "ALTER TABLE public.customers SET SCHEMA tenant_kct;\n"
         "ALTER TABLE tenant_kct.customers DROP COLUMN phone;",
     )
-    report = _gate(plan, cluster, legacy_db, tmp_path)
+    report = _gate(plan, cluster, legacy_database, tmp_path)
     assert {"tables.intact", "data.unchanged", "rollback.exact"} <= _failed(report)
     assert "`tenant_kct.customers`: column phone is gone" in _check(report, "tables.intact").details
     assert any(
@@ -164,7 +166,7 @@ def test_migration_that_drops_a_column_is_rejected(
 
 
 def test_grants_missing_one_privilege_are_rejected(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     plan = _copy_plan(tmp_path)
     _edit(
@@ -172,7 +174,7 @@ def test_grants_missing_one_privilege_are_rejected(
         "GRANT SELECT, INSERT, UPDATE, DELETE\n    ON ALL TABLES IN SCHEMA",
         "GRANT SELECT, INSERT, UPDATE\n    ON ALL TABLES IN SCHEMA",
     )
-    report = _gate(plan, cluster, legacy_db, tmp_path)
+    report = _gate(plan, cluster, legacy_database, tmp_path)
     assert _failed(report) == {"privileges.tried"}
     details = _check(report, "privileges.tried").details
     assert (
@@ -182,7 +184,7 @@ def test_grants_missing_one_privilege_are_rejected(
 
 
 def test_syntax_error_is_rejected_with_its_line(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     plan = _copy_plan(tmp_path)
     _edit(
@@ -190,7 +192,7 @@ def test_syntax_error_is_rejected_with_its_line(
         "ALTER TABLE public.suppliers SET SCHEMA tenant_shared;",
         "ALTER TABLE public.suppliers SET SCHEM tenant_shared;",
     )
-    report = _gate(plan, cluster, legacy_db, tmp_path)
+    report = _gate(plan, cluster, legacy_database, tmp_path)
     steps = _check(report, "migrate.steps")
     assert steps.verdict == "fail"
     assert any(
@@ -200,9 +202,9 @@ def test_syntax_error_is_rejected_with_its_line(
 
 
 def test_corrected_plan_passes_on_the_shared_cluster(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
-    report = _gate(PLANS / "kct", cluster, legacy_db, tmp_path)
+    report = _gate(PLANS / "kct", cluster, legacy_database, tmp_path)
     assert _failed(report) == set(), [str(c) for c in report.checks if not c.passed]
     names = {c.name for c in report.checks}
     assert {

@@ -52,21 +52,21 @@ def scalar(conn: Conn, query: str, *params: object) -> object:
 
 
 @pytest.fixture
-def restore_db(empty_db: str) -> Iterator[str]:
+def restore_dsn(empty_dsn: str) -> Iterator[str]:
     """A second empty database on the same server, for a dump of the first."""
-    name = f"{conninfo_to_dict(empty_db)['dbname']}_restored"
-    dsn = create_database(empty_db, name)
+    name = f"{conninfo_to_dict(empty_dsn)['dbname']}_restored"
+    dsn = create_database(empty_dsn, name)
     try:
         yield dsn
     finally:
-        drop_database(empty_db, name)
+        drop_database(empty_dsn, name)
 
 
-def test_scale_1_has_the_plans_counts(empty_db: str) -> None:
+def test_scale_1_has_the_plans_counts(empty_dsn: str) -> None:
     messages: list[str] = []
-    report = seed(empty_db, progress=messages.append)
+    report = seed(empty_dsn, progress=messages.append)
     assert report.rows == dict(LEGACY_COUNTS)
-    with connect(empty_db) as conn:
+    with connect(empty_dsn) as conn:
         counted = conn.execute(
             "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM product_variants),"
             " (SELECT count(*) FROM customers)"
@@ -76,9 +76,9 @@ def test_scale_1_has_the_plans_counts(empty_db: str) -> None:
     assert messages[-1] == report.summary()
 
 
-def test_every_foreign_key_is_declared_validated_and_holds(empty_db: str) -> None:
-    seed(empty_db)
-    with connect(empty_db) as conn:
+def test_every_foreign_key_is_declared_validated_and_holds(empty_dsn: str) -> None:
+    seed(empty_dsn)
+    with connect(empty_dsn) as conn:
         found = conn.execute(_FOREIGN_KEYS_IN_CATALOG).fetchall()
         assert {(child, col, parent) for child, col, parent, _, _ in found} == set(FOREIGN_KEYS)
         # The gate's own check: validated, and a full anti-join per key.
@@ -87,9 +87,9 @@ def test_every_foreign_key_is_declared_validated_and_holds(empty_db: str) -> Non
     assert f"all {len(FOREIGN_KEYS)} foreign keys" in check.reason
 
 
-def test_sequences_continue_after_the_copied_ids(empty_db: str) -> None:
-    seed(empty_db)
-    with connect(empty_db) as conn:
+def test_sequences_continue_after_the_copied_ids(empty_dsn: str) -> None:
+    seed(empty_dsn)
+    with connect(empty_dsn) as conn:
         customer = scalar(conn, "SELECT min(id) FROM customers")
         appointment = scalar(
             conn,
@@ -111,9 +111,9 @@ def test_sequences_continue_after_the_copied_ids(empty_db: str) -> None:
             assert next_id == LEGACY_COUNTS[table] + 1
 
 
-def test_defaults_triggers_functions_and_view_work(empty_db: str) -> None:
-    seed(empty_db)
-    with connect(empty_db) as conn:
+def test_defaults_triggers_functions_and_view_work(empty_dsn: str) -> None:
+    seed(empty_dsn)
+    with connect(empty_dsn) as conn:
         new_id = scalar(
             conn,
             "INSERT INTO customers (email, first_name) VALUES ('new@example.com', 'New')"
@@ -140,9 +140,9 @@ def test_defaults_triggers_functions_and_view_work(empty_db: str) -> None:
         assert scalar(conn, "SELECT count(*) FROM order_summaries") == LEGACY_COUNTS["orders"]
 
 
-def test_awkward_values_survive_the_copy(empty_db: str) -> None:
-    seed(empty_db)
-    with connect(empty_db) as conn:
+def test_awkward_values_survive_the_copy(empty_dsn: str) -> None:
+    seed(empty_dsn)
+    with connect(empty_dsn) as conn:
         names = set(conn.execute("SELECT first_name, last_name FROM customers").fetchall())
         extremes = conn.execute("SELECT min(price), max(price) FROM product_variants").fetchone()
     assert set(AWKWARD_NAMES) <= names
@@ -150,70 +150,70 @@ def test_awkward_values_survive_the_copy(empty_db: str) -> None:
     assert (str(extremes[0]), str(extremes[1])) == ("0.00", "99999999.99")
 
 
-def test_seeding_twice_is_refused_and_changes_nothing(empty_db: str) -> None:
-    seed(empty_db)
-    name = conninfo_to_dict(empty_db)["dbname"]
+def test_seeding_twice_is_refused_and_changes_nothing(empty_dsn: str) -> None:
+    seed(empty_dsn)
+    name = conninfo_to_dict(empty_dsn)["dbname"]
     with pytest.raises(UsageError, match="is not empty") as info:
-        seed(empty_db)
+        seed(empty_dsn)
     assert f"database {name} " in str(info.value)
     assert "public.customers" in str(info.value)
-    with connect(empty_db) as conn:
+    with connect(empty_dsn) as conn:
         assert scalar(conn, "SELECT count(*) FROM customers") == LEGACY_COUNTS["customers"]
 
 
 @pytest.mark.parametrize(("fmt", "suffix"), [("p", ".sql"), ("c", ".dump"), ("d", ".dir")])
 def test_a_dump_of_the_seeded_database_loads(
-    empty_db: str, restore_db: str, tmp_path: Path, fmt: str, suffix: str
+    empty_dsn: str, restore_dsn: str, tmp_path: Path, fmt: str, suffix: str
 ) -> None:
-    seed(empty_db)
+    seed(empty_dsn)
     dump = tmp_path / f"legacy{suffix}"
     pg_dump = find_binaries().path("pg_dump")
-    subprocess.run([pg_dump, "-F", fmt, "-f", str(dump), "-d", empty_db], check=True)
-    report = seed(restore_db, legacy=dump)
+    subprocess.run([pg_dump, "-F", fmt, "-f", str(dump), "-d", empty_dsn], check=True)
+    report = seed(restore_dsn, legacy=dump)
     assert report.rows == dict(LEGACY_COUNTS)
     assert report.source == str(dump)
     checksum = "SELECT md5(string_agg(c::text, '|' ORDER BY id)) FROM customers c"
-    with connect(empty_db) as source, connect(restore_db) as restored:
+    with connect(empty_dsn) as source, connect(restore_dsn) as restored:
         assert scalar(restored, checksum) == scalar(source, checksum)
         routines = "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
         assert scalar(restored, routines) == scalar(source, routines) == 4
 
 
 def test_a_broken_sql_file_names_its_error_and_leaves_the_database_empty(
-    empty_db: str, tmp_path: Path
+    empty_dsn: str, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken.sql"
     broken.write_text("CREATE TABLE created_first (id int);\nINSERT INTO nowhere VALUES (1);\n")
     with pytest.raises(UsageError) as info:
-        seed(empty_db, legacy=broken)
+        seed(empty_dsn, legacy=broken)
     message = str(info.value)
     assert str(broken) in message
     assert 'relation "nowhere" does not exist' in message
     assert "psql exited with 3" in message
-    with connect(empty_db) as conn:
+    with connect(empty_dsn) as conn:
         assert scalar(conn, _TABLE_COUNT) == 0
 
 
 def test_a_truncated_archive_names_pg_restores_error(
-    empty_db: str, restore_db: str, tmp_path: Path
+    empty_dsn: str, restore_dsn: str, tmp_path: Path
 ) -> None:
-    seed(empty_db)
+    seed(empty_dsn)
     dump = tmp_path / "legacy.dump"
     subprocess.run(
-        [find_binaries().path("pg_dump"), "-Fc", "-f", str(dump), "-d", empty_db], check=True
+        [find_binaries().path("pg_dump"), "-Fc", "-f", str(dump), "-d", empty_dsn], check=True
     )
     dump.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
     with pytest.raises(UsageError, match="pg_restore exited with") as info:
-        seed(restore_db, legacy=dump)
+        seed(restore_dsn, legacy=dump)
     assert "--- last lines from pg_restore ---\npg_restore: " in str(info.value)
-    with connect(restore_db) as conn:
+    with connect(restore_dsn) as conn:
         assert scalar(conn, _TABLE_COUNT) == 0
 
 
-def test_a_password_in_the_dsn_is_never_shown(empty_db: str, tmp_path: Path) -> None:
+def test_a_password_in_the_dsn_is_never_shown(empty_dsn: str, tmp_path: Path) -> None:
     broken = tmp_path / "broken.sql"
     broken.write_text("SELECT * FROM nowhere;\n")
-    with_password = make_conninfo(empty_db, password="hunter2-secret")
+    with_password = make_conninfo(empty_dsn, password="hunter2-secret")
     # Trust authentication ignores the password; a server that checks it refuses
     # the connection instead. Either way the message must not carry it.
     with pytest.raises(HarnessError) as info:
@@ -232,13 +232,13 @@ def test_a_password_in_the_dsn_is_never_shown(empty_db: str, tmp_path: Path) -> 
     ],
 )
 def test_input_that_is_not_a_dump_is_refused(
-    empty_db: str, tmp_path: Path, content: bytes | None, expected: str
+    empty_dsn: str, tmp_path: Path, content: bytes | None, expected: str
 ) -> None:
     path = tmp_path / "legacy.sql"
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(UsageError, match=expected) as info:
-        seed(empty_db, legacy=path)
+        seed(empty_dsn, legacy=path)
     assert str(path) in str(info.value)
 
 

@@ -34,9 +34,9 @@ def _worker_pids(dsn: str) -> set[str]:
 
 
 def test_one_master_two_workers_aggregate_every_request(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     before = _orders(dsn)
     config = tmp_path / "fast.toml"
     config.write_text('[mix]\n"product with variants" = 1\n"place order" = 1\n')

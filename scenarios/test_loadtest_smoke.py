@@ -21,13 +21,13 @@ LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.
 
 @pytest.mark.parametrize("routing", ["split", "writer"])
 def test_locust_session_runs_without_failures(
-    legacy_db: LegacyDatabase, tmp_path: Path, routing: str
+    legacy_database: LegacyDatabase, tmp_path: Path, routing: str
 ) -> None:
     env = {
         **os.environ,
         "PGCUTOVER_LOAD_ARCH": "target",
-        "DATABASE_URL": legacy_db.endpoints.writer,
-        "DATABASE_READONLY_URL": legacy_db.endpoints.reader,
+        "DATABASE_URL": legacy_database.endpoints.writer,
+        "DATABASE_READONLY_URL": legacy_database.endpoints.reader,
         "PGCUTOVER_ROUTING": routing,
     }
     done = subprocess.run(

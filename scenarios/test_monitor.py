@@ -47,9 +47,9 @@ def server(report: dict[str, Any], role: str) -> dict[str, Any]:
 
 
 def test_status_reports_health_connections_queries_schemas_lag_and_pools(
-    cluster: Cluster, legacy_db: LegacyDatabase
+    cluster: Cluster, legacy_database: LegacyDatabase
 ) -> None:
-    eps = legacy_db.endpoints
+    eps = legacy_database.endpoints
     with connect(eps.primary) as admin:
         admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         admin.execute("ANALYZE")
@@ -88,14 +88,14 @@ def test_status_reports_health_connections_queries_schemas_lag_and_pools(
             p["pool_mode"]
             for b in report["pgbouncers"]
             for p in b["pools"]
-            if p["database"] == legacy_db.name
+            if p["database"] == legacy_database.name
         }
         assert modes == {"transaction", "session"}
         assert all(b["stats"] for b in report["pgbouncers"])
 
 
-def test_status_text_is_for_a_person(cluster: Cluster, legacy_db: LegacyDatabase) -> None:
-    eps = legacy_db.endpoints
+def test_status_text_is_for_a_person(cluster: Cluster, legacy_database: LegacyDatabase) -> None:
+    eps = legacy_database.endpoints
     code, out, err = status(
         "--dsn", eps.primary, "--reader-dsn", eps.replica,
         "--pgbouncer-dsn", *cluster.pgbouncer_admin.values(),
@@ -110,8 +110,8 @@ def test_status_text_is_for_a_person(cluster: Cluster, legacy_db: LegacyDatabase
         assert sum(line.endswith(": SHOW POOLS") for line in lines) == 2
 
 
-def test_status_works_through_pgbouncer(legacy_db: LegacyDatabase) -> None:
-    eps = legacy_db.endpoints
+def test_status_works_through_pgbouncer(legacy_database: LegacyDatabase) -> None:
+    eps = legacy_database.endpoints
     code, report, err = status_json("--dsn", eps.writer, "--reader-dsn", eps.reader)
     assert (code, err) == (0, "")
     assert report["health"] == {"write": True, "read": True}
@@ -120,15 +120,15 @@ def test_status_works_through_pgbouncer(legacy_db: LegacyDatabase) -> None:
 
 
 def test_without_pg_stat_statements_slow_queries_come_from_activity(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
-    with connect(legacy_db.endpoints.primary) as admin:
+    with connect(legacy_database.endpoints.primary) as admin:
         admin.execute("DROP EXTENSION IF EXISTS pg_stat_statements")
-        with connect(legacy_db.endpoints.primary) as busy:
+        with connect(legacy_database.endpoints.primary) as busy:
             busy.execute("SELECT 1")  # idle now; an open transaction is 'idle in transaction'
             busy.autocommit = False
             busy.execute("SELECT count(*) FROM products")
-            code, report, _ = status_json("--dsn", legacy_db.endpoints.primary)
+            code, report, _ = status_json("--dsn", legacy_database.endpoints.primary)
             busy.rollback()
     assert code == 0
     writer = server(report, "writer")
@@ -139,16 +139,18 @@ def test_without_pg_stat_statements_slow_queries_come_from_activity(
 
 
 def test_schema_stats_address_tables_by_oid_not_by_pasted_names(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
     # the plan's getSchemaStats would run pg_total_relation_size('Odd Schema.Mixed Case')
-    with connect(legacy_db.endpoints.primary) as admin:
+    with connect(legacy_database.endpoints.primary) as admin:
         admin.execute('CREATE SCHEMA "Odd Schema"')
         admin.execute(
             'CREATE TABLE "Odd Schema"."Mixed Case" AS SELECT g FROM generate_series(1, 500) g'
         )
         admin.execute('ANALYZE "Odd Schema"."Mixed Case"')
-    code, report, _ = status_json("--dsn", legacy_db.endpoints.primary, "--schema", "Odd Schema")
+    code, report, _ = status_json(
+        "--dsn", legacy_database.endpoints.primary, "--schema", "Odd Schema"
+    )
     assert code == 0
     assert [s["schema"] for s in report["schemas"]] == ["Odd Schema"]
     (table,) = report["schemas"][0]["detail"]
@@ -169,10 +171,12 @@ def test_unreachable_writer_exits_2_with_a_clear_message_and_no_password() -> No
 
 
 def test_unreachable_reader_is_reported_and_exits_2(
-    legacy_db: LegacyDatabase, capsys: pytest.CaptureFixture[str]
+    legacy_database: LegacyDatabase, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    reader = f"postgresql://kct_readonly:{SECRET}@127.0.0.1:{free_port()}/{legacy_db.name}"
-    code, report, err = status_json("--dsn", legacy_db.endpoints.primary, "--reader-dsn", reader)
+    reader = f"postgresql://kct_readonly:{SECRET}@127.0.0.1:{free_port()}/{legacy_database.name}"
+    code, report, err = status_json(
+        "--dsn", legacy_database.endpoints.primary, "--reader-dsn", reader
+    )
     assert code == 2
     assert report["health"] == {"write": True, "read": False}
     assert server(report, "reader")["reachable"] is False
@@ -182,10 +186,10 @@ def test_unreachable_reader_is_reported_and_exits_2(
     assert SECRET not in capsys.readouterr().out
 
 
-def test_status_as_a_real_process_exits_with_its_code(legacy_db: LegacyDatabase) -> None:
+def test_status_as_a_real_process_exits_with_its_code(legacy_database: LegacyDatabase) -> None:
     command = [sys.executable, "-m", "harness.monitor.command", "status"]
     done = subprocess.run(
-        [*command, "--dsn", legacy_db.endpoints.writer, "--json"],
+        [*command, "--dsn", legacy_database.endpoints.writer, "--json"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert (done.returncode, done.stderr) == (0, "")

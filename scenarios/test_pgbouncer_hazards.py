@@ -24,24 +24,24 @@ PEEK = "SELECT pg_backend_pid(), current_setting('search_path'), (SELECT count(*
 
 
 @pytest.fixture
-def writer_bouncer(cluster: Cluster, legacy_db: LegacyDatabase) -> str:
+def writer_dsn(cluster: Cluster, legacy_database: LegacyDatabase) -> str:
     """The writer's PgBouncer DSN, with a rival tenant's ``products`` in schema t_leak."""
     if not cluster.pgbouncer_admin:
         pytest.skip(f"the {cluster.provider} provider runs no PgBouncer of its own")
-    with connect(legacy_db.endpoints.primary) as admin:
+    with connect(legacy_database.endpoints.primary) as admin:
         admin.execute("CREATE SCHEMA t_leak")
         admin.execute("CREATE TABLE t_leak.products (LIKE public.products INCLUDING ALL)")
         admin.execute(
             "INSERT INTO t_leak.products (name, slug, category, base_price) "
             "VALUES ('another tenant''s product', 'leak', 'suits', 1)"
         )
-    return legacy_db.endpoints.writer
+    return legacy_database.endpoints.writer
 
 
-def test_plain_set_search_path_leaks_to_the_next_client(writer_bouncer: str) -> None:
+def test_plain_set_search_path_leaks_to_the_next_client(writer_dsn: str) -> None:
     with (
-        connect(writer_bouncer, prepare_threshold=None) as tenant_a,
-        connect(writer_bouncer, prepare_threshold=None) as tenant_b,
+        connect(writer_dsn, prepare_threshold=None) as tenant_a,
+        connect(writer_dsn, prepare_threshold=None) as tenant_b,
     ):
         tenant_a.execute("SET search_path TO t_leak")  # its own transaction (autocommit)
         row = tenant_a.execute(PEEK).fetchone()
@@ -51,10 +51,10 @@ def test_plain_set_search_path_leaks_to_the_next_client(writer_bouncer: str) -> 
         assert tenant_b.execute(PEEK).fetchone() == (row[0], "t_leak", 1)
 
 
-def test_set_local_search_path_ends_with_the_transaction(writer_bouncer: str) -> None:
+def test_set_local_search_path_ends_with_the_transaction(writer_dsn: str) -> None:
     with (
-        Database(writer_bouncer) as db,
-        connect(writer_bouncer, prepare_threshold=None) as tenant_b,
+        Database(writer_dsn) as db,
+        connect(writer_dsn, prepare_threshold=None) as tenant_b,
     ):
         with db.writer(search_path=["t_leak"]) as conn:
             row = conn.execute(PEEK).fetchone()
@@ -64,13 +64,13 @@ def test_set_local_search_path_ends_with_the_transaction(writer_bouncer: str) ->
         assert tenant_b.execute(PEEK).fetchone() == (row[0], '"$user", public', 37)
 
 
-def test_automatic_prepare_breaks_through_transaction_pooling(writer_bouncer: str) -> None:
+def test_automatic_prepare_breaks_through_transaction_pooling(writer_dsn: str) -> None:
     # prepare_threshold=0: psycopg prepares every statement as _pg3_0, _pg3_1, ...
     # on whichever server PgBouncer lends for that transaction, and then trusts it.
     with (
-        connect(writer_bouncer, prepare_threshold=0) as first,
-        connect(writer_bouncer, prepare_threshold=0) as second,
-        connect(writer_bouncer, prepare_threshold=None) as holder,
+        connect(writer_dsn, prepare_threshold=0) as first,
+        connect(writer_dsn, prepare_threshold=0) as second,
+        connect(writer_dsn, prepare_threshold=None) as holder,
     ):
         assert first.execute("SELECT 1").fetchone() == (1,)  # _pg3_0 on server S1
         # second client, same server S1, its own counter: its _pg3_0 is already there
@@ -82,11 +82,11 @@ def test_automatic_prepare_breaks_through_transaction_pooling(writer_bouncer: st
                 first.execute("SELECT 1")  # psycopg sends EXECUTE _pg3_0 to S2
 
 
-def test_without_automatic_prepare_the_same_moves_are_safe(writer_bouncer: str) -> None:
+def test_without_automatic_prepare_the_same_moves_are_safe(writer_dsn: str) -> None:
     with (
-        connect(writer_bouncer, prepare_threshold=None) as first,
-        connect(writer_bouncer, prepare_threshold=None) as second,
-        connect(writer_bouncer, prepare_threshold=None) as holder,
+        connect(writer_dsn, prepare_threshold=None) as first,
+        connect(writer_dsn, prepare_threshold=None) as second,
+        connect(writer_dsn, prepare_threshold=None) as holder,
     ):
         assert first.execute("SELECT 1").fetchone() == (1,)
         assert second.execute("SELECT 2").fetchone() == (2,)
@@ -97,14 +97,14 @@ def test_without_automatic_prepare_the_same_moves_are_safe(writer_bouncer: str) 
 
 
 def test_the_router_runs_repeated_queries_from_many_threads_through_the_writer_bouncer(
-    writer_bouncer: str,
+    writer_dsn: str,
 ) -> None:
     errors: list[BaseException] = []
     done: list[int] = []
 
     def client(n: int) -> None:
         try:
-            with Database(writer_bouncer) as db:
+            with Database(writer_dsn) as db:
                 for i in range(30):
                     with db.writer() as conn:  # 30 runs: far past any prepare threshold
                         row = conn.execute("SELECT %s::int + %s::int", (n, i)).fetchone()

@@ -16,14 +16,14 @@ Conn = psycopg.Connection[tuple[object, ...]]
 
 
 def test_set_schema_rewrites_nothing_but_locks_everything(
-    primary: Conn, legacy_db: LegacyDatabase
+    primary_conn: Conn, legacy_database: LegacyDatabase
 ) -> None:
-    before = primary.execute("SELECT pg_relation_filenode('public.orders')").fetchone()
-    primary.execute("CREATE SCHEMA tenant_kct")
-    with primary.transaction(force_rollback=True):
-        primary.execute("ALTER TABLE public.orders SET SCHEMA tenant_kct")
-        after = primary.execute("SELECT pg_relation_filenode('tenant_kct.orders')").fetchone()
-        mode = primary.execute(
+    before = primary_conn.execute("SELECT pg_relation_filenode('public.orders')").fetchone()
+    primary_conn.execute("CREATE SCHEMA tenant_kct")
+    with primary_conn.transaction(force_rollback=True):
+        primary_conn.execute("ALTER TABLE public.orders SET SCHEMA tenant_kct")
+        after = primary_conn.execute("SELECT pg_relation_filenode('tenant_kct.orders')").fetchone()
+        mode = primary_conn.execute(
             "SELECT mode FROM pg_locks WHERE relation = 'tenant_kct.orders'::regclass"
             " AND pid = pg_backend_pid()"
         ).fetchone()
@@ -31,64 +31,64 @@ def test_set_schema_rewrites_nothing_but_locks_everything(
     assert mode == ("AccessExclusiveLock",)  # reads and writes wait for the whole step
 
 
-def test_grant_on_all_tables_before_the_move_does_not_follow_the_table(primary: Conn) -> None:
-    primary.execute("CREATE SCHEMA tenant_shared")
-    primary.execute("DROP ROLE IF EXISTS fact_app")
-    primary.execute("CREATE ROLE fact_app")
+def test_grant_on_all_tables_before_the_move_does_not_follow_the_table(primary_conn: Conn) -> None:
+    primary_conn.execute("CREATE SCHEMA tenant_shared")
+    primary_conn.execute("DROP ROLE IF EXISTS fact_app")
+    primary_conn.execute("CREATE ROLE fact_app")
     try:
-        primary.execute("GRANT USAGE ON SCHEMA tenant_shared TO fact_app")
-        primary.execute("GRANT SELECT ON ALL TABLES IN SCHEMA tenant_shared TO fact_app")
-        primary.execute(
+        primary_conn.execute("GRANT USAGE ON SCHEMA tenant_shared TO fact_app")
+        primary_conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA tenant_shared TO fact_app")
+        primary_conn.execute(
             "ALTER DEFAULT PRIVILEGES IN SCHEMA tenant_shared GRANT SELECT ON TABLES TO fact_app"
         )
-        primary.execute("ALTER TABLE public.products SET SCHEMA tenant_shared")
-        with primary.transaction(force_rollback=True):
-            primary.execute("SET LOCAL ROLE fact_app")
+        primary_conn.execute("ALTER TABLE public.products SET SCHEMA tenant_shared")
+        with primary_conn.transaction(force_rollback=True):
+            primary_conn.execute("SET LOCAL ROLE fact_app")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                primary.execute("SELECT 1 FROM tenant_shared.products LIMIT 1")
+                primary_conn.execute("SELECT 1 FROM tenant_shared.products LIMIT 1")
     finally:
-        primary.execute("DROP OWNED BY fact_app")
-        primary.execute("DROP ROLE fact_app")
+        primary_conn.execute("DROP OWNED BY fact_app")
+        primary_conn.execute("DROP ROLE fact_app")
 
 
 def test_database_search_path_reaches_only_new_sessions(
-    primary: Conn, legacy_db: LegacyDatabase, legacy_counts: dict[str, int]
+    primary_conn: Conn, legacy_database: LegacyDatabase, legacy_counts: dict[str, int]
 ) -> None:
-    with connect(legacy_db.endpoints.primary) as old:
-        primary.execute("CREATE SCHEMA tenant_shared")
-        primary.execute("ALTER TABLE public.products SET SCHEMA tenant_shared")
-        primary.execute(
-            f'ALTER DATABASE "{legacy_db.name}" SET search_path = public, tenant_shared'
+    with connect(legacy_database.endpoints.primary) as old:
+        primary_conn.execute("CREATE SCHEMA tenant_shared")
+        primary_conn.execute("ALTER TABLE public.products SET SCHEMA tenant_shared")
+        primary_conn.execute(
+            f'ALTER DATABASE "{legacy_database.name}" SET search_path = public, tenant_shared'
         )
         with pytest.raises(psycopg.errors.UndefinedTable):
             old.execute("SELECT count(*) FROM products")
-        with connect(legacy_db.endpoints.primary) as new:
+        with connect(legacy_database.endpoints.primary) as new:
             count = new.execute("SELECT count(*) FROM products").fetchone()
             assert count == (legacy_counts["products"],)
 
 
-def test_text_bodies_break_views_follow(primary: Conn, legacy_counts: dict[str, int]) -> None:
-    primary.execute("CREATE SCHEMA tenant_kct")
-    customer = primary.execute("SELECT id FROM customers ORDER BY id LIMIT 1").fetchone()
+def test_text_bodies_break_views_follow(primary_conn: Conn, legacy_counts: dict[str, int]) -> None:
+    primary_conn.execute("CREATE SCHEMA tenant_kct")
+    customer = primary_conn.execute("SELECT id FROM customers ORDER BY id LIMIT 1").fetchone()
     assert customer is not None
-    primary.execute("ALTER TABLE public.orders SET SCHEMA tenant_kct")
+    primary_conn.execute("ALTER TABLE public.orders SET SCHEMA tenant_kct")
     # The view was bound to the table's OID when it was created.
-    assert primary.execute("SELECT count(*) FROM order_summaries").fetchone() == (
+    assert primary_conn.execute("SELECT count(*) FROM order_summaries").fetchone() == (
         legacy_counts["orders"],
     )
     # The PL/pgSQL body is parsed at call time, under this session's search_path.
     with pytest.raises(psycopg.errors.UndefinedTable):
-        primary.execute("SELECT customer_lifetime_value(%s)", customer)
+        primary_conn.execute("SELECT customer_lifetime_value(%s)", customer)
 
 
 def test_a_compatibility_view_keeps_old_sessions_working(
-    primary: Conn, legacy_db: LegacyDatabase, legacy_counts: dict[str, int]
+    primary_conn: Conn, legacy_database: LegacyDatabase, legacy_counts: dict[str, int]
 ) -> None:
-    with connect(legacy_db.endpoints.primary) as old:
-        primary.execute("CREATE SCHEMA tenant_kct")
-        with primary.transaction():
-            primary.execute("ALTER TABLE public.measurements SET SCHEMA tenant_kct")
-            primary.execute(
+    with connect(legacy_database.endpoints.primary) as old:
+        primary_conn.execute("CREATE SCHEMA tenant_kct")
+        with primary_conn.transaction():
+            primary_conn.execute("ALTER TABLE public.measurements SET SCHEMA tenant_kct")
+            primary_conn.execute(
                 "CREATE VIEW public.measurements AS SELECT * FROM tenant_kct.measurements"
             )
         assert old.execute("SELECT count(*) FROM measurements").fetchone() == (
@@ -100,6 +100,6 @@ def test_a_compatibility_view_keeps_old_sessions_working(
             " SELECT id, now() FROM customers LIMIT 1 RETURNING id"
         ).fetchone()
     assert row is not None
-    assert primary.execute(
+    assert primary_conn.execute(
         "SELECT count(*) FROM tenant_kct.measurements WHERE id = %s", row
     ).fetchone() == (1,)

@@ -30,10 +30,10 @@ def _last_value(dsn: str) -> int:
 
 
 def test_probes_leave_sequences_as_they_were_and_rewind_no_other_session(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
     plan = load_plan(KCT)
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     with Runner(plan, dsn) as runner:
         runner.migrate()
     before = _last_value(dsn)

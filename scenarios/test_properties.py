@@ -57,7 +57,7 @@ def kct_plan() -> Plan:
 
 
 @pytest.fixture(scope="module")
-def empty_legacy_template(cluster: Cluster) -> Iterator[str]:
+def empty_legacy_template_name(cluster: Cluster) -> Iterator[str]:
     """A database with the legacy schema and no rows, which every example clones.
 
     schema.sql run whole creates the same empty database the loader fills; the
@@ -114,12 +114,12 @@ def failures(checks: list[Check]) -> str:
 @database_settings(max_examples=EXAMPLES)
 @given(contents=legacy_contents())
 def test_random_contents_survive_migrate_rollback_migrate(
-    cluster: Cluster, empty_legacy_template: str, contents: LegacyContents
+    cluster: Cluster, empty_legacy_template_name: str, contents: LegacyContents
 ) -> None:
     """Every invariant the gate checks holds for any contents, not just the seeded ones."""
     describe(contents)
     name = fresh_name("prop")
-    dsn = create_database(cluster.endpoints.primary, name, template=empty_legacy_template)
+    dsn = create_database(cluster.endpoints.primary, name, template=empty_legacy_template_name)
     try:
         load(dsn, contents)
         layout = kct_plan().layout

@@ -87,11 +87,11 @@ class Traffic:
 
 
 def test_replica_stopped_mid_traffic_loses_no_read_and_is_used_again(
-    cluster: Cluster, legacy_db: LegacyDatabase, capsys: pytest.CaptureFixture[str]
+    cluster: Cluster, legacy_database: LegacyDatabase, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if not isinstance(cluster, LocalCluster | DockerCluster) or cluster.replica is None:
         pytest.skip(f"only local and docker clusters stop their replica ({cluster.provider})")
-    eps = legacy_db.endpoints
+    eps = legacy_database.endpoints
     with Database(eps.writer, eps.reader, replica=POLICY) as db:
         product = db.fetchone("SELECT id FROM products ORDER BY id LIMIT 1")
         assert product is not None

@@ -83,13 +83,13 @@ def _headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedP
 
 @pytest.mark.slow
 def test_index_html_renders_in_a_browser(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     chromium = _chromium()
     report = GateReport(plan="as-written")
     gate_database(
         load_plan(ROOT / "plans" / "as-written"),
-        legacy_db.endpoints,
+        legacy_database.endpoints,
         wait_for_replica=cluster.wait_for_replica,
         emit=lambda _c: None,
         progress=lambda _m: None,

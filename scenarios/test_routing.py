@@ -57,8 +57,10 @@ CUSTOMER = "SELECT pg_is_in_recovery(), count(*) FROM customers WHERE email = %s
 INSERT = "INSERT INTO customers (email, first_name) VALUES (%s, 'Routing')"
 
 
-def test_writes_land_on_the_primary_and_reads_on_the_replica(legacy_db: LegacyDatabase) -> None:
-    eps = legacy_db.endpoints
+def test_writes_land_on_the_primary_and_reads_on_the_replica(
+    legacy_database: LegacyDatabase,
+) -> None:
+    eps = legacy_database.endpoints
     # PgBouncer passes application_name on to the server connection it lends, so the
     # server's own view of this backend names the pool. Asked inside the transaction:
     # once it ends, another pool's client (the health check) may borrow that connection.
@@ -80,9 +82,9 @@ def test_writes_land_on_the_primary_and_reads_on_the_replica(legacy_db: LegacyDa
 
 
 def test_a_write_sent_to_the_reader_fails_wherever_the_read_lands(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
-    eps = legacy_db.endpoints
+    eps = legacy_database.endpoints
     with (
         Database(eps.writer, eps.reader, replica=QUICK) as split,
         pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
@@ -100,9 +102,9 @@ def test_a_write_sent_to_the_reader_fails_wherever_the_read_lands(
 
 
 def test_from_env_without_a_reader_reads_from_the_writer(
-    legacy_db: LegacyDatabase, monkeypatch: pytest.MonkeyPatch
+    legacy_database: LegacyDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", legacy_db.endpoints.writer)
+    monkeypatch.setenv("DATABASE_URL", legacy_database.endpoints.writer)
     monkeypatch.delenv("DATABASE_READONLY_URL", raising=False)
     with Database.from_env() as db:
         assert db.reader_url is None
@@ -113,8 +115,8 @@ def test_from_env_without_a_reader_reads_from_the_writer(
         assert db.replica_state() is None
 
 
-def test_read_your_writes_holds_while_replay_is_paused(legacy_db: LegacyDatabase) -> None:
-    eps = legacy_db.endpoints
+def test_read_your_writes_holds_while_replay_is_paused(legacy_database: LegacyDatabase) -> None:
+    eps = legacy_database.endpoints
     policy = ReplicaPolicy(read_your_writes_wait=0.3, max_lag_seconds=3600, check_interval=0.05)
     email = new_email()
     with Database(eps.writer, eps.reader, replica=policy) as db, replay_paused(eps.replica):
@@ -133,9 +135,9 @@ def test_read_your_writes_holds_while_replay_is_paused(legacy_db: LegacyDatabase
 
 
 def test_read_your_writes_uses_the_replica_once_it_has_replayed(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
-    eps = legacy_db.endpoints
+    eps = legacy_database.endpoints
     email = new_email()
     policy = ReplicaPolicy(read_your_writes_wait=10.0, check_interval=0.05)
     with Database(eps.writer, eps.reader, replica=policy) as db:
@@ -147,9 +149,9 @@ def test_read_your_writes_uses_the_replica_once_it_has_replayed(
 
 
 def test_reads_go_to_the_writer_while_the_replica_lags_too_many_bytes(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
-    eps = legacy_db.endpoints
+    eps = legacy_database.endpoints
     bound = 64 * 1024
     policy = ReplicaPolicy(max_lag_bytes=bound, max_lag_seconds=3600, check_interval=0.05)
     with Database(eps.writer, eps.reader, replica=policy) as db:
@@ -173,9 +175,9 @@ def test_reads_go_to_the_writer_while_the_replica_lags_too_many_bytes(
 
 
 def test_reads_go_to_the_writer_while_the_replica_lags_too_long(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
-    eps = legacy_db.endpoints
+    eps = legacy_database.endpoints
     policy = ReplicaPolicy(max_lag_seconds=0.3, check_interval=0.05)
     with Database(eps.writer, eps.reader, replica=policy) as db:
         with replay_paused(eps.replica):

@@ -21,7 +21,6 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from harness.cluster import Cluster
-from harness.cluster.local import LocalCluster
 from harness.cluster.processes import free_port
 from harness.routing import (
     WRITER_POOL,
@@ -45,11 +44,11 @@ def as_user(dsn: str, user: str) -> str:
 
 
 def test_unreachable_reader_at_start_serves_from_the_writer_and_warns_once(
-    legacy_db: LegacyDatabase, caplog: pytest.LogCaptureFixture
+    legacy_database: LegacyDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    reader = f"postgresql://kct_readonly:{SECRET}@127.0.0.1:{free_port()}/{legacy_db.name}"
-    with Database(legacy_db.endpoints.writer, reader, replica=QUICK) as db:
+    reader = f"postgresql://kct_readonly:{SECRET}@127.0.0.1:{free_port()}/{legacy_database.name}"
+    with Database(legacy_database.endpoints.writer, reader, replica=QUICK) as db:
         assert db.fetchone("SELECT pg_is_in_recovery()") == (False,)
         with db.reader() as conn:
             assert conn.execute("SELECT count(*) FROM products").fetchone() == (37,)
@@ -72,16 +71,18 @@ def test_unreachable_reader_at_start_serves_from_the_writer_and_warns_once(
     assert SECRET not in caplog.text
 
 
-def test_a_standby_as_writer_is_refused(legacy_db: LegacyDatabase) -> None:
+def test_a_standby_as_writer_is_refused(legacy_database: LegacyDatabase) -> None:
     with pytest.raises(
         WriterUnavailable, match=r"is a read-only standby \(pg_is_in_recovery\(\) is true\)"
     ):
-        Database(legacy_db.endpoints.replica)
+        Database(legacy_database.endpoints.replica)
 
 
-def test_an_exhausted_pool_raises_a_typed_error_with_its_stats(legacy_db: LegacyDatabase) -> None:
+def test_an_exhausted_pool_raises_a_typed_error_with_its_stats(
+    legacy_database: LegacyDatabase,
+) -> None:
     tiny = replace(WRITER_POOL, min_size=1, max_size=1, timeout=0.2)
-    with Database(legacy_db.endpoints.writer, writer_pool=tiny) as db, db.writer() as held:
+    with Database(legacy_database.endpoints.writer, writer_pool=tiny) as db, db.writer() as held:
         held.execute("SELECT 1")
         with pytest.raises(PoolExhausted) as info, db.writer():
             pass
@@ -97,7 +98,7 @@ def test_an_exhausted_pool_raises_a_typed_error_with_its_stats(legacy_db: Legacy
 
 
 def test_pgbouncer_client_limit_is_a_pooler_refusal(
-    cluster: Cluster, legacy_db: LegacyDatabase
+    cluster: Cluster, legacy_database: LegacyDatabase
 ) -> None:
     if not cluster.pgbouncer_admin:
         pytest.skip(f"the {cluster.provider} provider runs no PgBouncer of its own")
@@ -105,7 +106,7 @@ def test_pgbouncer_client_limit_is_a_pooler_refusal(
     try:
         with pytest.raises(psycopg.OperationalError) as info:  # noqa: PT012
             for _ in range(300):  # max_client_conn is 100 in the plan's writer config
-                held.append(connect(legacy_db.endpoints.writer, prepare_threshold=None))
+                held.append(connect(legacy_database.endpoints.writer, prepare_threshold=None))
     finally:
         for conn in held:
             conn.close()
@@ -114,9 +115,9 @@ def test_pgbouncer_client_limit_is_a_pooler_refusal(
     assert classify(info.value) is ErrorKind.POOLER_REFUSED
 
 
-def test_postgresql_connection_limit_is_a_server_refusal(legacy_db: LegacyDatabase) -> None:
+def test_postgresql_connection_limit_is_a_server_refusal(legacy_database: LegacyDatabase) -> None:
     role = f"routing_limited_{os.getpid()}"
-    eps = legacy_db.endpoints
+    eps = legacy_database.endpoints
     with connect(eps.primary) as admin:
         # Superusers are exempt from connection limits: a plain role with limit 1.
         admin.execute(
@@ -157,9 +158,9 @@ def _create_kct_readonly(admin: Conn) -> None:
 
 
 def test_kct_readonly_cannot_write_through_any_path(
-    cluster: Cluster, legacy_db: LegacyDatabase
+    cluster: Cluster, legacy_database: LegacyDatabase
 ) -> None:
-    eps = legacy_db.endpoints
+    eps = legacy_database.endpoints
     with connect(eps.primary) as admin:
         _create_kct_readonly(admin)
         flags = admin.execute(
@@ -168,8 +169,7 @@ def test_kct_readonly_cannot_write_through_any_path(
         ).fetchone()
         assert flags == (False, True, False)
     cluster.wait_for_replica()
-    if isinstance(cluster, LocalCluster):
-        cluster.allow_pooler_users(["kct_readonly"])
+    cluster.allow_users(["kct_readonly"])
     paths = {"primary": eps.primary, "writer": eps.writer, "reader": eps.reader,
              "replica": eps.replica}  # fmt: skip
     refused: dict[str, set[str]] = {}

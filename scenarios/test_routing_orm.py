@@ -33,8 +33,8 @@ def email() -> str:
 
 
 @pytest.fixture
-def orm(legacy_db: LegacyDatabase) -> Iterator[OrmRouting]:
-    eps = legacy_db.endpoints
+def orm(legacy_database: LegacyDatabase) -> Iterator[OrmRouting]:
+    eps = legacy_database.endpoints
     policy = ReplicaPolicy(read_your_writes_wait=10.0, check_interval=0.05)
     with Database(eps.writer, eps.reader, replica=policy) as db:
         routing = orm_routing(db, schemas=LEGACY_LAYOUT)
@@ -85,9 +85,9 @@ def test_statements_whose_intent_is_hidden_go_to_the_writer(orm: OrmRouting) -> 
 
 
 def test_read_your_writes_in_a_session_while_replay_is_paused(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
-    eps = legacy_db.endpoints
+    eps = legacy_database.endpoints
     policy = ReplicaPolicy(read_your_writes_wait=0.3, max_lag_seconds=3600, check_interval=0.05)
     address = email()
     count = select(func.count()).select_from(Customer).where(Customer.email == address)
@@ -109,9 +109,9 @@ def test_read_your_writes_in_a_session_while_replay_is_paused(
 
 
 def test_a_new_tenant_is_a_new_schema_and_no_code_change(
-    cluster: Cluster, legacy_db: LegacyDatabase, orm: OrmRouting
+    cluster: Cluster, legacy_database: LegacyDatabase, orm: OrmRouting
 ) -> None:
-    with connect(legacy_db.endpoints.primary) as admin:
+    with connect(legacy_database.endpoints.primary) as admin:
         admin.execute("CREATE SCHEMA t_new")
         for table in TENANT_TABLES:
             admin.execute(
@@ -130,7 +130,7 @@ def test_a_new_tenant_is_a_new_schema_and_no_code_change(
             select(func.pg_is_in_recovery(), Customer.first_name).where(Customer.email == address)
         ).one()
         assert tuple(found) == (True, "Tenant")
-    with connect(legacy_db.endpoints.primary) as admin:
+    with connect(legacy_database.endpoints.primary) as admin:
         placed = admin.execute(
             "SELECT (SELECT count(*) FROM t_new.customers WHERE email = %s),"
             " (SELECT count(*) FROM public.customers WHERE email = %s)",

@@ -117,10 +117,10 @@ def _append(path: Path, sql: str) -> int:
 
 # -- ledger ---------------------------------------------------------------------------
 def test_migrate_records_each_step_with_its_sha256_and_runs_once(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
     """The ledger is what makes a second ``harness migrate`` in a deploy script harmless."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     plan = load_plan(KCT)
     with Runner(plan, dsn) as runner:
         outcomes = runner.migrate()
@@ -142,10 +142,10 @@ def test_migrate_records_each_step_with_its_sha256_and_runs_once(
 
 
 def test_rollback_restores_the_database_and_empties_the_ledger(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
     """The corrected plan's rollback is exact; the ledger forgets each step it reverts."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     before = _fingerprint(dsn)
     plan = load_plan(KCT)
     with Runner(plan, dsn) as runner:
@@ -157,9 +157,9 @@ def test_rollback_restores_the_database_and_empties_the_ledger(
     assert _differences(before, dsn) == []
 
 
-def test_apply_on_a_database_without_ledger(legacy_db: LegacyDatabase) -> None:
+def test_apply_on_a_database_without_ledger(legacy_database: LegacyDatabase) -> None:
     """``Runner.apply`` is public: on a fresh database it must apply and record the step."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     plan = load_plan(KCT)
     with Runner(plan, dsn) as runner:
         outcome = runner.apply(plan.up[0])
@@ -168,10 +168,10 @@ def test_apply_on_a_database_without_ledger(legacy_db: LegacyDatabase) -> None:
 
 
 def test_single_steps_apply_in_order_and_roll_back_newest_first(
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
 ) -> None:
     """``apply`` and ``revert`` are public too: they must not skip, repeat or reorder steps."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     plan = load_plan(KCT)
     before = _fingerprint(dsn)
     with Runner(plan, dsn) as runner:
@@ -190,9 +190,11 @@ def test_single_steps_apply_in_order_and_roll_back_newest_first(
 
 
 # -- dry run --------------------------------------------------------------------------
-def test_dry_run_changes_nothing_and_lists_the_pending_steps(legacy_db: LegacyDatabase) -> None:
+def test_dry_run_changes_nothing_and_lists_the_pending_steps(
+    legacy_database: LegacyDatabase,
+) -> None:
     """``--dry-run`` is used against production to review a deploy: it must touch nothing."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     plan = load_plan(KCT)
     before = _fingerprint(dsn)
     with Runner(plan, dsn) as runner:
@@ -215,10 +217,10 @@ def test_dry_run_changes_nothing_and_lists_the_pending_steps(legacy_db: LegacyDa
 
 # -- a changed step -------------------------------------------------------------------
 def test_changed_applied_step_is_refused_by_migrate_and_rollback(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """What ran is not what the file says any more: refused, with a way out that works."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     directory = _copy_plan(tmp_path)
     with Runner(load_plan(directory), dsn) as runner:
         runner.migrate()
@@ -253,10 +255,10 @@ def test_changed_applied_step_is_refused_by_migrate_and_rollback(
 
 # -- a failing step -------------------------------------------------------------------
 def test_step_failing_part_way_leaves_the_database_as_before_that_step(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """Eleven tables moved and then an error: the moves must not stay behind."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     directory = _copy_plan(tmp_path)
     line = _append(
         directory / "up" / "002_move_tables.sql", "ALTER TABLE no_such_table ADD COLUMN x int;"
@@ -281,10 +283,10 @@ def test_step_failing_part_way_leaves_the_database_as_before_that_step(
 
 
 def test_failed_first_step_leaves_the_database_as_before_migrate(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """When the very first step fails, "before that step" is the untouched legacy database."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     directory = _copy_plan(tmp_path)
     line = _append(
         directory / "up" / "001_create_roles_and_schemas.sql",
@@ -300,10 +302,10 @@ def test_failed_first_step_leaves_the_database_as_before_migrate(
 
 
 def test_syntax_error_names_sqlstate_42601_and_the_line(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """A typo in a step is reported where it is, and nothing of the step is applied."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     directory = _copy_plan(tmp_path)
     path = directory / "up" / "001_create_roles_and_schemas.sql"
     path.write_text(path.read_text().replace("CREATE SCHEMA cache;", "CREATE SCHEM cache;"))
@@ -326,24 +328,24 @@ FAST_LOCKS = (
 
 
 @pytest.fixture
-def products_locked(legacy_db: LegacyDatabase) -> Iterator[Conn]:
+def products_locked(legacy_database: LegacyDatabase) -> Iterator[Conn]:
     """Another session reading ``public.products`` in an open transaction.
 
     ACCESS SHARE (any SELECT) conflicts with the ACCESS EXCLUSIVE lock that
     ``ALTER TABLE … SET SCHEMA`` needs: the everyday situation of a migration
     meeting a long report query.
     """
-    with psycopg.connect(legacy_db.endpoints.primary, connect_timeout=5) as conn:
+    with psycopg.connect(legacy_database.endpoints.primary, connect_timeout=5) as conn:
         conn.execute("LOCK TABLE public.products IN ACCESS SHARE MODE")
         yield conn
         conn.rollback()
 
 
 def test_lock_timeout_is_retried_with_backoff_then_fails(
-    legacy_db: LegacyDatabase, tmp_path: Path, products_locked: Conn
+    legacy_database: LegacyDatabase, tmp_path: Path, products_locked: Conn
 ) -> None:
     """A lock that is never released: bounded retries, then contention naming the holder."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     plan = load_plan(_copy_plan(tmp_path, runner=FAST_LOCKS))
     assert plan.runner.lock_retries == 2
     holder = products_locked.info.backend_pid
@@ -376,10 +378,10 @@ def test_lock_timeout_is_retried_with_backoff_then_fails(
 
 
 def test_lock_released_during_backoff_lets_the_retry_succeed(
-    legacy_db: LegacyDatabase, tmp_path: Path, products_locked: Conn
+    legacy_database: LegacyDatabase, tmp_path: Path, products_locked: Conn
 ) -> None:
     """The reason to retry at all: a report query finishes and the migration goes through."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     plan = load_plan(_copy_plan(tmp_path, runner=FAST_LOCKS))
     assert plan.runner.lock_retries == 2
     retrying = threading.Event()
@@ -431,9 +433,9 @@ def test_lock_released_during_backoff_lets_the_retry_succeed(
 
 
 # -- where the runner may not go ------------------------------------------------------
-def test_replica_dsn_is_refused_as_a_standby(legacy_db: LegacyDatabase) -> None:
+def test_replica_dsn_is_refused_as_a_standby(legacy_database: LegacyDatabase) -> None:
     """A migration pointed at the read replica would fail on its first statement; say why."""
-    replica = legacy_db.endpoints.replica
+    replica = legacy_database.endpoints.replica
     with pytest.raises(UsageError) as caught:
         Runner(load_plan(KCT), replica)
     message = str(caught.value)
@@ -495,24 +497,24 @@ def _restore_scratch_databases(dsn: str, name: str) -> list[str]:
 
 
 def test_backup_restores_to_an_identical_database(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """The backup taken before the first step is proven by a restore, and cleans up after."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     backup = take_backup(dsn, directory=tmp_path / "backups")
     assert backup.path.parent == tmp_path / "backups"
-    assert backup.path.name.startswith(legacy_db.name)
+    assert backup.path.name.startswith(legacy_database.name)
     assert backup.path.read_bytes()[:5] == b"PGDMP"  # pg_dump's custom-format magic
     assert backup.bytes == backup.path.stat().st_size > 0
     assert verify_backup(dsn, backup) == []
-    assert _restore_scratch_databases(dsn, legacy_db.name) == []
+    assert _restore_scratch_databases(dsn, legacy_database.name) == []
 
 
 def test_backup_that_no_longer_matches_the_database_is_reported(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """The comparison is real: a row deleted after the dump shows up as a difference."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     backup = take_backup(dsn, directory=tmp_path / "backups")
     with connect(dsn) as conn:
         conn.execute("DELETE FROM appointments WHERE id = (SELECT min(id) FROM appointments)")
@@ -522,14 +524,14 @@ def test_backup_that_no_longer_matches_the_database_is_reported(
 
 
 def test_corrupted_backup_is_an_infrastructure_error(
-    legacy_db: LegacyDatabase, tmp_path: Path
+    legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """A truncated dump (a full disk, a killed pg_dump) must never pass as a backup."""
-    dsn = legacy_db.endpoints.primary
+    dsn = legacy_database.endpoints.primary
     backup = take_backup(dsn, directory=tmp_path / "backups")
     with backup.path.open("r+b") as f:
         f.truncate(backup.bytes // 2)
     with pytest.raises(InfrastructureError) as caught:
         verify_backup(dsn, backup)
     assert "pg_restore of the backup failed" in str(caught.value)
-    assert _restore_scratch_databases(dsn, legacy_db.name) == []
+    assert _restore_scratch_databases(dsn, legacy_database.name) == []

@@ -312,7 +312,7 @@ def kct_plan() -> Plan:
 
 
 def test_no_acknowledged_write_is_lost_or_duplicated(
-    cluster: Cluster, legacy_template: str, kct_plan: Plan
+    cluster: Cluster, legacy_template_name: str, kct_plan: Plan
 ) -> None:
     """Writes interleaved with every step and rollback of plans/kct survive exactly once."""
 
@@ -320,7 +320,7 @@ def test_no_acknowledged_write_is_lost_or_duplicated(
     class Machine(CutoverMachine):
         def __init__(self) -> None:
             super().__init__(
-                primary=cluster.endpoints.primary, template=legacy_template, plan=kct_plan
+                primary=cluster.endpoints.primary, template=legacy_template_name, plan=kct_plan
             )
 
     run_state_machine_as_test(

@@ -40,7 +40,7 @@ sql = "SELECT count(*) FROM no_such_table"
 def _gate(
     plan_dir: Path,
     cluster: Cluster,
-    legacy_db: LegacyDatabase,
+    legacy_database: LegacyDatabase,
     tmp: Path,
     *,
     progress: object = None,
@@ -48,15 +48,13 @@ def _gate(
     report = GateReport(plan=plan_dir.name)
     gate_database(
         load_plan(plan_dir),
-        legacy_db.endpoints,
+        legacy_database.endpoints,
         wait_for_replica=cluster.wait_for_replica,
         emit=lambda _c: None,
         progress=progress if callable(progress) else (lambda _m: None),
         report=report,
         backup_dir=tmp / "backups",
-        traffic=TrafficOptions(
-            clients=CLIENTS, allow_pooler_users=getattr(cluster, "allow_pooler_users", None)
-        ),
+        traffic=TrafficOptions(clients=CLIENTS, allow_users=cluster.allow_users),
     )
     return report
 
@@ -80,9 +78,9 @@ def _kct_with(tmp_path: Path, steps: dict[str, tuple[str, str]]) -> Path:
 
 
 def test_plan_as_written_breaks_the_application_at_its_move(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
-    report = _gate(PLANS / "as-written", cluster, legacy_db, tmp_path)
+    report = _gate(PLANS / "as-written", cluster, legacy_database, tmp_path)
     assert "traffic.no_errors" in _failed(report)
     details = _check(report, "traffic.no_errors").details
     broken = [d for d in details if "from up/003_move_tables.sql on" in d]
@@ -101,7 +99,7 @@ def test_plan_as_written_breaks_the_application_at_its_move(
 
 @pytest.mark.slow
 def test_held_lock_is_a_stall_and_a_catalog_only_step_is_not(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     plan = _kct_with(
         tmp_path,
@@ -117,7 +115,7 @@ def test_held_lock_is_a_stall_and_a_catalog_only_step_is_not(
             ),
         },
     )
-    report = _gate(plan, cluster, legacy_db, tmp_path)
+    report = _gate(plan, cluster, legacy_database, tmp_path)
     assert _failed(report) == {"traffic.stall"}, "\n".join(
         str(c) for c in report.checks if not c.passed and c.name != "traffic.stall"
     )
@@ -131,7 +129,7 @@ def test_held_lock_is_a_stall_and_a_catalog_only_step_is_not(
 
 
 def test_corrected_plan_with_a_harmless_step_passes_under_traffic(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     plan = _kct_with(
         tmp_path,
@@ -142,7 +140,7 @@ def test_corrected_plan_with_a_harmless_step_passes_under_traffic(
             )
         },
     )
-    report = _gate(plan, cluster, legacy_db, tmp_path)
+    report = _gate(plan, cluster, legacy_database, tmp_path)
     assert _failed(report) == set(), [str(c) for c in report.checks if not c.passed]
     summary = report.context["traffic"]
     assert isinstance(summary, dict)
@@ -154,41 +152,41 @@ def test_corrected_plan_with_a_harmless_step_passes_under_traffic(
 
 
 def test_bad_workload_is_refused_before_any_step(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     plan = tmp_path / "plan"
     shutil.copytree(PLANS / "kct", plan)
     toml = plan / "plan.toml"
     toml.write_text(toml.read_text() + BAD_QUERIES)
     with pytest.raises(UsageError) as caught:
-        _gate(plan, cluster, legacy_db, tmp_path)
+        _gate(plan, cluster, legacy_database, tmp_path)
     message = str(caught.value)
     assert caught.value.exit_code == 2
     assert "sneaky_counter" in message
     assert "marked read, but it writes" in message
     assert "old_report" in message
     assert 'relation "no_such_table" does not exist' in message
-    with psycopg.connect(legacy_db.endpoints.primary) as conn:
+    with psycopg.connect(legacy_database.endpoints.primary) as conn:
         row = conn.execute("SELECT to_regclass('public.products') IS NOT NULL").fetchone()
         assert row == (True,), "a step ran although the workload was refused"
 
 
 def test_traffic_stops_when_the_gate_is_interrupted(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     def interrupt(message: str) -> None:
         if message == "rolling back":
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _gate(PLANS / "kct", cluster, legacy_db, tmp_path, progress=interrupt)
+        _gate(PLANS / "kct", cluster, legacy_database, tmp_path, progress=interrupt)
     alive = [t.name for t in threading.enumerate() if t.name.startswith("pgcutover-")]
     assert alive == []
 
 
 @pytest.mark.slow
 def test_lock_timeout_and_retry_keep_the_application_moving_behind_a_long_transaction(
-    cluster: Cluster, legacy_db: LegacyDatabase, tmp_path: Path
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     """A report holds products open while the move starts: the move gives up its place in
     the lock queue every 100 ms and retries, so the application waits at most that long."""
@@ -198,7 +196,7 @@ def test_lock_timeout_and_retry_keep_the_application_moving_behind_a_long_transa
     text = re.sub(r'(?m)^lock_timeout = ".*"$', 'lock_timeout = "100ms"', toml.read_text())
     assert 'lock_timeout = "100ms"' in text
     toml.write_text(text)
-    holder = psycopg.connect(legacy_db.endpoints.primary)
+    holder = psycopg.connect(legacy_database.endpoints.primary)
     released = threading.Event()
 
     def release() -> None:
@@ -211,7 +209,7 @@ def test_lock_timeout_and_retry_keep_the_application_moving_behind_a_long_transa
             threading.Timer(1.5, release).start()
 
     try:
-        report = _gate(plan, cluster, legacy_db, tmp_path, progress=hold_products)
+        report = _gate(plan, cluster, legacy_database, tmp_path, progress=hold_products)
     finally:
         released.wait(10)
         holder.close()

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.cluster.base import Cluster, Endpoints
+from harness.cluster.pooling import Poolers
 from harness.errors import UsageError
 
-__all__ = ["PROVIDERS", "Cluster", "Endpoints", "start_cluster"]
+__all__ = ["PROVIDERS", "Cluster", "Endpoints", "Poolers", "start_cluster"]
 
 PROVIDERS = ("local", "docker", "external")
 
@@ -29,18 +30,31 @@ def start_cluster(
     progress: Callable[[str], None] = _quiet,
     image: str | None = None,
     network: str | None = None,
+    poolers: Poolers | None = None,
 ) -> Cluster:
-    """Start a cluster; ``image`` and ``network`` are the docker provider's choices."""
+    """Start a cluster; ``image`` and ``network`` are the docker provider's choices.
+
+    ``poolers`` configures the PgBouncers a provider starts (a plan's ``[pgbouncer]``;
+    None: the defaults). The external provider starts none, so it has nothing to
+    apply them to: its servers' poolers are their operator's.
+    """
     if provider == "local":
         from harness.cluster.local import start_local_cluster
 
-        return start_local_cluster(pg_bin=pg_bin, dbname=dbname, progress=progress)
+        return start_local_cluster(pg_bin=pg_bin, dbname=dbname, progress=progress, poolers=poolers)
     if provider == "docker":
         from harness.cluster.docker import start_docker_cluster
 
-        return start_docker_cluster(dbname=dbname, progress=progress, image=image, network=network)
+        return start_docker_cluster(
+            dbname=dbname, progress=progress, image=image, network=network, poolers=poolers
+        )
     if provider == "external":
         from harness.cluster.external import from_env
 
+        if poolers is not None:
+            progress(
+                "the plan's [pgbouncer] settings are not applied: the external provider "
+                "starts no PgBouncer (configure the servers' own poolers to match)"
+            )
         return from_env()
     raise UsageError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")

@@ -8,6 +8,7 @@ servers someone else runs); everything above this module only sees
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -75,6 +76,15 @@ class Cluster(abc.ABC):
     def pgbouncer_admin(self) -> dict[str, str]:
         """Admin-console DSNs of the poolers this cluster started, by role (writer, reader)."""
         return {}
+
+    @abc.abstractmethod
+    def allow_users(self, roles: Iterable[str]) -> None:
+        """Let ``roles`` connect through the cluster's PgBouncers as well as directly.
+
+        PgBouncer admits only the users its auth file lists, and a plan creates roles
+        the cluster did not know when it started; the gate calls this once they exist.
+        Each provider either does it or says in its own docstring why it need not.
+        """
 
     def watch(self) -> list[str]:
         """Look at the cluster's processes once; what changed, for an operator to read.

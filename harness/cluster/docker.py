@@ -43,6 +43,7 @@ from harness.cluster.docker_plan import (
     DockerPlan,
     plan_docker_cluster,
 )
+from harness.cluster.pooling import DEFAULT_POOLERS, Poolers, auth_file_text
 from harness.connections import connect
 from harness.databases import create_database
 from harness.dsn import make_dsn, with_database
@@ -285,9 +286,9 @@ class DockerCluster(Cluster):
         replica.start()
         _await_ready("replica", replica, self._dsns, timeout=timeout)
 
-    def allow_pooler_users(self, users: Iterable[str]) -> None:
-        """Let roles a plan creates connect through PgBouncer too."""
-        lines = "".join(f'"{u.replace(chr(34), chr(34) * 2)}" ""\n' for u in users)
+    def allow_users(self, roles: Iterable[str]) -> None:
+        """Append the roles to each PgBouncer container's auth file, and have it re-read it."""
+        lines = auth_file_text(roles)
         if not lines:
             return
         for role, admin in self.pgbouncer_admin.items():
@@ -360,10 +361,13 @@ def start_docker_cluster(
     dbname: str = "app",
     network: str | None = None,
     ports: Mapping[str, int] | None = None,
+    poolers: Poolers | None = None,
     progress: Progress | None = None,
     timeout: float = 60.0,
 ) -> DockerCluster:
     """Start the cluster; ``timeout`` bounds each server's start once its image is there.
+
+    ``poolers`` are the PgBouncers' settings (a plan's ``[pgbouncer]``; None: the defaults).
 
     ``image`` and ``network`` default to ``PGCUTOVER_DOCKER_IMAGE`` and
     ``PGCUTOVER_DOCKER_NETWORK``, then to the built image and host networking.
@@ -373,7 +377,12 @@ def start_docker_cluster(
     image = image or os.environ.get(ENV_IMAGE) or DEFAULT_IMAGE
     network = network or os.environ.get(ENV_NETWORK) or "host"
     plan = plan_docker_cluster(
-        image=image, pgbouncer_image=pgbouncer_image, dbname=dbname, network=network, ports=ports
+        image=image,
+        pgbouncer_image=pgbouncer_image,
+        dbname=dbname,
+        network=network,
+        ports=ports,
+        poolers=poolers or DEFAULT_POOLERS,
     )
     with engine(timeout=600) as probe:
         remove_stale(probe, progress=say)

@@ -2,7 +2,8 @@
 
 Nothing here needs an engine, so the unit tests read the plan as it is. Every node
 runs an explicit shell script as the postgres user (initdb, pg_basebackup, or
-pgbouncer with an ini rendered from the plan's pool settings), never an image's
+pgbouncer with an ini rendered from the plan's pool settings by the renderer the
+local provider uses), never an image's
 entrypoint: the image ``harness image build`` makes runs them, and so does an
 official ``postgres`` image for the servers.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from harness.cluster.docker_image import DEFAULT_IMAGE
 from harness.cluster.local import INITDB_OPTIONS
 from harness.cluster.local import SERVER_SETTINGS as LOCAL_SETTINGS
-from harness.cluster.pgbouncer import READER, WRITER, PoolSettings, render_ini
+from harness.cluster.pooling import DEFAULT_POOLERS, Poolers, PoolSettings, render_ini
 from harness.cluster.processes import free_port
 from harness.errors import UsageError
 
@@ -80,11 +81,12 @@ class DockerPlan:
 
 
 # -- the scripts each container runs --------------------------------------------------
-def _server_prelude(*, port: int, listen: str) -> list[str]:
+def _server_prelude(*, port: int, listen: str, max_connections: int) -> list[str]:
     settings = {
         **LOCAL_SETTINGS,
         "listen_addresses": listen,
         "port": str(port),
+        "max_connections": str(max_connections),
         # Each container has its own /tmp; the image's socket directory may not exist.
         "unix_socket_directories": "/tmp",
     }
@@ -102,8 +104,8 @@ def _server_prelude(*, port: int, listen: str) -> list[str]:
     ]
 
 
-def _primary_script(*, port: int, listen: str, open_hba: bool) -> str:
-    lines = _server_prelude(port=port, listen=listen)
+def _primary_script(*, port: int, listen: str, open_hba: bool, max_connections: int) -> str:
+    lines = _server_prelude(port=port, listen=listen, max_connections=max_connections)
     initdb = shlex.join(["initdb", *INITDB_OPTIONS, "--no-sync", "--no-instructions"])
     # A restarted container keeps its layer, and its data directory.
     lines.append(f'if [ ! -s "$PGDATA/PG_VERSION" ]; then {initdb} -D "$PGDATA" >/dev/null')
@@ -120,8 +122,10 @@ def _primary_script(*, port: int, listen: str, open_hba: bool) -> str:
     return "\n".join(lines)
 
 
-def _replica_script(*, port: int, listen: str, primary_host: str, primary_port: int) -> str:
-    lines = _server_prelude(port=port, listen=listen)
+def _replica_script(
+    *, port: int, listen: str, primary_host: str, primary_port: int, max_connections: int
+) -> str:
+    lines = _server_prelude(port=port, listen=listen, max_connections=max_connections)
     clone = shlex.join(
         [
             "pg_basebackup",
@@ -178,8 +182,13 @@ def plan_docker_cluster(
     network: str = "host",
     token: str | None = None,
     ports: Mapping[str, int] | None = None,
+    poolers: Poolers = DEFAULT_POOLERS,
 ) -> DockerPlan:
-    """What to start; ``token`` makes names unique, ``ports`` fixes host ports by role."""
+    """What to start; ``token`` makes names unique, ``ports`` fixes host ports by role.
+
+    ``poolers`` configures the two PgBouncers and, through them, the servers'
+    ``max_connections``, as the local provider does.
+    """
     if network not in NETWORKS:
         raise UsageError(f"unknown docker network {network!r}; choose one of {', '.join(NETWORKS)}")
     unknown = set(ports or {}) - set(ROLES)
@@ -207,7 +216,12 @@ def plan_docker_cluster(
         alias="primary",
         port=primary_port,
         host_port=primary_port if host else host_port("primary"),
-        script=_primary_script(port=primary_port, listen=listen, open_hba=not host),
+        script=_primary_script(
+            port=primary_port,
+            listen=listen,
+            open_hba=not host,
+            max_connections=poolers.max_connections,
+        ),
     )
     replica = ContainerSpec(
         role="replica",
@@ -221,6 +235,7 @@ def plan_docker_cluster(
             listen=listen,
             primary_host="127.0.0.1" if host else primary.alias,
             primary_port=primary_port,
+            max_connections=poolers.max_connections,
         ),
     )
 
@@ -245,5 +260,10 @@ def plan_docker_cluster(
             script=_pgbouncer_script(ini),
         )
 
-    containers = (primary, replica, pooler(WRITER, primary), pooler(READER, replica))
+    containers = (
+        primary,
+        replica,
+        pooler(poolers.writer, primary),
+        pooler(poolers.reader, replica),
+    )
     return DockerPlan(token=token, network=network, dbname=dbname, containers=containers)

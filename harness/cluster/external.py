@@ -7,7 +7,7 @@ The reader falls back to the writer when no read-only URL is set, as the plan's
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from harness.cluster.base import Cluster, Endpoints
 from harness.connections import connect, is_standby, standby_refusal
@@ -37,6 +37,17 @@ class ExternalCluster(Cluster):
     @property
     def owns_servers(self) -> bool:
         return False
+
+    def allow_users(self, roles: Iterable[str]) -> None:
+        """Nothing to do, on purpose: a no-op.
+
+        The harness reaches these servers at the URLs it was given and started no
+        pooler in front of them. Where ``DATABASE_URL`` is someone's PgBouncer, who
+        may log in through it is that operator's configuration (its ``auth_file`` or
+        ``auth_query``), which the harness never edits, as it never changes anything
+        on servers it does not own; a role its auth leaves out is refused at login,
+        and the traffic check reports that refusal.
+        """
 
     def stop(self) -> None:
         """Nothing to stop: these servers are not ours."""

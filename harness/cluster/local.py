@@ -22,7 +22,8 @@ import psycopg
 
 from harness.cluster.base import Cluster, Endpoints
 from harness.cluster.binaries import PgBinaries, find_binaries, find_pgbouncer
-from harness.cluster.pgbouncer import READER, WRITER, PgBouncer
+from harness.cluster.pgbouncer import PgBouncer
+from harness.cluster.pooling import DEFAULT_POOLERS, Poolers
 from harness.cluster.processes import (
     ServerProcess,
     free_port,
@@ -40,9 +41,8 @@ from harness.errors import ClusterStartError
 __all__ = ["LocalCluster", "start_local_cluster"]
 
 # Settings for a disposable test cluster. fsync and full_page_writes off trade crash
-# safety (irrelevant for a throwaway cluster) for speed; max_connections leaves room
-# for both PgBouncer pools (25+5 writer, 50+10 reader) plus direct test connections,
-# and a hot standby must have at least the primary's value.
+# safety (irrelevant for a throwaway cluster) for speed. max_connections is not here:
+# it follows the poolers' settings (harness.cluster.pooling.max_connections_for).
 SERVER_SETTINGS = {
     "listen_addresses": "127.0.0.1",
     "wal_level": "replica",
@@ -50,7 +50,6 @@ SERVER_SETTINGS = {
     "wal_keep_size": "256MB",
     "hot_standby": "on",
     "hot_standby_feedback": "on",
-    "max_connections": "300",
     "shared_buffers": "128MB",
     "fsync": "off",
     "full_page_writes": "off",
@@ -82,7 +81,7 @@ def write_settings(
     *,
     port: int,
     socket_dir: Path,
-    max_connections: int | None = None,
+    max_connections: int,
 ) -> Path:
     """Put the server's settings in its data directory; a plain ``postgres -D`` then has them.
 
@@ -92,8 +91,7 @@ def write_settings(
     settings = dict(SERVER_SETTINGS)
     settings["port"] = str(port)
     settings["unix_socket_directories"] = str(socket_dir)
-    if max_connections is not None:
-        settings["max_connections"] = str(max_connections)
+    settings["max_connections"] = str(max_connections)
     # Slow-query monitoring uses pg_stat_statements where the server has it (Debian's
     # postgresql-15 does, next to its bin/); a server without it still starts.
     if (bins.bindir.parent / "lib" / "pg_stat_statements.so").exists():
@@ -204,11 +202,20 @@ class LocalCluster(Cluster):
     provider = "local"
 
     def __init__(
-        self, *, bins: PgBinaries, workdir: Path, dbname: str, max_connections: int | None = None
+        self,
+        *,
+        bins: PgBinaries,
+        workdir: Path,
+        dbname: str,
+        poolers: Poolers = DEFAULT_POOLERS,
+        max_connections: int | None = None,
     ) -> None:
         self.bins = bins
-        #: None keeps SERVER_SETTINGS'; the replica gets the same (a hot standby needs >=)
-        self.max_connections = max_connections
+        self.poolers = poolers
+        #: None: sized for the poolers; the replica gets the same (a hot standby needs >=)
+        self.max_connections = (
+            poolers.max_connections if max_connections is None else max_connections
+        )
         self.workdir = workdir
         self.dbname = dbname
         self.primary: ServerProcess | None = None
@@ -283,7 +290,10 @@ class LocalCluster(Cluster):
         self.replica = self._server("replica", port=replica_port)
 
         pgbouncer = find_pgbouncer()
-        for settings, server_port in ((WRITER, primary_port), (READER, replica_port)):
+        for settings, server_port in (
+            (self.poolers.writer, primary_port),
+            (self.poolers.reader, replica_port),
+        ):
             self.bouncers[settings.role] = PgBouncer(
                 settings,
                 executable=pgbouncer,
@@ -321,9 +331,9 @@ class LocalCluster(Cluster):
     def pgbouncer_admin(self) -> dict[str, str]:
         return {role: b.admin_dsn for role, b in self.bouncers.items()}
 
-    def allow_pooler_users(self, users: Iterable[str]) -> None:
-        """Let roles a plan creates connect through PgBouncer too."""
-        names = list(users)
+    def allow_users(self, roles: Iterable[str]) -> None:
+        """Add the roles to both PgBouncers' auth files, and have each re-read its own."""
+        names = list(roles)
         for bouncer in self.bouncers.values():
             bouncer.allow_users(names)
 
@@ -382,16 +392,25 @@ def start_local_cluster(
     dbname: str = "app",
     progress: Progress = _quiet,
     base_dir: str | None = None,
+    poolers: Poolers | None = None,
     max_connections: int | None = None,
 ) -> LocalCluster:
-    """Start a local cluster; on any failure, stop what was started and re-raise."""
+    """Start a local cluster; on any failure, stop what was started and re-raise.
+
+    ``poolers`` are the PgBouncers' settings (a plan's ``[pgbouncer]``; None: the
+    defaults); ``max_connections`` overrides what the servers' would be sized for them.
+    """
     bins = find_binaries(pg_bin)
     find_pgbouncer()  # fail before creating anything when PgBouncer is missing
     workdir = prepare_dir(
         Path(tempfile.mkdtemp(prefix="pgcutover-", dir=base_dir or default_base_dir()))
     )
     cluster = LocalCluster(
-        bins=bins, workdir=workdir, dbname=dbname, max_connections=max_connections
+        bins=bins,
+        workdir=workdir,
+        dbname=dbname,
+        poolers=poolers or DEFAULT_POOLERS,
+        max_connections=max_connections,
     )
     try:
         cluster.start(progress=progress)

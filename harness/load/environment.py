@@ -124,7 +124,7 @@ def local_environment(
         progress(f"migrating the target with plan {plan.name!r}")
         with Runner(plan, target.endpoints.primary) as runner:
             runner.migrate()
-        target.allow_pooler_users(plan.layout.roles)
+        target.allow_users(plan.layout.roles)
         target.wait_for_replica()
         yield LoadEnvironment(
             baseline_url=baseline.endpoints.primary,

@@ -64,6 +64,12 @@ Layout of a plan directory::
                                              # reaches a moved table only through a
                                              # compatibility view breaks when they go
 
+    [pgbouncer.writer]                       # optional: the poolers production runs;
+    pool_mode = "transaction"                # the gate starts its PgBouncers with them
+    default_pool_size = 25                   # (and sizes max_connections to fit); each
+    [pgbouncer.reader]                       # key left out keeps the default. Full
+    pool_mode = "session"                    # format: harness/plan/pgbouncer.py
+
 Names are PostgreSQL identifiers as SQL writes them: unquoted ones are folded to
 lower case, ``"Quoted"`` ones are kept as written (``'"Sales"."Order"'``).
 """
@@ -77,7 +83,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cluster.pooling import Poolers
 from harness.errors import PlanError
+from harness.plan.pgbouncer import parse_pgbouncer
 from harness.plan.sqltext import Statement, split_statements
 from harness.plan.workload import Workload, parse_workload
 
@@ -102,6 +110,7 @@ _TOP_LEVEL = frozenset(
         "rollback",
         "dependencies",
         "workload",
+        "pgbouncer",
     }
 )
 _SEVERITIES = ("warn", "fail")
@@ -187,6 +196,7 @@ class Plan:
     workload: Workload | None = None  # None: the simple case, from [sessions] queries
     keeps_roles: tuple[str, ...] = ()  # roles the rollback leaves behind on purpose
     compatibility_views: str = "warn"  # or "fail": code reaching tables only through them
+    pgbouncer: Poolers | None = None  # None: the plan leaves the poolers at the defaults
 
     def down_for(self, number: int) -> Step:
         return next(s for s in self.down if s.number == number)
@@ -461,4 +471,5 @@ def load_plan(directory: str | Path) -> Plan:
             for r in _str_list(rollback.get("keeps_roles", []), where="[rollback] keeps_roles")
         ),
         compatibility_views=str(severity),
+        pgbouncer=parse_pgbouncer(doc.get("pgbouncer"), toml_path=toml_path),
     )

@@ -11,12 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.cluster import PROVIDERS, Cluster, start_cluster
+from harness.cluster import PROVIDERS, Cluster, Poolers, start_cluster
 from harness.connections import Conn
 from harness.connections import connect as _connect
 from harness.errors import HarnessError
 
-__all__ = ["cluster", "in_ci", "missing_capability"]
+__all__ = ["CLUSTER_POOLERS", "cluster", "in_ci", "missing_capability"]
+
+#: The PgBouncers' settings for the session's cluster: a plan's ``[pgbouncer]``, set
+#: by the plugin that loads the plan; unset, the defaults.
+CLUSTER_POOLERS = pytest.StashKey[Poolers]()
 
 
 def in_ci() -> bool:
@@ -55,10 +59,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """A primary with a streaming replica and PgBouncer, for the whole test session."""
+    """A primary with a streaming replica and PgBouncer, for the whole test session.
+
+    Its PgBouncers run with the ``--pg-plan`` plan's ``[pgbouncer]`` settings, if any.
+    """
     provider = request.config.getoption("--pg-provider")
     try:
-        started = start_cluster(provider, pg_bin=request.config.getoption("--pg-bin"))
+        started = start_cluster(
+            provider,
+            pg_bin=request.config.getoption("--pg-bin"),
+            poolers=request.config.stash.get(CLUSTER_POOLERS, None),
+        )
     except HarnessError as exc:
         missing_capability(f"cannot start the {provider} cluster: {exc}")
         raise  # unreachable: missing_capability always raises

@@ -13,14 +13,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from harness.cluster import Cluster, Endpoints
+from harness.connections import Conn
 from harness.databases import create_database, drop_database
 from harness.testing.fix_cluster import connect
 
-__all__ = ["LegacyDatabase", "empty_db", "legacy_counts", "legacy_db", "legacy_template"]
+__all__ = [
+    "LegacyDatabase",
+    "empty_dsn",
+    "legacy_counts",
+    "legacy_database",
+    "legacy_template_name",
+    "primary_conn",
+    "replica_conn",
+    "writer_conn",
+]
 
 TEMPLATE = "legacy_template"
 _names = itertools.count(1)
@@ -47,8 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def legacy_template(request: pytest.FixtureRequest, cluster: Cluster) -> str:
-    """The seeded legacy database every scenario copies; seeded once per session."""
+def legacy_template_name(request: pytest.FixtureRequest, cluster: Cluster) -> str:
+    """The name of the seeded legacy database every scenario copies; seeded once per session."""
     from harness.legacy import seed
 
     legacy = request.config.getoption("--pg-legacy")
@@ -74,10 +83,10 @@ def legacy_counts(request: pytest.FixtureRequest) -> dict[str, int]:
 
 
 @pytest.fixture
-def legacy_db(cluster: Cluster, legacy_template: str) -> Iterator[LegacyDatabase]:
+def legacy_database(cluster: Cluster, legacy_template_name: str) -> Iterator[LegacyDatabase]:
     """A fresh copy of the legacy database, already replayed on the replica."""
     name = fresh_name("legacy")
-    create_database(cluster.endpoints.primary, name, template=legacy_template)
+    create_database(cluster.endpoints.primary, name, template=legacy_template_name)
     cluster.wait_for_replica()
     try:
         yield LegacyDatabase(name=name, endpoints=cluster.endpoints.for_database(name))
@@ -86,7 +95,7 @@ def legacy_db(cluster: Cluster, legacy_template: str) -> Iterator[LegacyDatabase
 
 
 @pytest.fixture
-def empty_db(cluster: Cluster) -> Iterator[str]:
+def empty_dsn(cluster: Cluster) -> Iterator[str]:
     """DSN of a new, empty database on the primary."""
     name = fresh_name("empty")
     dsn = create_database(cluster.endpoints.primary, name)
@@ -97,19 +106,21 @@ def empty_db(cluster: Cluster) -> Iterator[str]:
 
 
 @pytest.fixture
-def primary(legacy_db: LegacyDatabase) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    with connect(legacy_db.endpoints.primary) as conn:
+def primary_conn(legacy_database: LegacyDatabase) -> Iterator[Conn]:
+    """An autocommit connection to ``legacy_database`` on the primary."""
+    with connect(legacy_database.endpoints.primary) as conn:
         yield conn
 
 
 @pytest.fixture
-def replica(legacy_db: LegacyDatabase) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    with connect(legacy_db.endpoints.replica) as conn:
+def replica_conn(legacy_database: LegacyDatabase) -> Iterator[Conn]:
+    """An autocommit connection to ``legacy_database`` on the replica (read-only)."""
+    with connect(legacy_database.endpoints.replica) as conn:
         yield conn
 
 
 @pytest.fixture
-def bouncer(legacy_db: LegacyDatabase) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+def writer_conn(legacy_database: LegacyDatabase) -> Iterator[Conn]:
     """Through PgBouncer's writer (transaction pooling): no server-side prepared statements."""
-    with connect(legacy_db.endpoints.writer, prepare_threshold=None) as conn:
+    with connect(legacy_database.endpoints.writer, prepare_threshold=None) as conn:
         yield conn

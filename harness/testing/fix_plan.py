@@ -17,11 +17,12 @@ file and the problem, as pytest reports a bad option.
 Fixtures for the team's own tests (function scope unless said):
 
 - ``pg_plan`` (session): the loaded :class:`~harness.plan.Plan`;
-- ``migrated_db``: a fresh copy of the legacy database with the plan's steps
+- ``migrated_database``: a fresh copy of the legacy database with the plan's steps
   applied, on primary and replica (a :class:`LegacyDatabase`);
 - ``connect_as``: ``connect_as("kct_app")`` opens a connection to
-  ``migrated_db`` as a plan role, closed after the test;
-- and from the sibling plugins: ``cluster``, ``legacy_db``, ``empty_db``.
+  ``migrated_database`` as a plan role, closed after the test;
+- and from the sibling plugins: ``cluster``, ``legacy_database``, ``empty_dsn``,
+  ``primary_conn``, ``replica_conn``, ``writer_conn``.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError
 from harness.invariants import Check
 from harness.plan import Plan, load_plan
-from harness.testing.fix_cluster import missing_capability
+from harness.testing.fix_cluster import CLUSTER_POOLERS, missing_capability
 from harness.testing.fix_legacy import LegacyDatabase, fresh_name
 
-__all__ = ["GateCheckItem", "GatePlanFile", "connect_as", "migrated_db", "pg_plan"]
+__all__ = ["GateCheckItem", "GatePlanFile", "connect_as", "migrated_database", "pg_plan"]
 
 Conn = psycopg.Connection[tuple[object, ...]]
 ConnectAs = Callable[..., Conn]
@@ -84,6 +85,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(f"--pg-plan {directory}: {exc}") from None
     config.stash[_PLAN] = plan
+    if plan.pgbouncer is not None:
+        config.stash[CLUSTER_POOLERS] = plan.pgbouncer
     config.stash[_REPORTS] = Path(config.getoption("--pg-reports"))
 
 
@@ -197,7 +200,9 @@ def pg_plan(request: pytest.FixtureRequest) -> Plan:
 
 
 @pytest.fixture
-def migrated_db(cluster: Cluster, legacy_template: str, pg_plan: Plan) -> Iterator[LegacyDatabase]:
+def migrated_database(
+    cluster: Cluster, legacy_template_name: str, pg_plan: Plan
+) -> Iterator[LegacyDatabase]:
     """A fresh copy of the legacy database with every step of the plan applied.
 
     A plan whose SQL names its database (``database = ...`` in plan.toml) gets a
@@ -207,14 +212,12 @@ def migrated_db(cluster: Cluster, legacy_template: str, pg_plan: Plan) -> Iterat
     from harness.runner import Runner
 
     name = pg_plan.database or fresh_name("migrated")
-    create_database(cluster.endpoints.primary, name, template=legacy_template)
+    create_database(cluster.endpoints.primary, name, template=legacy_template_name)
     endpoints = cluster.endpoints.for_database(name)
     try:
         with Runner(pg_plan, endpoints.primary) as runner:
             runner.migrate()
-        allow = getattr(cluster, "allow_pooler_users", None)
-        if allow is not None:
-            allow(pg_plan.layout.roles)
+        cluster.allow_users(pg_plan.layout.roles)
         cluster.wait_for_replica()
         yield LegacyDatabase(name=name, endpoints=endpoints)
     finally:
@@ -222,7 +225,7 @@ def migrated_db(cluster: Cluster, legacy_template: str, pg_plan: Plan) -> Iterat
 
 
 @pytest.fixture
-def connect_as(migrated_db: LegacyDatabase) -> Iterator[ConnectAs]:
+def connect_as(migrated_database: LegacyDatabase) -> Iterator[ConnectAs]:
     """``connect_as(role, on="primary"|"replica")``: a connection that acts as ``role``.
 
     The role is set first thing (``SET ROLE``): every statement runs
@@ -234,7 +237,11 @@ def connect_as(migrated_db: LegacyDatabase) -> Iterator[ConnectAs]:
     opened: list[Conn] = []
 
     def connect(role: str, *, on: Literal["primary", "replica"] = "primary") -> Conn:
-        dsn = migrated_db.endpoints.primary if on == "primary" else migrated_db.endpoints.replica
+        dsn = (
+            migrated_database.endpoints.primary
+            if on == "primary"
+            else migrated_database.endpoints.replica
+        )
         conn = connect_server(dsn, timeout=5)
         opened.append(conn)
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))

@@ -99,14 +99,14 @@ def provision_logins(
     endpoints: Endpoints,
     roles: Mapping[str, Iterable[str]],
     *,
-    allow_pooler_users: Callable[[Iterable[str]], None] | None = None,
+    allow_users: Callable[[Iterable[str]], None] | None = None,
     legacy_access: bool = True,
     may_alter_roles: bool = True,
 ) -> Logins:
     """Let each role of ``roles`` (role -> the kinds it runs: read, write) log in.
 
-    ``allow_pooler_users`` is the cluster's hook that lets users through PgBouncer
-    (``LocalCluster.allow_pooler_users``); providers without one need none. Without
+    ``allow_users`` lets users through the cluster's PgBouncers (``Cluster.allow_users``);
+    left out where the endpoints are no pooler the harness runs. Without
     ``may_alter_roles`` a role that exists already is refused, never given a password.
     """
     passwords = {role: secrets.token_urlsafe(18) for role in roles}
@@ -164,6 +164,6 @@ def provision_logins(
             for role, kinds in roles.items():
                 logins.access[role] = GROUPS["write" if "write" in set(kinds) else "read"]
     logins._membership(grant=True)
-    if allow_pooler_users is not None:
-        allow_pooler_users(list(roles))
+    if allow_users is not None:
+        allow_users(list(roles))
     return logins

@@ -39,7 +39,8 @@ FAILURES_KEPT = 200  # in reports/gate.json; traffic.no_errors counts all of the
 @dataclass(frozen=True)
 class TrafficOptions:
     clients: int | None = None  # None: the workload's own number (default 16)
-    allow_pooler_users: Callable[[Iterable[str]], None] | None = None
+    #: the cluster's ``allow_users``: lets the workload's logins through its PgBouncers
+    allow_users: Callable[[Iterable[str]], None] | None = None
     #: False on a server someone else runs: a role that exists there is theirs, and
     #: giving it a password of ours would lock out whoever logs in as it today
     may_alter_roles: bool = True
@@ -67,7 +68,7 @@ class TrafficRun:
         self.logins = provision_logins(
             self.endpoints,
             roles,
-            allow_pooler_users=self.options.allow_pooler_users,
+            allow_users=self.options.allow_users,
             may_alter_roles=self.options.may_alter_roles,
         )
         params = prepare_params(self.endpoints.primary, self.workload)
