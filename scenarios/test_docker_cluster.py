@@ -253,31 +253,19 @@ def test_the_fixtures_and_the_fallback_scenario_run_on_containers(
         "scenarios/test_cluster.py::test_reader_pool_reaches_the_replica",
         "scenarios/test_replica_fallback.py",
     ]
-    before = _labelled(engine)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--pg-provider",
-            "docker",
-            "-q",
-            "-p",
-            "no:randomly",
-            *selected,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    with subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--pg-provider", "docker", "-q", "-p", "no:randomly",
+         *selected],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
         env={**os.environ, "CI": "true"},
-        timeout=600,
-        check=False,
-    )
-    summary = done.stdout.strip().splitlines()[-1]
-    assert done.returncode == 0, done.stdout[-4000:]
+    ) as proc:  # fmt: skip
+        out, _ = proc.communicate(timeout=600)
+    summary = out.strip().splitlines()[-1]
+    assert proc.returncode == 0, out[-4000:]
     assert summary.startswith("6 passed"), summary
     assert "skipped" not in summary
-    assert _labelled(engine) == before  # the session's cluster went with the session
+    # The session's cluster went with the session (only its own: the engine is shared).
+    assert _labelled(engine, owner_pid=proc.pid) == set()
 
 
 # -- clean exits -----------------------------------------------------------------------
@@ -425,7 +413,7 @@ def test_the_engine_refuses_a_user_outside_the_docker_group(engine: docker.Docke
 def test_a_port_taken_is_named_and_nothing_is_left_running(
     engine: docker.DockerClient, role: str
 ) -> None:
-    before = _labelled(engine)
+    mine = _labelled(engine, owner_pid=os.getpid())  # the engine is shared: ours only
     port = free_port()
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
@@ -436,7 +424,7 @@ def test_a_port_taken_is_named_and_nothing_is_left_running(
     assert f"could not start the {role} container" in said
     assert f"port {port} on 127.0.0.1 is taken by another process" in said
     assert "removed everything it made" in said
-    assert _labelled(engine) == before
+    assert _labelled(engine, owner_pid=os.getpid()) == mine
 
 
 def test_the_image_build_is_cached_and_a_base_that_cannot_be_had_exits_2(
