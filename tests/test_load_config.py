@@ -11,7 +11,9 @@ from harness.errors import UsageError
 from harness.load.capacity import capped_by, limits
 from harness.load.config import DEFAULT_CONFIG, load_config
 from harness.load.environment import _check_plan_numbers
-from harness.load.workload import retail_workload
+from harness.load.workload import workload_for
+
+PLAN = Path(__file__).resolve().parents[1] / "plans" / "kct"
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -26,17 +28,17 @@ def test_every_number_in_the_shipped_file_has_a_reason() -> None:
         for line in DEFAULT_CONFIG.read_text().splitlines()
         if "=" in line and not line.lstrip().startswith("#") and not line.startswith("[")
     ]
-    mix = {op.name for op in retail_workload().operations}
-    # the mix's weights share the [mix] line's reason; the PgBouncer numbers the comment above them
+    # the PgBouncer numbers share the comment above them
     keys = [(line, line.split("=")[0].strip().strip('"')) for line in lines if "#" not in line]
-    unexplained = [
-        line for line, key in keys if key not in mix and not key.startswith(("writer_", "reader_"))
-    ]
+    unexplained = [line for line, key in keys if not key.startswith(("writer_", "reader_"))]
     assert not unexplained, unexplained
     config = load_config()
     assert config.run.users == 150
     assert config.baseline.max_connections == 100
-    assert set(config.mix) == mix
+    # no mix of its own: the plan's [workload] weights, the same the gate's traffic runs
+    assert config.mix == {}
+    workload = workload_for(PLAN)
+    assert workload.weighted(config.mix) == workload
 
 
 def test_the_plans_pgbouncer_numbers_are_the_clusters() -> None:
@@ -84,7 +86,7 @@ def test_command_line_values_are_checked_against_the_caps() -> None:
 
 def test_a_mix_naming_an_unknown_operation_is_refused() -> None:
     with pytest.raises(UsageError, match="'checkout'"):
-        retail_workload().weighted({"checkout": 1})
+        workload_for(PLAN).weighted({"checkout": 1})
 
 
 def test_changed_pgbouncer_numbers_are_refused_for_the_local_cluster(tmp_path: Path) -> None:

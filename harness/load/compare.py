@@ -155,6 +155,7 @@ def _run(
             seed=config.run.seed,
             stop_timeout=config.run.stop_timeout,
             config=options.config,
+            plan=options.plan,
             workers=options.workers,
         ),
         csv_prefix=prefix,
@@ -242,7 +243,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
     if options.workers < 0:
         raise UsageError(f"--workers must be 0 or more, got {options.workers}")
     config = _configure(options)
-    workload = workload_for(options.plan.name).weighted(config.mix)
+    workload = workload_for(options.plan).weighted(config.mix)
     out = options.reports / "load"
     out.mkdir(parents=True, exist_ok=True)
     with _environment(options, config, progress=progress) as env:
@@ -263,7 +264,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
         }
         outcome = CompareOutcome(
             config=config,
-            environment={"provider": env.provider},
+            environment={"provider": env.provider, "plan": workload.name},
             runs=runs,
             verdicts=verdicts(config, runs),
         )
