@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.errors import InfrastructureError
+from harness.errors import InfrastructureError, UsageError
 from harness.load.compare import CompareOutcome, verdicts
 from harness.load.config import load_config
 from harness.load.report import break_point, build_report, write_report
 from harness.load.results import KINDS, RunResult, kind_of, read_run, verdict
-from harness.load.workload import workload_for
+from harness.load.workload import Operation, workload_for
 
 PLAN = Path(__file__).resolve().parents[1] / "plans" / "kct"
 
@@ -198,3 +199,12 @@ def test_a_plan_setting_that_caps_the_target_is_named(tmp_path: Path) -> None:
     assert any("writer max_client_conn" in c for c in report["capacity"]["capped_by"])
     outcome.config = outcome.config.with_run(users=5)
     assert build_report(outcome)["capacity"]["capped_by"] == []
+
+
+def test_a_query_without_params_keeps_its_literal_percent_in_pgbench() -> None:
+    op = Operation(name="q", kind="read", weight=1, statements=("SELECT 1 WHERE 'ab' LIKE 'a%%'",))
+    script = op.pgbench_script(rows=[{}])
+    assert "LIKE 'a%'" in script  # psycopg's %% is pgbench's %
+    assert "row_i" not in script
+    with pytest.raises(UsageError, match="workload query q: parameter"):
+        replace(op, statements=("SELECT %(absent)s",)).pgbench_script(rows=[{}])

@@ -32,7 +32,7 @@ __all__ = ["Operation", "Workload", "from_plan_workload", "workload_for"]
 Kind = Literal["read", "write"]
 #: the parameter each request gets a value of its own for (``%(token)s`` in the plan)
 TOKEN = "token"
-_PARAM = re.compile(r"%\((\w+)\)s")
+_PARAM_OR_PERCENT = re.compile(r"%%|%\((\w+)\)s")
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
@@ -94,7 +94,10 @@ class Operation:
                     f"workload query {self.name}: parameter(s) {', '.join(sorted(missing))} come "
                     "from neither params nor an earlier RETURNING; fix [[workload.queries]]"
                 )
-            text = _PARAM.sub(lambda m: values[m.group(1)], " ".join(statement.split()))
+            # psycopg's %% is a literal %; pgbench takes the SQL as written
+            text = _PARAM_OR_PERCENT.sub(
+                lambda m: "%" if m.group(0) == "%%" else values[m.group(1)], statement
+            )
             later = {p for s in self.statements[index + 1 :] for p in placeholders(s)}
             feeds = bool(_RETURNING.search(statement)) and bool(later & fed)
             lines.append(text + (" \\gset" if feeds else ";"))
