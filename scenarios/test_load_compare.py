@@ -93,6 +93,7 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
         (["--duration", "100000"], "max_duration"),
         (["--reference", "sysbench"], "invalid choice"),
         (["--plan", "plans/absent"], "absent"),
+        (["--legacy", "plans/absent/legacy.sql"], "--legacy plans/absent/legacy.sql: no such file"),
         (["--baseline-url", "postgresql://postgres@127.0.0.1:1/x"], "go together"),
         (
             ["--baseline-url", "postgresql://u@db.example.com/x", "--target-url", "host=10.0.0.5"],

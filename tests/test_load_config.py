@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,22 @@ def test_capacity_names_the_setting_that_caps_the_target() -> None:
     assert capped_by(config, users=5) == []
     capping = {x.setting for x in capped_by(config, users=150)}
     assert "writer max_client_conn" in capping
+
+
+def test_a_plan_whose_workload_is_broken_stops_the_comparison_before_any_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    plan = tmp_path / "plan"
+    shutil.copytree(PLAN, plan)
+    toml = plan / "plan.toml"
+    query = 'name = "segment_report"\nrole = "kct_readonly"'
+    assert query in toml.read_text()
+    toml.write_text(toml.read_text().replace(query, query.replace("kct_readonly", "nobody")))
+    with pytest.raises(UsageError, match="role 'nobody' is not one of the plan's roles"):
+        workload_for(plan)
+    code = main(["load", "compare", "--plan", str(plan), "--reports", str(tmp_path / "r")])
+    assert code == 2
+    assert "role 'nobody'" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "load" / "baseline_stats.csv").exists()

@@ -47,6 +47,8 @@ class CompareOptions:
     reference: str | None = None
     plan: Path = Path("plans/kct")
     scale: int = 1
+    #: the plan's legacy database (a dump); None: the built-in one
+    legacy: Path | None = None
     pg_bin: str | None = None
     baseline_url: str | None = None
     target_url: str | None = None
@@ -117,8 +119,18 @@ def _environment(
             provider="external",
         )
         return
+    if options.legacy is not None and not options.legacy.exists():
+        raise UsageError(
+            f"--legacy {options.legacy}: no such file or directory; give the plan's legacy "
+            "database as a SQL dump or pg_dump archive, or leave it out for the built-in one"
+        )
     with local_environment(
-        config, plan_dir=options.plan, scale=options.scale, pg_bin=options.pg_bin, progress=progress
+        config,
+        plan_dir=options.plan,
+        scale=options.scale,
+        pg_bin=options.pg_bin,
+        progress=progress,
+        legacy=options.legacy,
     ) as env:
         yield env
 
