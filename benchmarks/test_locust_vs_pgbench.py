@@ -29,12 +29,13 @@ from pathlib import Path
 from harness.load.instance import load_samples
 from harness.load.locust import LocustRun, run_locust
 from harness.load.pgbench import find_pgbench, run_pgbench
-from harness.load.workload import retail_workload
+from harness.load.workload import workload_for
 from harness.testing.fix_legacy import LegacyDatabase
 
 CLIENTS = 8
 SECONDS = 10
-READ = "product with variants"
+READ = "product_detail"
+PLAN = Path(__file__).resolve().parents[1] / "plans" / "kct"
 
 
 # The bare driver, in a process of its own (gevent patches it, as Locust's).
@@ -47,7 +48,7 @@ def client():
     with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
         stop = time.monotonic() + float(seconds)
         while time.monotonic() < stop:
-            conn.execute(query, {"product": product}).fetchall()
+            conn.execute(query, {"product_id": product}).fetchall()
             done[0] += 1
 gevent.joinall([gevent.spawn(client) for _ in range(int(clients))])
 print(done[0] / float(seconds))
@@ -69,7 +70,7 @@ def test_locust_user_throughput_against_pgbench(
     legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     dsn = legacy_database.endpoints.primary
-    workload = retail_workload().weighted({READ: 1})
+    workload = workload_for(PLAN).weighted({READ: 1})
     config = tmp_path / "read-only.toml"
     config.write_text(
         f'[mix]\n"{READ}" = 1\n'
@@ -104,9 +105,9 @@ def test_locust_user_throughput_against_pgbench(
     pg = results[0]
     assert pg.transactions > 0
     assert pg.error_rate == 0
-    product = str(load_samples(dsn, workload)["product"][0])
+    product = str(load_samples(dsn, workload)[READ][0]["product_id"])
     bare = subprocess.run(
-        [sys.executable, "-c", BARE, dsn, workload.operations[0].statements[0], product,
+        [sys.executable, "-c", BARE, dsn, workload.live[0].statements[0], product,
          str(CLIENTS), str(SECONDS)],
         capture_output=True, text=True, check=True, timeout=SECONDS + 60,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The retailer's traffic against one architecture: Locust's CLI, master and workers alike.
+"""The plan's workload against one architecture: Locust's CLI, master and workers alike.
 
 ``harness load compare`` runs this file once per architecture; it also runs on
 its own, with Locust's CLI (see docs/load-comparison.md)::
@@ -8,7 +8,8 @@ its own, with Locust's CLI (see docs/load-comparison.md)::
     PGCUTOVER_LOAD_ARCH=target DATABASE_URL=…pgbouncer writer… DATABASE_READONLY_URL=…reader… \\
         locust -f loadtests/locustfile.py --headless -u 150 -r 10 -t 60s --csv reports/load/target
 
-Environment: ``PGCUTOVER_LOAD_ARCH`` (``baseline``: DATABASE_URL is the primary
+Environment: ``PGCUTOVER_LOAD_PLAN`` (the plan whose ``[workload]`` runs, default
+plans/kct), ``PGCUTOVER_LOAD_ARCH`` (``baseline``: DATABASE_URL is the primary
 itself, no pooler; ``target``, the default: DATABASE_URL is PgBouncer's writer and
 DATABASE_READONLY_URL its reader), ``PGCUTOVER_LOAD_CONFIG`` (default
 loadtests/compare.toml), ``PGCUTOVER_LOAD_SEED``, ``PGCUTOVER_LOAD_LATENCIES`` (a
@@ -36,8 +37,10 @@ from harness.load.instance import ARCHITECTURES, load_samples
 from harness.load.workload import workload_for
 from harness.routing import urls_from_env
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def _settings() -> tuple[str, Any, tuple[str, str | None]]:
+
+def _settings() -> tuple[str, Any, tuple[str, str | None], Path]:
     architecture = os.environ.get("PGCUTOVER_LOAD_ARCH", "target")
     if architecture not in ARCHITECTURES:
         raise UsageError(
@@ -51,20 +54,21 @@ def _settings() -> tuple[str, Any, tuple[str, str | None]]:
     writer, reader = urls_from_env(os.environ)
     if architecture == "baseline" or os.environ.get("PGCUTOVER_ROUTING") == "writer":
         reader = None
-    return architecture, config, (writer, reader)
+    plan = Path(os.environ.get("PGCUTOVER_LOAD_PLAN") or ROOT / "plans" / "kct")
+    return architecture, config, (writer, reader), plan
 
 
-_ARCH, _CONFIG, _URLS = _settings()
+_ARCH, _CONFIG, _URLS, _PLAN = _settings()
 # Every refused connection is counted as a failed request, by kind; psycopg_pool's
 # own warning for each background retry would only bury Locust's output.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 class Instance(InstanceUser):
-    """One instance of the retailer's application (a serverless function)."""
+    """One instance of the application (a serverless function), running the plan's workload."""
 
     config = _CONFIG
-    workload = workload_for().weighted(_CONFIG.mix)
+    workload = workload_for(_PLAN).weighted(_CONFIG.mix)
     architecture = _ARCH
     urls = _URLS
     budget = [_CONFIG.run.max_requests]

@@ -122,7 +122,7 @@ class InstanceUser(User):
                 self.instance = self._new_instance()
             self.instance.run(operation, params)
 
-        self._measure(operation.role, operation.name, run)
+        self._measure(operation.kind, operation.name, run)
 
     def on_stop(self) -> None:
         if self.instance is not None:

@@ -17,6 +17,8 @@ import pytest
 
 from harness.cli import main
 from harness.cluster.processes import free_port
+from harness.load.workload import workload_for
+from harness.report.schema import parse_load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +66,24 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
     assert [t["metric"] for t in report["targets"]] == ["connection pool error rate", "p95 latency"]
     assert report["closing_note"].startswith("At 12 concurrent instances for 5 s")
     assert (out / "report.html").read_text().count("<svg") >= 2
+    # the plan's own [workload] ran on both sides, by its query names
+    queries = {f"{op.kind} {op.name}" for op in workload_for(ROOT / "plans" / "kct").operations}
+    for name in ("baseline", "target"):
+        ran = set(report["architectures"][name]["by_operation"])
+        assert ran, name
+        assert ran <= queries, ran - queries
+    # the report page reads the same summary: `harness report` shows the comparison
+    load = parse_load(report)
+    assert [(r.name, r.requests) for r in load.runs] == [
+        (name, report["architectures"][name]["requests"]) for name in ("baseline", "target")
+    ]
+    assert all(r.timeline for r in load.runs)
+    gate = {"plan": "kct", "verdict": "safe", "failed": [], "seconds": 1.0, "checks": []}
+    (tmp_path / "gate.json").write_text(json.dumps(gate))
+    assert main(["report", "--reports", str(tmp_path)]) == 0
+    page = (tmp_path / "index.html").read_text()
+    assert '<h2 id="load">Load comparison: baseline vs target, plan kct' in page
+    assert "is not shown" not in page
 
 
 @pytest.mark.parametrize(
@@ -73,6 +93,7 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
         (["--duration", "100000"], "max_duration"),
         (["--reference", "sysbench"], "invalid choice"),
         (["--plan", "plans/absent"], "absent"),
+        (["--legacy", "plans/absent/legacy.sql"], "--legacy plans/absent/legacy.sql: no such file"),
         (["--baseline-url", "postgresql://postgres@127.0.0.1:1/x"], "go together"),
         (
             ["--baseline-url", "postgresql://u@db.example.com/x", "--target-url", "host=10.0.0.5"],

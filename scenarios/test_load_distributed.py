@@ -39,7 +39,7 @@ def test_one_master_two_workers_aggregate_every_request(
     dsn = legacy_database.endpoints.primary
     before = _orders(dsn)
     config = tmp_path / "fast.toml"
-    config.write_text('[mix]\n"product with variants" = 1\n"place order" = 1\n')
+    config.write_text("[mix]\nproduct_detail = 1\nplace_order = 1\n")  # the plan's own queries
     run = LocustRun(
         architecture="baseline", writer_url=dsn, reader_url=None, users=6, spawn_rate=6,
         duration=6, seed=3, stop_timeout=5, config=config, workers=2,
@@ -60,7 +60,7 @@ def test_one_master_two_workers_aggregate_every_request(
         watcher.join()
     with open(tmp_path / "dist_stats.csv", newline="") as f:
         rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
-    placed = rows[("write", "place order")]
+    placed = rows[("write", "place_order")]
     succeeded = int(placed["Request Count"]) - int(placed["Failure Count"])
     assert succeeded > 0
     assert _orders(dsn) - before == succeeded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from harness.errors import UsageError
 from harness.load.capacity import capped_by, limits
 from harness.load.config import DEFAULT_CONFIG, load_config
 from harness.load.environment import _check_plan_numbers
-from harness.load.workload import retail_workload
+from harness.load.workload import workload_for
+
+PLAN = Path(__file__).resolve().parents[1] / "plans" / "kct"
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -26,17 +29,17 @@ def test_every_number_in_the_shipped_file_has_a_reason() -> None:
         for line in DEFAULT_CONFIG.read_text().splitlines()
         if "=" in line and not line.lstrip().startswith("#") and not line.startswith("[")
     ]
-    mix = {op.name for op in retail_workload().operations}
-    # the mix's weights share the [mix] line's reason; the PgBouncer numbers the comment above them
+    # the PgBouncer numbers share the comment above them
     keys = [(line, line.split("=")[0].strip().strip('"')) for line in lines if "#" not in line]
-    unexplained = [
-        line for line, key in keys if key not in mix and not key.startswith(("writer_", "reader_"))
-    ]
+    unexplained = [line for line, key in keys if not key.startswith(("writer_", "reader_"))]
     assert not unexplained, unexplained
     config = load_config()
     assert config.run.users == 150
     assert config.baseline.max_connections == 100
-    assert set(config.mix) == mix
+    # no mix of its own: the plan's [workload] weights, the same the gate's traffic runs
+    assert config.mix == {}
+    workload = workload_for(PLAN)
+    assert workload.weighted(config.mix) == workload
 
 
 def test_the_plans_pgbouncer_numbers_are_the_clusters() -> None:
@@ -84,7 +87,7 @@ def test_command_line_values_are_checked_against_the_caps() -> None:
 
 def test_a_mix_naming_an_unknown_operation_is_refused() -> None:
     with pytest.raises(UsageError, match="'checkout'"):
-        retail_workload().weighted({"checkout": 1})
+        workload_for(PLAN).weighted({"checkout": 1})
 
 
 def test_changed_pgbouncer_numbers_are_refused_for_the_local_cluster(tmp_path: Path) -> None:
@@ -102,3 +105,22 @@ def test_capacity_names_the_setting_that_caps_the_target() -> None:
     assert capped_by(config, users=5) == []
     capping = {x.setting for x in capped_by(config, users=150)}
     assert "writer max_client_conn" in capping
+
+
+def test_a_plan_whose_workload_is_broken_stops_the_comparison_before_any_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    plan = tmp_path / "plan"
+    shutil.copytree(PLAN, plan)
+    toml = plan / "plan.toml"
+    query = 'name = "segment_report"\nrole = "kct_readonly"'
+    assert query in toml.read_text()
+    toml.write_text(toml.read_text().replace(query, query.replace("kct_readonly", "nobody")))
+    with pytest.raises(UsageError, match="role 'nobody' is not one of the plan's roles"):
+        workload_for(plan)
+    code = main(["load", "compare", "--plan", str(plan), "--reports", str(tmp_path / "r")])
+    assert code == 2
+    assert "role 'nobody'" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "load" / "baseline_stats.csv").exists()

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.errors import InfrastructureError
+from harness.errors import InfrastructureError, UsageError
 from harness.load.compare import CompareOutcome, verdicts
 from harness.load.config import load_config
 from harness.load.report import break_point, build_report, write_report
 from harness.load.results import KINDS, RunResult, kind_of, read_run, verdict
-from harness.load.workload import retail_workload
+from harness.load.workload import Operation, workload_for
+
+PLAN = Path(__file__).resolve().parents[1] / "plans" / "kct"
 
 STATS = ["Type", "Name", "Request Count", "Failure Count", "Median Response Time",
          "Average Response Time", "Min Response Time", "Max Response Time",
@@ -159,17 +163,32 @@ def test_break_point_is_the_first_count_past_either_bound() -> None:
     assert break_point(sweep[:2], error_rate=0.01, p95_ms=500) is None
 
 
-def test_pgbench_scripts_carry_the_same_statements() -> None:
-    samples: dict[str, list[object]] = {"product": ["p'1", "p2"], "customer": [7, 8, 9]}
-    order = next(op for op in retail_workload().operations if op.role == "write")
-    script = order.pgbench_script(samples=samples)
-    assert "\\set customer_i random(1, 3)" in script
-    assert "ARRAY['p''1', 'p2']" in script
-    assert "ARRAY[7, 8, 9]" in script
-    assert "RETURNING quote_literal(id) AS previous \\gset" in script
-    assert script.startswith("\\set")
-    assert ":previous" in script
-    assert "END;" in script
+def test_pgbench_scripts_carry_the_plans_statements() -> None:
+    order = next(op for op in workload_for(PLAN).operations if op.name == "place_order")
+    rows = [
+        {"customer_id": "c'1", "variant_id": "v1", "price": Decimal("12.50")},
+        {"customer_id": "c2", "variant_id": "v2", "price": Decimal("9")},
+    ]
+    script = order.pgbench_script(rows=rows)
+    # one index picks a whole params row: the columns of a row stay together
+    assert "\\set row_i random(1, 2)" in script
+    assert "(ARRAY['c''1', 'c2'])[:row_i]" in script
+    assert "(ARRAY[12.50, 9])[:row_i]" in script  # numbers bare: a numeric column takes them
+    # the first INSERT's RETURNING feeds the second through \gset; the token is pgbench's own
+    assert "RETURNING id AS order_id \\gset" in script
+    assert "VALUES (:order_id," in script
+    assert "'pgbench-' || :client_id" in script
+    assert "%(" not in script
+    assert script.splitlines()[-1] == "END;"
+
+
+def test_every_query_of_the_plan_becomes_an_operation_with_its_path() -> None:
+    workload = workload_for(PLAN)
+    kinds = {op.name: op.kind for op in workload.operations}
+    assert kinds["product_detail"] == "read"
+    assert kinds["place_order"] == "write"
+    assert {op.login for op in workload.operations} == {"kct_app", "kct_readonly"}
+    assert workload.weighted({"product_detail": 1}).live[0].name == "product_detail"
 
 
 def test_a_plan_setting_that_caps_the_target_is_named(tmp_path: Path) -> None:
@@ -180,3 +199,12 @@ def test_a_plan_setting_that_caps_the_target_is_named(tmp_path: Path) -> None:
     assert any("writer max_client_conn" in c for c in report["capacity"]["capped_by"])
     outcome.config = outcome.config.with_run(users=5)
     assert build_report(outcome)["capacity"]["capped_by"] == []
+
+
+def test_a_query_without_params_keeps_its_literal_percent_in_pgbench() -> None:
+    op = Operation(name="q", kind="read", weight=1, statements=("SELECT 1 WHERE 'ab' LIKE 'a%%'",))
+    script = op.pgbench_script(rows=[{}])
+    assert "LIKE 'a%'" in script  # psycopg's %% is pgbench's %
+    assert "row_i" not in script
+    with pytest.raises(UsageError, match="workload query q: parameter"):
+        replace(op, statements=("SELECT %(absent)s",)).pgbench_script(rows=[{}])

@@ -8,14 +8,14 @@ Importing this package imports neither Locust nor matplotlib.
 from __future__ import annotations
 
 from harness.load.config import DEFAULT_CONFIG, LoadConfig, load_config
-from harness.load.workload import Operation, Workload, retail_workload, workload_for
+from harness.load.workload import Operation, Workload, from_plan_workload, workload_for
 
 __all__ = [
     "DEFAULT_CONFIG",
     "LoadConfig",
     "Operation",
     "Workload",
+    "from_plan_workload",
     "load_config",
-    "retail_workload",
     "workload_for",
 ]

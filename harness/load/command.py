@@ -58,6 +58,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         reference=args.reference,
         plan=args.plan,
         scale=args.scale,
+        legacy=args.legacy,
         pg_bin=args.pg_bin,
         baseline_url=args.baseline_url,
         target_url=args.target_url,
@@ -122,6 +123,12 @@ def add_parser(
         "--plan", type=Path, default=Path("plans/kct"), help="the plan migrating the target"
     )
     p.add_argument("--scale", type=_positive, default=1, help="legacy data scale (default 1)")
+    p.add_argument(
+        "--legacy",
+        type=Path,
+        help="the plan's legacy database (SQL dump or pg_dump archive) for both sides, "
+        "instead of the built-in one",
+    )
     p.add_argument("--pg-bin", help="directory holding initdb, pg_ctl, pgbench")
     p.add_argument(
         "--baseline-url", help="load this primary as the baseline instead of a local one"

@@ -47,6 +47,8 @@ class CompareOptions:
     reference: str | None = None
     plan: Path = Path("plans/kct")
     scale: int = 1
+    #: the plan's legacy database (a dump); None: the built-in one
+    legacy: Path | None = None
     pg_bin: str | None = None
     baseline_url: str | None = None
     target_url: str | None = None
@@ -117,8 +119,18 @@ def _environment(
             provider="external",
         )
         return
+    if options.legacy is not None and not options.legacy.exists():
+        raise UsageError(
+            f"--legacy {options.legacy}: no such file or directory; give the plan's legacy "
+            "database as a SQL dump or pg_dump archive, or leave it out for the built-in one"
+        )
     with local_environment(
-        config, plan_dir=options.plan, scale=options.scale, pg_bin=options.pg_bin, progress=progress
+        config,
+        plan_dir=options.plan,
+        scale=options.scale,
+        pg_bin=options.pg_bin,
+        progress=progress,
+        legacy=options.legacy,
     ) as env:
         yield env
 
@@ -155,6 +167,7 @@ def _run(
             seed=config.run.seed,
             stop_timeout=config.run.stop_timeout,
             config=options.config,
+            plan=options.plan,
             workers=options.workers,
         ),
         csv_prefix=prefix,
@@ -242,7 +255,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
     if options.workers < 0:
         raise UsageError(f"--workers must be 0 or more, got {options.workers}")
     config = _configure(options)
-    workload = workload_for(options.plan.name).weighted(config.mix)
+    workload = workload_for(options.plan).weighted(config.mix)
     out = options.reports / "load"
     out.mkdir(parents=True, exist_ok=True)
     with _environment(options, config, progress=progress) as env:
@@ -263,7 +276,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
         }
         outcome = CompareOutcome(
             config=config,
-            environment={"provider": env.provider},
+            environment={"provider": env.provider, "plan": workload.name},
             runs=runs,
             verdicts=verdicts(config, runs),
         )

@@ -157,8 +157,11 @@ class LoadConfig:
                 f"{where}: lifetime must be > 0 s and lifetime_jitter in [0, 1), got "
                 f"{inst.lifetime} and {inst.lifetime_jitter}"
             )
-        if not self.mix or any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) < 1:
-            raise UsageError(f"{where}: [mix] needs non-negative weights, at least one above 0")
+        if self.mix and (any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) < 1):
+            raise UsageError(
+                f"{where}: [mix] needs non-negative weights, at least one above 0 (or no keys, "
+                "to run the plan's own [workload] weights)"
+            )
         sweep = self.sweep
         if not sweep.instances or any(n < 1 or n > run.max_users for n in sweep.instances):
             raise UsageError(

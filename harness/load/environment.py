@@ -85,8 +85,13 @@ def local_environment(
     scale: int,
     pg_bin: str | None,
     progress: Progress,
+    legacy: Path | None = None,
 ) -> Iterator[LoadEnvironment]:
-    """Start both systems on this machine, seed them, migrate the target; stop them after."""
+    """Start both systems on this machine, seed them, migrate the target; stop them after.
+
+    ``legacy`` is the plan's own legacy database (a SQL dump or ``pg_dump`` archive,
+    as ``harness gate --legacy`` takes); None: the built-in one at ``scale``.
+    """
     from harness.cluster.local import LocalCluster, start_local_cluster
     from harness.cluster.pgbouncer import READER, WRITER
     from harness.legacy import seed
@@ -105,7 +110,7 @@ def local_environment(
             pg_bin=pg_bin, dbname=dbname, max_connections=config.baseline.max_connections
         )
         stack.callback(baseline.stop)
-        seed(baseline.endpoints.primary, scale=scale)
+        seed(baseline.endpoints.primary, scale=scale, legacy=legacy)
         # The retailer has no replica and no pooler today: they must not run beside it.
         for bouncer in baseline.bouncers.values():
             bouncer.stop()
@@ -120,7 +125,7 @@ def local_environment(
             pg_bin=pg_bin, dbname=dbname, max_connections=config.target.max_connections
         )
         stack.callback(target.stop)
-        seed(target.endpoints.primary, scale=scale)
+        seed(target.endpoints.primary, scale=scale, legacy=legacy)
         progress(f"migrating the target with plan {plan.name!r}")
         with Runner(plan, target.endpoints.primary) as runner:
             runner.migrate()

@@ -27,7 +27,7 @@ import psycopg
 from harness.connections import connect
 from harness.errors import InfrastructureError
 from harness.load.config import BaselineSettings, TargetSettings
-from harness.load.workload import Operation, Workload
+from harness.load.workload import TOKEN, Operation, Workload
 from harness.routing import Database, PoolConfig, PoolExhausted, classify
 
 __all__ = [
@@ -43,7 +43,11 @@ __all__ = [
 ]
 
 ARCHITECTURES = ("baseline", "target")
-Samples = Mapping[str, Sequence[object]]
+Row = dict[str, object]
+#: query name -> the rows its parameters are drawn from
+Samples = Mapping[str, Sequence[Row]]
+#: as many params rows as the gate's traffic reads
+MAX_PARAM_ROWS = 1000
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
@@ -58,40 +62,53 @@ def failure_label(exc: BaseException) -> str:
     return f"{classify(exc).value}: {type(exc).__name__}"
 
 
-def load_samples(url: str, workload: Workload, *, timeout: float = 10.0) -> dict[str, list[object]]:
-    """The values each parameter is drawn from, read once before the load starts."""
+def load_samples(url: str, workload: Workload, *, timeout: float = 10.0) -> dict[str, list[Row]]:
+    """Each query's parameter rows (its ``params`` query), read once before the load starts.
+
+    Read on the system under load itself, so the baseline draws from the legacy
+    layout and the target from the migrated one, by the same unqualified names.
+    """
+    samples: dict[str, list[Row]] = {}
     try:
         with connect(url, timeout=timeout) as conn:
-            samples = {
-                name: [row[0] for row in conn.execute(query).fetchall()]
-                for name, query in workload.samples.items()
-            }
+            for op in workload.live:
+                if op.params is None:
+                    samples[op.name] = [{}]
+                    continue
+                cur = conn.execute(op.params.encode(), prepare=False)
+                names = [c.name for c in cur.description or ()]
+                samples[op.name] = [
+                    dict(zip(names, row, strict=True)) for row in cur.fetchmany(MAX_PARAM_ROWS)
+                ]
     except psycopg.Error as exc:
         raise InfrastructureError(
-            f"could not read the {workload.name} workload's parameter samples: "
-            f"{str(exc).strip()}; check that the database is seeded and reachable"
+            f"could not read the {workload.name} workload's parameter rows: "
+            f"{str(exc).strip()}; check that the database is seeded and reachable, and the "
+            "params queries of [[workload.queries]] in plan.toml"
         ) from None
-    empty = sorted(name for name, values in samples.items() if not values)
+    empty = sorted(name for name, rows in samples.items() if not rows)
     if empty:
         raise InfrastructureError(
-            f"the {workload.name} workload found no rows for {', '.join(empty)}: "
-            "seed the legacy database before running load against it"
+            f"the {workload.name} workload's params queries found no rows for "
+            f"{', '.join(empty)}: seed the legacy database before running load against it"
         )
     return samples
 
 
 def pick_params(operation: Operation, samples: Samples, rng: random.Random) -> dict[str, object]:
-    return {name: rng.choice(samples[name]) for name in operation.parameters()}
+    """A random params row of the query, and a token unique to this request."""
+    row = rng.choice(samples[operation.name])
+    return {**row, TOKEN: f"pgcutover-load-{rng.getrandbits(64):016x}"}
 
 
 def _execute(conn: Conn, operation: Operation, params: Mapping[str, object]) -> None:
     values = dict(params)
     for statement in operation.statements:
-        cur = conn.execute(statement, values)
+        cur = conn.execute(statement.encode(), values, prepare=False)
         if cur.description is not None:
             rows = cur.fetchall()
             if rows:
-                values["previous"] = rows[0][0]
+                values.update(zip([c.name for c in cur.description], rows[0], strict=True))
 
 
 class DirectInstance:
@@ -188,8 +205,8 @@ class RoutedInstance:
         self.db = Database(writer_url, reader_url, writer_pool=writer, reader_pool=reader)
 
     def run(self, operation: Operation, params: Mapping[str, object]) -> None:
-        if operation.role == "read" and len(operation.statements) == 1:
-            self.db.fetchall(operation.statements[0], params)
+        if operation.kind == "read" and len(operation.statements) == 1:
+            self.db.fetchall(operation.statements[0].encode(), params)
             return
         with self.db.writer() as conn:
             _execute(conn, operation, params)

@@ -42,6 +42,8 @@ class LocustRun:
     seed: int
     stop_timeout: int
     config: Path | None = None
+    #: the plan whose ``[workload]`` runs (None: the locustfile's default, plans/kct)
+    plan: Path | None = None
     #: 0: one process runs the users; N: a master and N workers on loopback
     workers: int = 0
 
@@ -49,7 +51,13 @@ class LocustRun:
         env = {
             k: v
             for k, v in os.environ.items()
-            if k not in {"DATABASE_READONLY_URL", "PGCUTOVER_ROUTING", "PGCUTOVER_LOAD_CONFIG"}
+            if k
+            not in {
+                "DATABASE_READONLY_URL",
+                "PGCUTOVER_ROUTING",
+                "PGCUTOVER_LOAD_CONFIG",
+                "PGCUTOVER_LOAD_PLAN",
+            }
         }
         env.update(
             PGCUTOVER_LOAD_ARCH=self.architecture,
@@ -60,6 +68,8 @@ class LocustRun:
             env["DATABASE_READONLY_URL"] = self.reader_url
         if self.config is not None:
             env["PGCUTOVER_LOAD_CONFIG"] = str(self.config)
+        if self.plan is not None:
+            env["PGCUTOVER_LOAD_PLAN"] = str(self.plan.resolve())
         if latencies is not None:
             env["PGCUTOVER_LOAD_LATENCIES"] = str(latencies)
         return env

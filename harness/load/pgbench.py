@@ -1,6 +1,6 @@
 """The same comparison with pgbench: a second opinion from a tool with no Python in the loop.
 
-pgbench runs the workload's operations as weighted scripts with ``-C`` (a new
+pgbench runs the plan's workload queries as weighted scripts with ``-C`` (a new
 connection per transaction, the most connection-hungry client there is) and the
 same client count, once straight to the baseline's primary and once through the
 target's PgBouncer writer. Its numbers differ in kind from Locust's — a client
@@ -87,7 +87,7 @@ def run_pgbench(
     url: str,
     architecture: str,
     workload: Workload,
-    samples: Mapping[str, Sequence[object]],
+    samples: Mapping[str, Sequence[Mapping[str, object]]],
     clients: int,
     jobs: int,
     duration: int,
@@ -106,9 +106,9 @@ def run_pgbench(
     argv = [pgbench, "-n", *(["-C"] if reconnect else []), "-M", "extended"]
     argv += ["-c", str(clients), "-j", str(min(jobs, clients))]
     argv += ["-T", str(duration), "-l", f"--log-prefix={workdir / architecture}"]
-    for index, op in enumerate(o for o in workload.operations if o.weight > 0):
-        script = workdir / f"{architecture}-{index}.sql"
-        script.write_text(op.pgbench_script(samples=samples))
+    for op in workload.live:
+        script = workdir / f"{architecture}-{op.name}.sql"
+        script.write_text(op.pgbench_script(rows=samples[op.name]))
         argv += ["-f", f"{script}@{op.weight}"]
     try:
         done = subprocess.run(

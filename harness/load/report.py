@@ -109,7 +109,38 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
         }
         report["reference"] = {"pgbench": pg}
     report["closing_note"] = closing_note(report)
+    report.update(report_page_section(outcome))
     return report
+
+
+def report_page_section(outcome: CompareOutcome) -> dict[str, Any]:
+    """``title`` and ``runs``: what ``harness report`` reads from this summary for its page
+    (the ``load`` section of its schema), so the comparison shows beside the gate's checks."""
+    config = outcome.config
+    plan = outcome.environment.get("plan")
+    title = (
+        f"baseline vs target{f', plan {plan}' if plan else ''}: "
+        f"{config.run.users} instances, {config.run.duration} s each"
+    )
+    runs = [
+        {
+            "name": name,
+            "requests": run.requests,
+            "failures": run.failures,
+            "rps": run.requests_per_s,
+            "p50_ms": run.p50_ms,
+            "p95_ms": run.p95_ms,
+            "p99_ms": run.p99_ms,
+            # Locust has no percentile before the first response of a run: no point there
+            "timeline": [
+                {"t_s": p.second, "rps": p.requests_per_s, "p95_ms": p.p95_ms}
+                for p in run.history
+                if p.p95_ms is not None
+            ],
+        }
+        for name, run in outcome.runs.items()
+    ]
+    return {"title": title, "runs": runs}
 
 
 def _change(cut: float) -> str:

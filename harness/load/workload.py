@@ -1,13 +1,17 @@
-"""The traffic both architectures get: named reads and writes with weights and parameters.
+"""The comparison's traffic: the plan's own ``[workload]``, as the load tools run it.
 
-One definition feeds the Locust user (through psycopg) and the pgbench
-cross-check (as pgbench scripts), so the two tools measure the same queries.
-:func:`workload_for` is the one seam where a plan's own workload will replace
-the retailer's mix; until plans carry one, every plan gets :func:`retail_workload`.
+The gate's traffic and the load comparison must measure the same application,
+so there is one definition of it, ``[workload]`` in ``plan.toml``
+(:mod:`harness.plan.workload`). This module only adapts it for load: the
+Locust user runs each query as an :class:`Operation` with parameters drawn
+from the rows of its ``params`` query, and the pgbench cross-check runs the
+same statements as scripts. A plan without a ``[workload]`` gets the gate's
+simple case: a one-row read of each of its tables by bare name.
 
-The SQL uses the application's unqualified table names: they resolve in
-``public`` on the legacy database and through the migrated database's
-``search_path`` on the target, exactly as the application's queries do.
+The SQL keeps the application's unqualified names: they resolve in ``public``
+on the legacy database (the baseline) and through the migrated database's
+``search_path`` (or the views the plan leaves behind) on the target, exactly as
+the application's own queries do.
 """
 
 from __future__ import annotations
@@ -15,158 +19,164 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 from harness.errors import UsageError
+from harness.plan.workload import Workload as PlanWorkload
+from harness.plan.workload import placeholders
 
-__all__ = ["Operation", "Workload", "retail_workload", "workload_for"]
+__all__ = ["Operation", "Workload", "from_plan_workload", "workload_for"]
 
-Role = Literal["read", "write"]
-_PARAM = re.compile(r"%\((\w+)\)s")
-_RETURNING = re.compile(r"RETURNING\s+(.+?)\s+AS\s+previous", re.IGNORECASE)
+Kind = Literal["read", "write"]
+#: the parameter each request gets a value of its own for (``%(token)s`` in the plan)
+TOKEN = "token"
+_PARAM_OR_PERCENT = re.compile(r"%%|%\((\w+)\)s")
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Operation:
-    """One request of the application: its statements run in one transaction.
+    """One named query of the plan's workload: its statements run in one transaction.
 
-    ``statements`` use ``%(name)s`` parameters drawn from the workload's samples;
-    ``%(previous)s`` is the first column of the previous statement's first row
-    (an ``INSERT … RETURNING id AS previous`` feeding the next statement; the
-    alias gives pgbench's ``\\gset`` the same name).
+    ``statements`` use ``%(name)s`` for a column of a row of ``params``, for
+    ``%(token)s`` (unique to the request) and for the columns of an earlier
+    statement's ``RETURNING`` row. ``login`` is the plan role the application
+    runs it as (None: the harness's own login).
     """
 
     name: str
-    role: Role
+    kind: Kind
     weight: int
     statements: tuple[str, ...]
+    params: str | None = None
+    login: str | None = None
 
-    def parameters(self) -> list[str]:
-        found = [m for s in self.statements for m in _PARAM.findall(s)]
-        return [p for p in dict.fromkeys(found) if p != "previous"]
-
-    def pgbench_script(self, *, samples: Mapping[str, Sequence[object]]) -> str:
-        """The same statements as a pgbench script.
-
-        pgbench draws only integers, and keys may be text, so each parameter is an
-        index into an array literal of (at most 100 of) its sampled values.
-        """
-        lines = []
-        values: dict[str, str] = {}
-        for name in self.parameters():
-            chosen = _spread(samples[name], limit=100)
-            lines.append(f"\\set {name}_i random(1, {len(chosen)})")
-            values[name] = f"(ARRAY[{', '.join(_literal(v) for v in chosen)}])[:{name}_i]"
-        values["previous"] = ":previous"
-        many = len(self.statements) > 1
-        if many:
-            lines.append("BEGIN;")
+    def returned(self) -> set[str]:
+        """Names a later statement may take from an earlier statement's ``RETURNING`` row
+        (or from params: :meth:`pgbench_script` gives those the params row's value)."""
+        given: set[str] = set()
         for index, statement in enumerate(self.statements):
-            text = _PARAM.sub(lambda m: values[m.group(1)], statement).rstrip(";")
-            feeds_next = (
-                index + 1 < len(self.statements) and "%(previous)s" in self.statements[index + 1]
+            later = {p for s in self.statements[index + 1 :] for p in placeholders(s)}
+            if _RETURNING.search(statement):
+                given |= later
+        return given
+
+    def pgbench_script(self, *, rows: Sequence[Mapping[str, object]]) -> str:
+        """The same statements as a pgbench script, one transaction.
+
+        pgbench draws only integers, so one index picks a params row and each
+        column is that element of an array literal of (at most 100 of) the
+        rows' values; the columns of one row stay together. A ``RETURNING`` row
+        feeds later statements through ``\\gset``. Under ``-M extended`` pgbench
+        binds variables as parameters, so text keys need no quoting.
+        """
+        chosen = _spread(rows, limit=100)
+        lines: list[str] = []
+        # pgbench's own variables: a request's token is its client and a random number
+        lines.append("\\set token_n random(1, 1000000000)")
+        values: dict[str, str] = {TOKEN: "('pgbench-' || :client_id || '-' || :token_n)"}
+        columns = sorted({c for row in chosen for c in row})
+        if chosen and columns:
+            lines.append(f"\\set row_i random(1, {len(chosen)})")
+        for column in columns:
+            items = ", ".join(_literal(row.get(column)) for row in chosen)
+            values[column] = f"(ARRAY[{items}])[:row_i]"
+        fed = self.returned() - set(values)
+        for name in fed:
+            values[name] = f":{name}"
+        lines.append("BEGIN;")
+        for index, statement in enumerate(self.statements):
+            missing = placeholders(statement) - set(values)
+            if missing:
+                raise UsageError(
+                    f"workload query {self.name}: parameter(s) {', '.join(sorted(missing))} come "
+                    "from neither params nor an earlier RETURNING; fix [[workload.queries]]"
+                )
+            # psycopg's %% is a literal %; pgbench takes the SQL as written
+            text = _PARAM_OR_PERCENT.sub(
+                lambda m: "%" if m.group(0) == "%%" else values[m.group(1)], statement
             )
-            if feeds_next:
-                # \\gset names the variable after the column ("AS previous") and pgbench
-                # substitutes it unquoted: quote it in SQL, so text keys work as well.
-                text = _RETURNING.sub(r"RETURNING quote_literal(\1) AS previous", text)
-            lines.append(text + (" \\gset" if feeds_next else ";"))
-        if many:
-            lines.append("END;")
+            later = {p for s in self.statements[index + 1 :] for p in placeholders(s)}
+            feeds = bool(_RETURNING.search(statement)) and bool(later & fed)
+            lines.append(text + (" \\gset" if feeds else ";"))
+        lines.append("END;")
         return "\n".join(lines) + "\n"
 
 
-def _spread(values: Sequence[object], *, limit: int) -> list[object]:
-    step = max(1, len(values) // limit)
-    return list(values[::step][:limit])
+def _spread(rows: Sequence[Mapping[str, object]], *, limit: int) -> list[Mapping[str, object]]:
+    step = max(1, len(rows) // limit)
+    return list(rows[::step][:limit])
 
 
 def _literal(value: object) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
+    """A SQL literal pgbench can carry in an array: numbers bare (a numeric column must
+    not receive text), everything else quoted and left for the server to type."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | Decimal):
         return str(value)
     return "'" + str(value).replace("'", "''") + "'"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Workload:
-    """Operations and the queries that sample their parameters' values once per instance."""
+    """The plan's queries, with the weights the comparison runs them at."""
 
     name: str
     operations: tuple[Operation, ...]
-    #: parameter name -> a query returning candidate values (first column)
-    samples: Mapping[str, str]
 
     def weighted(self, mix: Mapping[str, int]) -> Workload:
-        """The same operations with ``mix``'s weights; every name must be one of them."""
+        """``mix``'s weights, the others 0; an empty ``mix`` keeps the plan's weights."""
+        if not mix:
+            return self
         known = {op.name for op in self.operations}
         unknown = sorted(set(mix) - known)
         if unknown:
             raise UsageError(
                 f"[mix] names {', '.join(map(repr, unknown))}, which the {self.name} workload "
-                f"does not have; its operations are {', '.join(map(repr, sorted(known)))}"
+                f"does not have; its queries are {', '.join(map(repr, sorted(known)))}"
             )
-        operations = tuple(
-            Operation(
-                name=op.name, role=op.role, weight=mix.get(op.name, 0), statements=op.statements
-            )
-            for op in self.operations
-        )
-        return Workload(name=self.name, operations=operations, samples=self.samples)
+        operations = tuple(replace(op, weight=mix.get(op.name, 0)) for op in self.operations)
+        if not any(op.weight > 0 for op in operations):
+            raise UsageError(f"[mix] gives every query of the {self.name} workload weight 0")
+        return Workload(name=self.name, operations=operations)
 
     def choose(self, rng: random.Random) -> Operation:
         live = [op for op in self.operations if op.weight > 0]
         return rng.choices(live, weights=[op.weight for op in live])[0]
 
+    @property
+    def live(self) -> tuple[Operation, ...]:
+        return tuple(op for op in self.operations if op.weight > 0)
 
-def retail_workload() -> Workload:
-    """The retailer's mix: product pages and order history on the reader, orders on the writer."""
+
+def from_plan_workload(workload: PlanWorkload, *, name: str) -> Workload:
+    """The plan's ``[workload]`` (or its simple case) as operations for load."""
     return Workload(
-        name="retail",
-        operations=(
+        name=name,
+        operations=tuple(
             Operation(
-                name="product with variants",
-                role="read",
-                weight=6,
-                statements=(
-                    "SELECT p.name, v.sku, v.size, v.price, v.stock FROM products p"
-                    " JOIN product_variants v ON v.product_id = p.id WHERE p.id = %(product)s",
-                ),
-            ),
-            Operation(
-                name="customer's orders",
-                role="read",
-                weight=3,
-                statements=(
-                    "SELECT order_number, status, total FROM order_summaries"
-                    " WHERE customer_id = %(customer)s ORDER BY placed_at DESC LIMIT 20",
-                ),
-            ),
-            Operation(
-                name="place order",
-                role="write",
-                weight=1,
-                statements=(
-                    "INSERT INTO orders (customer_id, subtotal, total, placed_at)"
-                    " VALUES (%(customer)s, 0, 0, now()) RETURNING id AS previous",
-                    "INSERT INTO order_items (order_id, variant_id, quantity, unit_price)"
-                    " SELECT %(previous)s, v.id, 1, v.price FROM product_variants v"
-                    " WHERE v.product_id = %(product)s LIMIT 2",
-                ),
-            ),
+                name=q.name,
+                kind="write" if q.kind == "write" else "read",
+                weight=q.weight,
+                statements=q.sql,
+                params=q.params,
+                login=q.role,
+            )
+            for q in workload.queries
         ),
-        samples={
-            "product": "SELECT id FROM products ORDER BY id",
-            "customer": "SELECT id FROM customers ORDER BY id LIMIT 500",
-        },
     )
 
 
-def workload_for(plan_name: str | None = None) -> Workload:
-    """The workload a comparison runs: the seam for a plan's own workload definition.
+def workload_for(plan_dir: Path) -> Workload:
+    """The workload of the plan in ``plan_dir``: the same definition the gate's traffic runs."""
+    from harness.plan import load_plan
+    from harness.traffic.run import workload_of
 
-    Plans do not define their traffic yet, so every plan (and none) gets the
-    retailer's mix; when they do, this returns the plan's and nothing else changes.
-    """
-    del plan_name
-    return retail_workload()
+    plan = load_plan(plan_dir)  # a PlanError: exit 2 before any load
+    return from_plan_workload(workload_of(plan), name=plan.name)
