@@ -28,17 +28,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from psycopg.rows import TupleRow
+from psycopg.rows import TupleRow, dict_row
 
 from harness.dsn import redact
 from harness.errors import ConnectionFailed, HarnessError, UsageError
 
 __all__ = [
     "Conn",
+    "DictConn",
     "Lsn",
     "abort_connection",
     "bounded",
     "connect",
+    "connect_dicts",
     "connect_kwargs",
     "connect_primary",
     "connect_timeout",
@@ -52,6 +54,8 @@ __all__ = [
 
 #: A connection returning plain tuples, the row type every module of the engine uses.
 Conn = psycopg.Connection[TupleRow]
+#: A connection returning dicts by column name.
+DictConn = psycopg.Connection[dict[str, Any]]
 
 DEFAULT_FIX = (
     "check the DSN (host, port, user, password, database name) and that the server is running"
@@ -99,15 +103,28 @@ def connect(
     try:
         return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
     except psycopg.Error as exc:
-        # libpq's first line is the reason; the next ones are hints that ``fix`` replaces.
-        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-        reason = redact(first) or type(exc).__name__
-        # from None: the cause would print libpq's text, password included.
-        raise ConnectionFailed(
-            f"cannot connect to {redact(dsn)}: {reason}; {fix}",
-            reason=reason,
-            sqlstate=exc.sqlstate,
-        ) from None
+        raise _refused(dsn, exc, fix=fix) from None
+
+
+def connect_dicts(
+    dsn: str, *, timeout: float = 10.0, application_name: str | None = None, fix: str = DEFAULT_FIX
+) -> DictConn:
+    """:func:`connect` whose rows are dicts by column name: for SQL a plan's authors wrote."""
+    kwargs = connect_kwargs(timeout=timeout, application_name=application_name)
+    try:
+        return psycopg.connect(dsn, autocommit=True, row_factory=dict_row, **kwargs)
+    except psycopg.Error as exc:
+        raise _refused(dsn, exc, fix=fix) from None
+
+
+def _refused(dsn: str, exc: psycopg.Error, *, fix: str) -> ConnectionFailed:
+    """Raised ``from None``: the cause would print libpq's text, password included."""
+    # libpq's first line is the reason; the next ones are hints that ``fix`` replaces.
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    reason = redact(first) or type(exc).__name__
+    return ConnectionFailed(
+        f"cannot connect to {redact(dsn)}: {reason}; {fix}", reason=reason, sqlstate=exc.sqlstate
+    )
 
 
 def abort_connection(conn: Conn) -> None:

@@ -7,7 +7,7 @@ equals primary" and "the backup restores to the same thing"::
     ...                                        # migrate, then roll back
     problems = diff(before, fingerprint(conn)) # [] when nothing changed
     for d in problems:
-        print(d)  # `public.suppliers`: expected in public, found in tenant_shared
+        print(d)  # `public.orders`: expected in public, found in sales
 
 The API for invariants:
 
@@ -16,7 +16,7 @@ The API for invariants:
 - ``Fingerprint.tables`` / ``.views`` / ``.sequences`` / ``.functions`` / ``.types``:
   keyed by qualified name (``public.orders``; functions add their arguments).
   ``Relation.rows`` and ``.checksum`` are None when data was not read.
-- ``Fingerprint.table_schema("suppliers") -> ["tenant_shared"]``: where a table went.
+- ``Fingerprint.table_schema("orders") -> ["sales"]``: where a table went.
 - ``Fingerprint.row_count("public.orders") -> int | None`` (KeyError if no such table).
 - ``Fingerprint.settings``: ``{"database": {"search_path": "..."}, "role app": {...}}``.
 - ``Fingerprint.to_json()`` / ``Fingerprint.from_json(d)``: save one, compare later.

@@ -3,7 +3,7 @@
 Each :class:`Difference` names the object by qualified name and says what was
 expected and what was found. A table missing from its schema but present under
 the same name in another is reported once as moved ("expected in public, found
-in tenant_shared"), and its rows and columns are still compared, so "nothing
+in sales"), and its rows and columns are still compared, so "nothing
 lost" holds across a move; what hangs off its old name (constraints, indexes)
 is not, since their definitions print the new schema.
 """
@@ -206,7 +206,7 @@ def _grants(acl: tuple[str, ...]) -> dict[str, set[str]]:
 
 
 def _privilege_changes(expected: tuple[str, ...], actual: tuple[str, ...]) -> str:
-    """Which role gained or lost which privilege, e.g. ``kct_app gained SELECT, INSERT``."""
+    """Which role gained or lost which privilege, e.g. ``app_rw gained SELECT, INSERT``."""
     before, after = _grants(expected), _grants(actual)
     parts = []
     for role in sorted(before.keys() | after.keys()):

@@ -1,7 +1,7 @@
 """Invariants over two fingerprints (before and after a migration) and the live database.
 
 Tables are matched across the migration by the plan's layout: ``public.orders``
-before is ``tenant_kct.orders`` after, and its rows, constraints, indexes,
+before is ``sales.orders`` after, and its rows, constraints, indexes,
 triggers and sequences must have come along unchanged.
 """
 

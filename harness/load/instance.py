@@ -177,7 +177,7 @@ class DirectInstance:
 
 def _target_pools(settings: TargetSettings) -> tuple[PoolConfig, PoolConfig]:
     writer = PoolConfig(
-        application_name="kct_nextjs_writer",
+        application_name="pgcutover_load_writer",
         min_size=settings.writer_min_size,
         max_size=settings.writer_max_size,
         max_idle=settings.writer_max_idle,
@@ -185,7 +185,7 @@ def _target_pools(settings: TargetSettings) -> tuple[PoolConfig, PoolConfig]:
         connect_timeout=settings.connect_timeout,
     )
     reader = PoolConfig(
-        application_name="kct_nextjs_reader",
+        application_name="pgcutover_load_reader",
         min_size=settings.reader_min_size,
         max_size=settings.reader_max_size,
         max_idle=settings.reader_max_idle,

@@ -8,9 +8,9 @@ Layout of a plan directory::
 
 ``plan.toml``::
 
-    name = "kct"
+    name = "shop"
     description = "..."                      # optional
-    database = "kct_production"              # optional: the database name the SQL uses
+    database = "shop_production"             # optional: the database name the SQL uses
                                              # (ALTER DATABASE ...); the gate's copy gets it
 
     [runner]                                 # optional; these are the defaults
@@ -21,23 +21,23 @@ Layout of a plan directory::
     lock_budget = "15s"                      # all within this time, then exit 75
 
     [layout]
-    schemas = ["tenant_shared", "audit"]     # must exist after migration
-    roles = ["kct_app"]                      # must exist after migration
+    schemas = ["sales", "audit"]             # must exist after migration
+    roles = ["app_rw"]                       # must exist after migration
     new_tables = ["audit.audit_log"]         # tables the plan creates
-    materialized_views = ["cache.catalog"]   # materialized views the plan creates
+    materialized_views = ["reports.catalog"] # materialized views the plan creates
 
     [layout.tables]                          # table before -> schema after
-    "public.products" = "tenant_shared"      # a bare name means public
+    "public.products" = "sales"              # a bare name means public
 
     [[privileges]]                           # proven by trying, as the role
-    role = "kct_app"
-    on = "tenant_shared"                     # a schema: USAGE, CREATE
+    role = "app_rw"
+    on = "sales"                             # a schema: USAGE, CREATE
     allow = ["USAGE"]
     deny = ["CREATE"]
 
     [[privileges]]
-    role = "kct_readonly"
-    on = "tenant_kct.*"                      # every table and view in the schema;
+    role = "app_ro"
+    on = "customers.*"                       # every table and view in the schema;
     allow = ["SELECT"]                       # or "schema.table" for one of them
     deny = ["INSERT", "UPDATE", "DELETE"]
 
@@ -49,14 +49,14 @@ Layout of a plan directory::
     clients = 16                             # the gate migrates, rolls back and migrates
     [[workload.queries]]                     # again; named reads and writes, each run
     name = "product_detail"                  # as one of the plan's roles, through the
-    role = "kct_app"                         # PgBouncer reader (read) or writer (write)
+    role = "app_rw"                          # PgBouncer reader (read) or writer (write)
     kind = "read"
     params = "SELECT id AS product_id FROM products LIMIT 500"
     sql = "SELECT * FROM products WHERE id = %(product_id)s"
                                              # full format: harness/plan/workload.py
 
     [rollback]                               # optional
-    keeps_roles = ["kct_app"]                # roles the rollback leaves on purpose (roles
+    keeps_roles = ["app_rw"]                 # roles the rollback leaves on purpose (roles
                                              # are cluster-wide); reported, not a finding
 
     [dependencies]                           # optional
@@ -172,7 +172,7 @@ class RunnerSettings:
 class Layout:
     schemas: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
-    tables: dict[str, str] = field(default_factory=dict)  # "public.products" -> "tenant_shared"
+    tables: dict[str, str] = field(default_factory=dict)  # "public.products" -> "sales"
     new_tables: tuple[str, ...] = ()
     materialized_views: tuple[str, ...] = ()
 

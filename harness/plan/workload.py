@@ -22,7 +22,7 @@ The format (see also ``docs/workload.md``)::
 
     [[workload.queries]]
     name = "product_detail"       # unique; how reports name the request
-    role = "kct_app"              # one of [layout] roles: it logs in as this role
+    role = "app_rw"              # one of [layout] roles: it logs in as this role
     kind = "read"                 # read: PgBouncer reader, read-only transaction
     weight = 10                   # relative frequency
     params = "SELECT id AS product_id FROM products LIMIT 500"   # run once, before
@@ -30,7 +30,7 @@ The format (see also ``docs/workload.md``)::
 
     [[workload.queries]]
     name = "book_appointment"
-    role = "kct_app"
+    role = "app_rw"
     kind = "write"                # write: PgBouncer writer, one transaction
     params = "SELECT id AS customer_id FROM customers LIMIT 500"
     sql = [                       # statements in order; a RETURNING row's columns

@@ -19,7 +19,7 @@ Fixtures for the team's own tests (function scope unless said):
 - ``pg_plan`` (session): the loaded :class:`~harness.plan.Plan`;
 - ``migrated_database``: a fresh copy of the legacy database with the plan's steps
   applied, on primary and replica (a :class:`LegacyDatabase`);
-- ``connect_as``: ``connect_as("kct_app")`` opens a connection to
+- ``connect_as``: ``connect_as("app_rw")`` opens a connection to
   ``migrated_database`` as a plan role, closed after the test;
 - and from the sibling plugins: ``cluster``, ``legacy_database``, ``empty_dsn``,
   ``primary_conn``, ``replica_conn``, ``writer_conn``.

@@ -29,8 +29,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
+from harness.connections import DictConn, connect_dicts
 from harness.errors import UsageError
 from harness.plan.workload import Workload, WorkloadQuery, placeholders
 from harness.traffic.logins import Logins
@@ -46,7 +46,7 @@ SELECT pg_backend_pid(), backend_start, set_config('statement_timeout', %s, true
 _WRITTEN = """
 SELECT relname FROM pg_stat_xact_user_tables
  WHERE n_tup_ins + n_tup_upd + n_tup_del > 0"""
-Conn = psycopg.Connection[dict[str, Any]]
+Conn = DictConn
 
 
 @dataclass
@@ -128,7 +128,7 @@ class Timeline:
 def prepare_params(admin: str, workload: Workload) -> dict[str, list[dict[str, Any]]]:
     """Each query's parameter rows, drawn from the data before the migration."""
     rows: dict[str, list[dict[str, Any]]] = {}
-    with psycopg.connect(admin, autocommit=True, row_factory=dict_row) as conn:
+    with connect_dicts(admin) as conn:
         for q in workload.queries:
             if q.params is None:
                 rows[q.name] = [{}]
@@ -162,15 +162,9 @@ class _Client:
         for q in self.traffic.workload.queries:
             key = (q.role, q.path)
             if key not in self.conns:
-                # PgBouncer in transaction pooling cannot keep server-side prepared
-                # statements (1.18): never prepare.
-                conn: Conn = psycopg.connect(
+                conn: Conn = connect_dicts(
                     self.traffic.logins.dsn(q.role, path=q.path),
-                    autocommit=True,
-                    prepare_threshold=None,
-                    connect_timeout=10,
                     application_name=f"pgcutover-traffic-{self.index}",
-                    row_factory=dict_row,
                 )
                 conn.read_only = q.kind == "read"
                 self.conns[key] = conn

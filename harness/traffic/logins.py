@@ -1,6 +1,6 @@
 """The plan's roles, able to log in: the application's own identity, not ``SET ROLE``.
 
-A privilege that works for ``postgres`` proves nothing about ``kct_app``; the
+A privilege that works for ``postgres`` proves nothing about ``app_rw``; the
 application's requests must log in as the role the plan names, through PgBouncer,
 as the application does. The legacy database carries no roles (a dump is of one
 database, roles belong to the cluster), so the harness gives each plan role
