@@ -25,6 +25,7 @@ from harness.catalog.fingerprint import (
 from harness.errors import UsageError
 
 __all__ = [
+    "ACL_PRIVILEGES",
     "IGNORE_DATA",
     "IGNORE_DATABASE",
     "IGNORE_KEYS",
@@ -91,7 +92,8 @@ def same(expected: Fingerprint, actual: Fingerprint, *, ignore: Collection[str] 
     return not diff(expected, actual, ignore=ignore)
 
 
-_PRIVILEGES = {
+#: aclitem's letters, as ``aclexplode`` and the ACL's text spell them.
+ACL_PRIVILEGES = {
     "r": "SELECT",
     "a": "INSERT",
     "w": "UPDATE",
@@ -108,7 +110,7 @@ _PRIVILEGES = {
     "s": "SET",
     "A": "ALTER SYSTEM",
 }
-_ORDER = {name: i for i, name in enumerate(_PRIVILEGES.values())}
+_ORDER = {name: i for i, name in enumerate(ACL_PRIVILEGES.values())}
 _WORDS: dict[tuple[str, str], dict[Any, str]] = {
     ("Relation", "kind"): {
         "r": "table",
@@ -200,7 +202,7 @@ def _grants(acl: tuple[str, ...]) -> dict[str, set[str]]:
         for i, letter in enumerate(letters):
             if letter != "*":
                 option = letters[i + 1 : i + 2] == "*"
-                name = _PRIVILEGES.get(letter, letter)
+                name = ACL_PRIVILEGES.get(letter, letter)
                 names.add(f"{name} WITH GRANT OPTION" if option else name)
     return grants
 

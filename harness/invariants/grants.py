@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.catalog import Fingerprint
+from harness.catalog.diff import ACL_PRIVILEGES
 from harness.catalog.fingerprint import parse_aclitem
 from harness.invariants.result import Check
 from harness.plan import Layout, PrivilegeRule
@@ -32,21 +33,6 @@ from harness.plan.model import TABLE_OPS
 
 __all__ = ["check_grants"]
 
-_LETTERS = {
-    "r": "SELECT",
-    "a": "INSERT",
-    "w": "UPDATE",
-    "d": "DELETE",
-    "D": "TRUNCATE",
-    "x": "REFERENCES",
-    "t": "TRIGGER",
-    "X": "EXECUTE",
-    "U": "USAGE",
-    "C": "CREATE",
-    "c": "CONNECT",
-    "T": "TEMPORARY",
-    "m": "MAINTAIN",
-}
 # Granted by PostgreSQL itself to PUBLIC on a new object of the kind (acldefault).
 _DEFAULT_PUBLIC = {"function": {"EXECUTE"}, "type": {"USAGE"}}
 _WRITES = frozenset({"INSERT", "UPDATE"})
@@ -67,7 +53,7 @@ def _grants(acl: Iterable[str]) -> set[Grant]:
             if letter == "*":
                 continue
             option = letters[i + 1 : i + 2] == "*"
-            out.add(Grant(grantee, _LETTERS.get(letter, letter), option))
+            out.add(Grant(grantee, ACL_PRIVILEGES.get(letter, letter), option))
     return out
 
 
