@@ -9,7 +9,7 @@ its own, with Locust's CLI (see docs/load-comparison.md)::
         locust -f loadtests/locustfile.py --headless -u 150 -r 10 -t 60s --csv reports/load/target
 
 Environment: ``PGCUTOVER_LOAD_PLAN`` (the plan whose ``[workload]`` runs, default
-plans/kct), ``PGCUTOVER_LOAD_ARCH`` (``baseline``: DATABASE_URL is the primary
+the config's ``[run] plan``), ``PGCUTOVER_LOAD_ARCH`` (``baseline``: DATABASE_URL is the primary
 itself, no pooler; ``target``, the default: DATABASE_URL is PgBouncer's writer and
 DATABASE_READONLY_URL its reader), ``PGCUTOVER_LOAD_CONFIG`` (default
 loadtests/compare.toml), ``PGCUTOVER_LOAD_SEED``, ``PGCUTOVER_LOAD_LATENCIES`` (a
@@ -54,7 +54,7 @@ def _settings() -> tuple[str, Any, tuple[str, str | None], Path]:
     writer, reader = urls_from_env(os.environ)
     if architecture == "baseline" or os.environ.get("PGCUTOVER_ROUTING") == "writer":
         reader = None
-    plan = Path(os.environ.get("PGCUTOVER_LOAD_PLAN") or ROOT / "plans" / "kct")
+    plan = Path(os.environ.get("PGCUTOVER_LOAD_PLAN") or ROOT / config.run.plan)
     return architecture, config, (writer, reader), plan
 
 

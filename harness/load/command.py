@@ -120,7 +120,7 @@ def add_parser(
         help="also run the comparison with pgbench -C and report it beside Locust's",
     )
     p.add_argument(
-        "--plan", type=Path, default=Path("plans/kct"), help="the plan migrating the target"
+        "--plan", type=Path, help="the plan migrating the target (default: the config's [run] plan)"
     )
     p.add_argument("--scale", type=_positive, default=1, help="legacy data scale (default 1)")
     p.add_argument(

@@ -10,6 +10,7 @@ the pgbench cross-check; and the report goes to ``reports/load/``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ class CompareOptions:
     reports: Path = Path("reports")
     sweep: bool = False
     reference: str | None = None
-    plan: Path = Path("plans/kct")
+    plan: Path | None = None  # None: the config's [run] plan
     scale: int = 1
     #: the plan's legacy database (a dump); None: the built-in one
     legacy: Path | None = None
@@ -126,7 +127,7 @@ def _environment(
         )
     with local_environment(
         config,
-        plan_dir=options.plan,
+        plan_dir=options.plan or Path(config.run.plan),
         scale=options.scale,
         pg_bin=options.pg_bin,
         progress=progress,
@@ -255,7 +256,9 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
     if options.workers < 0:
         raise UsageError(f"--workers must be 0 or more, got {options.workers}")
     config = _configure(options)
-    workload = workload_for(options.plan).weighted(config.mix)
+    plan = options.plan or Path(config.run.plan)
+    options = dataclasses.replace(options, plan=plan)
+    workload = workload_for(plan).weighted(config.mix)
     out = options.reports / "load"
     out.mkdir(parents=True, exist_ok=True)
     with _environment(options, config, progress=progress) as env:

@@ -34,6 +34,9 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "loadtests" / "compare.to
 
 @dataclass(frozen=True, kw_only=True)
 class RunSettings:
+    #: the plan whose [workload] runs and which migrates the target, relative to the
+    #: directory the command runs in (the repository's root for the shipped file)
+    plan: str
     users: int
     spawn_rate: float
     duration: int
@@ -193,6 +196,8 @@ _SECTIONS: dict[str, type[Any]] = {
 
 def _typed(value: object, *, kind: str, where: str) -> object:
     """TOML's value checked against the field's annotation (ints pass for floats)."""
+    if kind == "str" and isinstance(value, str) and value:
+        return value
     if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
     if kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
@@ -203,7 +208,8 @@ def _typed(value: object, *, kind: str, where: str) -> object:
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         return tuple(value)
-    raise UsageError(f"{where} must be {kind.replace('tuple[int, ...]', 'a list of integers')}")
+    said = {"tuple[int, ...]": "a list of integers", "str": "a non-empty string"}
+    raise UsageError(f"{where} must be {said.get(kind, kind)}")
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any], *, source: str) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class LocustRun:
     seed: int
     stop_timeout: int
     config: Path | None = None
-    #: the plan whose ``[workload]`` runs (None: the locustfile's default, plans/kct)
+    #: the plan whose ``[workload]`` runs (None: the config's ``[run] plan``)
     plan: Path | None = None
     #: 0: one process runs the users; N: a master and N workers on loopback
     workers: int = 0
