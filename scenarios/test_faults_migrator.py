@@ -233,7 +233,9 @@ def test_seed_aimed_at_a_standby_says_so(legacy_database: LegacyDatabase) -> Non
     from harness.errors import UsageError
     from harness.legacy import seed
 
-    with pytest.raises(UsageError, match=r"is a standby .*seed the primary's database instead"):
+    with pytest.raises(
+        UsageError, match=r"is a read-only standby .*seed the primary's database instead"
+    ):
         seed(legacy_database.endpoints.replica)
 
 

@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from harness.cluster.binaries import PgBinaries, find_binaries
-from harness.connections import Conn, connect
+from harness.connections import Conn, connect_primary
 from harness.dsn import child_env, redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.legacy.data import LEGACY_COUNTS, counts, generate
@@ -105,10 +105,11 @@ def seed(
     # The input is checked before connecting: its mistakes are the caller's, whatever the server.
     total = sum(counts(scale=scale).values()) if legacy is None else 0
     kind = _dump_kind(legacy) if legacy is not None else "built-in"
-    with _connect(dsn) as conn:
+    timeout = float(conninfo_to_dict(dsn).get("connect_timeout") or 10)
+    fix = "seed the primary's database instead; the standby receives the rows by replication"
+    with connect_primary(dsn, timeout=timeout, fix=fix) as conn:
         database, user = conn.info.dbname, conn.info.user
         try:
-            _refuse_standby(conn, dsn=dsn)
             _refuse_non_empty(conn, dsn=dsn)
             if legacy is None:
                 source = f"the built-in legacy database at scale {scale}"
@@ -133,25 +134,6 @@ def seed(
     )
     say(report.summary())
     return report
-
-
-def _connect(dsn: str) -> Conn:
-    params = conninfo_to_dict(dsn)
-    return connect(
-        dsn,
-        timeout=float(params.get("connect_timeout") or 10),
-        fix="start the server or fix the DSN (host, port, user, password, database name)",
-    )
-
-
-def _refuse_standby(conn: Conn, *, dsn: str) -> None:
-    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-    if row is not None and row[0]:
-        raise UsageError(
-            f"{redact(dsn)} is a standby (pg_is_in_recovery() is true): it is read-only and "
-            "takes its data from its primary; seed the primary's database instead, and the "
-            "standby receives the rows by replication"
-        )
 
 
 def _refuse_non_empty(conn: Conn, *, dsn: str) -> None:
