@@ -95,6 +95,8 @@ class ConnectionLost(psycopg.OperationalError):
 
 def retryable(exc: BaseException) -> bool:
     """Whether ``exc``, raised before COMMIT was sent, leaves nothing committed and may pass."""
+    if isinstance(exc, CommitOutcomeUnknown):
+        return False  # it may have been committed: doing it again could do it twice
     if isinstance(exc, ConnectionLost):
         return True
     if isinstance(exc, psycopg.Error) and exc.sqlstate in _RETRY_SQLSTATES:
@@ -132,8 +134,6 @@ def run_transaction(
                 attempts=attempt,
                 settle_by=started + max(policy.budget, 5.0),
             )
-        except CommitOutcomeUnknown:
-            raise
         except Exception as exc:
             delay = policy.delay(attempt - 1)
             spent = time.monotonic() - started
