@@ -208,3 +208,18 @@ def test_a_query_without_params_keeps_its_literal_percent_in_pgbench() -> None:
     assert "row_i" not in script
     with pytest.raises(UsageError, match="workload query q: parameter"):
         replace(op, statements=("SELECT %(absent)s",)).pgbench_script(rows=[{}])
+
+
+def test_pgbench_p95_reads_only_its_logs_and_keeps_the_saved_summary(tmp_path: Path) -> None:
+    """pgbench's summary (``baseline.out``) holds lines such as ``scaling factor: 1``."""
+    from harness.load.pgbench import _p95_from_logs
+
+    summary = tmp_path / "baseline.out"
+    summary.write_text("scaling factor: 1\nquery mode: simple\n")
+    # -l: client, transaction, latency in µs, script, epoch, µs
+    (tmp_path / "baseline.4242").write_text(
+        "".join(f"0 {i} {1000 * (i + 1)} 0 1700000000 0\n" for i in range(20))
+    )
+    assert _p95_from_logs(tmp_path / "baseline") == 19.0  # ms: nearest rank, 19 of 20
+    assert summary.exists()
+    assert not (tmp_path / "baseline.4242").exists()

@@ -93,13 +93,15 @@ def local_environment(
     as ``harness gate --legacy`` takes); None: the built-in one at ``scale``.
     """
     from harness.cluster.local import LocalCluster, start_local_cluster
-    from harness.cluster.pgbouncer import READER, WRITER
+    from harness.cluster.pooling import DEFAULT_POOLERS
     from harness.legacy import seed
     from harness.plan import load_plan
     from harness.runner import Runner
 
-    _check_plan_numbers(config, writer=WRITER, reader=READER)
     plan = load_plan(plan_dir)
+    # The target runs the PgBouncers the plan describes, as the gate does.
+    poolers = plan.pgbouncer or DEFAULT_POOLERS
+    _check_plan_numbers(config, writer=poolers.writer, reader=poolers.reader)
     # Both databases get the name the plan's SQL expects (or the plan's own name).
     dbname = plan.database or plan.name
     with contextlib.ExitStack() as stack:
@@ -122,7 +124,10 @@ def local_environment(
             f"max_connections {config.target.max_connections}"
         )
         target = start_local_cluster(
-            pg_bin=pg_bin, dbname=dbname, max_connections=config.target.max_connections
+            pg_bin=pg_bin,
+            dbname=dbname,
+            max_connections=config.target.max_connections,
+            poolers=poolers,
         )
         stack.callback(target.stop)
         seed(target.endpoints.primary, scale=scale, legacy=legacy)
@@ -159,6 +164,6 @@ def _check_plan_numbers(config: LoadConfig, *, writer: object, reader: object) -
     if wrong:
         raise UsageError(
             f"{config.source}: [target] {'; '.join(wrong)}: the local cluster runs the plan's "
-            "pgBouncerConfig; put its numbers back, or compare against your own servers "
+            "[pgbouncer] settings; put its numbers here, or compare against your own servers "
             "with --baseline-url and --target-url"
         )

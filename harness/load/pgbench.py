@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InfrastructureError
+from harness.load.results import percentile
 from harness.load.workload import Workload
 
 __all__ = ["PgbenchResult", "find_pgbench", "run_pgbench"]
@@ -68,17 +69,17 @@ def _number(pattern: str, text: str) -> float | None:
 
 def _p95_from_logs(prefix: Path) -> float | None:
     """The 95th percentile of per-transaction latency, from pgbench's ``-l`` logs (µs)."""
-    latencies: list[int] = []
-    for path in prefix.parent.glob(prefix.name + ".*"):
+    latencies: list[float] = []
+    # pgbench names its logs PREFIX.PID (and .THREAD): digits only, so the saved summary
+    # (PREFIX.out) beside them is neither read as a log nor removed.
+    for path in prefix.parent.glob(prefix.name + ".[0-9]*"):
         for line in path.read_text().splitlines():
             fields = line.split()
             if len(fields) >= 3 and fields[2].isdigit():
-                latencies.append(int(fields[2]))
+                latencies.append(float(fields[2]))
         path.unlink()
-    if not latencies:
-        return None
-    latencies.sort()
-    return latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] / 1000
+    p95 = percentile(sorted(latencies), 0.95)  # the same rank as Locust's side
+    return None if p95 is None else p95 / 1000
 
 
 def run_pgbench(
