@@ -12,7 +12,8 @@ Environment: ``PGCUTOVER_LOAD_PLAN`` (the plan whose ``[workload]`` runs, defaul
 the config's ``[run] plan``), ``PGCUTOVER_LOAD_ARCH`` (``baseline``: DATABASE_URL is the primary
 itself, no pooler; ``target``, the default: DATABASE_URL is PgBouncer's writer and
 DATABASE_READONLY_URL its reader), ``PGCUTOVER_LOAD_CONFIG`` (default
-loadtests/compare.toml), ``PGCUTOVER_LOAD_SEED``, ``PGCUTOVER_LOAD_LATENCIES`` (a
+loadtests/compare.toml), ``PGCUTOVER_LOAD_SEED``, ``PGCUTOVER_LOAD_WORKERS`` (the worker
+processes sharing [run] max_requests, default 1), ``PGCUTOVER_LOAD_LATENCIES`` (a
 prefix for the successful requests' times, written at exit). ``PGCUTOVER_ROUTING=writer``
 sends a target's reads to the writer too.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from pathlib import Path
@@ -59,6 +61,7 @@ def _settings() -> tuple[str, Any, tuple[str, str | None], Path]:
 
 
 _ARCH, _CONFIG, _URLS, _PLAN = _settings()
+_WORKERS = int(os.environ.get("PGCUTOVER_LOAD_WORKERS") or 1)
 # Every refused connection is counted as a failed request, by kind; psycopg_pool's
 # own warning for each background retry would only bury Locust's output.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
@@ -71,7 +74,10 @@ class Instance(InstanceUser):
     workload = workload_for(_PLAN).weighted(_CONFIG.mix)
     architecture = _ARCH
     urls = _URLS
-    budget = [_CONFIG.run.max_requests]
+    # [run] max_requests caps the whole run: with N worker processes, each takes 1/N of it.
+    budget = [
+        math.ceil(_CONFIG.run.max_requests / int(os.environ.get("PGCUTOVER_LOAD_WORKERS") or 1))
+    ]
 
     def on_start(self) -> None:
         _ensure_samples()

@@ -57,6 +57,7 @@ class LocustRun:
                 "PGCUTOVER_ROUTING",
                 "PGCUTOVER_LOAD_CONFIG",
                 "PGCUTOVER_LOAD_PLAN",
+                "PGCUTOVER_LOAD_WORKERS",
             }
         }
         env.update(
@@ -72,6 +73,8 @@ class LocustRun:
             env["PGCUTOVER_LOAD_PLAN"] = str(self.plan.resolve())
         if latencies is not None:
             env["PGCUTOVER_LOAD_LATENCIES"] = str(latencies)
+        # Each worker process keeps its own request budget: it gets its share of the cap.
+        env["PGCUTOVER_LOAD_WORKERS"] = str(max(1, self.workers))
         return env
 
 
