@@ -76,6 +76,7 @@ lower case, ``"Quoted"`` ones are kept as written (``'"Sales"."Order"'``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -133,8 +134,9 @@ class Step:
         """How reports name a step: ``up/002_move_tables.sql``."""
         return f"{self.direction}/{self.path.name}"
 
-    @property
+    @functools.cached_property
     def statements(self) -> list[Statement]:
+        """Split once: the runner asks again on every lock-timeout retry."""
         return split_statements(self.sql)
 
 

@@ -15,6 +15,7 @@ from constants, ``||`` and ``format()``; what only run time can tell is said.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Iterator
@@ -110,13 +111,15 @@ def _cuts(sql: str) -> list[tuple[int, int]]:
     for s in slices:
         stop = s.stop if s.stop is not None else len(sql)
         spans.append((begin, stop))
-        begin = next((i + 1 for i in semicolons if i >= stop), len(sql))
+        after = bisect.bisect_left(semicolons, stop)  # the first semicolon at or past stop
+        begin = semicolons[after] + 1 if after < len(semicolons) else len(sql)
     return spans
 
 
 def split_statements(sql: str) -> list[Statement]:
     """Statements of ``sql`` without their trailing semicolons; blank ones dropped."""
     statements: list[Statement] = []
+    line, counted = 1, 0  # lines counted on from the last statement, not from the top
     for start, end in _cuts(sql):
         chunk = sql[start:end]
         text = chunk.strip()
@@ -126,7 +129,8 @@ def split_statements(sql: str) -> list[Statement]:
         if not words:
             continue  # only comments
         first = start + words[0].start
-        line = sql.count("\n", 0, first) + 1
+        line += sql.count("\n", counted, first)
+        counted = first
         statements.append(Statement(text=text, line=line))
     return statements
 
