@@ -389,6 +389,21 @@ def fingerprint(
         return _read(cur, params=params, data=data)
 
 
+def _settings_by_scope(rows: Iterable[tuple[Any, ...]]) -> dict[str, dict[str, str]]:
+    """``Q.SETTINGS`` rows as ``{"database": {...}, "role app in database": {...}}``."""
+    settings: dict[str, dict[str, str]] = {}
+    for scope, _role, config in rows:
+        for item in config or ():
+            key, _, value = str(item).partition("=")
+            settings.setdefault(str(scope), {})[key] = value
+    return settings
+
+
+def read_settings(conn: psycopg.Connection[Any]) -> dict[str, dict[str, str]]:
+    """The database's and its roles' settings now, as a fingerprint holds them."""
+    return _settings_by_scope(conn.execute(Q.SETTINGS).fetchall())
+
+
 def _fetch(
     cur: psycopg.Cursor[Any], query: sql.SQL | sql.Composed, params: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
@@ -434,13 +449,9 @@ def _read(cur: psycopg.Cursor[Any], *, params: dict[str, Any], data: bool) -> Fi
     types = [TypeDef(*r) for r in _fetch(cur, Q.TYPES, params)]
     default_privileges = [DefaultPrivilege(*r) for r in _fetch(cur, Q.DEFAULT_ACLS, params)]
     extensions = {r[0]: Extension(*r) for r in sorted(_fetch(cur, Q.EXTENSIONS, params))}
-    settings: dict[str, dict[str, str]] = {}
-    referenced = {database.owner}
-    for scope, role, config in _fetch(cur, Q.SETTINGS, params):
-        referenced |= {role} - {None}
-        for item in config:
-            key, _, value = item.partition("=")
-            settings.setdefault(scope, {})[key] = value
+    setting_rows = _fetch(cur, Q.SETTINGS, params)
+    settings = _settings_by_scope(setting_rows)
+    referenced = {database.owner} | ({role for _, role, _ in setting_rows} - {None})
 
     owned: list[Any] = [*schemas.values(), *relations, *sequences, *functions, *types, database]
     for obj in owned:

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 import psycopg
 
 from harness.catalog import Fingerprint
+from harness.catalog.fingerprint import read_settings
 from harness.connections import Conn
 from harness.invariants.result import Check
 from harness.plan import Layout
@@ -115,28 +116,17 @@ def search_paths(
     base = settings.get("database", {}).get("search_path")
     paths = [_parse_path(base) if base is not None else server]
     for scope, values in settings.items():
-        if scope.startswith("role ") and "search_path" in values:
+        # ALTER ROLE … IN DATABASE overrides the role's own setting in this database.
+        shadowed = (
+            f"{scope} in database" in settings and "search_path" in settings[f"{scope} in database"]
+        )
+        if scope.startswith("role ") and "search_path" in values and not shadowed:
             paths.append(_parse_path(values["search_path"]))
     unique: list[list[str]] = []
     for p in paths:
         if p not in unique:
             unique.append(p)
     return unique
-
-
-def _live_settings(conn: Conn) -> dict[str, dict[str, str]]:
-    rows = conn.execute(
-        "SELECT CASE WHEN s.setrole = 0 THEN 'database' ELSE 'role ' || s.setrole::regrole END,"
-        "       s.setconfig FROM pg_db_role_setting s"
-        " WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database"
-        "                             WHERE datname = current_database()))"
-    ).fetchall()
-    settings: dict[str, dict[str, str]] = {}
-    for scope, config in rows:
-        for item in config if isinstance(config, list) else []:
-            key, _, value = str(item).partition("=")
-            settings.setdefault(str(scope), {})[key] = value
-    return settings
 
 
 class _Resolver:
@@ -197,7 +187,7 @@ def check_dependencies(
     moved = _moved(layout, before, conn)
     server = _server_path(conn)
     old_paths = search_paths(before.settings, server=server) if before is not None else []
-    new_paths = search_paths(_live_settings(conn), server=server)
+    new_paths = search_paths(read_settings(conn), server=server)
     paths = old_paths + [p for p in new_paths if p not in old_paths]
     resolver = _Resolver(conn)
     broken: list[str] = []
