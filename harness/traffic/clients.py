@@ -225,8 +225,6 @@ class _Client:
             req.message = (exc.diag.message_primary or str(exc)).strip()
             if conn.broken:
                 self._reopen(q)
-        except KeyError as exc:  # a parameter a RETURNING did not give this time
-            req.message = f"no value for parameter {exc}"
         req.end = time.monotonic()
         return req
 
@@ -387,14 +385,6 @@ class Traffic:
             yield
         finally:
             self.writes_held.clear()
-
-    @contextmanager
-    def running(self) -> Iterator[Traffic]:
-        self.start()
-        try:
-            yield self
-        finally:
-            self.stop()
 
     def written_tables(self) -> set[str]:
         return {t for r in list(self.requests) if r.ok for t in r.written}

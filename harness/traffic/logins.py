@@ -100,7 +100,6 @@ def provision_logins(
     roles: Mapping[str, Iterable[str]],
     *,
     allow_users: Callable[[Iterable[str]], None] | None = None,
-    legacy_access: bool = True,
     may_alter_roles: bool = True,
 ) -> Logins:
     """Let each role of ``roles`` (role -> the kinds it runs: read, write) log in.
@@ -130,39 +129,36 @@ def provision_logins(
                     sql.Identifier(role), sql.Literal(password)
                 )
             )
-        if legacy_access:
-            schemas = [str(r[0]) for r in conn.execute(_SCHEMAS).fetchall()]
-            for kind, group in GROUPS.items():
-                if group not in existing:
-                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
-                names = sql.SQL(", ").join(sql.Identifier(s) for s in schemas)
-                g = sql.Identifier(group)
-                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(names, g))
-                tables = "SELECT" if kind == "read" else "SELECT, INSERT, UPDATE, DELETE"
+        schemas = [str(r[0]) for r in conn.execute(_SCHEMAS).fetchall()]
+        for kind, group in GROUPS.items():
+            if group not in existing:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+            names = sql.SQL(", ").join(sql.Identifier(s) for s in schemas)
+            g = sql.Identifier(group)
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(names, g))
+            tables = "SELECT" if kind == "read" else "SELECT, INSERT, UPDATE, DELETE"
+            conn.execute(
+                sql.SQL("GRANT " + tables + " ON ALL TABLES IN SCHEMA {} TO {}").format(names, g)
+            )
+            conn.execute(
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT " + tables + " ON TABLES TO {}"
+                ).format(names, g)
+            )
+            if kind == "write":
                 conn.execute(
-                    sql.SQL("GRANT " + tables + " ON ALL TABLES IN SCHEMA {} TO {}").format(
+                    sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
                         names, g
                     )
                 )
                 conn.execute(
                     sql.SQL(
-                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT " + tables + " ON TABLES TO {}"
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT "
+                        "ON SEQUENCES TO {}"
                     ).format(names, g)
                 )
-                if kind == "write":
-                    conn.execute(
-                        sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
-                            names, g
-                        )
-                    )
-                    conn.execute(
-                        sql.SQL(
-                            "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT "
-                            "ON SEQUENCES TO {}"
-                        ).format(names, g)
-                    )
-            for role, kinds in roles.items():
-                logins.access[role] = GROUPS["write" if "write" in set(kinds) else "read"]
+        for role, kinds in roles.items():
+            logins.access[role] = GROUPS["write" if "write" in set(kinds) else "read"]
     logins._membership(grant=True)
     if allow_users is not None:
         allow_users(list(roles))
