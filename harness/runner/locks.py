@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from harness.connections import connect
+from harness.connections import Conn, connect
 from harness.errors import RunInProgress
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "step_application_name",
 ]
 
-Conn = psycopg.Connection[tuple[object, ...]]
 
 # The advisory lock every pgcutover runner takes on the database it changes: two
 # int4 keys ("pgct" in ASCII, 1) so that it cannot meet an application's bigint key.

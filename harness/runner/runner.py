@@ -119,11 +119,9 @@ class Runner:
         self._jitter = jitter
         self._claimed = False
         self.conn: Conn = connect_primary(
-            dsn, fix="migrations run on the primary: give the primary's DSN"
-        )
-        self.conn.execute(
-            "SELECT set_config('application_name', %s, false)",
-            (step_application_name(plan=plan.name, label="runner"),),
+            dsn,
+            fix="migrations run on the primary: give the primary's DSN",
+            application_name=step_application_name(plan=plan.name, label="runner"),
         )
         if self.conn.info.server_version >= 140000:  # the setting is new in PostgreSQL 14
             self.conn.execute(
@@ -239,10 +237,11 @@ class Runner:
                         current = None  # past the step's statements: a failure now is ours
                         ledger(int((time.perf_counter() - started) * 1000))
                 except psycopg.errors.LockNotAvailable as exc:
-                    if watch is None:
-                        watch = self._watch_blockers()
                     delay = backoff(attempt, jitter=self._jitter)
                     if self._may_retry(attempt, started=started, delay=delay):
+                        # Watched from the first wait on, so the blocker is named at the end.
+                        if watch is None:
+                            watch = self._watch_blockers()
                         self._progress(
                             f"{step.label}: lock not available ({exc.diag.message_primary})"
                             f"{_blocked_by(watch.seen())}; retrying in {delay:.2f} sec"
@@ -285,9 +284,9 @@ class Runner:
         return BlockerWatch(self.dsn, pid=pid, interval=max(0.01, per_attempt / 5)).start()
 
     def _contention(
-        self, step: Step, outcome: StepOutcome, *, started: float, watch: BlockerWatch
+        self, step: Step, outcome: StepOutcome, *, started: float, watch: BlockerWatch | None
     ) -> LockContention:
-        blockers = watch.seen()
+        blockers = watch.seen() if watch is not None else []
         if not blockers:
             try:
                 blockers = likely_blockers(self.conn)
