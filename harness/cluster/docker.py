@@ -165,6 +165,7 @@ class DockerCluster(Cluster):
         self._containers: dict[str, DockerContainer] = {}
         self._dsns: dict[str, str] = {}
         self._starting: ContainerSpec | None = None
+        self._allowed: set[str] = set()  # roles already in the auth files
         # A safety net: if the owner forgets stop(), the interpreter's exit still runs it.
         self._interrupted: list[bool] = [False]
         self._finalizer = weakref.finalize(
@@ -288,7 +289,8 @@ class DockerCluster(Cluster):
 
     def allow_users(self, roles: Iterable[str]) -> None:
         """Append the roles to each PgBouncer container's auth file, and have it re-read it."""
-        lines = auth_file_text(roles)
+        new = [r for r in dict.fromkeys(roles) if r not in self._allowed]
+        lines = auth_file_text(new)
         if not lines:
             return
         for role, admin in self.pgbouncer_admin.items():
@@ -303,6 +305,7 @@ class DockerCluster(Cluster):
                 )
             with connect(admin, timeout=5) as conn:
                 conn.execute("RELOAD")
+        self._allowed.update(new)
 
     # -- stopping ----------------------------------------------------------------------
     def stop(self) -> None:
