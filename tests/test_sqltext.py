@@ -253,3 +253,12 @@ def test_a_role_statement_built_at_run_time_is_named_as_unknown() -> None:
     found = created_roles("DO $$ DECLARE r text := 'x'; BEGIN EXECUTE 'CREATE ROLE ' || r; END $$;")
     assert found.names == frozenset()
     assert found.unknown == ("EXECUTE 'CREATE ROLE ' || r builds its statement at run time",)
+
+
+def test_a_statement_from_a_variable_is_unknown_whatever_its_words() -> None:
+    """``EXECUTE stmt`` names no role in its expression, and may still create one."""
+    found = created_roles(
+        "DO $$ DECLARE stmt text := 'CREATE ROLE app'; BEGIN EXECUTE stmt; END $$;"
+    )
+    assert found.names == frozenset()
+    assert found.unknown == ("EXECUTE stmt builds its statement at run time",)

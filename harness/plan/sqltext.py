@@ -246,14 +246,19 @@ def _short(expression: str) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
+def _built_text(expression: str) -> str | None:
+    """The text an ``EXECUTE`` expression builds from constants, None where it cannot tell;
+    raises ParseError (or KeyError, IndexError) for what is no expression at all."""
+    tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
+    return _constant(tree["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"])
+
+
 def _dynamic_names(expression: str) -> tuple[set[str], set[tuple[str, str]], str | None]:
     """Names in the SQL an ``EXECUTE`` expression builds, as far as constants tell."""
     try:
-        tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
-        target = tree["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"]
+        text = _built_text(expression)
     except (parser.ParseError, KeyError, IndexError):
         return set(), set(), f"EXECUTE {_short(expression)} is not an expression the parser reads"
-    text = _constant(target)
     if text is None:
         return set(), set(), f"EXECUTE {_short(expression)} builds its statement at run time"
     try:
@@ -345,18 +350,13 @@ def _roles_in(tree: object, *, roles: set[str], unknown: list[str]) -> None:
             roles.add(str(stmt["role"]))
         do = node.get("DoStmt")
         if isinstance(do, dict):
-            body = next(
-                (str(a["DefElem"]["arg"]["String"]["sval"]) for a in do.get("args", [])
-                 if a.get("DefElem", {}).get("defname") == "as"),
-                None,
-            )  # fmt: skip
-            language = next(
-                (str(a["DefElem"]["arg"]["String"]["sval"]) for a in do.get("args", [])
-                 if a.get("DefElem", {}).get("defname") == "language"),
-                "plpgsql",
-            )  # fmt: skip
-            if body is not None and language == "plpgsql":
-                _roles_in_plpgsql(body, roles=roles, unknown=unknown)
+            options = {
+                str(a["DefElem"]["defname"]): str(a["DefElem"]["arg"]["String"]["sval"])
+                for a in do.get("args", [])
+                if "DefElem" in a
+            }
+            if "as" in options and options.get("language", "plpgsql") == "plpgsql":
+                _roles_in_plpgsql(options["as"], roles=roles, unknown=unknown)
 
 
 def _roles_in_plpgsql(body: str, *, roles: set[str], unknown: list[str]) -> None:
@@ -376,16 +376,12 @@ def _roles_in_plpgsql(body: str, *, roles: set[str], unknown: list[str]) -> None
             elif kind == "PLpgSQL_stmt_dynexecute":
                 expression = str(stmt["query"]["PLpgSQL_expr"]["query"])
                 try:
-                    select = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
-                    target = select["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]
-                    built = _constant(target["ResTarget"]["val"])
+                    built = _built_text(expression)
                 except (parser.ParseError, KeyError, IndexError):
                     built = None
                 if built is None or _PLACEHOLDER in built:
-                    if "role" in expression.lower() or "user" in expression.lower():
-                        unknown.append(
-                            f"EXECUTE {_short(expression)} builds its statement at run time"
-                        )
+                    # It may be a CREATE ROLE: say so, whatever the expression's words.
+                    unknown.append(f"EXECUTE {_short(expression)} builds its statement at run time")
                     continue
                 text = built
             else:
