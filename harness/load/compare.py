@@ -92,7 +92,7 @@ def _configure(options: CompareOptions) -> LoadConfig:
 
 @contextlib.contextmanager
 def _environment(
-    options: CompareOptions, config: LoadConfig, *, progress: Progress
+    options: CompareOptions, config: LoadConfig, *, plan: Path, progress: Progress
 ) -> Iterator[LoadEnvironment]:
     given = [options.baseline_url, options.target_url]
     if any(given) and not all(given):
@@ -116,7 +116,6 @@ def _environment(
             baseline_url=options.baseline_url,
             target_writer_url=options.target_url,
             target_reader_url=options.target_reader_url,
-            pgbouncer_admin={},
             provider="external",
         )
         return
@@ -127,7 +126,7 @@ def _environment(
         )
     with local_environment(
         config,
-        plan_dir=options.plan or Path(config.run.plan),
+        plan_dir=plan,
         scale=options.scale,
         pg_bin=options.pg_bin,
         progress=progress,
@@ -261,7 +260,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
     workload = workload_for(plan).weighted(config.mix)
     out = options.reports / "load"
     out.mkdir(parents=True, exist_ok=True)
-    with _environment(options, config, progress=progress) as env:
+    with _environment(options, config, plan=plan, progress=progress) as env:
         for architecture in ("baseline", "target"):
             load_samples(_urls(env, architecture)[0], workload)  # seeded and reachable
         runs = {

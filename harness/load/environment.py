@@ -40,7 +40,6 @@ class LoadEnvironment:
     target_writer_url: str
     target_reader_url: str | None
     #: the plan's PgBouncer admin consoles (writer, reader), when the harness started them
-    pgbouncer_admin: dict[str, str]
     provider: str
 
 
@@ -140,7 +139,6 @@ def local_environment(
             baseline_url=baseline.endpoints.primary,
             target_writer_url=target.endpoints.writer,
             target_reader_url=target.endpoints.reader,
-            pgbouncer_admin=target.pgbouncer_admin,
             provider="local",
         )
 

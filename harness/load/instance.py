@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import psycopg
 
-from harness.connections import connect
+from harness.connections import Conn, connect, connect_kwargs
 from harness.errors import InfrastructureError
 from harness.load.config import BaselineSettings, TargetSettings
 from harness.load.workload import TOKEN, Operation, Workload
@@ -48,7 +48,6 @@ Row = dict[str, object]
 Samples = Mapping[str, Sequence[Row]]
 #: as many params rows as the gate's traffic reads
 MAX_PARAM_ROWS = 1000
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 class Instance(Protocol):
@@ -143,9 +142,9 @@ class DirectInstance:
         conn = psycopg.connect(
             self.url,
             autocommit=True,
-            connect_timeout=max(2, round(self.settings.connect_timeout)),
-            application_name=self.application_name,
-            prepare_threshold=None,
+            **connect_kwargs(
+                timeout=self.settings.connect_timeout, application_name=self.application_name
+            ),
         )
         self._open += 1
         return conn

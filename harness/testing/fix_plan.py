@@ -37,6 +37,7 @@ import pytest
 from psycopg import sql
 
 from harness.cluster import Cluster
+from harness.connections import Conn
 from harness.connections import connect as connect_server
 from harness.databases import create_database, drop_database
 from harness.dsn import redact
@@ -48,7 +49,6 @@ from harness.testing.fix_legacy import LegacyDatabase, fresh_name
 
 __all__ = ["GateCheckItem", "GatePlanFile", "connect_as", "migrated_database", "pg_plan"]
 
-Conn = psycopg.Connection[tuple[object, ...]]
 ConnectAs = Callable[..., Conn]
 _PLAN = pytest.StashKey[Plan]()
 _REPORTS = pytest.StashKey[Path]()
