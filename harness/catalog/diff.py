@@ -16,16 +16,16 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol, TypeVar
 
 from harness.catalog.fingerprint import (
+    ACL_PRIVILEGES,
     DefaultPrivilege,
     Fingerprint,
     Relation,
     Sequence,
-    parse_aclitem,
+    acl_grants,
 )
 from harness.errors import UsageError
 
 __all__ = [
-    "ACL_PRIVILEGES",
     "IGNORE_DATA",
     "IGNORE_DATABASE",
     "IGNORE_KEYS",
@@ -92,24 +92,6 @@ def same(expected: Fingerprint, actual: Fingerprint, *, ignore: Collection[str] 
     return not diff(expected, actual, ignore=ignore)
 
 
-#: aclitem's letters, as ``aclexplode`` and the ACL's text spell them.
-ACL_PRIVILEGES = {
-    "r": "SELECT",
-    "a": "INSERT",
-    "w": "UPDATE",
-    "d": "DELETE",
-    "D": "TRUNCATE",
-    "x": "REFERENCES",
-    "t": "TRIGGER",
-    "X": "EXECUTE",
-    "U": "USAGE",
-    "C": "CREATE",
-    "c": "CONNECT",
-    "T": "TEMPORARY",
-    "m": "MAINTAIN",
-    "s": "SET",
-    "A": "ALTER SYSTEM",
-}
 _ORDER = {name: i for i, name in enumerate(ACL_PRIVILEGES.values())}
 _WORDS: dict[tuple[str, str], dict[Any, str]] = {
     ("Relation", "kind"): {
@@ -196,14 +178,8 @@ def _show(value: Any) -> str:
 
 def _grants(acl: tuple[str, ...]) -> dict[str, set[str]]:
     grants: dict[str, set[str]] = {}
-    for item in acl:
-        grantee, letters, _ = parse_aclitem(item)
-        names = grants.setdefault(grantee, set())
-        for i, letter in enumerate(letters):
-            if letter != "*":
-                option = letters[i + 1 : i + 2] == "*"
-                name = ACL_PRIVILEGES.get(letter, letter)
-                names.add(f"{name} WITH GRANT OPTION" if option else name)
+    for grantee, name, option in acl_grants(acl):
+        grants.setdefault(grantee, set()).add(f"{name} WITH GRANT OPTION" if option else name)
     return grants
 
 

@@ -11,7 +11,7 @@ pg_get_*def prints is schema-qualified and does not depend on the caller's sessi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol, TypeVar
 
@@ -317,6 +317,35 @@ def _load(kind: type[Any], data: Mapping[str, Any]) -> Any:
             value = tuple(value)
         values[f.name] = value
     return kind(**values)
+
+
+#: aclitem's letters, as ``aclexplode`` and the ACL's text spell them.
+ACL_PRIVILEGES = {
+    "r": "SELECT",
+    "a": "INSERT",
+    "w": "UPDATE",
+    "d": "DELETE",
+    "D": "TRUNCATE",
+    "x": "REFERENCES",
+    "t": "TRIGGER",
+    "X": "EXECUTE",
+    "U": "USAGE",
+    "C": "CREATE",
+    "c": "CONNECT",
+    "T": "TEMPORARY",
+    "m": "MAINTAIN",
+    "s": "SET",
+    "A": "ALTER SYSTEM",
+}
+
+
+def acl_grants(acl: Iterable[str]) -> Iterator[tuple[str, str, bool]]:
+    """Each (grantee, privilege, with grant option) an ACL gives: ``*`` marks the option."""
+    for item in acl:
+        grantee, letters, _ = parse_aclitem(item)
+        for i, letter in enumerate(letters):
+            if letter != "*":
+                yield grantee, ACL_PRIVILEGES.get(letter, letter), letters[i + 1 : i + 2] == "*"
 
 
 def parse_aclitem(item: str) -> tuple[str, str, str]:

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.catalog import Fingerprint
-from harness.catalog.diff import ACL_PRIVILEGES
-from harness.catalog.fingerprint import parse_aclitem
+from harness.catalog.fingerprint import acl_grants
 from harness.invariants.result import Check
 from harness.plan import Layout, PrivilegeRule
 from harness.plan.model import TABLE_OPS
@@ -46,15 +45,7 @@ class Grant:
 
 
 def _grants(acl: Iterable[str]) -> set[Grant]:
-    out = set()
-    for item in acl:
-        grantee, letters, _ = parse_aclitem(item)
-        for i, letter in enumerate(letters):
-            if letter == "*":
-                continue
-            option = letters[i + 1 : i + 2] == "*"
-            out.add(Grant(grantee, ACL_PRIVILEGES.get(letter, letter), option))
-    return out
+    return {Grant(*grant) for grant in acl_grants(acl)}
 
 
 @dataclass(frozen=True)
