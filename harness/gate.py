@@ -273,6 +273,7 @@ def gate_database(
     report: GateReport,
     backup_dir: Path,
     traffic: TrafficOptions | None = None,
+    existed_roles: Collection[str] | None = None,
 ) -> None:
     """Migrate, verify, roll back, verify, migrate again, on a seeded database.
 
@@ -282,7 +283,9 @@ def gate_database(
     out = _Collector(report, emit)
     wait = wait_for_replica or (lambda: None)
     out.add(lint_plan(plan))
-    out.add(check_roles_created(plan, existed=_roles(endpoints.primary)))
+    # The roles on the server before the gate made any (None: read them now).
+    existed = _roles(endpoints.primary) if existed_roles is None else existed_roles
+    out.add(check_roles_created(plan, existed=existed))
     run = TrafficRun(plan, endpoints, traffic) if traffic is not None else None
     if run is not None:
         progress("application traffic: logins for the plan's roles, each query tried once")
@@ -463,6 +466,7 @@ def run_gate(
                 progress=progress,
                 report=report,
                 backup_dir=backup_dir or Path(scratch),
+                existed_roles=roles_before,
                 traffic=TrafficOptions(
                     clients=traffic_clients,
                     allow_users=cluster.allow_users,
