@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,6 +216,7 @@ def _pgbench(
     workload: Workload,
     options: CompareOptions,
     *,
+    samples: Mapping[str, Mapping[str, Sequence[Mapping[str, object]]]],
     out: Path,
     progress: Progress,
 ) -> dict[str, Any]:
@@ -231,7 +232,7 @@ def _pgbench(
             url=url,
             architecture=architecture,
             workload=workload,
-            samples=load_samples(url, workload),
+            samples=samples[architecture],
             clients=config.run.users,
             jobs=config.pgbench.jobs,
             duration=config.pgbench.duration,
@@ -261,8 +262,8 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
     out = options.reports / "load"
     out.mkdir(parents=True, exist_ok=True)
     with _environment(options, config, plan=plan, progress=progress) as env:
-        for architecture in ("baseline", "target"):
-            load_samples(_urls(env, architecture)[0], workload)  # seeded and reachable
+        # Read once, before any load: both sides seeded and reachable, or exit 2 now.
+        samples = {a: load_samples(_urls(env, a)[0], workload) for a in ("baseline", "target")}
         runs = {
             architecture: _run(
                 env,
@@ -300,5 +301,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
                         )
                     )
         if options.reference == "pgbench":
-            outcome.pgbench = _pgbench(env, config, workload, options, out=out, progress=progress)
+            outcome.pgbench = _pgbench(
+                env, config, workload, options, samples=samples, out=out, progress=progress
+            )
     return outcome
