@@ -262,3 +262,15 @@ def test_a_statement_from_a_variable_is_unknown_whatever_its_words() -> None:
     )
     assert found.names == frozenset()
     assert found.unknown == ("EXECUTE stmt builds its statement at run time",)
+
+
+def test_a_statement_with_run_time_values_but_no_role_in_it_is_known() -> None:
+    """Its words are constants: an ALTER DATABASE of the current database creates no role."""
+    found = created_roles(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = sales, public', "
+        "current_database()); EXECUTE format('CREATE ROLE %I', current_user || '_app'); END $$;"
+    )
+    assert found.names == frozenset()
+    assert found.unknown == (
+        "EXECUTE format('CREATE ROLE %I', current_user || '_app') builds its statement at run time",
+    )

@@ -371,6 +371,7 @@ def _roles_in_plpgsql(body: str, *, roles: set[str], unknown: list[str]) -> None
         return
     for node in _walk(tree):
         for kind, stmt in node.items():
+            expression = ""
             if kind == "PLpgSQL_stmt_execsql":
                 text = str(stmt["sqlstmt"]["PLpgSQL_expr"]["query"])
             elif kind == "PLpgSQL_stmt_dynexecute":
@@ -379,17 +380,24 @@ def _roles_in_plpgsql(body: str, *, roles: set[str], unknown: list[str]) -> None
                     built = _built_text(expression)
                 except (parser.ParseError, KeyError, IndexError):
                     built = None
-                if built is None or _PLACEHOLDER in built:
-                    # It may be a CREATE ROLE: say so, whatever the expression's words.
+                if built is None:
+                    # The whole statement comes from a run-time value: it may be a CREATE ROLE.
                     unknown.append(f"EXECUTE {_short(expression)} builds its statement at run time")
                     continue
                 text = built
             else:
                 continue
             try:
-                _roles_in(json.loads(parser.parse_sql_json(text)), roles=roles, unknown=unknown)
+                parsed = json.loads(parser.parse_sql_json(text))
             except parser.ParseError:
+                if _PLACEHOLDER in text:  # run-time values where the parser needs words
+                    unknown.append(f"EXECUTE {_short(expression)} builds its statement at run time")
                 continue
+            found: set[str] = set()
+            _roles_in(parsed, roles=found, unknown=unknown)
+            if _PLACEHOLDER in found:  # CREATE ROLE of a name known only at run time
+                unknown.append(f"EXECUTE {_short(expression)} builds its statement at run time")
+            roles |= found - {_PLACEHOLDER}
 
 
 def created_roles(sql: str) -> CreatedRoles:
