@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from harness.cluster import PROVIDERS, start_cluster
 from harness.dsn import redact
@@ -51,6 +52,22 @@ def _existing_file(text: str) -> Path:
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"{text}: no such file")
     return path
+
+
+def _role_login(text: str) -> tuple[str, str]:
+    role, eq, dsn = text.partition("=")
+    example = "e.g. app_rw=postgresql://app_rw@db:6432/shop"
+    if not eq or not role or not dsn:
+        raise argparse.ArgumentTypeError(f"{redact(text)}: expected ROLE=DSN, {example}")
+    try:
+        user = conninfo_to_dict(dsn).get("user")
+    except psycopg.ProgrammingError as exc:
+        raise argparse.ArgumentTypeError(f"{redact(dsn)}: not a connection string: {exc}") from None
+    if user is not None and user != role:
+        raise argparse.ArgumentTypeError(
+            f"--login {role}=…: the DSN logs in as {user}, not {role}; {example}"
+        )
+    return role, dsn
 
 
 def _existing_dump(text: str) -> Path:
@@ -283,6 +300,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from harness.cluster import Endpoints
     from harness.cluster.external import connect_external
     from harness.gate import GateReport, verify_database
+    from harness.invariants.acting import Login
 
     baseline = None
     if args.baseline is not None:
@@ -292,6 +310,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
     endpoints: Endpoints = cluster.endpoints
     report = GateReport(plan=_plan(args).name, context={"dsn": redact(args.dsn)})
+    logins = {role: Login(dsn, "with its --login") for role, dsn in args.login or ()}
     verify_database(
         _plan(args),
         endpoints,
@@ -299,6 +318,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         wait_for_replica=cluster.wait_for_replica if cluster.has_streaming_replica else None,
         emit=_emit,
         report=report,
+        login=logins.get,
     )
     report.write(args.reports / "verify.json")
     return report.exit_code
@@ -421,6 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_existing_file,
         help="a fingerprint taken before the migration (harness fingerprint): adds the "
         "nothing-lost, tables-intact and sequences checks",
+    )
+    verify.add_argument(
+        "--login",
+        action="append",
+        type=_role_login,
+        metavar="ROLE=DSN",
+        help="a connection string that logs in as ROLE the way the application does (its "
+        "password in the DSN or in ~/.pgpass): privileges.tried then tries ROLE through it "
+        "rather than by SET ROLE; repeatable",
     )
 
     report = sub.add_parser(

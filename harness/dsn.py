@@ -11,7 +11,7 @@ import re
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-__all__ = ["child_env", "make_dsn", "redact", "with_database"]
+__all__ = ["child_env", "make_dsn", "redact", "with_database", "with_login"]
 
 
 def make_dsn(*, host: str, port: int, user: str, dbname: str) -> str:
@@ -26,6 +26,15 @@ def with_database(dsn: str, dbname: str) -> str:
         query = rest.partition("?")[2] if slash else ""
         return f"{head}://{authority}/{dbname}" + (f"?{query}" if query else "")
     return make_conninfo(dsn, dbname=dbname)
+
+
+def with_login(dsn: str, *, user: str, password: str | None) -> str:
+    """The same server and database, logged in as ``user``."""
+    params = {**conninfo_to_dict(dsn), "user": user}
+    params.pop("password", None)
+    if password is not None:
+        params["password"] = password
+    return make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None})
 
 
 # The password of a URL runs from the colon after the user to the '@' that starts

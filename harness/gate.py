@@ -23,7 +23,7 @@ from harness.catalog import IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerpri
 from harness.cluster import Cluster, Endpoints, start_cluster
 from harness.connections import describe
 from harness.databases import connect, create_database, drop_database, unique_name
-from harness.dsn import redact
+from harness.dsn import redact, with_login
 from harness.invariants import (
     Check,
     OldSessions,
@@ -40,13 +40,14 @@ from harness.invariants import (
     default_queries,
     probe_privileges,
 )
+from harness.invariants.acting import Login, LoginFor
 from harness.lint import lint_plan
 from harness.plan import Plan
 from harness.report.schema import SCHEMA_VERSION
 from harness.runner import Runner, StepOutcome, take_backup, verify_backup
 from harness.traffic import TrafficOptions, TrafficRun
 
-__all__ = ["GateReport", "run_gate", "verify_database"]
+__all__ = ["GateReport", "cluster_login", "run_gate", "verify_database"]
 
 Emit = Callable[[Check], None]
 Progress = Callable[[str], None]
@@ -167,11 +168,14 @@ def verify_database(
     report: GateReport,
     mask: Mask = _unmasked,
     new_session_dsn: str | None = None,
+    login: LoginFor | None = None,
 ) -> Fingerprint:
     """The checks of a migrated database; those needing a baseline run only with one.
 
     ``mask`` leaves out of the data comparisons what the application's traffic
-    wrote meanwhile (see harness.traffic.checks).
+    wrote meanwhile (see harness.traffic.checks). ``login`` says how to log in as
+    each of the plan's roles, for ``privileges.tried``; without it, roles are
+    tried by ``SET ROLE``.
     """
     out = _Collector(report, emit)
     with connect(endpoints.primary) as conn:
@@ -182,7 +186,14 @@ def verify_database(
             out.add(check_table_parts(plan.layout, baseline, after))
             out.add(check_sequences(plan.layout, baseline, after))
         out.add(check_foreign_keys(conn))
-        out.add(probe_privileges(conn, plan.privileges))
+        out.add(
+            probe_privileges(
+                conn,
+                plan.privileges,
+                login=login,
+                must_log_in=plan.workload.roles if plan.workload is not None else (),
+            )
+        )
         if baseline is not None:
             out.add(check_grants(plan.layout, plan.privileges, baseline, after))
         out.add(
@@ -274,11 +285,13 @@ def gate_database(
     backup_dir: Path,
     traffic: TrafficOptions | None = None,
     existed_roles: Collection[str] | None = None,
+    login: LoginFor | None = None,
 ) -> None:
     """Migrate, verify, roll back, verify, migrate again, on a seeded database.
 
     With ``traffic``, the application's workload runs from before the first step
-    to after the second migration, and its checks join the verdict.
+    to after the second migration, and its checks join the verdict. ``login``:
+    how to log in as a role the traffic has no login of (see :func:`cluster_login`).
     """
     out = _Collector(report, emit)
     wait = wait_for_replica or (lambda: None)
@@ -333,6 +346,7 @@ def gate_database(
                     report=report,
                     mask=mask,
                     new_session_dsn=run.session_login("primary") if run is not None else None,
+                    login=_traffic_login(run, login),
                 )
             progress("rolling back")
             steps = runner.rollback(
@@ -386,6 +400,42 @@ def gate_database(
         for check in run.checks(replica=endpoints.replica if wait_for_replica else None):
             out.add(check)
         report.context["traffic"] = run.summary()
+
+
+def cluster_login(cluster: Cluster, endpoints: Endpoints) -> LoginFor | None:
+    """Logins as any role, on a cluster whose servers trust the harness; None elsewhere.
+
+    The harness's own servers trust loopback and its PgBouncers trust the users of
+    their auth file, so a role that can log in does so without a password, through
+    the PgBouncer writer as the application would. On a server someone else runs
+    the harness knows no one's password; only the logins it made itself serve.
+    """
+    if not cluster.owns_servers:
+        return None
+    pooled = endpoints.writer != endpoints.primary
+    path = "through the PgBouncer writer" if pooled else "directly to the primary"
+
+    def login(role: str) -> Login:
+        cluster.allow_users([role])
+        return Login(with_login(endpoints.writer, user=role, password=None), path)
+
+    return login
+
+
+def _traffic_login(run: TrafficRun | None, fallback: LoginFor | None) -> LoginFor | None:
+    """The traffic's own logins first (they carry a password), then ``fallback``."""
+    logins = run.logins if run is not None else None
+    if logins is None:
+        return fallback
+
+    def login(role: str) -> Login | None:
+        if role in logins.passwords:
+            pooled = logins.endpoints.writer != logins.endpoints.primary
+            path = "through the PgBouncer writer" if pooled else "directly to the primary"
+            return Login(logins.dsn(role, path="writer"), path)
+        return fallback(role) if fallback is not None else None
+
+    return login
 
 
 def _roles(dsn: str) -> set[str]:
@@ -454,7 +504,7 @@ def run_gate(
         endpoints = cluster.endpoints.for_database(name)
         try:
             progress(f"seeding the legacy database (scale {scale})")
-            seed(endpoints.primary, scale=scale, legacy=legacy, progress=progress)
+            seed(endpoints.primary, scale=scale, legacy=legacy or plan.legacy, progress=progress)
             cluster.allow_users(plan.layout.roles)
             gate_database(
                 plan,
@@ -467,6 +517,7 @@ def run_gate(
                 report=report,
                 backup_dir=backup_dir or Path(scratch),
                 existed_roles=roles_before,
+                login=cluster_login(cluster, endpoints),
                 traffic=TrafficOptions(
                     clients=traffic_clients,
                     allow_users=cluster.allow_users,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cluster import Cluster, Endpoints
-from harness.gate import GateReport, gate_database
+from harness.gate import GateReport, cluster_login, gate_database
 from harness.plan import load_plan
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
@@ -66,6 +66,7 @@ def run_gate(plan_dir: Path, cluster: Cluster, endpoints: Endpoints, tmp: Path) 
         progress=lambda _m: None,
         report=report,
         backup_dir=tmp / "backups",
+        login=cluster_login(cluster, endpoints),
     )
     return report
 

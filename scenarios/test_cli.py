@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.catalog import diff, fingerprint
+from harness.dsn import with_login
 from harness.plan import load_plan
 from harness.testing.fix_cluster import connect
 from harness.testing.fix_legacy import LegacyDatabase
@@ -141,6 +142,8 @@ def test_migrate_backs_up_then_applies_and_verify_passes(
         legacy_database.endpoints.replica,
         "--baseline",
         tmp_path / "before.json",
+        "--login",
+        "kct_app=" + with_login(dsn, user="kct_app", password=None),
         "--reports",
         reports,
         cwd=tmp_path,
@@ -153,6 +156,15 @@ def test_migrate_backs_up_then_applies_and_verify_passes(
     assert names == VERIFY_CHECKS | BASELINE_CHECKS | {"replica.matches_primary"}
     assert all(c["verdict"] == "pass" for c in report["checks"])
     assert "PASS layout.as_planned" in verify.stdout
+    tried = next(c for c in report["checks"] if c["name"] == "privileges.tried")
+    assert "kct_app logged in with its --login" in tried["reason"]
+    assert "kct_readonly SET ROLE (no login of it known to the harness)" in tried["reason"]
+
+    wrong = _harness(
+        "verify", "--plan", KCT, "--dsn", dsn, "--login", f"kct_app={dsn}", cwd=tmp_path
+    )
+    assert wrong.returncode == 2
+    assert "the DSN logs in as postgres, not kct_app" in wrong.stderr
 
 
 def test_verify_on_unmigrated_database_exits_1(

@@ -124,6 +124,38 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "an application role whose own settings make it read-only (seen only by its login)",
+        "privileges.tried",
+        "kct_app cannot INSERT on tenant_kct.orders: cannot execute INSERT in a read-only "
+        "transaction",
+        _step(
+            7,
+            "app_read_only",
+            up="DO $$ BEGIN EXECUTE format('ALTER ROLE kct_app IN DATABASE %I\n"
+            "    SET default_transaction_read_only = on', current_database()); END $$;\n",
+            down="DO $$ BEGIN EXECUTE format('ALTER ROLE kct_app IN DATABASE %I\n"
+            "    RESET default_transaction_read_only', current_database()); END $$;\n",
+        ),
+    ),
+    Defect(
+        "CONNECT taken from PUBLIC, given back to one role (seen only by logging in)",
+        "privileges.tried",
+        "kct_readonly cannot log in through the PgBouncer writer: ",
+        _step(
+            7,
+            "connect_only_app",
+            up="DO $$ BEGIN\n"
+            "    EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database());\n"
+            "    EXECUTE format('GRANT CONNECT ON DATABASE %I TO kct_app', current_database());\n"
+            "END $$;\n",
+            down="DO $$ BEGIN\n"
+            "    EXECUTE format('GRANT CONNECT ON DATABASE %I TO PUBLIC', current_database());\n"
+            "    EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM kct_app',\n"
+            "        current_database());\n"
+            "END $$;\n",
+        ),
+    ),
+    Defect(
         "a session break seen only through PgBouncer (the reader, on the replica)",
         "sessions.keep_working",
         "(PgBouncer reader): cannot execute pg_current_xact_id() during recovery",

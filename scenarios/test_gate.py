@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from planting import run_gate
 
 from harness.cluster import Cluster
-from harness.gate import GateReport, gate_database
+from harness.gate import GateReport
 from harness.invariants import Check
-from harness.plan import load_plan
 from harness.report.schema import parse_gate
 from harness.testing.fix_legacy import LegacyDatabase
 
@@ -37,17 +37,7 @@ def _harness(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def _gate(
     plan_dir: Path, cluster: Cluster, legacy_database: LegacyDatabase, tmp: Path
 ) -> GateReport:
-    report = GateReport(plan=plan_dir.name)
-    gate_database(
-        load_plan(plan_dir),
-        legacy_database.endpoints,
-        wait_for_replica=cluster.wait_for_replica,
-        emit=lambda _c: None,
-        progress=lambda _m: None,
-        report=report,
-        backup_dir=tmp / "backups",
-    )
-    return report
+    return run_gate(plan_dir, cluster, legacy_database.endpoints, tmp)
 
 
 def _check(report: GateReport, name: str) -> Check:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from planting import run_gate
 
 from harness.cluster import Cluster
-from harness.gate import GateReport, gate_database
-from harness.plan import load_plan
 from harness.report import write_reports
 from harness.testing.fix_cluster import missing_capability
 from harness.testing.fix_legacy import LegacyDatabase
@@ -86,16 +85,7 @@ def test_index_html_renders_in_a_browser(
     cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     chromium = _chromium()
-    report = GateReport(plan="as-written")
-    gate_database(
-        load_plan(ROOT / "plans" / "as-written"),
-        legacy_database.endpoints,
-        wait_for_replica=cluster.wait_for_replica,
-        emit=lambda _c: None,
-        progress=lambda _m: None,
-        report=report,
-        backup_dir=tmp_path / "backups",
-    )
+    report = run_gate(ROOT / "plans" / "as-written", cluster, legacy_database.endpoints, tmp_path)
     files = write_reports(
         {**report.to_json(), "traffic": TRAFFIC, "load": LOAD}, directory=tmp_path / "reports"
     )

@@ -13,7 +13,7 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.errors import UsageError
-from harness.gate import GateReport, gate_database
+from harness.gate import GateReport, cluster_login, gate_database
 from harness.invariants import Check
 from harness.plan import load_plan
 from harness.testing.fix_legacy import LegacyDatabase
@@ -55,6 +55,7 @@ def _gate(
         report=report,
         backup_dir=tmp / "backups",
         traffic=TrafficOptions(clients=CLIENTS, allow_users=cluster.allow_users),
+        login=cluster_login(cluster, legacy_database.endpoints),
     )
     return report
 

@@ -407,3 +407,19 @@ def test_identifiers_may_be_quoted_or_mixed_case(tmp_path: Path) -> None:
     )
     assert loaded.keeps_roles == ("App Role",)
     assert loaded.compatibility_views == "warn"
+
+
+def test_legacy_dump_is_found_beside_the_plan(tmp_path: Path) -> None:
+    """``legacy`` travels with the plan: relative to its directory, wherever it runs from."""
+    directory = _write_plan(tmp_path, toml=MINIMAL_TOML + 'legacy = "schema.sql"\n')
+    (directory / "schema.sql").write_text("CREATE TABLE t (id int);\n")
+    assert load_plan(directory).legacy == directory / "schema.sql"
+    (directory / "plan.toml").write_text(MINIMAL_TOML)
+    assert load_plan(directory).legacy is None
+
+
+def test_missing_legacy_dump_names_the_path_and_the_fix(tmp_path: Path) -> None:
+    directory = _write_plan(tmp_path, toml=MINIMAL_TOML + 'legacy = "gone.sql"\n')
+    message = _plan_error(directory)
+    assert str(directory / "gone.sql") in message
+    assert "relative to the plan's directory" in message

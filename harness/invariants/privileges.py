@@ -2,45 +2,47 @@
 
 Reading ``relacl`` says what was granted; it does not say whether the role can
 do the thing: an INSERT also needs USAGE on the schema and on the sequence
-behind a serial default, a trigger may write where the role cannot, and a
-schema grant gives nothing on the tables inside it. So every operation is
-really run, as the role, inside a transaction that is rolled back:
+behind a serial default, a trigger may write where the role cannot, a schema
+grant gives nothing on the tables inside it, and a role that cannot log in, or
+whose own settings make every transaction read-only, can do nothing at all. So
+every operation is really run, in a session that is the role (logged in as it
+where it can log in: see harness.invariants.acting), inside a transaction that
+is rolled back:
 
 - INSERT inserts a row of defaults; UPDATE sets a real column of a real row and
-  DELETE deletes a real row, both through a cursor (``WHERE CURRENT OF``), which
-  needs no SELECT privilege, so the probe asks for exactly what it names. A view
+  DELETE deletes a real row, both through a cursor (``WHERE CURRENT OF``) the
+  harness opens for the role, so the probe asks for exactly what it names. A view
   cannot be written through a cursor (PostgreSQL 15: "WHERE CURRENT OF on a view
   is not implemented"), nor an empty table: there the statement matches no row,
   and still passes every privilege check the executor makes at its start.
-- Each probe has three outcomes: allowed, refused (SQLSTATE 42501 and nothing
-  else), or not applicable — the object cannot take the operation at all (a view
-  PostgreSQL cannot write through, a materialized view, no column to set). Only
-  the first two count: a read-only role "able to INSERT" into a view nobody can
-  write to is no finding.
+- Each probe has three outcomes: allowed, refused (SQLSTATE 42501, or a write in
+  a transaction the role's settings make read-only), or not applicable — the
+  object cannot take the operation at all (a view PostgreSQL cannot write
+  through, a materialized view, no column to set). Only the first two count: a
+  read-only role "able to INSERT" into a view nobody can write to is no finding.
 - ``nextval`` is not transactional, so a rolled-back probe would still advance
   sequences. Each probe transaction first restarts every sequence at its own next
-  value (``ALTER SEQUENCE … RESTART`` is transactional since PostgreSQL 10: it
-  writes a new relfilenode and takes a lock that makes other sessions' nextval
-  wait for the probes of one rule, a fraction of a second). The rollback then
-  leaves every sequence exactly as it was, and no value another session took is
-  ever rewound.
+  value, which its rollback undoes: every sequence is left exactly as it was, and
+  no value another session took is ever handed out again.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import psycopg
 from psycopg import sql
 
 from harness.connections import Conn
+from harness.invariants.acting import LoginFor, RoleSession, RoleSessions
 from harness.invariants.result import Check
 from harness.plan import PrivilegeRule
 
-__all__ = ["Attempt", "as_role", "probe_privileges"]
+__all__ = ["Attempt", "probe_privileges"]
 
 Outcome = Literal["allowed", "refused", "not applicable"]
 _probe_ids = itertools.count(1)
@@ -50,6 +52,9 @@ _UPDATABLE_BIT = {"UPDATE": 4, "INSERT": 8, "DELETE": 16}
 # of a materialized view not yet populated fails with 55000 too, but only after the
 # privilege check: for SELECT that is "allowed".)
 _NOT_APPLICABLE = frozenset({"55000", "42809", "0A000", "428C9"})
+# The role may not write at all: its transactions are read-only (its own or the
+# database's default_transaction_read_only), which no grant can mend.
+_REFUSED = frozenset({"42501", "25006"})
 
 
 @dataclass(frozen=True)
@@ -77,15 +82,6 @@ class Target:
     @property
     def identifier(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.name)
-
-
-def as_role(conn: Conn, role: str) -> None:
-    """Act as ``role`` for the rest of the current (sub)transaction.
-
-    The one place a probe becomes its role: a login as the role itself (with its
-    own password or certificate, through the application's pooler) goes here.
-    """
-    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
 
 
 _RELATIONS = """
@@ -129,22 +125,18 @@ def _not_applicable(op: str, target: Target) -> str | None:
     return None
 
 
-_CURSOR = sql.Identifier("pgcutover_probe_row")
-
-
-def _probe(conn: Conn, op: str, target: Target) -> sql.Composed:
-    """The statement to run as the role; declares the cursor it needs first, as the caller."""
+def _probe(session: RoleSession, op: str, target: Target) -> sql.Composed:
+    """The statement to run as the role; opens the cursor it needs first."""
     table = target.identifier
     if op == "SELECT":
         return sql.SQL("SELECT * FROM {} LIMIT 1").format(table)
     if op == "INSERT":
         # A real insert, so that defaults run: nextval() needs USAGE on the sequence.
         return sql.SQL("INSERT INTO {} DEFAULT VALUES").format(table)
-    real_row = target.kind in ("r", "p") and target.has_row
-    if real_row:
-        conn.execute(sql.SQL("DECLARE {} CURSOR FOR SELECT FROM {}").format(_CURSOR, table))
-        conn.execute(sql.SQL("FETCH 1 FROM {}").format(_CURSOR))
-    where = sql.SQL("CURRENT OF {}").format(_CURSOR) if real_row else sql.SQL("false")
+    if target.kind in ("r", "p") and target.has_row:
+        where: sql.Composable = sql.SQL("CURRENT OF {}").format(session.open_row(table))
+    else:
+        where = sql.SQL("false")
     if op == "UPDATE":
         column = sql.Identifier(target.column or "")
         return sql.SQL("UPDATE {} SET {} = DEFAULT WHERE {}").format(table, column, where)
@@ -153,75 +145,54 @@ def _probe(conn: Conn, op: str, target: Target) -> sql.Composed:
     raise ValueError(op)
 
 
-def _freeze_sequences(conn: Conn) -> None:
-    """Make every sequence's state part of this transaction, so its rollback restores it."""
-    rows = conn.execute(
-        "SELECT format('%I.%I', schemaname, sequencename), last_value, increment_by,"
-        "       min_value, max_value, start_value"
-        "  FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
-    ).fetchall()
-    for name, last, increment, low, high, start in rows:
-        step = int(str(increment))
-        following = start if last is None else int(str(last)) + step
-        if not int(str(low)) <= int(str(following)) <= int(str(high)):
-            following = start
-        conn.execute(
-            sql.SQL("ALTER SEQUENCE {} RESTART WITH {}").format(
-                sql.SQL(str(name)), sql.Literal(int(str(following)))
-            )
-        )
-
-
-def _try(conn: Conn, role: str, op: str, target: Target) -> tuple[Outcome, str]:
+def _outcome(conn: Conn, op: str, run: Callable[[], sql.Composed]) -> tuple[Outcome, str]:
+    """Run ``run()``'s statement in a savepoint that is always undone, and judge it."""
     try:
-        with conn.transaction(force_rollback=True):  # the probe's savepoint, always undone
-            statement = _probe(conn, op, target)
-            as_role(conn, role)
-            conn.execute(statement, prepare=False)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        return "refused", exc.diag.message_primary or str(exc)
+        with conn.transaction(force_rollback=True):
+            conn.execute(run(), prepare=False)
     except psycopg.Error as exc:
         message = exc.diag.message_primary or str(exc)
-        if exc.sqlstate in _NOT_APPLICABLE and op != "SELECT":
+        if exc.sqlstate in _REFUSED:
+            return "refused", message
+        if exc.sqlstate in _NOT_APPLICABLE and op not in ("SELECT", "USAGE", "CREATE"):
             return "not applicable", message
         # Refused for another reason (a NOT NULL column, a check): past the privilege check.
         return "allowed", message
     return "allowed", ""
 
 
-def _try_schema(conn: Conn, rule: PrivilegeRule, op: str) -> tuple[Outcome, str]:
-    statement: sql.Composed
+def _schema_statement(rule: PrivilegeRule, op: str) -> sql.Composed:
     if op == "USAGE":
         # Looking a name up in a schema needs USAGE; a missing name then says 42P01.
         name = sql.Identifier(rule.on, "pgcutover_no_such_relation").as_string()
-        statement = sql.SQL("SELECT {}::regclass").format(sql.Literal(name))
-    else:
-        probe = sql.Identifier(rule.on, f"pgcutover_probe_{next(_probe_ids)}")
-        statement = sql.SQL("CREATE TABLE {} ()").format(probe)
-    try:
-        with conn.transaction(force_rollback=True):
-            as_role(conn, rule.role)
-            conn.execute(statement, prepare=False)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        return "refused", exc.diag.message_primary or str(exc)
-    except psycopg.Error as exc:
-        return "allowed", exc.diag.message_primary or str(exc)
-    return "allowed", ""
+        return sql.SQL("SELECT {}::regclass").format(sql.Literal(name))
+    probe = sql.Identifier(rule.on, f"pgcutover_probe_{next(_probe_ids)}")
+    return sql.SQL("CREATE TABLE {} ()").format(probe)
 
 
-def _table_attempts(conn: Conn, rule: PrivilegeRule, targets: list[Target]) -> list[Attempt]:
+def _schema_attempts(session: RoleSession, rule: PrivilegeRule) -> list[Attempt]:
+    attempts = []
+    with session.transaction(freeze_sequences=False) as conn:
+        for op in sorted(rule.allow | rule.deny):
+            outcome, error = _outcome(conn, op, partial(_schema_statement, rule, op))
+            attempts.append(Attempt(rule.role, op, rule.on, outcome, error))
+    return attempts
+
+
+def _table_attempts(
+    session: RoleSession, rule: PrivilegeRule, targets: list[Target]
+) -> list[Attempt]:
     """Every probe of a rule in one transaction (each in its own savepoint), so the
     sequences are restarted once per rule, and all rolled back together."""
     attempts = []
-    with conn.transaction(force_rollback=True):
-        _freeze_sequences(conn)
+    with session.transaction() as conn:
         for target in targets:
             for op in sorted(rule.allow | rule.deny):
                 why = _not_applicable(op, target)
                 if why is not None:
                     attempts.append(Attempt(rule.role, op, target.qualified, "not applicable", why))
                     continue
-                outcome, error = _try(conn, rule.role, op, target)
+                outcome, error = _outcome(conn, op, partial(_probe, session, op, target))
                 attempts.append(Attempt(rule.role, op, target.qualified, outcome, error))
     return attempts
 
@@ -236,46 +207,67 @@ def _judge(rule: PrivilegeRule, attempts: list[Attempt]) -> Iterator[str]:
             yield f"{a.role} can {a.op} on {a.target}, which the plan says it must not"
 
 
-def probe_privileges(conn: Conn, rules: Sequence[PrivilegeRule]) -> Check:
-    """Try every (role, operation, object) of ``rules``; one check naming each surprise."""
+def probe_privileges(
+    conn: Conn,
+    rules: Sequence[PrivilegeRule],
+    *,
+    login: LoginFor | None = None,
+    must_log_in: Collection[str] = (),
+) -> Check:
+    """Try every (role, operation, object) of ``rules``; one check naming each surprise.
+
+    ``login`` says how to log in as a role (see harness.invariants.acting); a role
+    it gives no login for is tried by ``SET ROLE``. ``must_log_in``: the roles the
+    application logs in as, for which NOLOGIN is itself a finding.
+    """
     offenders: list[str] = []
     tried = skipped = 0
-    roles = {str(r[0]) for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    rows = conn.execute("SELECT rolname::text, rolcanlogin FROM pg_roles").fetchall()
+    roles = {str(r[0]): bool(r[1]) for r in rows}
     schemas = {str(r[0]) for r in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
-    for rule in rules:
-        if rule.role not in roles:
-            offenders.append(
-                f"role {rule.role} does not exist, so nothing can be tried as it "
-                "(the plan must CREATE ROLE it before granting to it)"
-            )
-            continue
-        if rule.schema not in schemas:
-            offenders.append(f"{rule.role} on {rule.on}: schema {rule.schema} does not exist")
-            continue
-        if rule.is_schema:
-            attempts = [
-                Attempt(rule.role, op, rule.on, *_try_schema(conn, rule, op))
-                for op in sorted(rule.allow | rule.deny)
-            ]
-        else:
-            targets = _relations(conn, rule.schema, rule.relation)
-            if not targets:
-                offenders.append(f"{rule.role} on {rule.on}: no table or view there to try")
+    for role in sorted(set(must_log_in) & {r.role for r in rules}):
+        if role in roles and not roles[role]:
+            offenders.append(f"{role} cannot log in (NOLOGIN), yet the application logs in as it")
+    with RoleSessions(conn, login) as sessions:
+        sessions.open({r.role for r in rules} & roles.keys())
+        offenders.extend(sessions.refused.values())
+        for rule in rules:
+            session = sessions.get(rule.role)
+            if rule.role not in roles:
+                offenders.append(
+                    f"role {rule.role} does not exist, so nothing can be tried as it "
+                    "(the plan must CREATE ROLE it before granting to it)"
+                )
                 continue
-            attempts = _table_attempts(conn, rule, targets)
-        tried += sum(a.outcome != "not applicable" for a in attempts)
-        skipped += sum(a.outcome == "not applicable" for a in attempts)
-        offenders.extend(_judge(rule, attempts))
+            if rule.schema not in schemas:
+                offenders.append(f"{rule.role} on {rule.on}: schema {rule.schema} does not exist")
+                continue
+            if session is None:  # its login was refused: said once above
+                continue
+            if rule.is_schema:
+                attempts = _schema_attempts(session, rule)
+            else:
+                targets = _relations(conn, rule.schema, rule.relation)
+                if not targets:
+                    offenders.append(f"{rule.role} on {rule.on}: no table or view there to try")
+                    continue
+                attempts = _table_attempts(session, rule, targets)
+            tried += sum(a.outcome != "not applicable" for a in attempts)
+            skipped += sum(a.outcome == "not applicable" for a in attempts)
+            offenders.extend(_judge(rule, attempts))
+        how = sessions.summary()
     not_applicable = (
         f"; {skipped} did not apply (views no one can write through, materialized views)"
         if skipped
         else ""
     )
+    as_whom = f" ({how})" if how else ""
     return Check.of(
         "privileges.tried",
         offenders=list(dict.fromkeys(offenders)),
         ok=f"all {tried} operations tried as their roles were allowed or refused as planned"
-        + not_applicable,
+        + not_applicable
+        + as_whom,
         failed=f"{len(offenders)} of the planned privileges do not hold when tried "
-        f"({tried} operations tried{not_applicable})",
+        f"({tried} operations tried{not_applicable}){as_whom}",
     )

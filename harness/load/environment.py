@@ -89,7 +89,8 @@ def local_environment(
     """Start both systems on this machine, seed them, migrate the target; stop them after.
 
     ``legacy`` is the plan's own legacy database (a SQL dump or ``pg_dump`` archive,
-    as ``harness gate --legacy`` takes); None: the built-in one at ``scale``.
+    as ``harness gate --legacy`` takes); None: the plan's ``legacy``, or else the
+    built-in one at ``scale``.
     """
     from harness.cluster.local import LocalCluster, start_local_cluster
     from harness.cluster.pooling import DEFAULT_POOLERS
@@ -98,6 +99,7 @@ def local_environment(
     from harness.runner import Runner
 
     plan = load_plan(plan_dir)
+    legacy = legacy or plan.legacy
     # The target runs the PgBouncers the plan describes, as the gate does.
     poolers = plan.pgbouncer or DEFAULT_POOLERS
     _check_plan_numbers(config, writer=poolers.writer, reader=poolers.reader)

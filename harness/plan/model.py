@@ -12,6 +12,9 @@ Layout of a plan directory::
     description = "..."                      # optional
     database = "shop_production"             # optional: the database name the SQL uses
                                              # (ALTER DATABASE ...); the gate's copy gets it
+    legacy = "legacy.sql"                    # optional: the dump the plan is gated against
+                                             # (SQL, pg_dump -Fc or -Fd), relative to this
+                                             # file; --legacy overrides; default built-in
 
     [runner]                                 # optional; these are the defaults
     lock_timeout = "200ms"                   # per attempt: readers queue behind a waiting
@@ -104,6 +107,7 @@ _TOP_LEVEL = frozenset(
         "name",
         "description",
         "database",
+        "legacy",
         "runner",
         "layout",
         "privileges",
@@ -199,6 +203,7 @@ class Plan:
     keeps_roles: tuple[str, ...] = ()  # roles the rollback leaves behind on purpose
     compatibility_views: str = "warn"  # or "fail": code reaching tables only through them
     pgbouncer: Poolers | None = None  # None: the plan leaves the poolers at the defaults
+    legacy: Path | None = None  # the dump it is gated against; None: the built-in database
 
     def down_for(self, number: int) -> Step:
         return next(s for s in self.down if s.number == number)
@@ -474,4 +479,20 @@ def load_plan(directory: str | Path) -> Plan:
         ),
         compatibility_views=str(severity),
         pgbouncer=parse_pgbouncer(doc.get("pgbouncer"), toml_path=toml_path),
+        legacy=_legacy(doc.get("legacy"), directory=directory, toml_path=toml_path),
     )
+
+
+def _legacy(value: object, *, directory: Path, toml_path: Path) -> Path | None:
+    """The plan's own legacy database, relative to its directory: it travels with the plan."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise PlanError(f'{toml_path}: legacy = "dump.sql" names the plan\'s legacy dump')
+    path = directory / value
+    if not path.exists():
+        raise PlanError(
+            f"{toml_path}: legacy = {value!r}: no {path}; give a plain SQL dump, a pg_dump "
+            "-Fc file or a -Fd directory, relative to the plan's directory"
+        )
+    return path

@@ -85,6 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(f"--pg-plan {directory}: {exc}") from None
     config.stash[_PLAN] = plan
+    if plan.legacy is not None and not legacy:
+        # The plan's own dump seeds the fixtures' legacy database too, as --pg-legacy would.
+        config.option.pg_legacy = str(plan.legacy)
     if plan.pgbouncer is not None:
         config.stash[CLUSTER_POOLERS] = plan.pgbouncer
     config.stash[_REPORTS] = Path(config.getoption("--pg-reports"))

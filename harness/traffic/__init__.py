@@ -2,7 +2,7 @@
 
 from harness.traffic.checks import mask_written
 from harness.traffic.clients import Request, Timeline, Traffic
-from harness.traffic.logins import Logins, provision_logins, with_login
+from harness.traffic.logins import Logins, provision_logins
 from harness.traffic.run import TrafficOptions, TrafficRun, workload_of
 from harness.traffic.sampler import LockSampler, LockStats
 
@@ -17,6 +17,5 @@ __all__ = [
     "TrafficRun",
     "mask_written",
     "provision_logins",
-    "with_login",
     "workload_of",
 ]

@@ -33,29 +33,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from harness.cluster import Endpoints
 from harness.databases import connect
-from harness.dsn import redact
+from harness.dsn import redact, with_login
 from harness.errors import UsageError
 
-__all__ = ["GROUPS", "Logins", "provision_logins", "with_login"]
+__all__ = ["GROUPS", "Logins", "provision_logins"]
 
 GROUPS = {"read": "pgcutover_app_read", "write": "pgcutover_app_write"}
 _SCHEMAS = """
 SELECT nspname FROM pg_namespace
  WHERE nspname NOT IN ('information_schema', 'pgcutover') AND nspname NOT LIKE 'pg\\_%'
  ORDER BY 1"""
-
-
-def with_login(dsn: str, *, user: str, password: str | None) -> str:
-    """The same server and database, logged in as ``user``."""
-    params = {**conninfo_to_dict(dsn), "user": user}
-    params.pop("password", None)
-    if password is not None:
-        params["password"] = password
-    return make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None})
 
 
 @dataclass

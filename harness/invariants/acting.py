@@ -1,0 +1,201 @@
+"""Sessions that are a role: logged in as it where it can log in, ``SET ROLE`` where not.
+
+A privilege tried by a superuser that ``SET ROLE``\\ s misses what stands between
+the application and its data before any table is touched: the role's LOGIN
+attribute, CONNECT on the database, its own settings (``ALTER ROLE … SET
+default_transaction_read_only``), the pooler's user list. So a role that can log
+in is tried in a session logged in as itself, through the path the application
+uses (the PgBouncer writer where there is one); only a NOLOGIN role (a group the
+application's roles are members of), or one the harness has no way to log in as,
+is tried by ``SET LOCAL ROLE`` on the harness's own connection, and the check
+says which.
+
+Two things a probe needs cannot be done as the role itself, so the harness lends
+them through a schema of its own, created for the probes and dropped after them,
+whose two SECURITY DEFINER functions only the probed roles may call:
+
+- ``freeze_sequences()`` restarts every sequence at its own next value inside the
+  caller's transaction. ``ALTER SEQUENCE … RESTART`` is transactional (a new
+  relfilenode) and its lock makes other sessions' ``nextval`` wait, so the probes'
+  rollback leaves every sequence as it was, and no value another session took is
+  handed out again.
+- ``open_row(table, name)`` opens a cursor on one real row, so that UPDATE and
+  DELETE can touch that row (``WHERE CURRENT OF``) while asking for nothing but
+  their own privilege: the role needs no SELECT to be tried for UPDATE.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from harness.connections import Conn, connect, describe
+
+__all__ = ["Login", "LoginFor", "RoleSession", "RoleSessions"]
+
+
+@dataclass(frozen=True)
+class Login:
+    """How the harness logs in as a role: a DSN, and the path it takes, for messages."""
+
+    dsn: str
+    path: str  # "through the PgBouncer writer", "directly to the primary"
+
+
+LoginFor = Callable[[str], "Login | None"]
+
+_HELPER_FUNCTIONS = """
+CREATE FUNCTION {schema}.freeze_sequences() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s record;
+    last bigint;
+    called boolean;
+    following numeric;
+BEGIN
+    IF current_setting('transaction_read_only')::boolean THEN
+        RETURN;  -- nothing in it can draw from a sequence, nor restart one
+    END IF;
+    FOR s IN SELECT c.oid::regclass AS seq, q.seqincrement, q.seqmin, q.seqmax, q.seqstart
+               FROM pg_sequence q JOIN pg_class c ON c.oid = q.seqrelid
+              WHERE c.relpersistence <> 't' LOOP
+        -- From the sequence itself: pg_sequences.last_value is NULL after setval(s, n, false).
+        EXECUTE format('SELECT last_value, is_called FROM %s', s.seq) INTO last, called;
+        following := CASE WHEN called THEN last::numeric + s.seqincrement ELSE last END;
+        IF following NOT BETWEEN s.seqmin AND s.seqmax THEN
+            following := s.seqstart;
+        END IF;
+        EXECUTE format('ALTER SEQUENCE %s RESTART WITH %s', s.seq, following);
+    END LOOP;
+END $$;
+
+CREATE FUNCTION {schema}.open_row(target regclass, cursor_name text) RETURNS refcursor
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c refcursor := cursor_name;
+BEGIN
+    OPEN c FOR EXECUTE format('SELECT FROM %s', target);
+    RETURN c;
+END $$;
+"""
+
+_CURSOR = "pgcutover_probe_row"
+
+
+@dataclass
+class RoleSession:
+    """A connection that acts as ``role``; each :meth:`transaction` is rolled back."""
+
+    role: str
+    conn: Conn
+    helper: sql.Identifier
+    set_role: bool  # True: the harness's connection, SET LOCAL ROLE in each transaction
+    how: str  # for messages: "logged in through the PgBouncer writer", "SET ROLE (NOLOGIN)"
+
+    @contextmanager
+    def transaction(self, *, freeze_sequences: bool = True) -> Iterator[Conn]:
+        """One transaction as the role, always rolled back, sequences included."""
+        with self.conn.transaction(force_rollback=True):
+            if self.set_role:
+                self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.role)))
+            if freeze_sequences:
+                self.conn.execute(
+                    sql.SQL("SELECT {}.freeze_sequences()").format(self.helper), prepare=False
+                )
+            yield self.conn
+
+    def open_row(self, table: sql.Composable) -> sql.Identifier:
+        """A cursor on a real row of ``table`` (it must have one), fetched: WHERE CURRENT OF."""
+        self.conn.execute(
+            sql.SQL("SELECT {}.open_row({}::regclass, {})").format(
+                self.helper, sql.Literal(table.as_string(self.conn)), sql.Literal(_CURSOR)
+            ),
+            prepare=False,
+        )
+        cursor = sql.Identifier(_CURSOR)
+        self.conn.execute(sql.SQL("FETCH 1 FROM {}").format(cursor), prepare=False)
+        return cursor
+
+
+class RoleSessions:
+    """The sessions of a set of roles, and the helper schema they share, while open.
+
+    ``login`` says how to log in as a role (None: the harness cannot); ``admin`` is
+    the harness's own connection, which creates and drops the helper and is the
+    one that ``SET ROLE``\\ s for the rest.
+    """
+
+    def __init__(self, admin: Conn, login: LoginFor | None) -> None:
+        self.admin = admin
+        self.login = login
+        self.helper = sql.Identifier(f"pgcutover_probe_{secrets.token_hex(4)}")
+        self._stack = ExitStack()
+        self._sessions: dict[str, RoleSession] = {}
+        self.refused: dict[str, str] = {}  # role -> why it could not log in
+
+    def __enter__(self) -> RoleSessions:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self._stack.close()
+        finally:
+            self.admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(self.helper))
+
+    def open(self, roles: Collection[str]) -> None:
+        """Create the helper for ``roles``, then log each in (or note why it cannot)."""
+        if not roles:
+            return
+        with self.admin.transaction():
+            self.admin.execute(sql.SQL("CREATE SCHEMA {}").format(self.helper))
+            self.admin.execute(sql.SQL(_HELPER_FUNCTIONS).format(schema=self.helper))
+            names = sql.SQL(", ").join(sql.Identifier(r) for r in sorted(roles))
+            # Granted, not left to PUBLIC: a plan may revoke EXECUTE from PUBLIC by default.
+            self.admin.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(self.helper, names))
+            self.admin.execute(
+                sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}").format(
+                    self.helper, names
+                )
+            )
+        rows = self.admin.execute(
+            "SELECT rolname::text, rolcanlogin FROM pg_roles WHERE rolname = ANY(%s)",
+            (sorted(roles),),
+        ).fetchall()
+        can_login = {str(r[0]): bool(r[1]) for r in rows}
+        for role in sorted(roles):
+            self._open_one(role, can_login=can_login.get(role, False))
+
+    def _open_one(self, role: str, *, can_login: bool) -> None:
+        login = self.login(role) if self.login is not None and can_login else None
+        if login is None:
+            why = "NOLOGIN" if not can_login else "no login of it known to the harness"
+            self._sessions[role] = RoleSession(
+                role, self.admin, self.helper, set_role=True, how=f"SET ROLE ({why})"
+            )
+            return
+        try:
+            conn = self._stack.enter_context(
+                connect(login.dsn, application_name="pgcutover privileges", timeout=10)
+            )
+        except psycopg.Error as exc:
+            self.refused[role] = f"{role} cannot log in {login.path}: {describe(exc)}"
+            return
+        self._sessions[role] = RoleSession(
+            role, conn, self.helper, set_role=False, how=f"logged in {login.path}"
+        )
+
+    def get(self, role: str) -> RoleSession | None:
+        """The role's session; None when its login was refused (see :attr:`refused`)."""
+        return self._sessions.get(role)
+
+    def summary(self) -> str:
+        """Which roles logged in and which were SET ROLE, in a few words."""
+        by_how: dict[str, list[str]] = {}
+        for role, session in sorted(self._sessions.items()):
+            by_how.setdefault(session.how, []).append(role)
+        return "; ".join(f"{', '.join(roles)} {how}" for how, roles in sorted(by_how.items()))
