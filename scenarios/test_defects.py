@@ -31,6 +31,7 @@ UNMOVE = "down/002_move_tables.sql"
 GRANTS = "up/003_grant_privileges.sql"
 UNGRANT = "down/003_grant_privileges.sql"
 AUDIT = "up/004_audit.sql"
+CACHE = "up/005_cache.sql"
 PATH = "up/006_search_path.sql"
 STOCK_BODY = (
     "CREATE OR REPLACE FUNCTION public.variant_stock(product_id text) RETURNS bigint\n"
@@ -191,10 +192,22 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "a materialized view created WITH NO DATA and never refreshed",
+        "layout.as_planned",
+        "materialized view `cache.product_catalog` was never populated",
+        (Edit(CACHE, " GROUP BY p.id;", " GROUP BY p.id\nWITH NO DATA;"),),
+    ),
+    Defect(
         "an extra grant to PUBLIC",
         "privileges.granted",
         "`audit.audit_log`: PUBLIC, that is every role, was granted SELECT, which no rule",
         (Edit(AUDIT, None, "GRANT SELECT ON audit.audit_log TO PUBLIC;\n"),),
+    ),
+    Defect(
+        "a grant inside a schema the role is denied USAGE on",
+        "privileges.granted",
+        "`audit.audit_log`: kct_app was granted SELECT, which no rule of the plan allows",
+        (Edit(AUDIT, None, "GRANT SELECT ON ALL TABLES IN SCHEMA audit TO kct_app;\n"),),
     ),
     Defect(
         "a SECURITY DEFINER function left executable by every role",
@@ -242,6 +255,12 @@ HARMLESS = (
         ),
         down="ALTER TABLE audit.audit_log ALTER COLUMN actor DROP DEFAULT;\n"
         + STOCK_BODY.format(body="    " + STOCK),
+    ),
+    # A materialized view created empty, then filled before the step ends.
+    Edit(
+        CACHE,
+        " GROUP BY p.id;",
+        " GROUP BY p.id\nWITH NO DATA;\nREFRESH MATERIALIZED VIEW cache.product_catalog;",
     ),
     # A grant the plan allows (kct_readonly reads the audit trail), not one to PUBLIC.
     Edit(AUDIT, None, "GRANT SELECT ON audit.audit_log TO kct_readonly;\n"),

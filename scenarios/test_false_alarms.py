@@ -29,7 +29,7 @@ def store_template_name(cluster: Cluster) -> Iterator[str]:
     name = fresh_name("rental_store_template")
     dsn = create_database(cluster.endpoints.primary, name)
     try:
-        seed(dsn, legacy=STORE / "legacy.sql")
+        seed(dsn, legacy=STORE / "plan" / "legacy.sql")
         yield name
     finally:
         drop_database(cluster.endpoints.primary, name)

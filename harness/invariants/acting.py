@@ -19,9 +19,11 @@ whose two SECURITY DEFINER functions only the probed roles may call:
   relfilenode) and its lock makes other sessions' ``nextval`` wait, so the probes'
   rollback leaves every sequence as it was, and no value another session took is
   handed out again.
-- ``open_row(table, name)`` opens a cursor on one real row, so that UPDATE and
-  DELETE can touch that row (``WHERE CURRENT OF``) while asking for nothing but
-  their own privilege: the role needs no SELECT to be tried for UPDATE.
+- ``open_row(table, name, column)`` opens a cursor on one real row, so that UPDATE
+  and DELETE can touch that row (``WHERE CURRENT OF``) while asking for nothing
+  but their own privilege: the role needs no SELECT to be tried for UPDATE. With
+  a column, the row's value of it comes along, so that the UPDATE can set it to
+  what it already is: every trigger fires and no constraint can object.
 """
 
 from __future__ import annotations
@@ -74,12 +76,17 @@ BEGIN
     END LOOP;
 END $$;
 
-CREATE FUNCTION {schema}.open_row(target regclass, cursor_name text) RETURNS refcursor
+CREATE FUNCTION {schema}.open_row(target regclass, cursor_name text, col name)
+RETURNS refcursor
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     c refcursor := cursor_name;
 BEGIN
-    OPEN c FOR EXECUTE format('SELECT FROM %s', target);
+    IF col IS NULL THEN
+        OPEN c FOR EXECUTE format('SELECT FROM %s', target);
+    ELSE
+        OPEN c FOR EXECUTE format('SELECT %I::text FROM %s', col, target);
+    END IF;
     RETURN c;
 END $$;
 """
@@ -109,17 +116,25 @@ class RoleSession:
                 )
             yield self.conn
 
-    def open_row(self, table: sql.Composable) -> sql.Identifier:
-        """A cursor on a real row of ``table`` (it must have one), fetched: WHERE CURRENT OF."""
+    def open_row(
+        self, table: sql.Composable, column: str | None = None
+    ) -> tuple[sql.Identifier, str | None]:
+        """A cursor on a real row of ``table`` (it must have one), fetched, for WHERE
+        CURRENT OF; and that row's ``column`` as text (None without one, or for NULL)."""
         self.conn.execute(
-            sql.SQL("SELECT {}.open_row({}::regclass, {})").format(
-                self.helper, sql.Literal(table.as_string(self.conn)), sql.Literal(_CURSOR)
+            sql.SQL("SELECT {}.open_row({}::regclass, {}, {})").format(
+                self.helper,
+                sql.Literal(table.as_string(self.conn)),
+                sql.Literal(_CURSOR),
+                sql.Literal(column),
             ),
             prepare=False,
         )
         cursor = sql.Identifier(_CURSOR)
-        self.conn.execute(sql.SQL("FETCH 1 FROM {}").format(cursor), prepare=False)
-        return cursor
+        row = self.conn.execute(sql.SQL("FETCH 1 FROM {}").format(cursor), prepare=False)
+        fetched = row.fetchone()
+        value = fetched[0] if fetched and column is not None else None
+        return cursor, None if value is None else str(value)
 
 
 class RoleSessions:

@@ -13,7 +13,9 @@ from the catalog and each grant is held against the plan:
 - a plan role may hold, on an object its ``[[privileges]]`` rules cover, what
   those rules allow (what they deny is left to the probes, which try it); on
   any other object, what its rules allow it anywhere (a role allowed only SELECT
-  gains nothing else; sequences follow the writes that need them);
+  gains nothing else; sequences follow the writes that need them), except in a
+  schema the plan denies it USAGE on: there it is to hold nothing, since the
+  grant waits only for someone to grant USAGE;
 - PUBLIC, any other role, and grant options are findings; so is the default EXECUTE
   for PUBLIC on a new SECURITY DEFINER function, which runs with its owner's rights.
 """
@@ -90,10 +92,20 @@ class _Allowance:
             op for r in self.rules if r.role == role and r.is_schema == schemas for op in r.allow
         }
 
+    def shut_out(self, role: str, schema: str) -> bool:
+        """The plan denies ``role`` USAGE on ``schema``: it is to reach nothing inside."""
+        return any(
+            r.role == role and r.is_schema and r.on == schema and "USAGE" in r.deny
+            for r in self.rules
+        )
+
     def allows(self, grant: Grant, obj: _Object) -> bool:
         role, privilege = grant.grantee, grant.privilege
         if obj.kind in ("function", "type"):
             return True
+        if obj.kind != "schema" and self.shut_out(role, obj.schema):
+            # Dormant while USAGE is denied, live the day someone grants it.
+            return False
         if obj.kind == "sequence":
             table_ops = self.anywhere(role, schemas=False)
             needed = _WRITES if privilege in ("USAGE", "UPDATE") else TABLE_OPS

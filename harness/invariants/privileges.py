@@ -9,9 +9,10 @@ every operation is really run, in a session that is the role (logged in as it
 where it can log in: see harness.invariants.acting), inside a transaction that
 is rolled back:
 
-- INSERT inserts a row of defaults; UPDATE sets a real column of a real row and
-  DELETE deletes a real row, both through a cursor (``WHERE CURRENT OF``) the
-  harness opens for the role, so the probe asks for exactly what it names. A view
+- INSERT inserts a row of defaults; UPDATE sets a real column of a real row to
+  the value it has (every trigger fires, no constraint objects) and DELETE
+  deletes a real row, both through a cursor (``WHERE CURRENT OF``) the harness
+  opens for the role, so the probe asks for exactly what it names. A view
   cannot be written through a cursor (PostgreSQL 15: "WHERE CURRENT OF on a view
   is not implemented"), nor an empty table: there the statement matches no row,
   and still passes every privilege check the executor makes at its start.
@@ -133,15 +134,20 @@ def _probe(session: RoleSession, op: str, target: Target) -> sql.Composed:
     if op == "INSERT":
         # A real insert, so that defaults run: nextval() needs USAGE on the sequence.
         return sql.SQL("INSERT INTO {} DEFAULT VALUES").format(table)
-    if target.kind in ("r", "p") and target.has_row:
-        where: sql.Composable = sql.SQL("CURRENT OF {}").format(session.open_row(table))
-    else:
-        where = sql.SQL("false")
+    if not (target.kind in ("r", "p") and target.has_row):
+        if op == "UPDATE":
+            column = sql.Identifier(target.column or "")
+            return sql.SQL("UPDATE {} SET {} = DEFAULT WHERE false").format(table, column)
+        return sql.SQL("DELETE FROM {} WHERE false").format(table)
     if op == "UPDATE":
-        column = sql.Identifier(target.column or "")
-        return sql.SQL("UPDATE {} SET {} = DEFAULT WHERE {}").format(table, column, where)
+        # The row's own value: triggers fire, and no key, check or unique index objects.
+        cursor, value = session.open_row(table, target.column)
+        return sql.SQL("UPDATE {} SET {} = {} WHERE CURRENT OF {}").format(
+            table, sql.Identifier(target.column or ""), sql.Literal(value), cursor
+        )
     if op == "DELETE":
-        return sql.SQL("DELETE FROM {} WHERE {}").format(table, where)
+        cursor, _ = session.open_row(table)
+        return sql.SQL("DELETE FROM {} WHERE CURRENT OF {}").format(table, cursor)
     raise ValueError(op)
 
 

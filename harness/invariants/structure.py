@@ -96,10 +96,23 @@ def check_layout(layout: Layout, after: Fingerprint, conn: Conn) -> Check:
     for table in layout.new_tables:
         if table not in after.tables:
             offenders.append(f"new table `{table}` does not exist")
+    unpopulated = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT format('%s.%s', n.nspname, c.relname) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'm' AND NOT c.relispopulated"
+        ).fetchall()
+    }
     for view in layout.materialized_views:
         relation = after.views.get(view)
         if relation is None or relation.kind != "m":
             offenders.append(f"materialized view `{view}` does not exist")
+        elif view in unpopulated:
+            offenders.append(
+                f"materialized view `{view}` was never populated (WITH NO DATA and no REFRESH): "
+                "every read of it fails until a REFRESH MATERIALIZED VIEW"
+            )
     existing = {str(r[0]) for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
     for role in layout.roles:
         if role not in existing:
