@@ -262,6 +262,13 @@ HARMLESS = (
         " GROUP BY p.id;",
         " GROUP BY p.id\nWITH NO DATA;\nREFRESH MATERIALIZED VIEW cache.product_catalog;",
     ),
+    # An index built without blocking writes: a step that cannot be one transaction.
+    *_step(
+        8,
+        "index",
+        up="CREATE INDEX CONCURRENTLY orders_placed_at_idx ON tenant_kct.orders (placed_at);\n",
+        down="DROP INDEX CONCURRENTLY tenant_kct.orders_placed_at_idx;\n",
+    ),
     # A grant the plan allows (kct_readonly reads the audit trail), not one to PUBLIC.
     Edit(AUDIT, None, "GRANT SELECT ON audit.audit_log TO kct_readonly;\n"),
     # A search_path reordered, nothing left out.

@@ -274,3 +274,30 @@ def test_a_statement_with_run_time_values_but_no_role_in_it_is_known() -> None:
     assert found.unknown == (
         "EXECUTE format('CREATE ROLE %I', current_user || '_app') builds its statement at run time",
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("CREATE INDEX CONCURRENTLY i ON t (a)", "CREATE INDEX CONCURRENTLY"),
+        (
+            "create unique index concurrently if not exists i on s.t (a)",
+            "CREATE INDEX CONCURRENTLY",
+        ),
+        ("DROP INDEX CONCURRENTLY IF EXISTS s.i", "DROP INDEX CONCURRENTLY"),
+        ("REINDEX INDEX CONCURRENTLY s.i", "REINDEX CONCURRENTLY"),
+        ("VACUUM (ANALYZE) t", "VACUUM"),
+        ("ALTER SYSTEM SET work_mem = '8MB'", "ALTER SYSTEM"),
+        ("CREATE DATABASE shop", "CREATE DATABASE"),
+        ("CREATE INDEX i ON t (a)", None),
+        ("ANALYZE t", None),
+        ("REINDEX INDEX s.i", None),
+        ("DROP INDEX s.i", None),
+        ("CLUSTER t USING i", None),
+        ("SELECT 'CREATE INDEX CONCURRENTLY i ON t (a)'", None),
+        ("CREATE INDEX CONCURRENTLY ON", None),  # a syntax error: the server names it
+    ],
+)
+def test_statements_that_refuse_a_transaction_block(text: str, why: str | None) -> None:
+    (statement,) = split_statements(text)
+    assert statement.outside_transaction == why

@@ -143,6 +143,14 @@ class Step:
         """Split once: the runner asks again on every lock-timeout retry."""
         return split_statements(self.sql)
 
+    @functools.cached_property
+    def outside_transaction(self) -> str | None:
+        """Why the step cannot be one transaction (``CREATE INDEX CONCURRENTLY``…), if so:
+        the runner then commits each statement on its own."""
+        return next(
+            (why for s in self.statements if (why := s.outside_transaction) is not None), None
+        )
+
 
 @dataclass(frozen=True)
 class PrivilegeRule:

@@ -41,6 +41,20 @@ class Statement:
         return text if len(text) <= 100 else text[:99] + "…"
 
     @property
+    def outside_transaction(self) -> str | None:
+        """What PostgreSQL refuses to run in a transaction block (SQLSTATE 25001), if this is."""
+        try:
+            tree = json.loads(parser.parse_sql_json(self.text))
+        except parser.ParseError:
+            return None  # sent as it is: the server names the syntax error
+        for entry in tree.get("stmts", []):
+            for kind, node in entry.get("stmt", {}).items():
+                why = _outside_transaction(kind, node)
+                if why is not None:
+                    return why
+        return None
+
+    @property
     def first_words(self) -> str:
         """The statement's opening keywords, upper-case, comments left out."""
         words = []
@@ -54,6 +68,33 @@ class Statement:
             if len(words) == 3:
                 break
         return " ".join(words)
+
+
+_ALWAYS_OUTSIDE = {
+    "AlterSystemStmt": "ALTER SYSTEM",
+    "CreatedbStmt": "CREATE DATABASE",
+    "DropdbStmt": "DROP DATABASE",
+    "CreateTableSpaceStmt": "CREATE TABLESPACE",
+    "DropTableSpaceStmt": "DROP TABLESPACE",
+}
+
+
+def _outside_transaction(kind: str, node: dict[str, Any]) -> str | None:
+    if kind in _ALWAYS_OUTSIDE:
+        return _ALWAYS_OUTSIDE[kind]
+    if kind == "IndexStmt" and node.get("concurrent"):
+        return "CREATE INDEX CONCURRENTLY"
+    if kind == "DropStmt" and node.get("concurrent"):
+        return "DROP INDEX CONCURRENTLY"
+    if kind == "ReindexStmt" and any(
+        p.get("DefElem", {}).get("defname") == "concurrently" for p in node.get("params", [])
+    ):
+        return "REINDEX CONCURRENTLY"
+    if kind == "VacuumStmt" and node.get("is_vacuumcmd"):
+        return "VACUUM"
+    if kind == "ClusterStmt" and "relation" not in node:
+        return "CLUSTER of every table"
+    return None
 
 
 def _tokens(text: str) -> list[parser.Token]:

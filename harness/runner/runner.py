@@ -223,6 +223,8 @@ class Runner:
             yield
 
     def _run(self, step: Step, *, ledger: Callable[[int], None]) -> StepOutcome:
+        if step.outside_transaction is not None:
+            return self._run_each(step, ledger=ledger)
         outcome = StepOutcome(step=step, applied=False)
         started = time.perf_counter()
         watch: BlockerWatch | None = None
@@ -265,6 +267,59 @@ class Runner:
         finally:
             if watch is not None:
                 watch.stop()
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _run_each(self, step: Step, *, ledger: Callable[[int], None]) -> StepOutcome:
+        """A step PostgreSQL will not run as one transaction: each statement commits alone.
+
+        ``CREATE INDEX CONCURRENTLY`` and its kind refuse a transaction block, and a
+        zero-downtime plan needs them. The step's settings hold for the session while
+        it runs. A failure cannot be rolled back: the statements before it stay
+        applied, so the step ends there (in salvage mode the rest are tried too), is
+        not recorded, and its error says so. A lock timeout is not retried: a
+        concurrent index build that times out part way leaves an invalid index behind.
+        """
+        outcome = StepOutcome(step=step, applied=False, attempts=1)
+        started = time.perf_counter()
+        self.conn.execute(
+            "SELECT set_config('lock_timeout', %s, false),"
+            " set_config('statement_timeout', %s, false),"
+            " set_config('application_name', %s, false)",
+            (
+                self.plan.runner.lock_timeout,
+                self.plan.runner.statement_timeout,
+                step_application_name(plan=self.plan.name, label=step.label),
+            ),
+        )
+        done = 0
+        try:
+            for statement in step.statements:
+                try:
+                    self.conn.execute(statement.text, prepare=False)
+                    done += 1
+                except psycopg.Error as exc:
+                    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+                        raise InfrastructureError(
+                            f"{step.label}: lost the connection at line {statement.line} "
+                            f"({redact(str(exc)).strip()}); the {done} statements before it "
+                            "were applied, each on its own (the step runs outside a "
+                            f"transaction: {step.outside_transaction})"
+                        ) from None
+                    error = _error(step, statement, exc)
+                    kept = (
+                        f" (outside a transaction, for {step.outside_transaction}: the {done} "
+                        "statement(s) before it stay applied)"
+                    )
+                    outcome.errors.append(replace(error, message=error.message + kept))
+                    if not self.salvage:
+                        break
+        finally:
+            self.conn.execute("RESET lock_timeout; RESET statement_timeout; RESET application_name")
+        if not outcome.errors or self.salvage:
+            ledger(int((time.perf_counter() - started) * 1000))
+        outcome.applied = not outcome.errors
+        outcome.salvaged = bool(outcome.errors) and self.salvage
         outcome.seconds = time.perf_counter() - started
         return outcome
 
