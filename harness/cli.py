@@ -183,7 +183,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         network=docker.get("network"),
     ) as cluster:
         progress(f"seeding the legacy database (scale {args.scale})")
-        report = seed(cluster.endpoints.primary, scale=args.scale, legacy=args.legacy)
+        report = seed(
+            cluster.endpoints.primary, scale=args.scale, legacy=args.legacy, create_roles=True
+        )
         progress(f"seeded {sum(report.rows.values()):,} rows in {report.seconds:.2f} sec")
         cluster.wait_for_replica()
         for key, value in cluster.endpoints.as_env().items():

@@ -504,7 +504,13 @@ def run_gate(
         endpoints = cluster.endpoints.for_database(name)
         try:
             progress(f"seeding the legacy database (scale {scale})")
-            seed(endpoints.primary, scale=scale, legacy=legacy or plan.legacy, progress=progress)
+            seed(
+                endpoints.primary,
+                scale=scale,
+                legacy=legacy or plan.legacy,
+                progress=progress,
+                create_roles=True,
+            )
             cluster.allow_users(plan.layout.roles)
             gate_database(
                 plan,
@@ -516,7 +522,8 @@ def run_gate(
                 progress=progress,
                 report=report,
                 backup_dir=backup_dir or Path(scratch),
-                existed_roles=roles_before,
+                # The roles seeding made for the dump existed before the plan ran.
+                existed_roles=_roles(cluster.endpoints.primary),
                 login=cluster_login(cluster, endpoints),
                 traffic=TrafficOptions(
                     clients=traffic_clients,

@@ -194,6 +194,51 @@ def test_a_broken_sql_file_names_its_error_and_leaves_the_database_empty(
         assert scalar(conn, _TABLE_COUNT) == 0
 
 
+_OWNED_DUMP = """
+CREATE TABLE public.shop_items (id int PRIMARY KEY, name text NOT NULL);
+ALTER TABLE public.shop_items OWNER TO pgcutover_test_owner;
+GRANT SELECT ON public.shop_items TO pgcutover_test_reader;
+INSERT INTO public.shop_items VALUES (1, 'lamp');
+"""
+
+
+def test_roles_a_dump_names_are_created_where_the_harness_runs_the_server(
+    empty_dsn: str, tmp_path: Path
+) -> None:
+    """A dump of one database names its cluster's roles (owner, grantees) without creating
+    them. Where the harness set the server up, it creates them, and the database keeps
+    its owner and grants as dumped; elsewhere the error says what to do."""
+    dump = tmp_path / "owned.sql"
+    dump.write_text(_OWNED_DUMP)
+    with pytest.raises(UsageError) as info:
+        seed(empty_dsn, legacy=dump)
+    assert 'role "pgcutover_test_owner" does not exist' in str(info.value)
+    assert "--no-owner --no-privileges" in str(info.value)
+
+    said: list[str] = []
+    try:
+        report = seed(empty_dsn, legacy=dump, create_roles=True, progress=said.append)
+        with connect(empty_dsn) as conn:
+            owner = scalar(conn, "SELECT tableowner FROM pg_tables WHERE tablename = 'shop_items'")
+            readable = scalar(
+                conn, "SELECT has_table_privilege('pgcutover_test_reader', 'shop_items', 'SELECT')"
+            )
+            logins = scalar(
+                conn,
+                "SELECT count(*) FROM pg_roles WHERE rolcanlogin"
+                " AND rolname IN ('pgcutover_test_owner', 'pgcutover_test_reader')",
+            )
+    finally:
+        with connect(empty_dsn) as conn:
+            conn.execute("DROP TABLE IF EXISTS public.shop_items")
+            conn.execute("DROP ROLE IF EXISTS pgcutover_test_owner, pgcutover_test_reader")
+    assert report.rows == {"shop_items": 1}
+    assert (owner, readable, logins) == ("pgcutover_test_owner", True, 0)
+    assert any(
+        "created pgcutover_test_owner, pgcutover_test_reader (NOLOGIN)" in m for m in said
+    ), said
+
+
 def test_a_truncated_archive_names_pg_restores_error(
     empty_dsn: str, restore_dsn: str, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ would either fail halfway through or, worse, mix two data sets silently.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from harness.cluster.binaries import PgBinaries, find_binaries
-from harness.connections import Conn, connect_primary
+from harness.connections import Conn, connect, connect_primary
 from harness.dsn import child_env, redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.legacy.data import LEGACY_COUNTS, counts, generate
@@ -92,6 +93,7 @@ def seed(
     legacy: Path | None = None,
     pg_bin: PgBinaries | None = None,
     progress: Progress | None = None,
+    create_roles: bool = False,
 ) -> SeedReport:
     """Load the legacy database into the empty database at ``dsn``.
 
@@ -99,6 +101,11 @@ def seed(
     row counts; with it, that plain SQL dump or ``pg_dump`` archive (``scale``
     is then ignored). Raises :class:`UsageError` for input that cannot be used
     and :class:`InfrastructureError` for a server or program that does not work.
+
+    ``create_roles``: a dump of one database names roles (owners, grantees) that
+    live in its cluster, not in the dump; on a cluster the harness set up for
+    the run, each such role is created (NOLOGIN) and the load tried again, so the
+    database keeps its owners and grants as dumped.
     """
     say: Progress = progress or (lambda _message: None)
     started = time.perf_counter()
@@ -118,7 +125,19 @@ def seed(
             else:
                 source = str(legacy)
                 say(f"loading {legacy} ({kind}) into {database}")
-                _load_dump(dsn, legacy, kind=kind, database=database, pg_bin=pg_bin)
+                created = _load_dump(
+                    dsn,
+                    legacy,
+                    kind=kind,
+                    database=database,
+                    pg_bin=pg_bin,
+                    create_roles=create_roles,
+                )
+                if created:
+                    say(
+                        f"the dump names roles the server lacked: created {', '.join(created)} "
+                        "(NOLOGIN), so that it loads with its owners and grants"
+                    )
                 say(f"analyzing {database}")
                 conn.execute("ANALYZE")
             rows = _count_rows(conn)
@@ -268,18 +287,48 @@ def _dump_kind(path: Path) -> str:
     return "plain SQL"
 
 
+# A dump names a handful of roles at most; past this many, something else is wrong.
+_MAX_ROLES = 32
+_MISSING_ROLE = re.compile(r'role "(.+?)" does not exist')
+
+
 def _load_dump(
-    dsn: str, path: Path, *, kind: str, database: str, pg_bin: PgBinaries | None
-) -> None:
+    dsn: str,
+    path: Path,
+    *,
+    kind: str,
+    database: str,
+    pg_bin: PgBinaries | None,
+    create_roles: bool,
+) -> list[str]:
+    """Load ``path``; the roles created for it (see :func:`seed`)."""
+    created: list[str] = []
+    while True:
+        failure = _try_load(dsn, path, kind=kind, pg_bin=pg_bin)
+        if failure is None:
+            return created
+        missing = _MISSING_ROLE.search(failure[1])
+        role = missing.group(1) if missing is not None else None
+        # A role created and still missing is not ours to mend.
+        if not create_roles or role is None or role in created or len(created) >= _MAX_ROLES:
+            raise _load_failed(path, kind=kind, database=database, failure=failure)
+        with connect(dsn) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        created.append(role)
+
+
+def _try_load(
+    dsn: str, path: Path, *, kind: str, pg_bin: PgBinaries | None
+) -> tuple[int, str] | None:
+    """psql or pg_restore, in one transaction: None when it loaded, else its exit code
+    and error output."""
     bins = pg_bin or find_binaries()
     conninfo, env = child_env(dsn)
     # -w: never prompt for a password; nobody is there to answer, the run would hang.
     if kind == "plain SQL":
-        program = "psql"
         argv = [bins.path("psql"), "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1",
                 "--single-transaction", "-d", conninfo, "-f", str(path)]  # fmt: skip
     else:
-        program = "pg_restore"
         argv = [bins.path("pg_restore"), "-w", "--no-owner", "--exit-on-error",
                 "--single-transaction", "-d", conninfo, str(path)]  # fmt: skip
     try:
@@ -292,12 +341,17 @@ def _load_dump(
             "or pass --pg-bin DIR"
         ) from None
     if done.returncode == 0:
-        return
-    stderr = redact(done.stderr.decode("utf-8", "replace"))
+        return None
+    return done.returncode, redact(done.stderr.decode("utf-8", "replace"))
+
+
+def _load_failed(path: Path, *, kind: str, database: str, failure: tuple[int, str]) -> UsageError:
+    code, stderr = failure
+    program = "psql" if kind == "plain SQL" else "pg_restore"
     tail = "\n".join(stderr.strip().splitlines()[-_STDERR_LINES:]) or "(no error output)"
-    raise UsageError(
-        f"loading {path} into {database} failed: {program} exited with {done.returncode} and "
-        f"rolled back, the database is still empty; {_hint(stderr)}\n"
+    return UsageError(
+        f"loading {path} into {database} failed: {program} exited with {code} and rolled "
+        f"back, the database is still empty; {_hint(stderr)}\n"
         f"--- last lines from {program} ---\n{tail}"
     )
 
@@ -317,7 +371,8 @@ def _hint(stderr: str) -> str:
         )
     if "role" in stderr and "does not exist" in stderr:
         return (
-            "the dump names roles this cluster lacks; create them first "
-            "or dump again with --no-owner --no-privileges"
+            "the dump names roles this server lacks; create them first (harness gate and "
+            "harness up create them on the servers they start) or dump again with "
+            "--no-owner --no-privileges"
         )
     return "fix the statement named below, or make the dump again with pg_dump"

@@ -113,7 +113,7 @@ def local_environment(
             pg_bin=pg_bin, dbname=dbname, max_connections=config.baseline.max_connections
         )
         stack.callback(baseline.stop)
-        seed(baseline.endpoints.primary, scale=scale, legacy=legacy)
+        seed(baseline.endpoints.primary, scale=scale, legacy=legacy, create_roles=True)
         # The retailer has no replica and no pooler today: they must not run beside it.
         for bouncer in baseline.bouncers.values():
             bouncer.stop()
@@ -131,7 +131,7 @@ def local_environment(
             poolers=poolers,
         )
         stack.callback(target.stop)
-        seed(target.endpoints.primary, scale=scale, legacy=legacy)
+        seed(target.endpoints.primary, scale=scale, legacy=legacy, create_roles=True)
         progress(f"migrating the target with plan {plan.name!r}")
         with Runner(plan, target.endpoints.primary) as runner:
             runner.migrate()

@@ -67,6 +67,7 @@ def legacy_template_name(request: pytest.FixtureRequest, cluster: Cluster) -> st
         scale=request.config.getoption("--pg-scale"),
         legacy=Path(legacy) if legacy else None,
         pg_bin=None,
+        create_roles=True,
     )
     cluster.wait_for_replica()
     return TEMPLATE
