@@ -180,6 +180,19 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "a column added NOT NULL, its backfill default dropped after",
+        "tables.intact",
+        "`tenant_kct.orders`: column channel was added NOT NULL without a default, so every "
+        "INSERT that leaves it out",
+        _step(
+            7,
+            "channel",
+            up="ALTER TABLE tenant_kct.orders ADD COLUMN channel text NOT NULL DEFAULT 'web';\n"
+            "ALTER TABLE tenant_kct.orders ALTER COLUMN channel DROP DEFAULT;\n",
+            down="ALTER TABLE tenant_kct.orders DROP COLUMN channel;\n",
+        ),
+    ),
+    Defect(
         "a changed column default",
         "tables.intact",
         "`tenant_kct.orders`: column currency changed from character(3) NOT NULL DEFAULT "
@@ -268,6 +281,15 @@ HARMLESS = (
         "index",
         up="CREATE INDEX CONCURRENTLY orders_placed_at_idx ON tenant_kct.orders (placed_at);\n",
         down="DROP INDEX CONCURRENTLY tenant_kct.orders_placed_at_idx;\n",
+    ),
+    # Columns added that today's INSERTs need not name: nullable, and NOT NULL with a default.
+    *_step(
+        9,
+        "columns",
+        up="ALTER TABLE tenant_kct.orders ADD COLUMN gift_note text;\n"
+        "ALTER TABLE tenant_shared.products ADD COLUMN featured boolean NOT NULL DEFAULT false;\n",
+        down="ALTER TABLE tenant_shared.products DROP COLUMN featured;\n"
+        "ALTER TABLE tenant_kct.orders DROP COLUMN gift_note;\n",
     ),
     # A grant the plan allows (kct_readonly reads the audit trail), not one to PUBLIC.
     Edit(AUDIT, None, "GRANT SELECT ON audit.audit_log TO kct_readonly;\n"),

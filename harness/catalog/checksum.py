@@ -117,19 +117,30 @@ def run(
     return int(row[0]), str(row[1])
 
 
-def table_checksum(conn: psycopg.Connection[Any], *, schema: str, table: str) -> DataChecksum:
+def table_checksum(
+    conn: psycopg.Connection[Any],
+    *,
+    schema: str,
+    table: str,
+    only: Sequence[str] | None = None,
+) -> DataChecksum:
     """Checksum one table on its own, e.g. to compare it on the primary and a replica.
 
-    Equal to the ``rows``/``checksum`` a fingerprint records for it. Runs in a
-    transaction (a savepoint if one is open) that it rolls back, so the settings
-    it pins do not outlive the call; in an open REPEATABLE READ transaction it
-    sees that transaction's snapshot.
+    Equal to the ``rows``/``checksum`` a fingerprint records for it; with ``only``,
+    to what it recorded when the table had just those columns, in that order (a
+    column added since leaves the old ones comparable). Runs in a transaction (a
+    savepoint if one is open) that it rolls back, so the settings it pins do not
+    outlive the call; in an open REPEATABLE READ transaction it sees that
+    transaction's snapshot.
     """
     params = {"schema": schema, "table": table, "native": list(NATIVE_HASH_TYPES)}
     with conn.transaction(force_rollback=True), conn.cursor() as cur:
         cur.execute(SESSION)
         cur.execute(_COLUMNS, params)
-        columns = [(name, bool(native)) for name, native in cur.fetchall()]
+        columns = [(str(name), bool(native)) for name, native in cur.fetchall()]
+        if only is not None:
+            native = dict(columns)
+            columns = [(name, native[name]) for name in only if name in native]
         rows, digest = run(cur, schema=schema, table=table, columns=columns)
     return DataChecksum(rows, digest)
 

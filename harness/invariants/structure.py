@@ -16,6 +16,7 @@ from pglast import keywords
 from psycopg import sql
 
 from harness.catalog import Fingerprint, Relation, diff
+from harness.catalog.checksum import table_checksum
 from harness.connections import Conn
 from harness.invariants.result import Check
 from harness.plan import Layout, split_name
@@ -127,7 +128,21 @@ def check_layout(layout: Layout, after: Fingerprint, conn: Conn) -> Check:
     )
 
 
-def check_data(layout: Layout, before: Fingerprint, after: Fingerprint) -> Check:
+def _same_old_columns(conn: Conn | None, was: Relation, now: Relation) -> bool:
+    """A table that only gained columns: are the columns it had unchanged?"""
+    old = [c.name for c in was.columns]
+    if conn is None or not set(old) < {c.name for c in now.columns}:
+        return False
+    again = table_checksum(conn, schema=now.schema, table=now.name, only=old)
+    return (again.rows, again.digest) == (was.rows, was.checksum)
+
+
+def check_data(
+    layout: Layout, before: Fingerprint, after: Fingerprint, conn: Conn | None = None
+) -> Check:
+    """Every row of every table, by count and checksum. With ``conn`` (the database
+    ``after`` was read from, unchanged since), a table that gained columns is
+    compared on the columns it had."""
     offenders = []
     for qualified, table in sorted(before.tables.items()):
         now = after.tables.get(_counterpart(layout, before, after, qualified))
@@ -139,7 +154,7 @@ def check_data(layout: Layout, before: Fingerprint, after: Fingerprint) -> Check
                 if table.rows is not None and now.rows is not None
                 else f"`{now.qualified}`: row count not comparable"
             )
-        elif table.checksum != now.checksum:
+        elif table.checksum != now.checksum and not _same_old_columns(conn, table, now):
             same = f"{table.rows:,} row{'s' if table.rows != 1 else ''}"
             offenders.append(f"`{now.qualified}`: same {same}, but their contents changed")
     rows = sum(t.rows or 0 for t in before.tables.values())
@@ -260,10 +275,12 @@ def _parts(table: Relation, renames: Mapping[str, str]) -> dict[str, str]:
 def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -> Check:
     """Every table, listed or not, kept its parts, their definitions and states.
 
-    Parts may be added (a plan adds an audit trigger or an index); none may go or
-    change. A table the layout does not list that is gone or moved is named too.
+    Parts may be added (a plan adds an audit trigger, an index, a column today's
+    INSERTs need not name); none may go or change. A column added NOT NULL without
+    a default breaks every INSERT that leaves it out. A table the layout does not
+    list that is gone or moved is named too.
     """
-    offenders = []
+    offenders, added = [], []
     renames = _renames(before, after)
     for qualified in sorted(before.tables):
         target = _counterpart(layout, before, after, qualified)
@@ -275,18 +292,32 @@ def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -
         now = _parts(after.tables[target], renames)
         for key in sorted(was.keys() - now.keys()):
             offenders.append(f"`{target}`: {key} is gone")
-        for key in sorted(now.keys() - was.keys()):
-            if key.startswith("column"):
-                offenders.append(f"`{target}`: {key} was added")
+        for column in after.tables[target].columns:
+            if f"column {column.name}" in was:
+                continue
+            if (
+                column.not_null
+                and column.default is None
+                and not (column.identity or column.generated)
+            ):
+                offenders.append(
+                    f"`{target}`: column {column.name} was added NOT NULL without a default, "
+                    "so every INSERT that leaves it out (all of today's) fails"
+                )
+            else:
+                added.append(f"`{target}`.{column.name}")
         for key in sorted(was.keys() & now.keys()):
             if was[key] != now[key]:
                 offenders.append(f"`{target}`: {key} changed from {was[key]} to {now[key]}")
+    gained = (
+        f"; columns added that today's writes need not name: {', '.join(added)}" if added else ""
+    )
     return Check.of(
         "tables.intact",
         offenders=offenders,
         ok=f"all {len(before.tables)} tables kept their columns (types, defaults, identity, "
         "collations), constraints, indexes, triggers (and whether they fire), policies, "
-        "owners and options",
+        f"owners and options{gained}",
         failed="tables lost or changed columns, constraints, indexes, triggers, policies, "
         "owners or options",
     )
