@@ -272,6 +272,36 @@ def _parts(table: Relation, renames: Mapping[str, str]) -> dict[str, str]:
     return parts
 
 
+_INTEGERS = ("smallint", "integer", "bigint")
+_SIZED = re.compile(r"^(character varying|numeric)(?:\((\d+)(?:,(\d+))?\))?(\[\])?(.*)$")
+
+
+def _widened(was: str, now: str) -> bool:
+    """A column definition whose type only grew: every value it held fits as it was.
+
+    varchar(n) to a longer varchar or to text, numeric(p,s) to more digits of the
+    same scale or to numeric, smallint to integer to bigint; the rest of the
+    definition (NOT NULL, default, collation) unchanged.
+    """
+    old_type, _, old_rest = was.partition(" ")
+    new_type, _, new_rest = now.partition(" ")
+    if old_type in _INTEGERS and new_type in _INTEGERS:
+        return old_rest == new_rest and _INTEGERS.index(new_type) > _INTEGERS.index(old_type)
+    m, n = _SIZED.match(was), _SIZED.match(now)
+    if m is None:
+        return False
+    if n is None:  # varchar(n) to text
+        rest = m[5].replace("::character varying", "::text")
+        return m[1] == "character varying" and not m[4] and now == "text" + rest
+    if m[1] != n[1] or m[4] != n[4] or m[5] != n[5]:
+        return False
+    if n[2] is None:
+        return m[2] is not None
+    if m[2] is None or (m[1] == "numeric" and m[3] != n[3]):
+        return False
+    return int(n[2]) > int(m[2])
+
+
 def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -> Check:
     """Every table, listed or not, kept its parts, their definitions and states.
 
@@ -307,10 +337,16 @@ def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -
             else:
                 added.append(f"`{target}`.{column.name}")
         for key in sorted(was.keys() & now.keys()):
-            if was[key] != now[key]:
-                offenders.append(f"`{target}`: {key} changed from {was[key]} to {now[key]}")
+            if was[key] == now[key]:
+                continue
+            if key.startswith("column ") and _widened(was[key], now[key]):
+                added.append(f"`{target}`.{key.removeprefix('column ')} widened to {now[key]}")
+                continue
+            offenders.append(f"`{target}`: {key} changed from {was[key]} to {now[key]}")
     gained = (
-        f"; columns added that today's writes need not name: {', '.join(added)}" if added else ""
+        f"; columns added or widened, no value or write of today's affected: {', '.join(added)}"
+        if added
+        else ""
     )
     return Check.of(
         "tables.intact",
