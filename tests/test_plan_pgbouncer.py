@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -170,3 +171,21 @@ def test_docker_renders_the_plans_poolers_with_the_local_renderer() -> None:
 
 def test_auth_file_quotes_each_user_once() -> None:
     assert auth_file_text(["postgres", 'we"ird', "postgres"]) == '"postgres" ""\n"we""ird" ""\n'
+
+
+def test_statement_pooling_under_a_workload_of_transactions_is_refused(tmp_path: Path) -> None:
+    """The retailer's own order placement is a transaction of several statements: behind
+    a writer in statement mode it can never run, so the plan is refused as it is read."""
+    plan = tmp_path / "kct"
+    shutil.copytree(PLANS / "kct", plan)
+    toml = (plan / "plan.toml").read_text()
+    writer = toml.index("[pgbouncer.writer]")
+    mode = toml.index('pool_mode = "transaction"', writer)
+    text = toml[:mode] + 'pool_mode = "statement"' + toml[mode + len('pool_mode = "transaction"') :]
+    (plan / "plan.toml").write_text(text)
+    with pytest.raises(PlanError) as caught:
+        load_plan(plan)
+    message = str(caught.value)
+    assert '[pgbouncer.writer] pool_mode = "statement" refuses transaction blocks' in message
+    assert "place_order" in message
+    assert 'use pool_mode = "transaction"' in message

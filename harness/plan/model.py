@@ -89,7 +89,7 @@ from typing import Any
 
 from harness.cluster.pooling import Poolers
 from harness.errors import PlanError
-from harness.plan.pgbouncer import parse_pgbouncer
+from harness.plan.pgbouncer import parse_pgbouncer, refuse_statement_pooling
 from harness.plan.sqltext import Statement, split_statements
 from harness.plan.workload import Workload, parse_workload
 
@@ -467,6 +467,9 @@ def load_plan(directory: str | Path) -> Plan:
             f'{toml_path}: [dependencies] compatibility_views = {severity!r}; use "warn" '
             '(expand phase, the default) or "fail" (contract phase)'
         )
+    workload = parse_workload(doc.get("workload"), toml_path=toml_path, roles=layout.roles)
+    pgbouncer = parse_pgbouncer(doc.get("pgbouncer"), toml_path=toml_path)
+    refuse_statement_pooling(pgbouncer, workload, toml_path=toml_path)
     return Plan(
         name=name,
         directory=directory,
@@ -480,13 +483,13 @@ def load_plan(directory: str | Path) -> Plan:
         session_queries=tuple(_str_list(sessions.get("queries", []), where="[sessions] queries")),
         up=tuple(up[n] for n in sorted(up)),
         down=tuple(down[n] for n in sorted(down)),
-        workload=parse_workload(doc.get("workload"), toml_path=toml_path, roles=layout.roles),
+        workload=workload,
         keeps_roles=tuple(
             _ident(r, where="[rollback] keeps_roles")
             for r in _str_list(rollback.get("keeps_roles", []), where="[rollback] keeps_roles")
         ),
         compatibility_views=str(severity),
-        pgbouncer=parse_pgbouncer(doc.get("pgbouncer"), toml_path=toml_path),
+        pgbouncer=pgbouncer,
         legacy=_legacy(doc.get("legacy"), directory=directory, toml_path=toml_path),
     )
 

@@ -37,8 +37,9 @@ from harness.cluster.pooling import (
     max_connections_for,
 )
 from harness.errors import PlanError
+from harness.plan.workload import Workload
 
-__all__ = ["MAX_SERVER_CONNECTIONS", "parse_pgbouncer"]
+__all__ = ["MAX_SERVER_CONNECTIONS", "parse_pgbouncer", "refuse_statement_pooling"]
 
 # The most max_connections a cluster the harness starts is given: each connection
 # slot costs shared memory and a semaphore whether used or not, and the harness's
@@ -125,3 +126,24 @@ def parse_pgbouncer(raw: object, *, toml_path: Path) -> Poolers | None:
             "default_pool_size + reserve_pool_size (a pool is per database and user)"
         )
     return poolers
+
+
+def refuse_statement_pooling(
+    poolers: Poolers | None, workload: Workload | None, *, toml_path: Path
+) -> None:
+    """Statement pooling refuses transaction blocks, and a query of several statements is one.
+
+    Caught when the plan is read: the gate's traffic could not even start, and the
+    application's own transactions would fail the same way behind this pooler.
+    """
+    if poolers is None or workload is None:
+        return
+    for pool in poolers.both:
+        blocks = [q.name for q in workload.queries if q.path == pool.role and len(q.sql) > 1]
+        if pool.pool_mode == "statement" and blocks:
+            raise PlanError(
+                f'{toml_path}: [pgbouncer.{pool.role}] pool_mode = "statement" refuses '
+                "transaction blocks (PgBouncer: transaction blocks not allowed in statement "
+                f"pooling mode), and {', '.join(blocks)} of [workload] run several statements "
+                'as one transaction through it; use pool_mode = "transaction"'
+            )
