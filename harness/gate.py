@@ -191,7 +191,7 @@ def verify_database(
                 conn,
                 plan.privileges,
                 login=login,
-                must_log_in=plan.workload.roles if plan.workload is not None else (),
+                must_log_in=_logins_kept_from(plan, baseline),
             )
         )
         if baseline is not None:
@@ -207,7 +207,7 @@ def verify_database(
     out.add(
         check_new_sessions(
             new_session_dsn or endpoints.primary,
-            default_queries(plan.layout.tables, plan.session_queries),
+            default_queries(plan.layout.tables, plan.session_queries, catalog=after),
         )
     )
     if wait_for_replica is not None:
@@ -223,6 +223,17 @@ def verify_database(
             )
         )
     return after
+
+
+def _logins_kept_from(plan: Plan, baseline: Fingerprint | None) -> list[str]:
+    """The roles the application logs in as that the migration must leave able to.
+
+    A role that could not log in before the migration (one a dump named and the
+    harness stood in for, NOLOGIN) is not the plan's doing, so not its finding.
+    """
+    roles = plan.workload.roles if plan.workload is not None else ()
+    before = baseline.roles if baseline is not None else {}
+    return [r for r in roles if r not in before or before[r].login]
 
 
 def _backup_check(endpoints: Endpoints, baseline: Fingerprint, backup_dir: Path) -> Check:
@@ -309,7 +320,7 @@ def gate_database(
     out.add(_backup_check(endpoints, baseline, backup_dir))
     sessions = OldSessions(
         endpoints,
-        default_queries(plan.layout.tables, plan.session_queries),
+        default_queries(plan.layout.tables, plan.session_queries, catalog=baseline),
         wait_for_replica=wait,
         login=run.session_login if run is not None else None,
     )

@@ -62,6 +62,10 @@ def _grouped(findings: list[dict[str, Any]], labels: list[str]) -> list[str]:
     return lines
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def lint_plan(plan: Plan) -> Check:
     squawk = _squawk()
     if squawk is None:
@@ -93,7 +97,8 @@ def lint_plan(plan: Plan) -> Check:
     return Check(
         "lint.squawk",
         "warn",
-        f"squawk warns about {len(findings)} statements under {rules} rules (advice; the live "
+        f"squawk warns about {_count(len(findings), 'statement')} under "
+        f"{_count(rules, 'rule')} (advice; the live "
         "checks decide; every statement is listed in the report file)",
         tuple(_grouped(findings, labels)),
         tuple(listing),
