@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from harness.cluster import PROVIDERS, start_cluster
 from harness.dsn import redact
-from harness.errors import HarnessError, InfrastructureError
+from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.invariants import Check
 from harness.plan import Plan, load_plan
 from harness.report import ReportFiles, render_reports, write_reports
@@ -173,7 +173,11 @@ def _wait_for_signal(*, watch: Callable[[], list[str]] = list) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from harness.legacy import seed
+    from harness.runner import Runner
 
+    if args.migrated and args.plan is None:
+        raise UsageError("--migrated applies a plan: give it with --plan DIR")
+    plan = load_plan(args.plan) if args.plan is not None else None
     docker = docker_options(args)
     with start_cluster(
         args.provider,
@@ -181,12 +185,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         progress=progress,
         image=docker.get("image"),
         network=docker.get("network"),
+        poolers=plan.pgbouncer if plan is not None else None,
     ) as cluster:
         progress(f"seeding the legacy database (scale {args.scale})")
-        report = seed(
-            cluster.endpoints.primary, scale=args.scale, legacy=args.legacy, create_roles=True
-        )
+        legacy = args.legacy or (plan.legacy if plan is not None else None)
+        report = seed(cluster.endpoints.primary, scale=args.scale, legacy=legacy, create_roles=True)
         progress(f"seeded {sum(report.rows.values()):,} rows in {report.seconds:.2f} sec")
+        if plan is not None and args.migrated:
+            with Runner(plan, cluster.endpoints.primary, progress=progress) as runner:
+                runner.migrate()
+            cluster.allow_users(plan.layout.roles)
         cluster.wait_for_replica()
         for key, value in cluster.endpoints.as_env().items():
             print(f"{key}={value}", flush=True)
@@ -382,6 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_cluster_options(up)
     add_legacy_options(up)
+    up.add_argument(
+        "--plan",
+        type=Path,
+        help="run the PgBouncers with this plan's [pgbouncer] settings and seed its legacy dump",
+    )
+    up.add_argument(
+        "--migrated",
+        action="store_true",
+        help="apply the --plan's migration before printing the connection strings: the "
+        "target architecture, to point a load test at",
+    )
     up.set_defaults(func=cmd_up)
 
     seed = sub.add_parser(

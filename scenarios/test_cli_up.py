@@ -113,6 +113,37 @@ def test_up_prints_the_four_dsns_and_stops_on_sigterm() -> None:
     assert not any(_accepts(dsn) for dsn in env.values())
 
 
+def test_up_with_a_migrated_plan_serves_the_target_to_the_plans_roles() -> None:
+    """What a load test before cutover points at: the plan applied, its PgBouncers in front,
+    its roles let through them."""
+    kct = Path(__file__).resolve().parent.parent / "plans" / "kct"
+    with subprocess.Popen(
+        [*HARNESS, "up", "--plan", str(kct), "--migrated"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        env: dict[str, str] = {}
+        while len(env) < 4:
+            line = proc.stdout.readline()
+            assert line, f"harness up ended early: {proc.stderr.read() if proc.stderr else ''}"
+            key, _, value = line.strip().partition("=")
+            env[key] = value
+        writer = psycopg.conninfo.make_conninfo(env["DATABASE_URL"], user="kct_app")
+        with psycopg.connect(writer, autocommit=True, prepare_threshold=None) as conn:
+            row = conn.execute("SELECT current_user, count(*) FROM tenant_kct.customers").fetchone()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert row == ("kct_app", 3369)
+
+
+def test_migrated_without_a_plan_is_refused() -> None:
+    done = _run("up", "--migrated")
+    assert done.returncode == 2
+    assert "--migrated applies a plan: give it with --plan DIR" in done.stderr
+
+
 @pytest.mark.usefixtures("leaves_nothing_behind")
 def test_unusable_pg_bin(tmp_path: Path) -> None:
     done = _run("up", "--pg-bin", str(tmp_path))

@@ -42,9 +42,7 @@ def default_queries(
     the partitioned table, and a plan moves its partitions along with it (they
     have no compatibility view of their own, nor need one).
     """
-    partitions = {
-        t.name for t in (catalog.tables.values() if catalog else ()) if t.partition_bound
-    }
+    partitions = {t.name for t in (catalog.tables.values() if catalog else ()) if t.partition_bound}
     bare = sorted({t.split(".", 1)[-1] for t in tables} - partitions)
     count = sql.SQL("SELECT count(*) FROM {}")
     return [count.format(sql.Identifier(t)).as_string() for t in bare] + list(extra)
