@@ -83,17 +83,23 @@ def _accepts(dsn: str) -> bool:
 
 
 @pytest.mark.usefixtures("leaves_nothing_behind")
+def _printed_dsns(proc: subprocess.Popen[str]) -> dict[str, str]:
+    """The four NAME=DSN lines ``harness up`` prints once the cluster is up."""
+    assert proc.stdout is not None
+    env: dict[str, str] = {}
+    while len(env) < 4:
+        line = proc.stdout.readline()
+        assert line, f"harness up ended early: {proc.stderr.read() if proc.stderr else ''}"
+        key, _, value = line.strip().partition("=")
+        env[key] = value
+    return env
+
+
 def test_up_prints_the_four_dsns_and_stops_on_sigterm() -> None:
     with subprocess.Popen(
         [*HARNESS, "up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
-        assert proc.stdout is not None
-        env: dict[str, str] = {}
-        while len(env) < 4:
-            line = proc.stdout.readline()
-            assert line, f"harness up ended early: {proc.stderr.read() if proc.stderr else ''}"
-            key, _, value = line.strip().partition("=")
-            env[key] = value
+        env = _printed_dsns(proc)
         assert set(env) == {"PRIMARY_URL", "REPLICA_URL", "DATABASE_URL", "DATABASE_READONLY_URL"}
         recovery = {}
         for key, dsn in env.items():
@@ -123,13 +129,7 @@ def test_up_with_a_migrated_plan_serves_the_target_to_the_plans_roles() -> None:
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:
-        assert proc.stdout is not None
-        env: dict[str, str] = {}
-        while len(env) < 4:
-            line = proc.stdout.readline()
-            assert line, f"harness up ended early: {proc.stderr.read() if proc.stderr else ''}"
-            key, _, value = line.strip().partition("=")
-            env[key] = value
+        env = _printed_dsns(proc)
         writer = psycopg.conninfo.make_conninfo(env["DATABASE_URL"], user="kct_app")
         with psycopg.connect(writer, autocommit=True, prepare_threshold=None) as conn:
             row = conn.execute("SELECT current_user, count(*) FROM tenant_kct.customers").fetchone()

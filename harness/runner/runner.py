@@ -207,19 +207,26 @@ class Runner:
         return [s for s in self.plan.up if s.number not in done]
 
     # -- running steps ---------------------------------------------------------------
+    def _settings(self, step: Step, *, local: bool) -> None:
+        """The step's timeouts and name: for its transaction, or (not ``local``) the session."""
+        self.conn.execute(
+            "SELECT set_config('lock_timeout', %s, %s),"
+            " set_config('statement_timeout', %s, %s),"
+            " set_config('application_name', %s, %s)",
+            (
+                self.plan.runner.lock_timeout,
+                local,
+                self.plan.runner.statement_timeout,
+                local,
+                step_application_name(plan=self.plan.name, label=step.label),
+                local,
+            ),
+        )
+
     @contextmanager
     def _step_transaction(self, step: Step) -> Iterator[None]:
         with self.conn.transaction():
-            self.conn.execute(
-                "SELECT set_config('lock_timeout', %s, true),"
-                " set_config('statement_timeout', %s, true),"
-                " set_config('application_name', %s, true)",
-                (
-                    self.plan.runner.lock_timeout,
-                    self.plan.runner.statement_timeout,
-                    step_application_name(plan=self.plan.name, label=step.label),
-                ),
-            )
+            self._settings(step, local=True)
             yield
 
     def _run(self, step: Step, *, ledger: Callable[[int], None]) -> StepOutcome:
@@ -282,16 +289,7 @@ class Runner:
         """
         outcome = StepOutcome(step=step, applied=False, attempts=1)
         started = time.perf_counter()
-        self.conn.execute(
-            "SELECT set_config('lock_timeout', %s, false),"
-            " set_config('statement_timeout', %s, false),"
-            " set_config('application_name', %s, false)",
-            (
-                self.plan.runner.lock_timeout,
-                self.plan.runner.statement_timeout,
-                step_application_name(plan=self.plan.name, label=step.label),
-            ),
-        )
+        self._settings(step, local=False)
         done = 0
         try:
             for statement in step.statements:
