@@ -23,6 +23,7 @@ import psycopg
 
 from harness.connections import Conn, connect
 from harness.errors import RunInProgress
+from harness.routing.retry import RetryPolicy
 
 __all__ = [
     "Blocker",
@@ -58,14 +59,18 @@ def step_application_name(*, plan: str, label: str) -> str:
     return name.encode()[:_NAME_BYTES].decode(errors="ignore")
 
 
+# The application's own retry curve (harness.routing), slower: a step's lock waits are
+# longer than a request's.
+_STEP_RETRY = RetryPolicy(backoff_min=0.1, backoff_max=2.0)
+
+
 def backoff(attempt: int, *, jitter: Callable[[], float] = random.random) -> float:
     """Seconds to wait after failed attempt ``attempt`` (0-based): 0.1 s doubling up to 2 s.
 
     Half of it is random, so that two runners (or a runner and a retrying
     application) do not keep colliding at the same instants.
     """
-    ceiling = min(2.0, 0.1 * float(2 ** min(attempt, 16)))
-    return round(ceiling * (0.5 + 0.5 * jitter()), 3)
+    return round(_STEP_RETRY.delay(attempt, jitter=jitter), 3)
 
 
 @dataclass(frozen=True)
