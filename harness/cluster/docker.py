@@ -27,8 +27,7 @@ from harness.cluster.base import Cluster, Endpoints
 from harness.cluster.docker_engine import (
     cluster_labels,
     docker_available,
-    docker_host,
-    engine,
+    open_engine,
     remove_cluster,
     remove_stale,
     use_ryuk,
@@ -387,13 +386,16 @@ def start_docker_cluster(
         ports=ports,
         poolers=poolers or DEFAULT_POOLERS,
     )
-    with engine(timeout=600) as probe:
-        remove_stale(probe, progress=say)
+    client = open_engine(timeout=600)
+    try:
+        remove_stale(client, progress=say)
         for wanted in dict.fromkeys(c.image for c in plan.containers):
-            ensure_image(probe, wanted, progress=say)
-    import docker
-
-    cluster = DockerCluster(plan, client=docker.DockerClient(base_url=docker_host(), timeout=120))
+            ensure_image(client, wanted, progress=say)
+    except BaseException:
+        client.close()
+        raise
+    client.api.timeout = 120  # a container's start or stop, not an image build
+    cluster = DockerCluster(plan, client=client)
     try:
         cluster._start(progress=say, timeout=timeout)
     except Exception as exc:

@@ -31,6 +31,7 @@ __all__ = [
     "docker_available",
     "docker_host",
     "engine",
+    "open_engine",
     "owner_is_gone",
     "remove_cluster",
     "remove_stale",
@@ -134,14 +135,18 @@ def _unusable(host: str, exc: Exception) -> EngineUnavailable:
     )
 
 
+def open_engine(*, timeout: float = 60.0) -> docker.DockerClient:
+    """A client of an engine that answered a ping within 5 s, then patient for ``timeout``
+    per request (an image build, a pull); raises :class:`EngineUnavailable`. Close it."""
+    client = _client(timeout=min(timeout, 5.0))
+    client.api.timeout = timeout
+    return client
+
+
 @contextmanager
 def engine(*, timeout: float = 60.0) -> Iterator[docker.DockerClient]:
-    """A client of an engine that answered a ping; raises :class:`EngineUnavailable`."""
-    client = _client(timeout=min(timeout, 5.0))
-    client.close()
-    import docker
-
-    client = docker.DockerClient(base_url=docker_host(), timeout=timeout)
+    """:func:`open_engine`, closed after the block."""
+    client = open_engine(timeout=timeout)
     try:
         yield client
     finally:
