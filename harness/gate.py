@@ -12,7 +12,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,9 +269,9 @@ def _roundtrip_check(
 
 
 @contextmanager
-def _traffic_running(run: TrafficRun | None, progress: Progress) -> Iterator[None]:
+def _traffic_running(run: TrafficRun, progress: Progress) -> Iterator[None]:
     """The traffic runs inside, and always stops: on a failed check, an error or Ctrl-C."""
-    if run is None:
+    if run.options is None:
         yield
         return
     progress(
@@ -310,11 +310,10 @@ def gate_database(
     # The roles on the server before the gate made any (None: read them now).
     existed = _roles(endpoints.primary) if existed_roles is None else existed_roles
     out.add(check_roles_created(plan, existed=existed))
-    run = TrafficRun(plan, endpoints, traffic) if traffic is not None else None
-    if run is not None:
+    run = TrafficRun(plan, endpoints, traffic)
+    if run.on:
         progress("application traffic: logins for the plan's roles, each query tried once")
-        run.prepare()
-    mask: Mask = run.mask if run is not None else _unmasked
+    run.prepare()
     baseline = _fingerprint_of(endpoints.primary)
     progress("pg_dump -Fc backup, then a restore to prove it")
     out.add(_backup_check(endpoints, baseline, backup_dir))
@@ -322,16 +321,11 @@ def gate_database(
         endpoints,
         default_queries(plan.layout.tables, plan.session_queries, catalog=baseline),
         wait_for_replica=wait,
-        login=run.session_login if run is not None else None,
+        login=run.sessions_login,
     )
 
-    def phase(label: str, *, step: bool = False) -> None:
-        if run is not None:
-            run.phase(label, step=step)
-
     def after(label: str) -> None:
-        if run is not None:
-            run.after(label)
+        run.after(label)
         sessions.after(label)
 
     try:
@@ -343,11 +337,11 @@ def gate_database(
             steps = runner.migrate(
                 keep_going=True,
                 after_step=lambda o: after(o.step.label),
-                before_step=lambda s: phase(s.label, step=True),
+                before_step=lambda s: run.phase(s.label, step=True),
             )
-            phase("checks after the migration")
+            run.phase("checks after the migration")
             out.add(_steps_check("migrate.steps", steps))
-            with run.checking() if run is not None else nullcontext():
+            with run.checking():
                 migrated = verify_database(
                     plan,
                     endpoints,
@@ -355,26 +349,26 @@ def gate_database(
                     wait_for_replica=wait_for_replica,
                     emit=emit,
                     report=report,
-                    mask=mask,
-                    new_session_dsn=run.session_login("primary") if run is not None else None,
+                    mask=run.mask,
+                    new_session_dsn=run.session_login("primary") if run.sessions_login else None,
                     login=_traffic_login(run, login),
                 )
             progress("rolling back")
             steps = runner.rollback(
                 keep_going=True,
                 after_step=lambda o: after(o.step.label),
-                before_step=lambda s: phase(plan.down_for(s.number).label, step=True),
+                before_step=lambda s: run.phase(plan.down_for(s.number).label, step=True),
             )
-            phase("checks after the rollback")
+            run.phase("checks after the rollback")
             out.add(_steps_check("rollback.steps", steps))
             out.add(sessions.check(phase="keep_working"))
             # Sequences count on while the application inserts: not their values then.
-            ignore = (IGNORE_SEQUENCE_VALUES,) if run is not None and run.wrote else ()
+            ignore = (IGNORE_SEQUENCE_VALUES,) if run.wrote else ()
             out.add(
                 check_same(
                     "rollback.exact",
-                    mask(baseline),
-                    mask(_fingerprint_of(endpoints.primary)),
+                    run.mask(baseline),
+                    run.mask(_fingerprint_of(endpoints.primary)),
                     ok="after rollback the primary is exactly as before the migration",
                     failed="the rollback does not restore the database as it was",
                     ignore=ignore,
@@ -390,23 +384,21 @@ def gate_database(
                         endpoints,
                         ok="after rollback the replica is exactly as before the migration",
                         failed="the rollback does not restore the replica as it was",
-                        mask=mask,
+                        mask=run.mask,
                         kept_roles=plan.keeps_roles,
                     )
                 )
             progress("migrating again after the rollback")
             again = runner.migrate(
-                keep_going=True, before_step=lambda s: phase(f"{s.label} (again)", step=True)
+                keep_going=True, before_step=lambda s: run.phase(f"{s.label} (again)", step=True)
             )
-            phase("after the second migration")
-        if run is not None:
-            if run.logins is not None:
-                run.logins.drop_legacy_access()
-            ignore = (IGNORE_SEQUENCE_VALUES,) if run.wrote else ()
-        out.add(_roundtrip_check(again, migrated, endpoints.primary, mask=mask, ignore=ignore))
+            run.phase("after the second migration")
+        run.drop_legacy_access()
+        ignore = (IGNORE_SEQUENCE_VALUES,) if run.wrote else ()
+        out.add(_roundtrip_check(again, migrated, endpoints.primary, mask=run.mask, ignore=ignore))
     finally:
         sessions.close()
-    if run is not None:
+    if run.on:
         wait()
         for check in run.checks(replica=endpoints.replica if wait_for_replica else None):
             out.add(check)
@@ -433,9 +425,9 @@ def cluster_login(cluster: Cluster, endpoints: Endpoints) -> LoginFor | None:
     return login
 
 
-def _traffic_login(run: TrafficRun | None, fallback: LoginFor | None) -> LoginFor | None:
+def _traffic_login(run: TrafficRun, fallback: LoginFor | None) -> LoginFor | None:
     """The traffic's own logins first (they carry a password), then ``fallback``."""
-    logins = run.logins if run is not None else None
+    logins = run.logins
     if logins is None:
         return fallback
 

@@ -4,7 +4,8 @@ The gate calls, in order: :meth:`TrafficRun.prepare` (logins, parameters, every
 query tried once: a bad workload is exit 2 before any step), :meth:`start` (the
 clients and the lock sampler, then the baseline), :meth:`phase` at each step and
 stage, :meth:`stop` (always: on a failed step and on Ctrl-C too), and
-:meth:`checks`.
+:meth:`checks`. Without options (``--no-traffic``) every call does nothing, and
+the gate reads the same either way.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def workload_of(plan: Plan) -> Workload:
 
 
 class TrafficRun:
-    def __init__(self, plan: Plan, endpoints: Endpoints, options: TrafficOptions) -> None:
+    def __init__(self, plan: Plan, endpoints: Endpoints, options: TrafficOptions | None) -> None:
         self.plan = plan
         self.endpoints = endpoints
         self.options = options
@@ -63,7 +64,13 @@ class TrafficRun:
         self.traffic: Traffic | None = None
         self.sampler: LockSampler | None = None
 
+    @property
+    def on(self) -> bool:
+        return self.options is not None
+
     def prepare(self) -> None:
+        if self.options is None:
+            return
         roles = {role: self.workload.kinds_of(role) for role in self.workload.roles}
         self.logins = provision_logins(
             self.endpoints,
@@ -76,7 +83,8 @@ class TrafficRun:
         self.traffic.check_queries()
 
     def start(self) -> None:
-        assert self.traffic is not None
+        if self.traffic is None:
+            return
         dsns = [self.endpoints.primary]
         if self.endpoints.replica != self.endpoints.primary:
             dsns.append(self.endpoints.replica)
@@ -107,6 +115,15 @@ class TrafficRun:
         assert self.logins is not None
         return self.logins.dsn(self.session_role, path=path)
 
+    @property
+    def sessions_login(self) -> Callable[[str], str] | None:
+        """How the ``sessions.*`` checks log in: as the application, or (None) as the harness."""
+        return self.session_login if self.logins is not None else None
+
+    def drop_legacy_access(self) -> None:
+        if self.logins is not None:
+            self.logins.drop_legacy_access()
+
     @contextmanager
     def checking(self) -> Iterator[None]:
         """Around the checks of the migrated database: only the plan's own grants count
@@ -136,7 +153,8 @@ class TrafficRun:
         return bool(self.traffic and self.traffic.written_tables())
 
     def checks(self, *, replica: str | None) -> list[Check]:
-        assert self.traffic is not None
+        if self.traffic is None:
+            return []
         requests = list(self.traffic.requests)
         timeline = self.traffic.timeline
         locks = self.sampler.stats if self.sampler else {}
@@ -149,8 +167,9 @@ class TrafficRun:
             check_old_connections(requests, timeline),
         ]
 
-    def summary(self) -> dict[str, object]:
-        assert self.traffic is not None
+    def summary(self) -> dict[str, object] | None:
+        if self.traffic is None:
+            return None
         requests = list(self.traffic.requests)
         locks = self.sampler.stats if self.sampler else {}
         return {
