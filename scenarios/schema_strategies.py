@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-__all__ = ["DEFECTS", "LegacySchema", "PlanDefect", "legacy_schemas", "write_plan"]
+__all__ = ["DEFECTS", "FIXED_SCHEMA", "LegacySchema", "PlanDefect", "legacy_schemas", "write_plan"]
 
 ROLE = "finding_power_app"
 
@@ -149,6 +149,17 @@ def legacy_schemas(draw: st.DrawFn) -> LegacySchema:
     return LegacySchema(**{**schema.__dict__, "sql": _render(schema)})
 
 
+# One schema every defect class is planted in, so that each is shown at every run.
+_FIXED = LegacySchema(
+    tables=(Table("Accounts", "serial", None, 2), Table("line_items", "identity", "Accounts", 3)),
+    partitioned="events",
+    partition_rows=3,
+    function_language="dynamic",
+    target="Ledger",
+)
+FIXED_SCHEMA = LegacySchema(**{**_FIXED.__dict__, "sql": _render(_FIXED)})
+
+
 # -- the correct plan ------------------------------------------------------------------
 def _plan_files(schema: LegacySchema) -> dict[str, str]:
     target = quote(schema.target)
@@ -185,7 +196,7 @@ queries = ["SELECT total_qty()", "SELECT count(*) FROM labels"]
 """
     up1 = (
         f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN\n"
-        f"    CREATE ROLE {ROLE}; END IF; END $$;\nCREATE SCHEMA {target};\n"
+        f"    CREATE ROLE {ROLE} LOGIN; END IF; END $$;\nCREATE SCHEMA {target};\n"
     )
     up2 = "".join(f"ALTER TABLE public.{t} SET SCHEMA {target};\n" for t in moved + partitions)
     up2 += "".join(f"CREATE VIEW public.{t} AS SELECT * FROM {target}.{t};\n" for t in moved)
@@ -274,6 +285,21 @@ def _no_new_path(schema: LegacySchema, files: dict[str, str]) -> None:
     )
 
 
+def _read_only_role(schema: LegacySchema, files: dict[str, str]) -> None:
+    """Every grant in place, but the role's own settings refuse every write: only a
+    session logged in as the role meets them."""
+    setting = "ALTER ROLE {role} IN DATABASE %I {what}"
+    _add_step(
+        files,
+        up="DO $$ BEGIN EXECUTE format('"
+        + setting.format(role=ROLE, what="SET default_transaction_read_only = on")
+        + "', current_database()); END $$;\n",
+        down="DO $$ BEGIN EXECUTE format('"
+        + setting.format(role=ROLE, what="RESET default_transaction_read_only")
+        + "', current_database()); END $$;\n",
+    )
+
+
 DEFECTS = (
     PlanDefect("function reaching its table only through a compatibility view",
                "dependencies.resolve", _unpin),
@@ -282,6 +308,7 @@ DEFECTS = (
     PlanDefect("a changed column default", "tables.intact", _default),
     PlanDefect("a dropped check constraint", "tables.intact", _check_dropped),
     PlanDefect("new sessions that find nothing", "sessions.new_sessions_work", _no_new_path),
+    PlanDefect("a role its own settings make read-only", "privileges.tried", _read_only_role),
 )  # fmt: skip
 
 

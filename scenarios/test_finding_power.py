@@ -19,7 +19,14 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 from planting import failed, run_gate
-from schema_strategies import DEFECTS, LegacySchema, PlanDefect, legacy_schemas, write_plan
+from schema_strategies import (
+    DEFECTS,
+    FIXED_SCHEMA,
+    LegacySchema,
+    PlanDefect,
+    legacy_schemas,
+    write_plan,
+)
 from strategies import database_settings
 
 from harness.cluster import Cluster
@@ -69,3 +76,14 @@ def test_correct_plan_passes_and_each_defect_fails_its_check(
         name = _seeded(cluster, schema, databases)
         found = failed(run_gate(broken, cluster, cluster.endpoints.for_database(name), work))
         assert set(found) == {defect.check}, f"{defect.name}: {found}"
+
+
+@pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
+def test_each_defect_class_fails_its_check_on_one_fixed_schema(
+    cluster: Cluster, databases: list[str], defect: PlanDefect, tmp_path: Path
+) -> None:
+    """The property draws defects at random; here every class is shown at every run."""
+    broken = write_plan(FIXED_SCHEMA, tmp_path / "broken", defect=defect)
+    name = _seeded(cluster, FIXED_SCHEMA, databases)
+    found = failed(run_gate(broken, cluster, cluster.endpoints.for_database(name), tmp_path))
+    assert set(found) == {defect.check}, f"{defect.name}: {found}"

@@ -205,6 +205,21 @@ def test_plpgsql_body_names_every_relation_and_what_execute_builds() -> None:
     assert "takes a table name from a run-time value" in names.unknown[0]
 
 
+def test_format_quotes_identifiers_and_literals_as_the_server_does() -> None:
+    """%I keeps a mixed-case name's case (quote_ident), %L doubles a quote (quote_literal):
+    the name the built statement reaches is the one the server would reach."""
+    body = """CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $b$
+BEGIN
+    EXECUTE format('SELECT * FROM %I WHERE note = %L', 'Accounts', 'it''s');
+    EXECUTE format('SELECT * FROM %I.%I', 'Sales', 'Line Items');
+END
+$b$"""
+    names = body_names(language="plpgsql", source="", definition=body)
+    assert names.unqualified == {"Accounts"}
+    assert names.qualified == {("Sales", "Line Items")}
+    assert names.unknown == ()
+
+
 def test_sql_body_names_its_relations_and_not_its_ctes() -> None:
     source = "WITH t AS (SELECT * FROM product_variants) SELECT sum(stock) FROM t JOIN x.y ON true"
     names = body_names(language="sql", source=source, definition="")

@@ -275,9 +275,15 @@ def _format(pattern: str, args: list[str | None]) -> str:
             index = int(m.group(1)) - 1 if m.group(1) else n
             n = index + 1
             value = args[index] if index < len(args) else None
+            kind = m.group(2)
             if value is None:
-                value = _PLACEHOLDER
-            out.append(f"'{value}'" if m.group(2) == "L" else value)
+                out.append(_PLACEHOLDER)
+            elif kind == "I":  # quote_ident: "Accounts" keeps its case, as the server's does
+                out.append('"' + value.replace('"', '""') + '"')
+            elif kind == "L":
+                out.append("'" + value.replace("'", "''") + "'")
+            else:
+                out.append(value)
         i += len(m.group(0))
     return "".join(out)
 
