@@ -212,10 +212,11 @@ def test_format_quotes_identifiers_and_literals_as_the_server_does() -> None:
 BEGIN
     EXECUTE format('SELECT * FROM %I WHERE note = %L', 'Accounts', 'it''s');
     EXECUTE format('SELECT * FROM %I.%I', 'Sales', 'Line Items');
+    EXECUTE 'DELETE FROM ' || quote_ident('Carts') || ' WHERE note = ' || quote_literal('x');
 END
 $b$"""
     names = body_names(language="plpgsql", source="", definition=body)
-    assert names.unqualified == {"Accounts"}
+    assert names.unqualified == {"Accounts", "Carts"}
     assert names.qualified == {("Sales", "Line Items")}
     assert names.unknown == ()
 

@@ -223,6 +223,18 @@ def _statement_names(sql: str) -> tuple[set[str], set[tuple[str, str]]]:
     return unqualified, qualified
 
 
+def _quote_ident(value: str) -> str:
+    """As the server's quote_ident: quoted, so "Accounts" keeps its case."""
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+_QUOTES = {"quote_ident": _quote_ident, "quote_literal": _quote_literal}
+
+
 def _constant(node: dict[str, Any]) -> str | None:
     """The text an expression of constants evaluates to; placeholders for the rest."""
     if "A_Const" in node:
@@ -249,8 +261,8 @@ def _constant(node: dict[str, Any]) -> str | None:
             return _format(args[0], args[1:])
         if name == "concat":
             return "".join(a if a is not None else _PLACEHOLDER for a in args)
-        if name in ("quote_ident", "quote_literal") and len(args) == 1:
-            return args[0] if args[0] is not None else _PLACEHOLDER
+        if name in _QUOTES and len(args) == 1:
+            return _QUOTES[name](args[0]) if args[0] is not None else _PLACEHOLDER
         return None
     return _PLACEHOLDER if "ColumnRef" in node or "ParamRef" in node else None
 
@@ -278,10 +290,10 @@ def _format(pattern: str, args: list[str | None]) -> str:
             kind = m.group(2)
             if value is None:
                 out.append(_PLACEHOLDER)
-            elif kind == "I":  # quote_ident: "Accounts" keeps its case, as the server's does
-                out.append('"' + value.replace('"', '""') + '"')
+            elif kind == "I":
+                out.append(_quote_ident(value))
             elif kind == "L":
-                out.append("'" + value.replace("'", "''") + "'")
+                out.append(_quote_literal(value))
             else:
                 out.append(value)
         i += len(m.group(0))
