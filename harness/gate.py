@@ -415,14 +415,20 @@ def cluster_login(cluster: Cluster, endpoints: Endpoints) -> LoginFor | None:
     """
     if not cluster.owns_servers:
         return None
-    pooled = endpoints.writer != endpoints.primary
-    path = "through the PgBouncer writer" if pooled else "directly to the primary"
 
     def login(role: str) -> Login:
         cluster.allow_users([role])
-        return Login(with_login(endpoints.writer, user=role, password=None), path)
+        dsn = with_login(endpoints.writer, user=role, password=None)
+        return Login(dsn, _writer_path(endpoints))
 
     return login
+
+
+def _writer_path(endpoints: Endpoints) -> str:
+    """The application's way to the primary, in words."""
+    if endpoints.writer != endpoints.primary:
+        return "through the PgBouncer writer"
+    return "directly to the primary"
 
 
 def _traffic_login(run: TrafficRun, fallback: LoginFor | None) -> LoginFor | None:
@@ -433,9 +439,7 @@ def _traffic_login(run: TrafficRun, fallback: LoginFor | None) -> LoginFor | Non
 
     def login(role: str) -> Login | None:
         if role in logins.passwords:
-            pooled = logins.endpoints.writer != logins.endpoints.primary
-            path = "through the PgBouncer writer" if pooled else "directly to the primary"
-            return Login(logins.dsn(role, path="writer"), path)
+            return Login(logins.dsn(role, path="writer"), _writer_path(logins.endpoints))
         return fallback(role) if fallback is not None else None
 
     return login
