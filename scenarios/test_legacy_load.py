@@ -203,7 +203,7 @@ INSERT INTO public.shop_items VALUES (1, 'lamp');
 
 
 def test_roles_a_dump_names_are_created_where_the_harness_runs_the_server(
-    empty_dsn: str, tmp_path: Path
+    empty_dsn: str, restore_dsn: str, tmp_path: Path
 ) -> None:
     """A dump of one database names its cluster's roles (owner, grantees) without creating
     them. Where the harness set the server up, it creates them, and the database keeps
@@ -216,10 +216,11 @@ def test_roles_a_dump_names_are_created_where_the_harness_runs_the_server(
     assert "--no-owner --no-privileges" in str(info.value)
 
     said: list[str] = []
+    owner_of = "SELECT tableowner FROM pg_tables WHERE tablename = 'shop_items'"
     try:
         report = seed(empty_dsn, legacy=dump, create_roles=True, progress=said.append)
         with connect(empty_dsn) as conn:
-            owner = scalar(conn, "SELECT tableowner FROM pg_tables WHERE tablename = 'shop_items'")
+            owner = scalar(conn, owner_of)
             readable = scalar(
                 conn, "SELECT has_table_privilege('pgcutover_test_reader', 'shop_items', 'SELECT')"
             )
@@ -228,12 +229,21 @@ def test_roles_a_dump_names_are_created_where_the_harness_runs_the_server(
                 "SELECT count(*) FROM pg_roles WHERE rolcanlogin"
                 " AND rolname IN ('pgcutover_test_owner', 'pgcutover_test_reader')",
             )
+        # An archive keeps its owners too, where the roles may be made.
+        archive = tmp_path / "owned.dump"
+        pg_dump = find_binaries().path("pg_dump")
+        subprocess.run([pg_dump, "-Fc", "-f", str(archive), "-d", empty_dsn], check=True)
+        seed(restore_dsn, legacy=archive, create_roles=True)
+        with connect(restore_dsn) as conn:
+            archive_owner = scalar(conn, owner_of)
+            conn.execute("DROP TABLE public.shop_items")
     finally:
         with connect(empty_dsn) as conn:
             conn.execute("DROP TABLE IF EXISTS public.shop_items")
             conn.execute("DROP ROLE IF EXISTS pgcutover_test_owner, pgcutover_test_reader")
     assert report.rows == {"shop_items": 1}
     assert (owner, readable, logins) == ("pgcutover_test_owner", True, 0)
+    assert archive_owner == "pgcutover_test_owner"
     assert any(
         "created pgcutover_test_owner, pgcutover_test_reader (NOLOGIN)" in m for m in said
     ), said

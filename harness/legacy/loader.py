@@ -304,7 +304,7 @@ def _load_dump(
     """Load ``path``; the roles created for it (see :func:`seed`)."""
     created: list[str] = []
     while True:
-        failure = _try_load(dsn, path, kind=kind, pg_bin=pg_bin)
+        failure = _try_load(dsn, path, kind=kind, pg_bin=pg_bin, owners=create_roles)
         if failure is None:
             return created
         missing = _MISSING_ROLE.search(failure[1])
@@ -318,10 +318,11 @@ def _load_dump(
 
 
 def _try_load(
-    dsn: str, path: Path, *, kind: str, pg_bin: PgBinaries | None
+    dsn: str, path: Path, *, kind: str, pg_bin: PgBinaries | None, owners: bool
 ) -> tuple[int, str] | None:
     """psql or pg_restore, in one transaction: None when it loaded, else its exit code
-    and error output."""
+    and error output. An archive keeps its owners only with ``owners`` (where the
+    roles they name can be made); a plain dump's ``OWNER TO`` lines always run."""
     bins = pg_bin or find_binaries()
     conninfo, env = child_env(dsn)
     # -w: never prompt for a password; nobody is there to answer, the run would hang.
@@ -329,8 +330,8 @@ def _try_load(
         argv = [bins.path("psql"), "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1",
                 "--single-transaction", "-d", conninfo, "-f", str(path)]  # fmt: skip
     else:
-        argv = [bins.path("pg_restore"), "-w", "--no-owner", "--exit-on-error",
-                "--single-transaction", "-d", conninfo, str(path)]  # fmt: skip
+        argv = [bins.path("pg_restore"), "-w", *([] if owners else ["--no-owner"]),
+                "--exit-on-error", "--single-transaction", "-d", conninfo, str(path)]  # fmt: skip
     try:
         done = subprocess.run(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
