@@ -41,6 +41,7 @@ from harness.invariants import (
     probe_privileges,
 )
 from harness.invariants.acting import Login, LoginFor
+from harness.invariants.roles import left_without_login
 from harness.lint import lint_plan
 from harness.plan import Plan
 from harness.report.schema import SCHEMA_VERSION
@@ -229,11 +230,13 @@ def _logins_kept_from(plan: Plan, baseline: Fingerprint | None) -> list[str]:
     """The roles the application logs in as that the migration must leave able to.
 
     A role that could not log in before the migration (one a dump named and the
-    harness stood in for, NOLOGIN) is not the plan's doing, so not its finding.
+    harness stood in for, NOLOGIN) is not the plan's doing, so not its finding;
+    one the plan's SQL visibly leaves NOLOGIN is ``roles.created``'s.
     """
     roles = plan.workload.roles if plan.workload is not None else ()
     before = baseline.roles if baseline is not None else {}
-    return [r for r in roles if r not in before or before[r].login]
+    stated = set(left_without_login(plan))
+    return [r for r in roles if (r not in before or before[r].login) and r not in stated]
 
 
 def _backup_check(endpoints: Endpoints, baseline: Fingerprint, backup_dir: Path) -> Check:

@@ -139,6 +139,18 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "the application's role created without LOGIN (CREATE ROLE defaults to NOLOGIN)",
+        "roles.created",
+        "`kct_app`: the plan leaves it without LOGIN",
+        (
+            Edit(
+                "up/001_create_roles_and_schemas.sql",
+                "CREATE ROLE kct_app LOGIN;",
+                "CREATE ROLE kct_app;",
+            ),
+        ),
+    ),
+    Defect(
         "CONNECT taken from PUBLIC, given back to one role (seen only by logging in)",
         "privileges.tried",
         "kct_readonly cannot log in through the PgBouncer writer: ",

@@ -317,3 +317,25 @@ def test_a_statement_with_run_time_values_but_no_role_in_it_is_known() -> None:
 def test_statements_that_refuse_a_transaction_block(text: str, why: str | None) -> None:
     (statement,) = split_statements(text)
     assert statement.outside_transaction == why
+
+
+@pytest.mark.parametrize(
+    ("sql", "logins"),
+    [
+        ("CREATE ROLE a LOGIN", {"a": True}),
+        ("CREATE ROLE a", {"a": False}),  # CREATE ROLE defaults to NOLOGIN
+        ("CREATE GROUP a", {"a": False}),
+        ("CREATE USER a", {"a": True}),  # CREATE USER to LOGIN
+        ("CREATE USER a NOLOGIN", {"a": False}),
+        ("CREATE ROLE a LOGIN; ALTER ROLE a NOLOGIN", {"a": False}),  # the last word counts
+        ("CREATE ROLE a; ALTER ROLE a WITH LOGIN PASSWORD 'x'", {"a": True}),
+        ("ALTER ROLE a SET search_path = s", {}),  # says nothing about LOGIN
+        (
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'a') THEN\n"
+            "  CREATE ROLE a; END IF; EXECUTE format('CREATE ROLE %I LOGIN', 'b'); END $$;",
+            {"a": False, "b": True},
+        ),
+    ],
+)
+def test_created_roles_say_whether_each_can_log_in(sql: str, logins: dict[str, bool]) -> None:
+    assert dict(created_roles(sql).logins) == logins

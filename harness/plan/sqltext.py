@@ -18,8 +18,8 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pglast import parser
@@ -400,13 +400,35 @@ class CreatedRoles:
 
     names: frozenset[str]
     unknown: tuple[str, ...]
+    #: whether each role named by CREATE or ALTER ROLE can log in after them, in order
+    #: (CREATE ROLE and CREATE GROUP default to NOLOGIN, CREATE USER to LOGIN)
+    logins: Mapping[str, bool] = field(default_factory=dict)
 
 
-def _roles_in(tree: object, *, roles: set[str], unknown: list[str]) -> None:
+def _can_login(stmt: dict[str, Any], *, default: bool | None) -> bool | None:
+    for option in stmt.get("options", []):
+        element = option.get("DefElem", {})
+        if element.get("defname") == "canlogin":
+            return bool(element.get("arg", {}).get("Boolean", {}).get("boolval", False))
+    return default
+
+
+def _roles_in(
+    tree: object, *, roles: set[str], unknown: list[str], logins: dict[str, bool]
+) -> None:
     for node in _walk(tree):
         stmt = node.get("CreateRoleStmt")
         if isinstance(stmt, dict) and "role" in stmt:
             roles.add(str(stmt["role"]))
+            logins[str(stmt["role"])] = bool(
+                _can_login(stmt, default=stmt.get("stmt_type") == "ROLESTMT_USER")
+            )
+        alter = node.get("AlterRoleStmt")
+        if isinstance(alter, dict):
+            name = alter.get("role", {}).get("rolename")
+            login = _can_login(alter, default=None)
+            if name is not None and login is not None:
+                logins[str(name)] = login
         do = node.get("DoStmt")
         if isinstance(do, dict):
             options = {
@@ -415,10 +437,12 @@ def _roles_in(tree: object, *, roles: set[str], unknown: list[str]) -> None:
                 if "DefElem" in a
             }
             if "as" in options and options.get("language", "plpgsql") == "plpgsql":
-                _roles_in_plpgsql(options["as"], roles=roles, unknown=unknown)
+                _roles_in_plpgsql(options["as"], roles=roles, unknown=unknown, logins=logins)
 
 
-def _roles_in_plpgsql(body: str, *, roles: set[str], unknown: list[str]) -> None:
+def _roles_in_plpgsql(
+    body: str, *, roles: set[str], unknown: list[str], logins: dict[str, bool]
+) -> None:
     definition = (
         "CREATE FUNCTION pgcutover_do() RETURNS void LANGUAGE plpgsql AS "
         f"$pgcutover_body${body}$pgcutover_body$"
@@ -453,7 +477,7 @@ def _roles_in_plpgsql(body: str, *, roles: set[str], unknown: list[str]) -> None
                     unknown.append(f"EXECUTE {_short(expression)} builds its statement at run time")
                 continue
             found: set[str] = set()
-            _roles_in(parsed, roles=found, unknown=unknown)
+            _roles_in(parsed, roles=found, unknown=unknown, logins=logins)
             if _PLACEHOLDER in found:  # CREATE ROLE of a name known only at run time
                 unknown.append(f"EXECUTE {_short(expression)} builds its statement at run time")
             roles |= found - {_PLACEHOLDER}
@@ -463,10 +487,12 @@ def created_roles(sql: str) -> CreatedRoles:
     """The roles ``sql`` creates, read by PostgreSQL's parser (see :class:`CreatedRoles`)."""
     roles: set[str] = set()
     unknown: list[str] = []
+    logins: dict[str, bool] = {}
     for statement in split_statements(sql):
         try:
             tree = json.loads(parser.parse_sql_json(statement.text))
         except parser.ParseError:
             continue  # the runner reports it, with its line
-        _roles_in(tree, roles=roles, unknown=unknown)
-    return CreatedRoles(frozenset(roles), tuple(unknown))
+        _roles_in(tree, roles=roles, unknown=unknown, logins=logins)
+    logins.pop(_PLACEHOLDER, None)
+    return CreatedRoles(frozenset(roles), tuple(unknown), logins)
