@@ -7,12 +7,17 @@ as its author could make them, and the one check it must fail with its message.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cluster import Cluster, Endpoints
+from harness.databases import create_database, drop_database
 from harness.gate import GateReport, cluster_login, gate_database
+from harness.legacy import seed
 from harness.plan import load_plan
+from harness.testing.fix_legacy import fresh_name
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
 
@@ -74,3 +79,28 @@ def run_gate(plan_dir: Path, cluster: Cluster, endpoints: Endpoints, tmp: Path) 
 def failed(report: GateReport) -> dict[str, list[str]]:
     """The failed checks with their details."""
     return {c.name: list(c.details) for c in report.checks if c.verdict == "fail"}
+
+
+@contextmanager
+def seeded_template(cluster: Cluster, dump: Path, *, prefix: str) -> Iterator[str]:
+    """A database loaded from ``dump`` once (its roles made as the gate makes them), for
+    :func:`copy_of` to copy for each test; its name."""
+    name = fresh_name(f"{prefix}_template")
+    dsn = create_database(cluster.endpoints.primary, name)
+    try:
+        seed(dsn, legacy=dump, create_roles=True)
+        yield name
+    finally:
+        drop_database(cluster.endpoints.primary, name)
+
+
+@contextmanager
+def copy_of(cluster: Cluster, template: str, *, prefix: str) -> Iterator[Endpoints]:
+    """A fresh copy of ``template``, replayed on the replica, dropped after."""
+    name = fresh_name(prefix)
+    create_database(cluster.endpoints.primary, name, template=template)
+    cluster.wait_for_replica()
+    try:
+        yield cluster.endpoints.for_database(name)
+    finally:
+        drop_database(cluster.endpoints.primary, name)

@@ -12,12 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from planting import PLANS, Defect, Edit, failed, planted, run_gate
+from planting import PLANS, Defect, Edit, copy_of, failed, planted, run_gate, seeded_template
 
 from harness.cluster import Cluster, Endpoints
-from harness.databases import create_database, drop_database
-from harness.legacy import seed
-from harness.testing.fix_legacy import fresh_name
 
 CHINOOK = PLANS / "chinook"
 GRANTS = "up/003_grant_privileges.sql"
@@ -87,24 +84,14 @@ DEFECTS = (
 
 @pytest.fixture(scope="module")
 def chinook_template_name(cluster: Cluster) -> Iterator[str]:
-    name = fresh_name("chinook_template")
-    dsn = create_database(cluster.endpoints.primary, name)
-    try:
-        seed(dsn, legacy=CHINOOK / "legacy.sql")
+    with seeded_template(cluster, CHINOOK / "legacy.sql", prefix="chinook") as name:
         yield name
-    finally:
-        drop_database(cluster.endpoints.primary, name)
 
 
 @pytest.fixture
 def chinook_endpoints(cluster: Cluster, chinook_template_name: str) -> Iterator[Endpoints]:
-    name = fresh_name("chinook")
-    create_database(cluster.endpoints.primary, name, template=chinook_template_name)
-    cluster.wait_for_replica()
-    try:
-        yield cluster.endpoints.for_database(name)
-    finally:
-        drop_database(cluster.endpoints.primary, name)
+    with copy_of(cluster, chinook_template_name, prefix="chinook") as endpoints:
+        yield endpoints
 
 
 def test_chinook_plan_is_accepted(

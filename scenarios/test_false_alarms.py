@@ -14,36 +14,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from planting import Edit, failed, planted, run_gate
+from planting import Edit, copy_of, failed, planted, run_gate, seeded_template
 
 from harness.cluster import Cluster, Endpoints
-from harness.databases import create_database, drop_database
-from harness.legacy import seed
-from harness.testing.fix_legacy import fresh_name
 
 STORE = Path(__file__).resolve().parent / "fixtures" / "rental_store"
 
 
 @pytest.fixture(scope="module")
 def store_template_name(cluster: Cluster) -> Iterator[str]:
-    name = fresh_name("rental_store_template")
-    dsn = create_database(cluster.endpoints.primary, name)
-    try:
-        seed(dsn, legacy=STORE / "plan" / "legacy.sql")
+    with seeded_template(cluster, STORE / "plan" / "legacy.sql", prefix="rental_store") as name:
         yield name
-    finally:
-        drop_database(cluster.endpoints.primary, name)
 
 
 @pytest.fixture
 def store_endpoints(cluster: Cluster, store_template_name: str) -> Iterator[Endpoints]:
-    name = fresh_name("rental_store")
-    create_database(cluster.endpoints.primary, name, template=store_template_name)
-    cluster.wait_for_replica()
-    try:
-        yield cluster.endpoints.for_database(name)
-    finally:
-        drop_database(cluster.endpoints.primary, name)
+    with copy_of(cluster, store_template_name, prefix="rental_store") as endpoints:
+        yield endpoints
 
 
 def test_correct_plan_on_views_partitions_and_dynamic_sql_passes(

@@ -13,14 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from planting import Edit, failed, planted, run_gate
+from planting import Edit, copy_of, failed, planted, run_gate, seeded_template
 
 from harness.cluster import Cluster, Endpoints
-from harness.databases import create_database, drop_database
 from harness.gate import run_gate as gate
-from harness.legacy import seed
 from harness.plan import load_plan
-from harness.testing.fix_legacy import fresh_name
 
 PLAN = Path(__file__).resolve().parent / "fixtures" / "booking_service" / "plan"
 
@@ -41,14 +38,11 @@ def test_its_correct_plan_passes_the_whole_gate_under_traffic() -> None:
 
 @pytest.fixture
 def booking_endpoints(cluster: Cluster) -> Iterator[Endpoints]:
-    name = fresh_name("booking_service")
-    dsn = create_database(cluster.endpoints.primary, name)
-    try:
-        seed(dsn, legacy=PLAN / "legacy.sql", create_roles=True)
-        cluster.wait_for_replica()
-        yield cluster.endpoints.for_database(name)
-    finally:
-        drop_database(cluster.endpoints.primary, name)
+    with (
+        seeded_template(cluster, PLAN / "legacy.sql", prefix="booking") as template,
+        copy_of(cluster, template, prefix="booking") as endpoints,
+    ):
+        yield endpoints
 
 
 def test_a_partition_left_behind_is_caught(
