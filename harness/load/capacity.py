@@ -25,11 +25,15 @@ class Limit:
     setting: str
     value: int
     per_instance: int
-    instances: int
     effect: str
 
+    @property
+    def instances(self) -> int:
+        """How many instances the setting admits, each holding ``per_instance`` connections."""
+        return self.value // self.per_instance
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "instances": self.instances}
 
     def describe(self) -> str:
         return (
@@ -50,7 +54,6 @@ def limits(config: LoadConfig) -> list[Limit]:
             setting="max_connections",
             value=config.baseline.max_connections,
             per_instance=1,
-            instances=config.baseline.max_connections,
             effect="the primary refuses new connections (SQLSTATE 53300, too many clients)",
         ),
         Limit(
@@ -58,7 +61,6 @@ def limits(config: LoadConfig) -> list[Limit]:
             setting="writer max_client_conn",
             value=t.writer_max_client_conn,
             per_instance=writer_each,
-            instances=t.writer_max_client_conn // writer_each,
             effect="PgBouncer's writer refuses clients (no more connections allowed)",
         ),
         Limit(
@@ -66,7 +68,6 @@ def limits(config: LoadConfig) -> list[Limit]:
             setting="reader max_client_conn",
             value=t.reader_max_client_conn,
             per_instance=reader_each,
-            instances=t.reader_max_client_conn // reader_each,
             effect="PgBouncer's reader refuses clients (no more connections allowed)",
         ),
         Limit(
@@ -74,7 +75,6 @@ def limits(config: LoadConfig) -> list[Limit]:
             setting="reader default_pool_size (session pooling)",
             value=t.reader_default_pool_size,
             per_instance=reader_each,
-            instances=t.reader_default_pool_size // reader_each,
             effect="each reader client holds a replica connection for its whole session, so "
             f"new ones wait in PgBouncer's queue (for the reserve_pool_size "
             f"{t.reader_reserve_pool_size} after reserve_pool_timeout, then for a session to "
