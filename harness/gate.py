@@ -44,6 +44,7 @@ from harness.invariants.acting import Login, LoginFor
 from harness.invariants.roles import left_without_login
 from harness.lint import lint_plan
 from harness.plan import Plan
+from harness.progress import Progress, quiet
 from harness.report.schema import SCHEMA_VERSION
 from harness.runner import Runner, StepOutcome, take_backup, verify_backup
 from harness.traffic import TrafficOptions, TrafficRun
@@ -51,13 +52,8 @@ from harness.traffic import TrafficOptions, TrafficRun
 __all__ = ["GateReport", "cluster_login", "run_gate", "verify_database"]
 
 Emit = Callable[[Check], None]
-Progress = Callable[[str], None]
 Mask = Callable[[Fingerprint], Fingerprint]
 GATE_DATABASE_PREFIX = "pgcutover_gate"
-
-
-def _quiet(_: object) -> None:
-    pass
 
 
 def _unmasked(fp: Fingerprint) -> Fingerprint:
@@ -477,8 +473,8 @@ def run_gate(
     legacy: Path | None = None,
     scale: int = 1,
     backup_dir: Path | None = None,
-    emit: Emit = _quiet,
-    progress: Progress = _quiet,
+    emit: Emit = quiet,
+    progress: Progress = quiet,
     traffic_clients: int | None = None,
     traffic: bool = True,
     cluster_options: dict[str, str] | None = None,

@@ -7,19 +7,14 @@ and ``external`` (``DATABASE_URL`` / ``DATABASE_READONLY_URL``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from harness.cluster.base import Cluster, Endpoints
 from harness.cluster.pooling import Poolers
 from harness.errors import UsageError
+from harness.progress import Progress, quiet
 
 __all__ = ["PROVIDERS", "Cluster", "Endpoints", "Poolers", "start_cluster"]
 
 PROVIDERS = ("local", "docker", "external")
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def start_cluster(
@@ -27,7 +22,7 @@ def start_cluster(
     *,
     pg_bin: str | None = None,
     dbname: str = "app",
-    progress: Callable[[str], None] = _quiet,
+    progress: Progress = quiet,
     image: str | None = None,
     network: str | None = None,
     poolers: Poolers | None = None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -47,6 +47,7 @@ from harness.connections import connect
 from harness.databases import create_database
 from harness.dsn import make_dsn, with_database
 from harness.errors import ClusterStartError, HarnessError, InfrastructureError
+from harness.progress import Progress, quiet
 
 if TYPE_CHECKING:
     import docker
@@ -65,12 +66,6 @@ __all__ = [
 
 ENV_IMAGE = "PGCUTOVER_DOCKER_IMAGE"
 ENV_NETWORK = "PGCUTOVER_DOCKER_NETWORK"
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 # -- readiness ------------------------------------------------------------------------
@@ -374,7 +369,7 @@ def start_docker_cluster(
     ``image`` and ``network`` default to ``PGCUTOVER_DOCKER_IMAGE`` and
     ``PGCUTOVER_DOCKER_NETWORK``, then to the built image and host networking.
     """
-    say = progress or _quiet
+    say = progress or quiet
     _testcontainers()
     image = image or os.environ.get(ENV_IMAGE) or DEFAULT_IMAGE
     network = network or os.environ.get(ENV_NETWORK) or "host"

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import EngineUnavailable
+from harness.progress import Progress
 
 if TYPE_CHECKING:
     import docker
@@ -42,8 +43,6 @@ LABEL_CLUSTER = "org.pgcutover.cluster"
 LABEL_OWNER = "org.pgcutover.owner"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 RYUK_SWITCH = "TESTCONTAINERS_RYUK_DISABLED"
-
-Progress = Callable[[str], None]
 
 
 def docker_host() -> str:

@@ -15,13 +15,13 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ImageUnavailable
+from harness.progress import Progress
 
 if TYPE_CHECKING:
     import docker
@@ -39,8 +39,6 @@ REGISTRY_BASE = "debian:bookworm-slim"
 MMDEBSTRAP_BASE = "pgcutover/debian:bookworm-minbase"
 SUITE = "bookworm"
 LABEL_DOCKERFILE = "org.pgcutover.dockerfile-sha256"
-
-Progress = Callable[[str], None]
 
 
 def dockerfile() -> bytes:

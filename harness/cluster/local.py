@@ -37,6 +37,7 @@ from harness.connections import connect
 from harness.databases import create_database
 from harness.dsn import make_dsn
 from harness.errors import ClusterStartError
+from harness.progress import Progress, quiet
 
 __all__ = ["LocalCluster", "start_local_cluster"]
 
@@ -59,12 +60,6 @@ SERVER_SETTINGS = {
     "log_line_prefix": "%m [%p] %q%u@%d ",
     "track_io_timing": "on",
 }
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 SETTINGS_FILE = "pgcutover.conf"
@@ -260,7 +255,7 @@ class LocalCluster(Cluster):
             port=port,
         )
 
-    def start(self, *, progress: Progress = _quiet) -> None:
+    def start(self, *, progress: Progress = quiet) -> None:
         prepare_dir(self.workdir / "sockets")
         primary_dir = self.workdir / "primary"
         replica_dir = self.workdir / "replica"
@@ -390,7 +385,7 @@ def start_local_cluster(
     *,
     pg_bin: str | None = None,
     dbname: str = "app",
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     base_dir: str | None = None,
     poolers: Poolers | None = None,
     max_connections: int | None = None,

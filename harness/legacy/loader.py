@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,10 +29,10 @@ from harness.connections import Conn, connect, connect_primary
 from harness.dsn import child_env, redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.legacy.data import LEGACY_COUNTS, counts, generate
+from harness.progress import Progress, quiet
 
 __all__ = ["SeedReport", "seed"]
 
-Progress = Callable[[str], None]
 
 _POST_DATA_MARKER = "-- pgcutover:post-data"
 _STDERR_LINES = 15
@@ -107,7 +106,7 @@ def seed(
     the run, each such role is created (NOLOGIN) and the load tried again, so the
     database keeps its owners and grants as dumped.
     """
-    say: Progress = progress or (lambda _message: None)
+    say: Progress = progress or quiet
     started = time.perf_counter()
     # The input is checked before connecting: its mistakes are the caller's, whatever the server.
     total = sum(counts(scale=scale).values()) if legacy is None else 0

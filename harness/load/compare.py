@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,10 @@ from harness.load.instance import load_samples
 from harness.load.locust import LocustRun, run_locust
 from harness.load.results import RunResult, Verdict, read_run, reduction, verdict
 from harness.load.workload import Workload, workload_for
+from harness.progress import Progress
 
 __all__ = ["CompareOptions", "CompareOutcome", "run_compare"]
 
-Progress = Callable[[str], None]
 REFERENCES = ("pgbench",)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +26,9 @@ from harness.connections import connect
 from harness.dsn import redact
 from harness.errors import InfrastructureError, UsageError
 from harness.load.config import LoadConfig
+from harness.progress import Progress
 
 __all__ = ["LoadEnvironment", "check_loopback", "check_reachable", "local_environment"]
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, kw_only=True)

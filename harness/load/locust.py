@@ -14,19 +14,18 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cluster.processes import free_port
 from harness.errors import InfrastructureError
+from harness.progress import Progress
 
 __all__ = ["LOCUSTFILE", "LocustRun", "run_locust"]
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
 #: seconds a run may take beyond its duration and stop timeout (start-up, CSV writing)
 SLACK = 60.0
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, kw_only=True)

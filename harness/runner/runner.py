@@ -29,6 +29,7 @@ from harness.dsn import redact
 from harness.errors import InfrastructureError, LockContention, PlanError, StepFailed
 from harness.plan import Plan, Step
 from harness.plan.sqltext import Statement
+from harness.progress import Progress, quiet
 from harness.runner.backup import remove_leftovers
 from harness.runner.ledger import AppliedStep, ensure_ledger, forget, read_ledger, record
 from harness.runner.locks import (
@@ -43,14 +44,9 @@ from harness.runner.locks import (
 
 __all__ = ["Runner", "StatementError", "StepOutcome"]
 
-Progress = Callable[[str], None]
 # How often the server checks, while a step's statement runs or waits for a lock,
 # that the runner is still connected (PostgreSQL >= 14; Linux, via POLLRDHUP).
 CONNECTION_CHECK_INTERVAL = "1s"
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -106,7 +102,7 @@ class Runner:
         plan: Plan,
         dsn: str,
         *,
-        progress: Progress = _quiet,
+        progress: Progress = quiet,
         sleep: Callable[[float], None] = time.sleep,
         salvage: bool = False,
         jitter: Callable[[], float] = random.random,
