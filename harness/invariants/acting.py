@@ -29,7 +29,7 @@ whose two SECURITY DEFINER functions only the probed roles may call:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -162,8 +162,9 @@ class RoleSessions:
         finally:
             self.admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(self.helper))
 
-    def open(self, roles: Collection[str]) -> None:
-        """Create the helper for ``roles``, then log each in (or note why it cannot)."""
+    def open(self, roles: Mapping[str, bool]) -> None:
+        """Create the helper for ``roles`` (role -> whether it can log in), then log each
+        in (or note why it cannot)."""
         if not roles:
             return
         with self.admin.transaction():
@@ -177,13 +178,8 @@ class RoleSessions:
                     self.helper, names
                 )
             )
-        rows = self.admin.execute(
-            "SELECT rolname::text, rolcanlogin FROM pg_roles WHERE rolname = ANY(%s)",
-            (sorted(roles),),
-        ).fetchall()
-        can_login = {str(r[0]): bool(r[1]) for r in rows}
-        for role in sorted(roles):
-            self._open_one(role, can_login=can_login.get(role, False))
+        for role, can_login in sorted(roles.items()):
+            self._open_one(role, can_login=can_login)
 
     def _open_one(self, role: str, *, can_login: bool) -> None:
         login = self.login(role) if self.login is not None and can_login else None

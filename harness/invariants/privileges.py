@@ -235,7 +235,7 @@ def probe_privileges(
         if role in roles and not roles[role]:
             offenders.append(f"{role} cannot log in (NOLOGIN), yet the application logs in as it")
     with RoleSessions(conn, login) as sessions:
-        sessions.open({r.role for r in rules} & roles.keys())
+        sessions.open({r.role: roles[r.role] for r in rules if r.role in roles})
         offenders.extend(sessions.refused.values())
         for rule in rules:
             session = sessions.get(rule.role)
