@@ -349,7 +349,7 @@ def gate_database(
                     emit=emit,
                     report=report,
                     mask=run.mask,
-                    new_session_dsn=run.session_login("primary") if run.sessions_login else None,
+                    new_session_dsn=run.new_session_dsn,
                     login=_traffic_login(run, login),
                 )
             progress("rolling back")

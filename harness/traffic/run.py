@@ -116,6 +116,12 @@ class TrafficRun:
         return self.logins.dsn(self.session_role, path=path)
 
     @property
+    def new_session_dsn(self) -> str | None:
+        """Where ``sessions.new_sessions_work`` logs in: as the application, or (None) as
+        the harness."""
+        return self.session_login("primary") if self.logins is not None else None
+
+    @property
     def sessions_login(self) -> Callable[[str], str] | None:
         """How the ``sessions.*`` checks log in: as the application, or (None) as the harness."""
         return self.session_login if self.logins is not None else None
