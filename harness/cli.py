@@ -468,9 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_role_login,
         metavar="ROLE=DSN",
-        help="a connection string that logs in as ROLE the way the application does (its "
-        "password in the DSN or in ~/.pgpass): privileges.tried then tries ROLE through it "
-        "rather than by SET ROLE; repeatable",
+        help="a connection string that logs in as ROLE (its password in the DSN or in "
+        "~/.pgpass), straight to the server: a pooler may hand out a session opened before "
+        "the migration. privileges.tried then tries ROLE through it rather than by SET ROLE; "
+        "repeatable",
     )
 
     report = sub.add_parser(

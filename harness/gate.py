@@ -408,26 +408,30 @@ def cluster_login(cluster: Cluster, endpoints: Endpoints) -> LoginFor | None:
     """Logins as any role, on a cluster whose servers trust the harness; None elsewhere.
 
     The harness's own servers trust loopback and its PgBouncers trust the users of
-    their auth file, so a role that can log in does so without a password, through
-    the PgBouncer writer as the application would. On a server someone else runs
-    the harness knows no one's password; only the logins it made itself serve.
+    their auth file, so a role that can log in does so without a password: through
+    the PgBouncer writer, as the application would, and for the probes in a new
+    session on the primary. On a server someone else runs the harness knows no
+    one's password; only the logins it made itself serve.
     """
     if not cluster.owns_servers:
         return None
 
     def login(role: str) -> Login:
         cluster.allow_users([role])
-        dsn = with_login(endpoints.writer, user=role, password=None)
-        return Login(dsn, _writer_path(endpoints))
+        return _login(endpoints, lambda base: with_login(base, user=role, password=None))
 
     return login
 
 
-def _writer_path(endpoints: Endpoints) -> str:
-    """The application's way to the primary, in words."""
-    if endpoints.writer != endpoints.primary:
-        return "through the PgBouncer writer"
-    return "directly to the primary"
+def _login(endpoints: Endpoints, as_role: Callable[[str], str]) -> Login:
+    """The probes' new session on the primary, and the application's way in beside it."""
+    if endpoints.writer == endpoints.primary:
+        return Login(as_role(endpoints.primary), "directly to the primary")
+    return Login(
+        as_role(endpoints.primary),
+        "through the PgBouncer writer",
+        pooled=as_role(endpoints.writer),
+    )
 
 
 def _traffic_login(run: TrafficRun, fallback: LoginFor | None) -> LoginFor | None:
@@ -438,7 +442,10 @@ def _traffic_login(run: TrafficRun, fallback: LoginFor | None) -> LoginFor | Non
 
     def login(role: str) -> Login | None:
         if role in logins.passwords:
-            return Login(logins.dsn(role, path="writer"), _writer_path(logins.endpoints))
+            password = logins.passwords[role]
+            return _login(
+                logins.endpoints, lambda base: with_login(base, user=role, password=password)
+            )
         return fallback(role) if fallback is not None else None
 
     return login

@@ -112,8 +112,20 @@ def test_a_role_whose_own_settings_forbid_writes_is_seen_only_by_logging_in(
     cluster: Cluster, legacy_database: LegacyDatabase
 ) -> None:
     """``ALTER ROLE … SET default_transaction_read_only``: every grant is in place and
-    SET ROLE sees nothing wrong, but the application, logging in as the role, cannot write."""
+    SET ROLE sees nothing wrong, but the application, logging in as the role, cannot write.
+
+    The application was already connected: PgBouncer keeps a server session of the role
+    opened before the setting, which never sees it. The probes still do, as every
+    session the pooler opens from now on will."""
     plan, dsn = _migrated(legacy_database)
+    login = cluster_login(cluster, legacy_database.endpoints)
+    assert login is not None
+    app_login = login("kct_app")
+    assert app_login is not None
+    assert app_login.pooled is not None
+    writer = app_login.pooled
+    with connect(writer) as app:
+        app.execute("SELECT 1")  # a server session the pooler keeps for kct_app
     with connect(dsn) as conn:
         conn.execute(
             sql.SQL(
@@ -121,9 +133,10 @@ def test_a_role_whose_own_settings_forbid_writes_is_seen_only_by_logging_in(
             ).format(sql.Identifier(legacy_database.name))
         )
         by_set_role = probe_privileges(conn, plan.privileges)
-        logged_in = probe_privileges(
-            conn, plan.privileges, login=cluster_login(cluster, legacy_database.endpoints)
-        )
+        logged_in = probe_privileges(conn, plan.privileges, login=login)
+    with connect(writer) as app:
+        old_session = app.execute("SHOW default_transaction_read_only").fetchone()
+    assert old_session == ("off",)  # the pooled session from before, as the test meant
     assert by_set_role.verdict == "pass", by_set_role
     assert logged_in.verdict == "fail"
     assert (

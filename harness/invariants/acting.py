@@ -4,8 +4,10 @@ A privilege tried by a superuser that ``SET ROLE``\\ s misses what stands betwee
 the application and its data before any table is touched: the role's LOGIN
 attribute, CONNECT on the database, its own settings (``ALTER ROLE … SET
 default_transaction_read_only``), the pooler's user list. So a role that can log
-in is tried in a session logged in as itself, through the path the application
-uses (the PgBouncer writer where there is one); only a NOLOGIN role (a group the
+in logs in as itself through the path the application uses (the PgBouncer writer
+where there is one), and is tried in a new session of its own on the primary: a
+pooler hands out server sessions opened before the migration, which never see a
+setting the migration gave the role. Only a NOLOGIN role (a group the
 application's roles are members of), or one the harness has no way to log in as,
 is tried by ``SET LOCAL ROLE`` on the harness's own connection, and the check
 says which.
@@ -43,10 +45,19 @@ __all__ = ["Login", "LoginFor", "RoleSession", "RoleSessions"]
 
 @dataclass(frozen=True)
 class Login:
-    """How the harness logs in as a role: a DSN, and the path it takes, for messages."""
+    """How the harness logs in as a role.
+
+    ``dsn`` opens the session the probes run in. It should start a new server
+    session: a role's settings, its LOGIN and CONNECT are read when a session
+    starts, and a pooler hands out server sessions opened before the migration
+    changed them. ``pooled``, where the application goes through a pooler, is that
+    way in, tried once to show the pooler admits the role. ``path`` names the way
+    in, for messages.
+    """
 
     dsn: str
     path: str  # "through the PgBouncer writer", "directly to the primary"
+    pooled: str | None = None
 
 
 LoginFor = Callable[[str], "Login | None"]
@@ -190,14 +201,18 @@ class RoleSessions:
             )
             return
         try:
+            if login.pooled is not None:
+                with connect(login.pooled, application_name="pgcutover privileges") as pooled:
+                    pooled.execute("SELECT 1")
             conn = self._stack.enter_context(
                 connect(login.dsn, application_name="pgcutover privileges", timeout=10)
             )
         except psycopg.Error as exc:
             self.refused[role] = f"{role} cannot log in {login.path}: {describe(exc)}"
             return
+        fresh = ", probed in a new session on the primary" if login.pooled else ""
         self._sessions[role] = RoleSession(
-            role, conn, self.helper, set_role=False, how=f"logged in {login.path}"
+            role, conn, self.helper, set_role=False, how=f"logged in {login.path}{fresh}"
         )
 
     def get(self, role: str) -> RoleSession | None:
