@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from harness.catalog import IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerprint
+from harness.catalog import IGNORE_DATA, IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
 from harness.connections import describe
 from harness.databases import connect, create_database, drop_database, unique_name
@@ -42,6 +42,7 @@ from harness.invariants import (
 )
 from harness.invariants.acting import Login, LoginFor
 from harness.invariants.roles import left_without_login
+from harness.ledger import Accounting
 from harness.lint import lint_plan
 from harness.plan import Plan
 from harness.progress import Progress, quiet
@@ -52,12 +53,7 @@ from harness.traffic import TrafficOptions, TrafficRun
 __all__ = ["GateReport", "cluster_login", "run_gate", "verify_database"]
 
 Emit = Callable[[Check], None]
-Mask = Callable[[Fingerprint], Fingerprint]
 GATE_DATABASE_PREFIX = "pgcutover_gate"
-
-
-def _unmasked(fp: Fingerprint) -> Fingerprint:
-    return fp
 
 
 @dataclass
@@ -140,14 +136,20 @@ def _replica_check(
     *,
     ok: str,
     failed: str,
-    mask: Mask = _unmasked,
+    accounting: Accounting | None = None,
     kept_roles: tuple[str, ...] = (),
 ) -> Check:
-    """The replica against ``expected``; sequences run ahead on a standby, so not their values."""
+    """The replica against ``expected``; sequences run ahead on a standby, so not their values.
+
+    With ``accounting``, ``expected`` is the baseline, as the application's writes left it.
+    """
+    actual = _fingerprint_of(endpoints.replica)
+    if accounting is not None:
+        expected, actual = accounting.align(expected, actual)
     return check_same(
         name,
-        mask(expected),
-        mask(_fingerprint_of(endpoints.replica)),
+        expected,
+        actual,
         ignore=(IGNORE_SEQUENCE_VALUES,),
         ok=ok,
         failed=failed,
@@ -163,14 +165,14 @@ def verify_database(
     wait_for_replica: Callable[[], None] | None,
     emit: Emit,
     report: GateReport,
-    mask: Mask = _unmasked,
+    accounting: Accounting | None = None,
     new_session_dsn: str | None = None,
     login: LoginFor | None = None,
 ) -> Fingerprint:
     """The checks of a migrated database; those needing a baseline run only with one.
 
-    ``mask`` leaves out of the data comparisons what the application's traffic
-    wrote meanwhile (see harness.traffic.checks). ``login`` says how to log in as
+    ``accounting`` holds the baseline to the application's writes made meanwhile
+    (see harness.ledger), and names the rows each step changed. ``login`` says how to log in as
     each of the plan's roles, for ``privileges.tried``; without it, roles are
     tried by ``SET ROLE``.
     """
@@ -179,7 +181,9 @@ def verify_database(
         after = fingerprint(conn)
         out.add(check_layout(plan.layout, after, conn))
         if baseline is not None:
-            out.add(check_data(plan.layout, mask(baseline), mask(after), conn))
+            account = accounting or Accounting()
+            data = check_data(plan.layout, *account.align(baseline, after), conn)
+            out.add(account.judge(data, window="migrate"))
             out.add(check_table_parts(plan.layout, baseline, after))
             out.add(check_sequences(plan.layout, baseline, after))
         out.add(check_foreign_keys(conn))
@@ -216,7 +220,6 @@ def verify_database(
                 endpoints,
                 ok="after replay, the replica's fingerprint equals the primary's",
                 failed="after replay, the replica differs from the primary",
-                mask=mask,
             )
         )
     return after
@@ -251,19 +254,30 @@ def _roundtrip_check(
     migrated: Fingerprint,
     dsn: str,
     *,
-    mask: Mask = _unmasked,
-    ignore: Collection[str] = (),
+    plan: Plan,
+    baseline: Fingerprint,
+    accounting: Accounting,
 ) -> Check:
+    """The structure of the first migration, and the data of the baseline as the
+    application's writes left it (read while they wait)."""
     failed = [f"{o.step.label} failed the second time" for o in again if not o.applied]
+    with connect(dsn) as conn:
+        now = fingerprint(conn)
+        data = check_data(plan.layout, *accounting.align(baseline, now), conn)
+    first, now = accounting.align(migrated, now)
     differences = [
-        f"second migration differs: {d}"
-        for d in diff(mask(migrated), mask(_fingerprint_of(dsn)), ignore=ignore)
+        f"second migration differs: {d}" for d in diff(first, now, ignore=(IGNORE_DATA,))
     ]
-    return Check.of(
-        "roundtrip.migrate_again",
-        offenders=failed + differences,
-        ok="migrate → rollback → migrate gives the database of the first migration",
-        failed="migrating again after the rollback does not give the same database",
+    data_offenders = [f"second migration: {d}" for d in data.details if data.verdict == "fail"]
+    return accounting.judge(
+        Check.of(
+            "roundtrip.migrate_again",
+            offenders=failed + differences + data_offenders,
+            ok="migrate → rollback → migrate gives the database of the first migration",
+            failed="migrating again after the rollback does not give the same database",
+        ),
+        window="again",
+        extra=accounting.sequences(now, dsn),
     )
 
 
@@ -310,98 +324,108 @@ def gate_database(
     existed = _roles(endpoints.primary) if existed_roles is None else existed_roles
     out.add(check_roles_created(plan, existed=existed))
     run = TrafficRun(plan, endpoints, traffic)
-    if run.on:
-        progress("application traffic: logins for the plan's roles, each query tried once")
-    run.prepare()
-    baseline = _fingerprint_of(endpoints.primary)
-    progress("pg_dump -Fc backup, then a restore to prove it")
-    out.add(_backup_check(endpoints, baseline, backup_dir))
-    sessions = OldSessions(
-        endpoints,
-        default_queries(plan.layout.tables, plan.session_queries, catalog=baseline),
-        wait_for_replica=wait,
-        login=run.sessions_login,
-    )
+    with run:  # its ledger is dropped on the way out, whatever happens
+        if run.on:
+            progress("application traffic: logins for the plan's roles, each query tried once")
+        run.prepare()
+        baseline = _fingerprint_of(endpoints.primary)
+        progress("pg_dump -Fc backup, then a restore to prove it")
+        out.add(_backup_check(endpoints, baseline, backup_dir))
+        sessions = OldSessions(
+            endpoints,
+            default_queries(plan.layout.tables, plan.session_queries, catalog=baseline),
+            wait_for_replica=wait,
+            login=run.sessions_login,
+        )
 
-    def after(label: str) -> None:
-        run.after(label)
-        sessions.after(label)
+        def after(label: str) -> None:
+            run.after(label)
+            sessions.after(label)
 
-    try:
-        with (
-            _traffic_running(run, progress),
-            Runner(plan, endpoints.primary, progress=progress, salvage=True) as runner,
-        ):
-            progress(f"migrating with plan {plan.name!r}")
-            steps = runner.migrate(
-                keep_going=True,
-                after_step=lambda o: after(o.step.label),
-                before_step=lambda s: run.phase(s.label, step=True),
-            )
-            run.phase("checks after the migration")
-            out.add(_steps_check("migrate.steps", steps))
-            with run.checking():
-                migrated = verify_database(
-                    plan,
-                    endpoints,
-                    baseline=baseline,
-                    wait_for_replica=wait_for_replica,
-                    emit=emit,
-                    report=report,
-                    mask=run.mask,
-                    new_session_dsn=run.new_session_dsn,
-                    login=_traffic_login(run, login),
+        try:
+            with (
+                _traffic_running(run, progress),
+                Runner(plan, endpoints.primary, progress=progress, salvage=True) as runner,
+            ):
+                progress(f"migrating with plan {plan.name!r}")
+                steps = runner.migrate(
+                    keep_going=True,
+                    after_step=lambda o: after(o.step.label),
+                    before_step=lambda s: run.phase(s.label, step=True),
                 )
-            progress("rolling back")
-            steps = runner.rollback(
-                keep_going=True,
-                after_step=lambda o: after(o.step.label),
-                before_step=lambda s: run.phase(plan.down_for(s.number).label, step=True),
-            )
-            run.phase("checks after the rollback")
-            out.add(_steps_check("rollback.steps", steps))
-            out.add(sessions.check(phase="keep_working"))
-            # Sequences count on while the application inserts: not their values then.
-            ignore = (IGNORE_SEQUENCE_VALUES,) if run.wrote else ()
-            out.add(
-                check_same(
+                run.phase("checks after the migration")
+                out.add(_steps_check("migrate.steps", steps))
+                with run.checking():
+                    migrated = verify_database(
+                        plan,
+                        endpoints,
+                        baseline=baseline,
+                        wait_for_replica=wait_for_replica,
+                        emit=emit,
+                        report=report,
+                        accounting=run.accounting,
+                        new_session_dsn=run.new_session_dsn,
+                        login=_traffic_login(run, login),
+                    )
+                progress("rolling back")
+                steps = runner.rollback(
+                    keep_going=True,
+                    after_step=lambda o: after(o.step.label),
+                    before_step=lambda s: run.phase(plan.down_for(s.number).label, step=True),
+                )
+                run.phase("checks after the rollback")
+                out.add(_steps_check("rollback.steps", steps))
+                out.add(sessions.check(phase="keep_working"))
+                account = run.accounting
+                with run.settled():
+                    expected, actual = account.align(baseline, _fingerprint_of(endpoints.primary))
+                    rewound = account.sequences(actual, endpoints.primary)
+                exact = check_same(
                     "rollback.exact",
-                    run.mask(baseline),
-                    run.mask(_fingerprint_of(endpoints.primary)),
+                    expected,
+                    actual,
                     ok="after rollback the primary is exactly as before the migration",
                     failed="the rollback does not restore the database as it was",
-                    ignore=ignore,
                     kept_roles=plan.keeps_roles,
                 )
-            )
-            if wait_for_replica is not None:
-                wait()
-                out.add(
-                    _replica_check(
-                        "rollback.exact_on_replica",
-                        baseline,
-                        endpoints,
-                        ok="after rollback the replica is exactly as before the migration",
-                        failed="the rollback does not restore the replica as it was",
-                        mask=run.mask,
-                        kept_roles=plan.keeps_roles,
-                    )
+                out.add(account.judge(exact, window="rollback", extra=rewound))
+                if wait_for_replica is not None:
+                    with run.settled():
+                        wait()
+                        on_replica = _replica_check(
+                            "rollback.exact_on_replica",
+                            baseline,
+                            endpoints,
+                            ok="after rollback the replica is exactly as before the migration",
+                            failed="the rollback does not restore the replica as it was",
+                            accounting=account,
+                            kept_roles=plan.keeps_roles,
+                        )
+                    out.add(account.judge(on_replica))
+                progress("migrating again after the rollback")
+                again = runner.migrate(
+                    keep_going=True,
+                    before_step=lambda s: run.phase(f"{s.label} (again)", step=True),
                 )
-            progress("migrating again after the rollback")
-            again = runner.migrate(
-                keep_going=True, before_step=lambda s: run.phase(f"{s.label} (again)", step=True)
-            )
-            run.phase("after the second migration")
-        run.drop_legacy_access()
-        ignore = (IGNORE_SEQUENCE_VALUES,) if run.wrote else ()
-        out.add(_roundtrip_check(again, migrated, endpoints.primary, mask=run.mask, ignore=ignore))
-    finally:
-        sessions.close()
-    if run.on:
-        wait()
-        for check in run.checks(replica=endpoints.replica if wait_for_replica else None):
-            out.add(check)
-        report.context["traffic"] = run.summary()
+                run.phase("after the second migration")
+            run.drop_legacy_access()
+            with run.settled():
+                roundtrip = _roundtrip_check(
+                    again,
+                    migrated,
+                    endpoints.primary,
+                    plan=plan,
+                    baseline=baseline,
+                    accounting=run.accounting,
+                )
+            out.add(roundtrip)
+        finally:
+            sessions.close()
+        if run.on:
+            wait()
+            for check in run.checks(replica=endpoints.replica if wait_for_replica else None):
+                out.add(check)
+            report.context["traffic"] = run.summary()
 
 
 def cluster_login(cluster: Cluster, endpoints: Endpoints) -> LoginFor | None:

@@ -18,6 +18,7 @@ from harness.gate import GateReport, cluster_login, gate_database
 from harness.legacy import seed
 from harness.plan import load_plan
 from harness.testing.fix_legacy import fresh_name
+from harness.traffic import TrafficOptions
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
 
@@ -61,7 +62,13 @@ def planted(source: Path, target: Path, edits: tuple[Edit, ...]) -> Path:
     return target
 
 
-def run_gate(plan_dir: Path, cluster: Cluster, endpoints: Endpoints, tmp: Path) -> GateReport:
+TRAFFIC_CLIENTS = 6  # enough to write every table the workload writes during each step
+
+
+def run_gate(
+    plan_dir: Path, cluster: Cluster, endpoints: Endpoints, tmp: Path, *, traffic: bool = False
+) -> GateReport:
+    """The gate as the command runs it, with the application's traffic or without."""
     report = GateReport(plan=plan_dir.name)
     gate_database(
         load_plan(plan_dir),
@@ -72,6 +79,9 @@ def run_gate(plan_dir: Path, cluster: Cluster, endpoints: Endpoints, tmp: Path) 
         report=report,
         backup_dir=tmp / "backups",
         login=cluster_login(cluster, endpoints),
+        traffic=TrafficOptions(clients=TRAFFIC_CLIENTS, allow_users=cluster.allow_users)
+        if traffic
+        else None,
     )
     return report
 

@@ -46,7 +46,7 @@ __all__ = ["LocalCluster", "start_local_cluster"]
 # it follows the poolers' settings (harness.cluster.pooling.max_connections_for).
 SERVER_SETTINGS = {
     "listen_addresses": "127.0.0.1",
-    "wal_level": "replica",
+    "wal_level": "logical",
     "max_wal_senders": "10",
     "wal_keep_size": "256MB",
     "hot_standby": "on",

@@ -1,6 +1,5 @@
 """The application's own traffic through the gate, and what it proves about a plan."""
 
-from harness.traffic.checks import mask_written
 from harness.traffic.clients import Request, Timeline, Traffic
 from harness.traffic.logins import Logins, provision_logins
 from harness.traffic.run import TrafficOptions, TrafficRun, workload_of
@@ -15,7 +14,6 @@ __all__ = [
     "Traffic",
     "TrafficOptions",
     "TrafficRun",
-    "mask_written",
     "provision_logins",
     "workload_of",
 ]

@@ -1,28 +1,19 @@
 """The verdicts of the application's traffic: errors, stalls, lost writes, old connections.
 
-How the traffic's writes and the gate's data comparisons live together: the
-comparisons (data unchanged, rollback exact, replica equals primary, migrate
-again) ask "is the data as it was"; the application, meanwhile, legitimately
-changed it. Rather than undo the application's writes (an undo would itself be
-a write, and audit triggers record both), the comparisons are made modulo the
-write ledger: the tables the traffic wrote, directly or through triggers, as
-each write's own transaction reported them (``pg_stat_xact_user_tables``), are
-left out of the data comparison on both sides (:func:`mask_written`), and what
-happened to them is proven instead, write by write, by ``traffic.writes_kept``.
-Every other table is still compared row for row, and every structure in full.
+The data comparisons hold the database against the baseline as the application's
+writes left it (``harness.ledger``), so no table is left out because the
+application writes it. Where a server cannot keep that ledger (no logical
+decoding), :func:`check_writes_kept` falls back to each write query's own
+``verify`` query, and the comparisons name the tables they left out.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from harness.catalog import Fingerprint
 from harness.connections import connect
 from harness.invariants.result import Check
 from harness.plan.workload import Workload, WorkloadQuery
@@ -35,29 +26,7 @@ __all__ = [
     "check_stall",
     "check_writes_kept",
     "latency_summary",
-    "mask_written",
 ]
-
-
-def mask_written(fp: Fingerprint, tables: Iterable[str]) -> Fingerprint:
-    """``fp`` with the data of ``tables`` (bare names, any schema) left unread."""
-    names = set(tables)
-    if not names:
-        return fp
-    masked = {
-        key: dataclasses.replace(rel, rows=None, checksum=None) if rel.name in names else rel
-        for key, rel in fp.tables.items()
-    }
-    # A materialized view over a written table holds whatever was there when it was
-    # last refreshed: its contents depend on when the traffic wrote, not on the plan.
-    mentions = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names)) + r")\b")
-    views = {
-        key: dataclasses.replace(rel, rows=None, checksum=None)
-        if rel.kind == "m" and rel.definition and mentions.search(rel.definition)
-        else rel
-        for key, rel in fp.views.items()
-    }
-    return dataclasses.replace(fp, tables=masked, views=views)
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -43,6 +43,9 @@ _MAX_PARAM_ROWS = 1000
 _BACKEND = """
 SELECT pg_backend_pid(), backend_start, set_config('statement_timeout', %s, true)
   FROM pg_stat_activity WHERE pid = pg_backend_pid()"""
+# A write's transaction id, as logical decoding prints it (the 32-bit xid, without the
+# epoch): the change ledger tells the application's commits from the migration's by it.
+_XID = "SELECT (pg_current_xact_id()::text::bigint % 4294967296)::bigint AS xid"
 _WRITTEN = """
 SELECT relname FROM pg_stat_xact_user_tables
  WHERE n_tup_ins + n_tup_upd + n_tup_del > 0"""
@@ -68,6 +71,7 @@ class Request:
     values: dict[str, Any] = field(default_factory=dict)  # parameters, RETURNING columns
     key: int = -1  # which parameter row
     written: tuple[str, ...] = ()
+    xid: int | None = None  # a write's transaction, once it has one
 
     @property
     def seconds(self) -> float:
@@ -209,6 +213,9 @@ class _Client:
                 info = conn.execute(_BACKEND, (REQUEST_TIMEOUT,)).fetchone()
                 if info is not None:
                     req.pid, req.backend_start = info["pg_backend_pid"], info["backend_start"]
+                if q.kind == "write":
+                    got = conn.execute(_XID).fetchone()
+                    req.xid = int(got["xid"]) if got is not None else None
                 for statement in q.sql:
                     cur = conn.execute(statement.encode(), req.values, prepare=False)
                     if cur.description is not None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
-from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
 from harness.invariants.result import Check
+from harness.ledger import Accounting, ChangeLedger, LedgerUnavailable, check_writes_accounted
 from harness.plan import Plan
 from harness.plan.workload import Workload, simple_workload
 from harness.traffic.checks import (
@@ -26,9 +26,8 @@ from harness.traffic.checks import (
     check_stall,
     check_writes_kept,
     latency_summary,
-    mask_written,
 )
-from harness.traffic.clients import BEFORE, Timeline, Traffic, prepare_params
+from harness.traffic.clients import BEFORE, Request, Timeline, Traffic, prepare_params
 from harness.traffic.logins import Logins, provision_logins
 from harness.traffic.sampler import LockSampler
 
@@ -63,12 +62,15 @@ class TrafficRun:
         self.logins: Logins | None = None
         self.traffic: Traffic | None = None
         self.sampler: LockSampler | None = None
+        self.ledger: ChangeLedger | None = None
+        self.accounting = Accounting()
 
     @property
     def on(self) -> bool:
         return self.options is not None
 
     def prepare(self) -> None:
+        self._open_ledger()
         if self.options is None:
             return
         roles = {role: self.workload.kinds_of(role) for role in self.workload.roles}
@@ -93,13 +95,77 @@ class TrafficRun:
         self.sampler.start()
         self.traffic.wait(self.workload.baseline)
 
+    def _open_ledger(self) -> None:
+        """The ledger starts before the baseline; without it, say what goes uncompared."""
+        ledger = ChangeLedger(self.endpoints.primary, copy=self.on)
+        try:
+            ledger.open()
+        except LedgerUnavailable as exc:
+            # Without traffic the comparisons are exact anyway; with it, the tables
+            # the application writes are left out, and named with this reason.
+            self.accounting = Accounting(why=str(exc))
+            return
+        self.ledger = ledger
+        self.accounting = Accounting(ledger)
+
+    def __enter__(self) -> TrafficRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Drop the ledger's slot and copy, after the traffic's checks, or on any error."""
+        self.stop()
+        if self.ledger is not None:
+            self.ledger.close()
+
     def phase(self, label: str, *, step: bool = False) -> None:
         if self.traffic is not None:
             self.traffic.timeline.mark(label, step=step)
+        if self.ledger is not None:
+            self.ledger.mark(label, step=step)
 
     def after(self, step: str) -> None:
         if self.traffic is not None:
             self.traffic.timeline.mark_after(step)
+        if self.ledger is not None:
+            self.ledger.mark(f"after {step}", step=False)
+
+    @contextmanager
+    def settled(self) -> Iterator[None]:
+        """Inside, the application's writes wait and the ledger has every one before.
+
+        A comparison read inside sees the database at one point of the WAL, the point
+        the ledger's copy is brought to: so the two are comparable, row for row.
+        """
+        with self.traffic.writes_on_hold() if self.traffic is not None else nullcontext():
+            self._catch_up()
+            yield
+
+    def _catch_up(self) -> None:
+        if self.ledger is not None:
+            self.ledger.catch_up(self.ledger.settle(), traffic=self._xids)
+        elif self.traffic is not None:
+            self.accounting.leave_out(self.traffic.written_tables())
+        self.accounting.drawn = self._drawn()
+
+    def _xids(self) -> set[int]:
+        if self.traffic is None:
+            return set()
+        return {r.xid for r in list(self.traffic.requests) if r.xid is not None}
+
+    def _drawn(self) -> set[str]:
+        """Tables (bare names) the application wrote or may have drawn a sequence for."""
+        if self.traffic is None:
+            return set()
+        requests = list(self.traffic.requests)
+        tables = {t for r in requests if r.ok for t in r.written}
+        if self.ledger is not None:
+            tables |= {t.rsplit(".", 1)[-1] for t in self.ledger.changed_tables()}
+        if any(r.kind == "write" and not r.ok for r in requests):
+            # A failed insert may have drawn from a sequence before it failed.
+            text = " ".join(s for q in self.workload.queries if q.kind == "write" for s in q.sql)
+            tables |= {t.split(".")[-1] for t in self.plan.layout.tables if
+                       t.split(".")[-1] in text}  # fmt: skip
+        return tables
 
     @property
     def session_role(self) -> str | None:
@@ -137,9 +203,10 @@ class TrafficRun:
         ``privileges.tried`` puts sequences back where they were after its trial
         inserts, and an insert meanwhile would take a value that is handed out again."""
         if self.traffic is None or self.logins is None:
-            yield
+            with self.settled():
+                yield
             return
-        with self.traffic.writes_on_hold(), self.logins.without_legacy_access():
+        with self.settled(), self.logins.without_legacy_access():
             yield
 
     def stop(self) -> None:
@@ -147,16 +214,6 @@ class TrafficRun:
             self.traffic.stop()
         if self.sampler is not None:
             self.sampler.stop()
-
-    def mask(self, fp: Fingerprint) -> Fingerprint:
-        """``fp`` modulo the tables the traffic wrote so far (see harness.traffic.checks)."""
-        if self.traffic is None:
-            return fp
-        return mask_written(fp, self.traffic.written_tables())
-
-    @property
-    def wrote(self) -> bool:
-        return bool(self.traffic and self.traffic.written_tables())
 
     def checks(self, *, replica: str | None) -> list[Check]:
         if self.traffic is None:
@@ -167,11 +224,28 @@ class TrafficRun:
         return [
             check_no_errors(requests, timeline),
             check_stall(requests, timeline, self.workload, locks),
-            check_writes_kept(
-                requests, self.workload, primary=self.endpoints.primary, replica=replica
-            ),
+            self._writes_kept(requests, replica=replica),
             check_old_connections(requests, timeline),
         ]
+
+    def _writes_kept(self, requests: list[Request], *, replica: str | None) -> Check:
+        """From the ledger when there is one: every write; else by the queries' verify."""
+        if self.ledger is None or self.ledger.copy is None:
+            return check_writes_kept(
+                requests, self.workload, primary=self.endpoints.primary, replica=replica
+            )
+        with self.settled():
+            pass
+        writes = [r for r in requests if r.kind == "write"]
+        targets = [("primary", self.endpoints.primary)] + (
+            [("replica", replica)] if replica else []
+        )
+        return check_writes_accounted(
+            self.ledger,
+            [(r.xid, r.query) for r in writes if r.ok],
+            [(r.xid, r.query) for r in writes if not r.ok],
+            targets=targets,
+        )
 
     def summary(self) -> dict[str, object] | None:
         if self.traffic is None:

@@ -1,0 +1,97 @@
+"""Data damage on the tables the application writes, found with its traffic running.
+
+The default gate runs the application's traffic; the comparisons then hold the
+database against the baseline as the application's writes left it (the change
+ledger), so a step that changes rows of a table the application writes is no
+more hidden than one on a table it only reads. Each defect here touches a table
+the workload of ``plans/kct`` writes (orders, appointments, customers), and must
+fail its check, for its reason, with the traffic on. The corrected plan passes
+under the same traffic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from planting import PLANS, Defect, failed, new_step, planted, run_gate
+
+from harness.cluster import Cluster
+from harness.testing.fix_legacy import LegacyDatabase
+
+DEFECTS = (
+    Defect(
+        "a step rewrites a column of every order",
+        "data.unchanged",
+        "up/007_tidy_orders.sql: `public.orders`: ",
+        new_step(
+            7,
+            "tidy_orders",
+            up="UPDATE tenant_kct.orders SET notes = coalesce(notes, '') || ' (migrated)';\n",
+            down="SELECT 1;\n",
+        ),
+    ),
+    Defect(
+        "a rollback deletes a few appointments",
+        "rollback.exact",
+        "down/007_prune.sql: `public.appointments`: 3 rows deleted, not by the application",
+        new_step(
+            7,
+            "prune",
+            up="SELECT 1;\n",
+            down="DELETE FROM tenant_kct.appointments WHERE id IN "
+            "(SELECT id FROM tenant_kct.appointments ORDER BY id LIMIT 3);\n",
+        ),
+    ),
+    Defect(
+        "a rollback rewinds the orders' sequence",
+        "rollback.exact",
+        "orders_order_number_seq`: at ",
+        new_step(
+            7,
+            "renumber",
+            up="SELECT 1;\n",
+            down="SELECT setval('tenant_kct.orders_order_number_seq', "
+            "(SELECT min(order_number) FROM tenant_kct.orders));\n",
+        ),
+    ),
+    Defect(
+        "a rollback restores appointments from a snapshot, losing the writes since",
+        "traffic.writes_kept",
+        "written by the application, missing",
+        new_step(
+            7,
+            "snapshot",
+            up="CREATE TABLE tenant_kct.appointments_before AS "
+            "SELECT * FROM tenant_kct.appointments;\n"
+            "SELECT pg_sleep(0.5);\n",
+            down="DELETE FROM tenant_kct.appointments;\n"
+            "INSERT INTO tenant_kct.appointments SELECT * FROM tenant_kct.appointments_before;\n"
+            "DROP TABLE tenant_kct.appointments_before;\n",
+        ),
+    ),
+)
+
+
+@pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
+def test_data_damage_on_written_tables_fails_under_traffic(
+    defect: Defect, cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    plan = planted(PLANS / "kct", tmp_path / "plan", defect.edits)
+    found = failed(run_gate(plan, cluster, legacy_database.endpoints, tmp_path, traffic=True))
+    assert defect.check in found, found
+    assert any(defect.message in d for d in found[defect.check]), found[defect.check]
+
+
+def test_corrected_plan_passes_with_every_row_accounted_for(
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    report = run_gate(PLANS / "kct", cluster, legacy_database.endpoints, tmp_path, traffic=True)
+    assert failed(report) == {}
+    checks = {c.name: c for c in report.checks}
+    for name in ("data.unchanged", "rollback.exact", "roundtrip.migrate_again"):
+        assert "the application changed, accounted for one by one" in checks[name].reason
+        assert "not compared" not in checks[name].reason
+    kept = checks["traffic.writes_kept"].reason
+    acknowledged = report.context["traffic"]["writes_acknowledged"]  # type: ignore[index]
+    assert f"all {acknowledged:,} acknowledged writes verified" in kept
