@@ -426,6 +426,7 @@ def gate_database(
             for check in run.checks(replica=endpoints.replica if wait_for_replica else None):
                 out.add(check)
             report.context["traffic"] = run.summary()
+        report.context["ledger"] = run.ledger_summary()
 
 
 def cluster_login(cluster: Cluster, endpoints: Endpoints) -> LoginFor | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from planting import PLANS, Defect, failed, new_step, planted, run_gate
+from planting import PLANS, Defect, Edit, failed, new_step, planted, run_gate
 
 from harness.cluster import Cluster
 from harness.testing.fix_legacy import LegacyDatabase
@@ -95,3 +95,40 @@ def test_corrected_plan_passes_with_every_row_accounted_for(
     kept = checks["traffic.writes_kept"].reason
     acknowledged = report.context["traffic"]["writes_acknowledged"]  # type: ignore[index]
     assert f"all {acknowledged:,} acknowledged writes verified" in kept
+
+
+BACKFILL = new_step(
+    7,
+    "backfill_currency",
+    up="UPDATE tenant_shared.products SET name = name || ' ' WHERE name NOT LIKE '% ';\n",
+    down="UPDATE tenant_shared.products SET name = rtrim(name, ' ');\n",
+)
+
+
+def test_a_step_changing_rows_is_named_without_traffic_too(
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    """The ledger runs in both modes: the step, table, rows and columns are named."""
+    plan = planted(PLANS / "kct", tmp_path / "plan", BACKFILL)
+    found = failed(run_gate(plan, cluster, legacy_database.endpoints, tmp_path))
+    named = (
+        "up/007_backfill_currency.sql: `public.products`: 37 rows updated (columns changed: "
+        "name, updated_at), not by the application"
+    )
+    assert named in found["data.unchanged"], found
+
+
+def test_a_row_change_the_plan_declares_is_expected(
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    declared = Edit(
+        "plan.toml",
+        None,
+        '\n[[data_changes]]\nstep = "up/007_backfill_currency.sql"\ntable = "public.products"\n'
+        '\n[[data_changes]]\nstep = "down/007_backfill_currency.sql"\ntable = "public.products"\n',
+    )
+    plan = planted(PLANS / "kct", tmp_path / "plan", (*BACKFILL, declared))
+    report = run_gate(plan, cluster, legacy_database.endpoints, tmp_path, traffic=True)
+    assert failed(report) == {}
+    reason = next(c.reason for c in report.checks if c.name == "data.unchanged")
+    assert "up/007_backfill_currency.sql: 37 in `public.products`" in reason

@@ -129,10 +129,17 @@ class Accounting:
         parts = []
         if self.ledger is not None and self.ledger.copy is not None:
             rows = len(self.ledger.applied.rows)
-            parts.append(
-                f"{rows:,} row{'s' if rows != 1 else ''} the application changed, "
-                "accounted for one by one"
+            if rows:
+                parts.append(
+                    f"{rows:,} row{'s' if rows != 1 else ''} the application changed, "
+                    "accounted for one by one"
+                )
+            declared = ", ".join(
+                f"{step}: {n:,} in `{table}`"
+                for (step, table), n in sorted(self.ledger.declared_rows.items())
             )
+            if declared:
+                parts.append(f"row changes the plan declares, expected: {declared}")
         by_reason: dict[str, list[str]] = {}
         for table, why in sorted(self.unaccounted.items()):
             by_reason.setdefault(why, []).append(f"`{table}`")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from harness.databases import create_database, drop_database, unique_name
 from harness.dsn import database_of, with_database
 from harness.errors import UsageError
 from harness.ledger.decoding import UNCHANGED_TOAST, Change, DecodingError, parse_change
+from harness.plan.data_changes import DataChange
 from harness.progress import Progress, quiet
 
 __all__ = ["ChangeLedger", "LedgerUnavailable", "StepChange", "TableKey"]
@@ -121,6 +123,17 @@ class _Mark:
     label: str
     step: bool
     names: dict[tuple[str, str], int]  # (schema, table) -> oid, on the primary then
+    #: how far the slowest standby was behind when the mark was taken: bytes, and
+    #: the server's own replay_lag (the time its latest replayed commit took), ms
+    behind: tuple[int, float | None] | None = None
+
+
+# The standbys streaming from the primary; none on a server without a replica.
+_BEHIND = """
+SELECT max(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), replay_lsn))::bigint,
+       max(extract(epoch FROM replay_lag) * 1000)::float8
+  FROM pg_stat_replication
+"""
 
 
 @dataclass
@@ -135,8 +148,16 @@ class Applied:
 class ChangeLedger:
     """The ledger of one gate run on one database; :meth:`close` drops all it made."""
 
-    def __init__(self, dsn: str, *, copy: bool, progress: Progress = quiet) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        copy: bool = True,
+        declared: tuple[DataChange, ...] = (),
+        progress: Progress = quiet,
+    ) -> None:
         self.dsn = dsn
+        self.declared = declared
         self.want_copy = copy
         self.progress = progress
         self.conn: Conn | None = None
@@ -151,6 +172,7 @@ class ChangeLedger:
         self.applied = Applied()
         self.committed: set[int] = set()  # xids of every transaction that committed changes
         self.other_rows = 0  # rows changed in tables new since the baseline, by anyone
+        self.declared_rows: Counter[tuple[str, str]] = Counter()  # (phase, table) -> rows
         self._dirty: set[int] = set()
         self._checksums: dict[int, tuple[int, str]] = {}
         self.decoded = 0
@@ -239,12 +261,25 @@ class ChangeLedger:
             self.conn.execute("SELECT pg_current_xact_id()")
         return lsn
 
-    def wal_by_phase(self) -> dict[str, int]:
-        """Bytes of WAL written while each phase ran, steps and others."""
-        out: dict[str, int] = {}
+    def summary(self) -> dict[str, object]:
+        """Per step: the WAL it wrote, and how far behind the replica was as it ended."""
+        steps = []
         for mark, after in zip(self.marks, self.marks[1:], strict=False):
-            out[mark.label] = out.get(mark.label, 0) + int(after.lsn - mark.lsn)
-        return out
+            if not mark.step:
+                continue
+            entry: dict[str, object] = {"step": mark.label, "wal_bytes": int(after.lsn - mark.lsn)}
+            if after.behind is not None:
+                entry["replica_behind_bytes"] = after.behind[0]
+                if after.behind[1] is not None:
+                    entry["replay_lag_ms"] = round(after.behind[1], 1)
+            steps.append(entry)
+        return {
+            "decoded_changes": self.decoded,
+            "application_rows": len(self.applied.rows),
+            "seconds": round(self.seconds, 2),
+            "unaccounted": dict(sorted(self.unaccounted.items())),
+            "steps": steps,
+        }
 
     # -- reading the slot ----------------------------------------------------------------
     def catch_up(self, upto: Lsn, *, traffic: Callable[[], Collection[int]]) -> None:
@@ -312,8 +347,18 @@ class ChangeLedger:
                 continue
             if application:
                 self._replay(xid, table, change)
+            elif self._is_declared(phase, table, change):
+                self._replay(None, table, change)
+                self.declared_rows[(phase.label, table.qualified)] += 1
             else:
                 self._record(phase, table, change)
+
+    def _is_declared(self, phase: _Mark, table: TableKey, change: Change) -> bool:
+        """A change the plan says its step makes (the second migration's too)."""
+        step = phase.label.removesuffix(" (again)")
+        return phase.step and any(
+            d.covers(step=step, table=table.qualified, op=change.op) for d in self.declared
+        )
 
     # -- the application's changes, replayed -------------------------------------------------
     def _key_of(self, table: TableKey, values: dict[str, Any] | None) -> tuple[Any, ...] | None:
@@ -321,7 +366,8 @@ class ChangeLedger:
             return None
         return tuple(values[k] for k in table.key)
 
-    def _replay(self, xid: int, table: TableKey, change: Change) -> None:
+    def _replay(self, xid: int | None, table: TableKey, change: Change) -> None:
+        """Apply ``change`` to the copy; ``xid`` None: a step's declared change."""
         if table.qualified in self.unaccounted:
             return
         target = sql.Identifier(table.schema, table.name)
@@ -361,13 +407,15 @@ class ChangeLedger:
                 self._execute(statement, (*sets.values(), *(old or ())))
         else:
             self._execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, where), old or ())
+        self._dirty.add(table.oid)
+        if xid is None:
+            return
         new = self._key_of(table, change.new) if change.op != "DELETE" else old
         if old is not None and new != old:
             self.applied.rows[(table.oid, old)] = "DELETE"
         if new is not None:
             self.applied.rows[(table.oid, new)] = change.op
             self.applied.by_xid.setdefault(xid, []).append((table.oid, new, change.op))
-        self._dirty.add(table.oid)
 
     def _execute(self, statement: sql.Composed, params: tuple[Any, ...]) -> None:
         if self.copy is None:

@@ -73,6 +73,11 @@ Layout of a plan directory::
     [pgbouncer.reader]                       # key left out keeps the default. Full
     pool_mode = "session"                    # format: harness/plan/pgbouncer.py
 
+    [[data_changes]]                         # optional: rows a step changes on purpose
+    step = "up/005_backfill.sql"             # (a backfill); any other row change of a
+    table = "public.orders"                  # table that existed before is a finding.
+                                             # Full format: harness/plan/data_changes.py
+
 Names are PostgreSQL identifiers as SQL writes them: unquoted ones are folded to
 lower case, ``"Quoted"`` ones are kept as written (``'"Sales"."Order"'``).
 """
@@ -89,6 +94,7 @@ from typing import Any
 
 from harness.cluster.pooling import Poolers
 from harness.errors import PlanError
+from harness.plan.data_changes import DataChange, parse_data_changes
 from harness.plan.pgbouncer import parse_pgbouncer, refuse_statement_pooling
 from harness.plan.sqltext import Statement, split_statements
 from harness.plan.workload import Workload, parse_workload
@@ -116,6 +122,7 @@ _TOP_LEVEL = frozenset(
         "dependencies",
         "workload",
         "pgbouncer",
+        "data_changes",
     }
 )
 _SEVERITIES = ("warn", "fail")
@@ -212,6 +219,7 @@ class Plan:
     compatibility_views: str = "warn"  # or "fail": code reaching tables only through them
     pgbouncer: Poolers | None = None  # None: the plan leaves the poolers at the defaults
     legacy: Path | None = None  # the dump it is gated against; None: the built-in database
+    data_changes: tuple[DataChange, ...] = ()  # row changes steps make on purpose
 
     def down_for(self, number: int) -> Step:
         return next(s for s in self.down if s.number == number)
@@ -491,6 +499,12 @@ def load_plan(directory: str | Path) -> Plan:
         compatibility_views=str(severity),
         pgbouncer=pgbouncer,
         legacy=_legacy(doc.get("legacy"), directory=directory, toml_path=toml_path),
+        data_changes=parse_data_changes(
+            doc.get("data_changes"),
+            toml_path=toml_path,
+            steps={s.label for s in (*up.values(), *down.values())},
+            qualify=_qualify,
+        ),
     )
 
 

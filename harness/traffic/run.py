@@ -97,7 +97,9 @@ class TrafficRun:
 
     def _open_ledger(self) -> None:
         """The ledger starts before the baseline; without it, say what goes uncompared."""
-        ledger = ChangeLedger(self.endpoints.primary, copy=self.on)
+        # The copy takes the application's writes and the changes the plan declares,
+        # and shows which columns an undeclared change touched: with traffic or without.
+        ledger = ChangeLedger(self.endpoints.primary, copy=True, declared=self.plan.data_changes)
         try:
             ledger.open()
         except LedgerUnavailable as exc:
@@ -246,6 +248,12 @@ class TrafficRun:
             [(r.xid, r.query) for r in writes if not r.ok],
             targets=targets,
         )
+
+    def ledger_summary(self) -> dict[str, object]:
+        """What the ledger decoded, and each step's WAL and replica lag; or why none ran."""
+        if self.ledger is None:
+            return {"unavailable": self.accounting.why}
+        return self.ledger.summary()
 
     def summary(self) -> dict[str, object] | None:
         if self.traffic is None:
