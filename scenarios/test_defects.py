@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from planting import PLANS, Defect, Edit, failed, new_step, planted, run_gate
+from planting import MODES, PLANS, TRAFFIC_CHECKS, Defect, Edit, failed, new_step, planted, run_gate
 
 from harness.catalog import fingerprint
 from harness.cluster import Cluster
@@ -316,26 +316,40 @@ HARMLESS = (
 
 
 def _gate(
-    edits: tuple[Edit, ...], cluster: Cluster, legacy_database: LegacyDatabase, tmp: Path
+    edits: tuple[Edit, ...],
+    cluster: Cluster,
+    legacy_database: LegacyDatabase,
+    tmp: Path,
+    *,
+    traffic: bool = False,
 ) -> dict[str, list[str]]:
     plan = planted(PLANS / "kct", tmp / "plan", edits)
-    return failed(run_gate(plan, cluster, legacy_database.endpoints, tmp))
+    return failed(run_gate(plan, cluster, legacy_database.endpoints, tmp, traffic=traffic))
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
 def test_planted_defect_fails_exactly_its_check(
-    defect: Defect, cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+    defect: Defect,
+    mode: str,
+    cluster: Cluster,
+    legacy_database: LegacyDatabase,
+    tmp_path: Path,
 ) -> None:
-    found = _gate(defect.edits, cluster, legacy_database, tmp_path)
-    assert set(found) == {defect.check}, found
+    """In the default mode too: the application may see the defect as well (its failed
+    requests), but no other check of the database may fail."""
+    found = _gate(defect.edits, cluster, legacy_database, tmp_path, traffic=mode == "traffic")
+    assert {defect.check} <= set(found) <= {defect.check, *TRAFFIC_CHECKS}, found
+    assert mode == "traffic" or set(found) == {defect.check}, found
     assert any(defect.message in d for d in found[defect.check]), found[defect.check]
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_harmless_counterparts_pass_every_check(
-    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+    mode: str, cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
     plan = planted(PLANS / "kct", tmp_path / "plan", HARMLESS)
-    report = run_gate(plan, cluster, legacy_database.endpoints, tmp_path)
+    report = run_gate(plan, cluster, legacy_database.endpoints, tmp_path, traffic=mode == "traffic")
     assert failed(report) == {}
     assert [c.name for c in report.checks if c.verdict == "warn"] == ["lint.squawk"]
 

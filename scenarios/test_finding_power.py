@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
-from planting import failed, run_gate
+from planting import MODES, TRAFFIC_CHECKS, failed, run_gate
 from schema_strategies import (
     DEFECTS,
     FIXED_SCHEMA,
@@ -78,12 +78,18 @@ def test_correct_plan_passes_and_each_defect_fails_its_check(
         assert set(found) == {defect.check}, f"{defect.name}: {found}"
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])
 def test_each_defect_class_fails_its_check_on_one_fixed_schema(
-    cluster: Cluster, databases: list[str], defect: PlanDefect, tmp_path: Path
+    cluster: Cluster, databases: list[str], defect: PlanDefect, mode: str, tmp_path: Path
 ) -> None:
-    """The property draws defects at random; here every class is shown at every run."""
+    """The property draws defects at random; here every class is shown at every run, in
+    the default mode (the application's traffic on: its requests may fail too) and without."""
     broken = write_plan(FIXED_SCHEMA, tmp_path / "broken", defect=defect)
     name = _seeded(cluster, FIXED_SCHEMA, databases)
-    found = failed(run_gate(broken, cluster, cluster.endpoints.for_database(name), tmp_path))
-    assert set(found) == {defect.check}, f"{defect.name}: {found}"
+    endpoints = cluster.endpoints.for_database(name)
+    found = failed(run_gate(broken, cluster, endpoints, tmp_path, traffic=mode == "traffic"))
+    assert {defect.check} <= set(found) <= {defect.check, *TRAFFIC_CHECKS}, (
+        f"{defect.name}: {found}"
+    )
+    assert mode == "traffic" or set(found) == {defect.check}, f"{defect.name}: {found}"

@@ -177,6 +177,7 @@ class ChangeLedger:
         self._checksums: dict[int, tuple[int, str]] = {}
         self.decoded = 0
         self.seconds = 0.0
+        self._failed = ""
 
     # -- life cycle --------------------------------------------------------------------
     def open(self) -> None:
@@ -372,8 +373,7 @@ class ChangeLedger:
             return
         target = sql.Identifier(table.schema, table.name)
         if change.op == "TRUNCATE":
-            self._execute(sql.SQL("TRUNCATE {}").format(target), ())
-            self._dirty.add(table.oid)
+            self._apply(table, sql.SQL("TRUNCATE {}").format(target), ())
             return
         old = self._key_of(table, change.old_key if change.old_key is not None else change.new)
         if change.op != "INSERT" and old is None:
@@ -395,7 +395,7 @@ class ChangeLedger:
                 sql.SQL(", ").join(map(sql.Identifier, given)),
                 sql.SQL(", ").join(sql.Placeholder() * len(given)),
             )
-            self._execute(statement, tuple(given.values()))
+            self._apply(table, statement, tuple(given.values()))
         elif change.op == "UPDATE":
             sets = {c: v for c, v in given.items() if c not in table.key or change.old_key}
             if sets:
@@ -404,10 +404,9 @@ class ChangeLedger:
                     sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in sets),
                     where,
                 )
-                self._execute(statement, (*sets.values(), *(old or ())))
+                self._apply(table, statement, (*sets.values(), *(old or ())))
         else:
-            self._execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, where), old or ())
-        self._dirty.add(table.oid)
+            self._apply(table, sql.SQL("DELETE FROM {} WHERE {}").format(target, where), old or ())
         if xid is None:
             return
         new = self._key_of(table, change.new) if change.op != "DELETE" else old
@@ -417,10 +416,27 @@ class ChangeLedger:
             self.applied.rows[(table.oid, new)] = change.op
             self.applied.by_xid.setdefault(xid, []).append((table.oid, new, change.op))
 
-    def _execute(self, statement: sql.Composed, params: tuple[Any, ...]) -> None:
+    def _apply(self, table: TableKey, statement: sql.Composed, params: tuple[Any, ...]) -> None:
+        self._dirty.add(table.oid)
+        if not self._execute(statement, params):
+            # A change the copy cannot take (the migration changed the column's type so
+            # its new text does not fit the old one): the table is named, not guessed.
+            self.unaccounted[table.qualified] = (
+                f"a change to it could not be applied to the copy the comparison is made "
+                f"with ({self._failed})"
+            )
+
+    def _execute(self, statement: sql.Composed, params: tuple[Any, ...]) -> bool:
+        """One change on the copy, in a savepoint: one that fails leaves the others."""
         if self.copy is None:
-            return
-        self.copy.execute(statement, params, prepare=False)
+            return True
+        try:
+            with self.copy.transaction():
+                self.copy.execute(statement, params, prepare=False)
+        except psycopg.Error as exc:
+            self._failed = describe(exc)
+            return False
+        return True
 
     # -- everyone else's changes, recorded --------------------------------------------------
     def _record(self, phase: _Mark, table: TableKey, change: Change) -> None:

@@ -115,7 +115,6 @@ class TrafficRun:
 
     def __exit__(self, *exc: object) -> None:
         """Drop the ledger's slot and copy, after the traffic's checks, or on any error."""
-        self.stop()
         if self.ledger is not None:
             self.ledger.close()
 
