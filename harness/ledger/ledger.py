@@ -202,10 +202,14 @@ class ChangeLedger:
                     "wal_level = logical (a restart) to have every row accounted for"
                 )
             _pin_session(conn)
+            # A new slot waits for every transaction running on the server to end: on
+            # a busy server someone else runs, that wait is bounded, and said.
+            conn.execute("SET statement_timeout = '30s'")
             conn.execute(
                 "SELECT pg_create_logical_replication_slot(%s, 'test_decoding', true)",
                 (self.slot,),
             )
+            conn.execute("RESET statement_timeout")
             if self.copy_name is not None:
                 copy = connect(with_database(self.dsn, self.copy_name), autocommit=False)
                 self.copy = copy
