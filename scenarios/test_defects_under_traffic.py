@@ -14,7 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from planting import PLANS, Defect, Edit, failed, new_step, planted, run_gate
+from planting import (
+    PLANS,
+    Defect,
+    Edit,
+    copy_of,
+    failed,
+    new_step,
+    planted,
+    run_gate,
+    seeded_template,
+)
 
 from harness.cluster import Cluster
 from harness.testing.fix_legacy import LegacyDatabase
@@ -132,3 +142,32 @@ def test_a_row_change_the_plan_declares_is_expected(
     assert failed(report) == {}
     reason = next(c.reason for c in report.checks if c.name == "data.unchanged")
     assert "up/007_backfill_currency.sql: 37 in `public.products`" in reason
+
+
+# A CHECK that calls a function reading a table by its bare name: pg_restore runs with an
+# empty search_path, so the rows of price_list cannot be restored. A defect of the
+# database the plan starts from, which the plan's first step must not be taken without.
+UNRESTORABLE = """
+CREATE TABLE public.price_floor (v numeric NOT NULL);
+INSERT INTO public.price_floor VALUES (0);
+CREATE FUNCTION public.above_floor(x numeric) RETURNS boolean LANGUAGE sql STABLE
+    AS 'SELECT x >= (SELECT min(v) FROM price_floor)';
+CREATE TABLE public.price_list (
+    id int PRIMARY KEY, price numeric CHECK (public.above_floor(price))
+);
+INSERT INTO public.price_list VALUES (1, 5), (2, 7);
+"""
+STORE = Path(__file__).resolve().parent / "fixtures" / "rental_store" / "plan"
+
+
+def test_a_backup_that_does_not_restore_fails_under_traffic(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    plan = planted(STORE, tmp_path / "plan", (Edit("legacy.sql", None, UNRESTORABLE),))
+    with (
+        seeded_template(cluster, plan / "legacy.sql", prefix="unrestorable") as template,
+        copy_of(cluster, template, prefix="unrestorable") as endpoints,
+    ):
+        found = failed(run_gate(plan, cluster, endpoints, tmp_path, traffic=True))
+    assert "backup.restores" in found, found
+    assert any("price_list" in d for d in found["backup.restores"]), found["backup.restores"]

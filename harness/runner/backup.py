@@ -46,7 +46,13 @@ def _run(argv: list[str], *, dsn: str, what: str) -> None:
     )
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-10:])
-        raise InfrastructureError(f"{what} failed (exit code {done.returncode}): {redact(tail)}")
+        raise _Failed(f"{what} failed (exit code {done.returncode}): {redact(tail)}", tail)
+
+
+class _Failed(InfrastructureError):
+    def __init__(self, message: str, stderr: str) -> None:
+        super().__init__(message)
+        self.stderr = stderr
 
 
 def take_backup(dsn: str, *, directory: Path, bins: PgBinaries | None = None) -> Backup:
@@ -76,11 +82,19 @@ def verify_backup(
     create_database(dsn, scratch)
     try:
         target = with_database(dsn, scratch)
-        _run(
-            [bins.path("pg_restore"), "--exit-on-error", "-d", target, str(backup.path)],
-            dsn=target,
-            what="pg_restore of the backup",
-        )
+        try:
+            _run(
+                [bins.path("pg_restore"), "--exit-on-error", "-d", target, str(backup.path)],
+                dsn=target,
+                what="pg_restore of the backup",
+            )
+        except _Failed as exc:
+            if "ERROR:" not in exc.stderr:
+                raise  # the program, the disk or the connection: not the backup's content
+            # The server refused part of the backup: the database holds something its
+            # own dump cannot bring back, which a rollback by restore would meet too.
+            lines = [line.strip() for line in exc.stderr.splitlines() if line.strip()]
+            return [f"pg_restore stops at an error the server raised: {' | '.join(lines[:4])}"]
         with connect(with_database(dsn, scratch)) as conn:
             restored = fingerprint(conn)
     finally:
