@@ -62,7 +62,7 @@ def test_host_networking_gives_each_node_its_own_loopback_port() -> None:
         settings = _settings(HOST.spec(role).script)
         assert settings["listen_addresses"] == "127.0.0.1"
         assert settings["port"] == str(HOST.spec(role).port)
-        assert settings["wal_level"] == "replica"
+        assert settings["wal_level"] == "logical"  # the change ledger decodes the WAL
     assert "pg_hba.conf" not in HOST.spec("primary").script  # initdb's loopback trust suffices
 
 
