@@ -225,27 +225,39 @@ def _plan(args: argparse.Namespace) -> Plan:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from harness.gate import run_gate
+    from harness.gate import GateReport, run_gate
+    from harness.progress import quiet
+    from harness.repeat import gate_repeatedly
     from harness.report.plots import warm_up
+    from harness.verdict import verdict_line
 
     # The page plots the traffic timeline: its plotting library loads while the gate runs.
     warm_up()
-    report = run_gate(
-        _plan(args),
-        provider=args.provider,
-        pg_bin=args.pg_bin,
-        legacy=args.legacy,
-        scale=args.scale,
-        emit=_emit,
-        progress=progress,
-        traffic_clients=args.traffic_clients,
-        traffic=not args.no_traffic,
-        cluster_options=docker_options(args),
-    )
+    plan = _plan(args)
+
+    def once(emit: Callable[[Check], None] = _emit) -> GateReport:
+        report = run_gate(
+            plan,
+            provider=args.provider,
+            pg_bin=args.pg_bin,
+            legacy=args.legacy,
+            scale=args.scale,
+            emit=emit,
+            progress=progress,
+            traffic_clients=args.traffic_clients,
+            traffic=not args.no_traffic,
+            cluster_options=docker_options(args),
+        )
+        report.require_all = args.require_all
+        return report
+
+    if args.repeat is not None:
+        return gate_repeatedly(
+            lambda: once(quiet), times=args.repeat, reports=args.reports, progress=progress
+        )
+    report = once()
     files = write_reports(report.to_json(), directory=args.reports)
-    failed = [c.name for c in report.checks if c.verdict == "fail"]
-    verdict = "SAFE" if report.safe else f"NOT SAFE ({len(failed)} checks failed)"
-    print(f"plan {report.plan!r}: {verdict} in {report.seconds:.1f} sec", flush=True)
+    print(verdict_line(report), flush=True)
     _reports_written(files)
     return report.exit_code
 
@@ -430,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_options(gate)
     add_legacy_options(gate)
     add_traffic_options(gate)
+    from harness.verdict import add_verdict_options
+
+    add_verdict_options(gate)
 
     for name, help, func in (
         (

@@ -41,6 +41,7 @@ from harness.invariants import (
     probe_privileges,
 )
 from harness.invariants.acting import Login, LoginFor
+from harness.invariants.not_run import not_run_in_gate, not_run_in_verify
 from harness.invariants.roles import left_without_login
 from harness.lint import lint_plan
 from harness.plan import Plan
@@ -66,10 +67,11 @@ class GateReport:
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
     context: dict[str, object] = field(default_factory=dict)
+    require_all: bool = False  # a check that could not run fails the gate (--require-all)
 
     @property
     def safe(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return all(c.passed and (c.ran or not self.require_all) for c in self.checks)
 
     @property
     def exit_code(self) -> int:
@@ -82,6 +84,8 @@ class GateReport:
             "plan": self.plan,
             "verdict": "safe" if self.safe else "unsafe",
             "failed": failed,
+            "not_run": [c.name for c in self.checks if not c.ran],
+            "require_all": self.require_all,
             "seconds": round(self.seconds, 2),
             **self.context,
             "checks": [c.to_json() for c in self.checks],
@@ -219,6 +223,10 @@ def verify_database(
                 mask=mask,
             )
         )
+    for skipped in not_run_in_verify(
+        baseline=baseline is not None, replica=wait_for_replica is not None
+    ):
+        out.add(skipped)
     return after
 
 
@@ -402,6 +410,8 @@ def gate_database(
         for check in run.checks(replica=endpoints.replica if wait_for_replica else None):
             out.add(check)
         report.context["traffic"] = run.summary()
+    for skipped in not_run_in_gate(endpoints, replica=wait_for_replica is not None, traffic=run.on):
+        out.add(skipped)
 
 
 def cluster_login(cluster: Cluster, endpoints: Endpoints) -> LoginFor | None:

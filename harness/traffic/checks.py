@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -102,7 +102,14 @@ def latency_summary(
     return out
 
 
-def check_no_errors(requests: list[Request], timeline: Timeline) -> Check:
+def _via(path: str, labels: Mapping[str, str] | None) -> str:
+    """How ``path`` (writer, reader, ...) reached a server; see harness.invariants.not_run."""
+    return labels.get(path, path) if labels is not None else f"PgBouncer {path}"
+
+
+def check_no_errors(
+    requests: list[Request], timeline: Timeline, *, labels: Mapping[str, str] | None = None
+) -> Check:
     groups: dict[tuple[str, str | None, str, str | None, str], list[Request]] = {}
     for r in requests:
         if not r.ok:
@@ -113,7 +120,7 @@ def check_no_errors(requests: list[Request], timeline: Timeline) -> Check:
     ):
         first = timeline.step_of(timeline.phase_at(min(r.end for r in rs)))
         offenders.append(
-            f"{query} as {role or 'the harness'} via PgBouncer {path}: {len(rs)} failed, from "
+            f"{query} as {role or 'the harness'} via {_via(path, labels)}: {len(rs)} failed, from "
             f"{first} on: {message} [SQLSTATE {sqlstate}]"
         )
     return Check.of(
@@ -231,7 +238,9 @@ def _values(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!s:.40}" for k, v in sorted(values.items()))
 
 
-def check_old_connections(requests: list[Request], timeline: Timeline) -> Check:
+def check_old_connections(
+    requests: list[Request], timeline: Timeline, *, labels: Mapping[str, str] | None = None
+) -> Check:
     """Requests after the first step ran on server connections opened before it."""
     first_steps = [timeline.started(label) for label in timeline.steps]
     started = min((t for t in first_steps if t is not None), default=None)
@@ -255,14 +264,14 @@ def check_old_connections(requests: list[Request], timeline: Timeline) -> Check:
         counts[path] = len(old)
         if not old:
             offenders.append(
-                f"PgBouncer {path}: none of {len(after)} requests after the first step ran "
+                f"{_via(path, labels)}: none of {len(after)} requests after the first step ran "
                 "on a server connection opened before it"
             )
     return Check.of(
         "traffic.old_connections_used",
         offenders=offenders,
         ok="requests after the first step ran on server connections opened before it ("
-        + ", ".join(f"PgBouncer {p}: {n:,}" for p, n in counts.items())
+        + ", ".join(f"{_via(p, labels)}: {n:,}" for p, n in counts.items())
         + "), so the stale-session hazard was exercised",
         failed="the old server connections were not exercised after the first step",
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
+from harness.invariants.not_run import path_labels
 from harness.invariants.result import Check
 from harness.plan import Plan
 from harness.plan.workload import Workload, simple_workload
@@ -165,12 +166,12 @@ class TrafficRun:
         timeline = self.traffic.timeline
         locks = self.sampler.stats if self.sampler else {}
         return [
-            check_no_errors(requests, timeline),
+            check_no_errors(requests, timeline, labels=path_labels(self.endpoints)),
             check_stall(requests, timeline, self.workload, locks),
             check_writes_kept(
                 requests, self.workload, primary=self.endpoints.primary, replica=replica
             ),
-            check_old_connections(requests, timeline),
+            check_old_connections(requests, timeline, labels=path_labels(self.endpoints)),
         ]
 
     def summary(self) -> dict[str, object] | None:
