@@ -201,9 +201,9 @@ def repeat_gate(
         report.write(runs / f"run-{number:02d}.json")
         result = record(report, number=number)
         summary.runs.append(result)
-        failed = f" ({', '.join(sorted(result.failures))})" if result.failures else ""
+        failed = f"; failed: {', '.join(sorted(result.failures))}" if result.failures else ""
         progress(
-            f"run {number} of {times}: {verdict_word(report)}{failed} in {report.seconds:.1f} sec"
+            f"run {number} of {times}: {verdict_word(report)} in {report.seconds:.1f} sec{failed}"
         )
         write_summary(summary, reports=reports)
     progress(f"{times} runs in {time.perf_counter() - started:.1f} sec")
