@@ -41,7 +41,7 @@ from harness.invariants import (
     probe_privileges,
 )
 from harness.invariants.acting import Login, LoginFor
-from harness.invariants.not_run import not_run_in_gate, not_run_in_verify
+from harness.invariants.not_run import LoginsTried, not_run_in_gate, not_run_in_verify
 from harness.invariants.roles import left_without_login
 from harness.lint import lint_plan
 from harness.plan import Plan
@@ -191,7 +191,7 @@ def verify_database(
             probe_privileges(
                 conn,
                 plan.privileges,
-                login=login,
+                login=(tried := LoginsTried(login)),
                 must_log_in=_logins_kept_from(plan, baseline),
             )
         )
@@ -224,7 +224,7 @@ def verify_database(
             )
         )
     for skipped in not_run_in_verify(
-        baseline=baseline is not None, replica=wait_for_replica is not None
+        baseline=baseline is not None, replica=wait_for_replica is not None, logins=tried
     ):
         out.add(skipped)
     return after

@@ -19,11 +19,14 @@ import pytest
 from harness.cluster import Endpoints
 from harness.gate import GateReport
 from harness.invariants import Check
+from harness.invariants.acting import Login
 from harness.invariants.not_run import (
     REPLICA_CHECKS,
     TRAFFIC_CHECKS,
+    LoginsTried,
     not_run_in_gate,
     not_run_in_verify,
+    not_run_without_writes,
     path_labels,
 )
 from harness.report import parse_gate, write_reports
@@ -159,3 +162,24 @@ def test_a_version_1_report_is_still_read() -> None:
     document.update(schema_version=1, checks=[c for c in document["checks"][:1]])  # type: ignore[index]
     del document["not_run"], document["require_all"]
     assert parse_gate(document).not_run == ()
+
+
+def test_roles_without_a_known_login_are_named_as_not_logged_in() -> None:
+    known = {"app_rw": Login(PRIMARY, "directly to the primary")}
+    tried = LoginsTried(known.get)
+    assert tried("app_rw") is not None
+    assert tried("app_ro") is None
+    assert tried("app_ro") is None
+    (check,) = tried.not_run()
+    assert check.name == "privileges.logged_in"
+    assert "no login of app_ro is known" in check.reason
+    assert "--login ROLE=DSN" in check.details[0]
+    assert LoginsTried(known.get).not_run() == []
+
+
+def test_a_workload_without_writes_has_no_writes_to_check() -> None:
+    undeclared = not_run_without_writes(declared=False)
+    assert undeclared.name == "traffic.writes_kept"
+    assert undeclared.verdict == "not_run"
+    assert "has no [workload]" in undeclared.reason
+    assert "no write query" in not_run_without_writes(declared=True).reason

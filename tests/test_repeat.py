@@ -16,16 +16,15 @@ import pytest
 
 from harness.gate import GateReport
 from harness.invariants import Check
+from harness.invariants.result import Verdict
 from harness.repeat import MAX_REPEAT, repeat_gate
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
 
 
-def _run(*verdicts: tuple[str, str]) -> GateReport:
+def _run(*verdicts: tuple[str, Verdict]) -> GateReport:
     checks = [
-        Check(
-            name, verdict, f"{name} {verdict}", ("deadlock detected",) if verdict == "fail" else ()
-        )  # type: ignore[arg-type]
+        Check(name, verdict, f"{name} {verdict}", ("deadlock detected",) * (verdict == "fail"))
         for name, verdict in verdicts
     ]
     return GateReport(plan="kct", checks=checks, seconds=7.0)
@@ -37,8 +36,8 @@ def _series(*runs: GateReport) -> Callable[[], GateReport]:
 
 
 def test_a_check_that_failed_once_is_named_flaky_with_its_message(tmp_path: Path) -> None:
-    ok = [("migrate.steps", "pass"), ("traffic.no_errors", "pass")]
-    failing = [("migrate.steps", "pass"), ("traffic.no_errors", "fail")]
+    ok: list[tuple[str, Verdict]] = [("migrate.steps", "pass"), ("traffic.no_errors", "pass")]
+    failing: list[tuple[str, Verdict]] = [("migrate.steps", "pass"), ("traffic.no_errors", "fail")]
     runs = [_run(*ok), _run(*ok), _run(*failing), _run(*ok), _run(*ok)]
     lines: list[str] = []
     summary = repeat_gate(_series(*runs), times=5, reports=tmp_path, progress=lines.append)
@@ -55,7 +54,11 @@ def test_a_check_that_failed_once_is_named_flaky_with_its_message(tmp_path: Path
 
 
 def test_the_same_verdict_every_run_exits_0(tmp_path: Path) -> None:
-    same = [("migrate.steps", "pass"), ("lint.squawk", "warn"), ("pooler.x", "not_run")]
+    same: list[tuple[str, Verdict]] = [
+        ("migrate.steps", "pass"),
+        ("lint.squawk", "warn"),
+        ("pooler.x", "not_run"),
+    ]
     summary = repeat_gate(_series(*[_run(*same)] * 3), times=3, reports=tmp_path)
     assert summary.flaky() == []
     assert summary.exit_code == 0

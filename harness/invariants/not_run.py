@@ -16,16 +16,22 @@ writer as for the primary, one without a replica the same for the replica.
 from __future__ import annotations
 
 from harness.cluster import Endpoints
+from harness.invariants.acting import Login, LoginFor
 from harness.invariants.result import Check
 
 __all__ = [
     "BASELINE_CHECKS",
+    "LOGIN_CHECK",
     "REPLICA_CHECKS",
     "TRAFFIC_CHECKS",
+    "LoginsTried",
+    "not_run_in_gate",
+    "not_run_in_verify",
     "not_run_without_baseline",
     "not_run_without_pooler",
     "not_run_without_replica",
     "not_run_without_traffic",
+    "not_run_without_writes",
     "path_label",
     "path_labels",
 ]
@@ -39,6 +45,8 @@ TRAFFIC_CHECKS = (
 )
 BASELINE_CHECKS = ("data.unchanged", "tables.intact", "sequences.not_reset", "privileges.granted")
 POOLER_CHECK = "pooler.sessions_exercised"
+LOGIN_CHECK = "privileges.logged_in"
+WRITES_CHECK = "traffic.writes_kept"
 
 _REPLICA_FIX = (
     "give a streaming replica of the primary: DATABASE_READONLY_URL with --provider "
@@ -131,10 +139,64 @@ def path_labels(endpoints: Endpoints) -> dict[str, str]:
     return {p: path_label(endpoints, p) for p in ("primary", "replica", "writer", "reader")}
 
 
-def not_run_in_verify(*, baseline: bool, replica: bool) -> list[Check]:
-    """What :func:`~harness.gate.verify_database` leaves out for want of a baseline or replica."""
-    return (not_run_without_baseline() if not baseline else []) + (
-        not_run_without_replica(REPLICA_CHECKS[:1]) if not replica else []
+def not_run_without_writes(*, declared: bool) -> Check:
+    """``traffic.writes_kept`` for a workload that writes nothing: there is nothing to keep."""
+    why = (
+        "the plan's [workload] has no write query"
+        if declared
+        else "the plan has no [workload]: the default one only reads its tables, as the harness"
+    )
+    return Check.not_run(
+        WRITES_CHECK,
+        why=f"{why}, so no application write was made to check",
+        run_with='give the plan a [workload] with kind = "write" queries as its roles '
+        "(docs/workload.md)",
+    )
+
+
+class LoginsTried:
+    """A :data:`LoginFor` that remembers the roles it knew no login of.
+
+    ``privileges.tried`` falls back to ``SET ROLE`` for such a role: its
+    privileges are tried, but not its LOGIN, CONNECT or the settings a session
+    gets at login, which is what :data:`LOGIN_CHECK` reports as not run.
+    """
+
+    def __init__(self, login: LoginFor | None) -> None:
+        self._login = login
+        self.missing: list[str] = []
+
+    def __call__(self, role: str) -> Login | None:
+        found = self._login(role) if self._login is not None else None
+        if found is None and role not in self.missing:
+            self.missing.append(role)
+        return found
+
+    def not_run(self) -> list[Check]:
+        if not self.missing:
+            return []
+        roles = ", ".join(sorted(self.missing))
+        return [
+            Check.not_run(
+                LOGIN_CHECK,
+                why=f"no login of {roles} is known to the harness (a server it does not run), "
+                "so privileges.tried tried them by SET ROLE: their LOGIN, CONNECT and the "
+                "settings a session gets at login were not tried",
+                run_with="harness verify --login ROLE=DSN; in the gate, the traffic logs in as "
+                "its [workload] roles, and the local and docker providers as any role",
+            )
+        ]
+
+
+def not_run_in_verify(
+    *, baseline: bool, replica: bool, logins: LoginsTried | None = None
+) -> list[Check]:
+    """What :func:`~harness.gate.verify_database` leaves out for want of a baseline, a
+    replica, or a login of a role."""
+    return (
+        (not_run_without_baseline() if not baseline else [])
+        + (not_run_without_replica(REPLICA_CHECKS[:1]) if not replica else [])
+        + (logins.not_run() if logins is not None else [])
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
-from harness.invariants.not_run import path_labels
+from harness.invariants.not_run import not_run_without_writes, path_labels
 from harness.invariants.result import Check
 from harness.plan import Plan
 from harness.plan.workload import Workload, simple_workload
@@ -170,7 +170,9 @@ class TrafficRun:
             check_stall(requests, timeline, self.workload, locks),
             check_writes_kept(
                 requests, self.workload, primary=self.endpoints.primary, replica=replica
-            ),
+            )
+            if any(q.kind == "write" for q in self.workload.queries)
+            else not_run_without_writes(declared=self.workload.declared),
             check_old_connections(requests, timeline, labels=path_labels(self.endpoints)),
         ]
 
