@@ -130,7 +130,8 @@ class RepeatSummary:
         verdict = (
             "the same SAFE verdict every run"
             if self.exit_code == 0
-            else f"{flips} checks flipped, {len(self.failed())} failed in at least one run"
+            else f"{flips} of {len(self.names())} checks flipped, "
+            f"{len(self.failed())} failed in at least one run"
         )
         out.append(
             f"plan {self.plan!r}: {total} runs, {verdict}; "
