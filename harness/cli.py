@@ -225,37 +225,32 @@ def _plan(args: argparse.Namespace) -> Plan:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from harness.gate import GateReport, run_gate
-    from harness.progress import quiet
+    from functools import partial
+
+    from harness.gate import run_gate
     from harness.repeat import gate_repeatedly
     from harness.report.plots import warm_up
     from harness.verdict import verdict_line
 
     # The page plots the traffic timeline: its plotting library loads while the gate runs.
     warm_up()
-    plan = _plan(args)
-
-    def once(emit: Callable[[Check], None] = _emit) -> GateReport:
-        report = run_gate(
-            plan,
-            provider=args.provider,
-            pg_bin=args.pg_bin,
-            legacy=args.legacy,
-            scale=args.scale,
-            emit=emit,
-            progress=progress,
-            traffic_clients=args.traffic_clients,
-            traffic=not args.no_traffic,
-            cluster_options=docker_options(args),
-        )
-        report.require_all = args.require_all
-        return report
-
+    gate = partial(
+        run_gate,
+        _plan(args),
+        provider=args.provider,
+        pg_bin=args.pg_bin,
+        legacy=args.legacy,
+        scale=args.scale,
+        emit=_emit,
+        progress=progress,
+        traffic_clients=args.traffic_clients,
+        traffic=not args.no_traffic,
+        cluster_options=docker_options(args),
+    )
     if args.repeat is not None:
-        return gate_repeatedly(
-            lambda: once(quiet), times=args.repeat, reports=args.reports, progress=progress
-        )
-    report = once()
+        return gate_repeatedly(gate, args=args, progress=progress)
+    report = gate()
+    report.require_all = args.require_all
     files = write_reports(report.to_json(), directory=args.reports)
     print(verdict_line(report), flush=True)
     _reports_written(files)

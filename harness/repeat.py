@@ -10,12 +10,13 @@ report, not a rumour.
 
 A check *flips* when its outcome is not the same in every run: held (pass or
 warn), failed, not run, or absent (a run that never reached it). Exit 1 when
-any check flipped or failed in any run, 0 when every run gave the same safe
-verdict.
+any check flipped or failed in any run, or any run was NOT SAFE (``--require-all``
+with a check not run), 0 when every run gave the same safe verdict.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable
@@ -107,9 +108,14 @@ class RepeatSummary:
     def failed(self) -> list[str]:
         return [n for n in self.names() if self.counts(n).get("failed", 0)]
 
+    def unsafe_runs(self) -> int:
+        """Runs whose verdict was NOT SAFE: a failed check, or a check not run under
+        ``--require-all``."""
+        return sum(not r.safe for r in self.runs)
+
     @property
     def exit_code(self) -> int:
-        return 1 if self.flaky() or self.failed() else 0
+        return 1 if self.flaky() or self.failed() or self.unsafe_runs() else 0
 
     def lines(self) -> list[str]:
         """The summary a person reads: one line per flipped or failed check, then the verdict."""
@@ -131,7 +137,8 @@ class RepeatSummary:
             "the same SAFE verdict every run"
             if self.exit_code == 0
             else f"{flips} of {len(self.names())} checks flipped, "
-            f"{len(self.failed())} failed in at least one run"
+            f"{len(self.failed())} failed in at least one run, "
+            f"{self.unsafe_runs()} of {total} runs NOT SAFE"
         )
         out.append(
             f"plan {self.plan!r}: {total} runs, {verdict}; "
@@ -220,14 +227,24 @@ def write_summary(summary: RepeatSummary, *, reports: Path) -> Path:
 
 
 def gate_repeatedly(
-    run_once: Callable[[], GateReport], *, times: int, reports: Path, progress: Progress = quiet
+    gate: Callable[..., GateReport], *, args: argparse.Namespace, progress: Progress = quiet
 ) -> int:
-    """``harness gate --repeat N``: the runs, the summary on stdout, and the exit code."""
-    summary = repeat_gate(run_once, times=times, reports=reports, progress=progress)
+    """``harness gate --repeat N``: the runs, the summary on stdout, and the exit code.
+
+    ``gate`` is the command's own gate with every option bound; each run's
+    checks are not printed (only its verdict), and ``--require-all`` applies to each.
+    """
+
+    def run_once() -> GateReport:
+        report = gate(emit=quiet)
+        report.require_all = args.require_all
+        return report
+
+    summary = repeat_gate(run_once, times=args.repeat, reports=args.reports, progress=progress)
     for line in summary.lines():
         print(line, flush=True)
     progress(
-        f"repeat summary written to {reports / REPEAT_JSON}, each run's gate.json to "
-        f"{reports / RUNS_DIRECTORY}/"
+        f"repeat summary written to {args.reports / REPEAT_JSON}, each run's gate.json to "
+        f"{args.reports / RUNS_DIRECTORY}/"
     )
     return summary.exit_code

@@ -93,3 +93,18 @@ def test_a_repeat_out_of_range_exits_2_before_anything_starts(tmp_path: Path, ti
     assert f"from 1 to {MAX_REPEAT} runs (the cap), got {times}" in done.stderr
     assert not (tmp_path / "reports").exists()
     assert "starting" not in done.stderr
+
+
+def test_require_all_with_a_check_not_run_exits_1_every_run(tmp_path: Path) -> None:
+    """Nothing flips and nothing fails, yet every run is NOT SAFE: the series is too."""
+
+    def strict() -> GateReport:
+        report = _run(("migrate.steps", "pass"), ("traffic.stall", "not_run"))
+        report.require_all = True
+        return report
+
+    summary = repeat_gate(strict, times=2, reports=tmp_path)
+    assert (summary.flaky(), summary.failed()) == ([], [])
+    assert summary.unsafe_runs() == 2
+    assert summary.exit_code == 1
+    assert "2 of 2 runs NOT SAFE" in summary.lines()[-1]
