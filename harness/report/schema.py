@@ -5,7 +5,9 @@
 renderers never index raw dictionaries. The JSON Schema in ``gate.schema.json``
 beside this module says the same for tools in other languages; a change that
 removes or renames a field raises :data:`SCHEMA_VERSION`, an added optional
-field does not.
+field does not. Version 2 added a verdict, ``not_run`` (a check the gate could
+not make here), which a reader of version 1 would refuse; a version 1 document
+is still read, as one in which every check ran.
 
 Two optional sections come from runs other than the checks themselves:
 
