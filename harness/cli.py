@@ -225,12 +225,17 @@ def _plan(args: argparse.Namespace) -> Plan:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from harness.gate import run_gate
+    from harness.repeat import gate_repeatedly
     from harness.report.plots import warm_up
+    from harness.verdict import verdict_line
 
     # The page plots the traffic timeline: its plotting library loads while the gate runs.
     warm_up()
-    report = run_gate(
+    gate = partial(
+        run_gate,
         _plan(args),
         provider=args.provider,
         pg_bin=args.pg_bin,
@@ -242,10 +247,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
         traffic=not args.no_traffic,
         cluster_options=docker_options(args),
     )
+    if args.repeat is not None:
+        return gate_repeatedly(gate, args=args, progress=progress)
+    report = gate()
+    report.require_all = args.require_all
     files = write_reports(report.to_json(), directory=args.reports)
-    failed = [c.name for c in report.checks if c.verdict == "fail"]
-    verdict = "SAFE" if report.safe else f"NOT SAFE ({len(failed)} checks failed)"
-    print(f"plan {report.plan!r}: {verdict} in {report.seconds:.1f} sec", flush=True)
+    print(verdict_line(report), flush=True)
     _reports_written(files)
     return report.exit_code
 
@@ -430,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_options(gate)
     add_legacy_options(gate)
     add_traffic_options(gate)
+    from harness.verdict import add_verdict_options
+
+    add_verdict_options(gate)
 
     for name, help, func in (
         (

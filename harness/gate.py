@@ -41,6 +41,7 @@ from harness.invariants import (
     probe_privileges,
 )
 from harness.invariants.acting import Login, LoginFor
+from harness.invariants.not_run import LoginsTried, not_run_in_gate, not_run_in_verify
 from harness.invariants.roles import left_without_login
 from harness.ledger import Accounting
 from harness.lint import lint_plan
@@ -62,10 +63,11 @@ class GateReport:
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
     context: dict[str, object] = field(default_factory=dict)
+    require_all: bool = False  # a check that could not run fails the gate (--require-all)
 
     @property
     def safe(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return all(c.passed and (c.ran or not self.require_all) for c in self.checks)
 
     @property
     def exit_code(self) -> int:
@@ -78,6 +80,8 @@ class GateReport:
             "plan": self.plan,
             "verdict": "safe" if self.safe else "unsafe",
             "failed": failed,
+            "not_run": [c.name for c in self.checks if not c.ran],
+            "require_all": self.require_all,
             "seconds": round(self.seconds, 2),
             **self.context,
             "checks": [c.to_json() for c in self.checks],
@@ -191,7 +195,7 @@ def verify_database(
             probe_privileges(
                 conn,
                 plan.privileges,
-                login=login,
+                login=(tried := LoginsTried(login)),
                 must_log_in=_logins_kept_from(plan, baseline),
             )
         )
@@ -222,6 +226,10 @@ def verify_database(
                 failed="after replay, the replica differs from the primary",
             )
         )
+    for skipped in not_run_in_verify(
+        baseline=baseline is not None, replica=wait_for_replica is not None, logins=tried
+    ):
+        out.add(skipped)
     return after
 
 
@@ -427,6 +435,8 @@ def gate_database(
                 out.add(check)
             report.context["traffic"] = run.summary()
         report.context["ledger"] = run.ledger_summary()
+    for skipped in not_run_in_gate(endpoints, replica=wait_for_replica is not None, traffic=run.on):
+        out.add(skipped)
 
 
 def cluster_login(cluster: Cluster, endpoints: Endpoints) -> LoginFor | None:

@@ -152,9 +152,15 @@ def test_migrate_backs_up_then_applies_and_verify_passes(
     report = json.loads((reports / "verify.json").read_text())
     assert report["verdict"] == "safe"
     assert report["failed"] == []
-    names = {c["name"] for c in report["checks"]}
-    assert names == VERIFY_CHECKS | BASELINE_CHECKS | {"replica.matches_primary"}
-    assert all(c["verdict"] == "pass" for c in report["checks"])
+    verdicts = {c["name"]: c["verdict"] for c in report["checks"]}
+    assert set(verdicts) == VERIFY_CHECKS | BASELINE_CHECKS | {"replica.matches_primary"} | {
+        "privileges.logged_in"
+    }
+    # Only kct_app has a --login: kct_readonly's login is the one thing left untried.
+    assert {n for n, v in verdicts.items() if v != "pass"} == {"privileges.logged_in"}
+    assert report["not_run"] == ["privileges.logged_in"]
+    logged_in = next(c for c in report["checks"] if c["name"] == "privileges.logged_in")
+    assert "no login of kct_readonly is known" in logged_in["reason"]
     assert "PASS layout.as_planned" in verify.stdout
     tried = next(c for c in report["checks"] if c["name"] == "privileges.tried")
     assert "kct_app logged in with its --login" in tried["reason"]
@@ -185,7 +191,9 @@ def test_verify_on_unmigrated_database_exits_1(
     assert done.returncode == 1, _explain(done)
     report = json.loads((reports / "verify.json").read_text())
     assert report["verdict"] == "unsafe"
-    assert {c["name"] for c in report["checks"]} == VERIFY_CHECKS
+    assert {c["name"] for c in report["checks"] if c["verdict"] != "not_run"} == VERIFY_CHECKS
+    # Without --baseline and --reader-dsn, what they would have added is listed as not run.
+    assert set(report["not_run"]) >= BASELINE_CHECKS | {"replica.matches_primary"}
     assert "layout.as_planned" in report["failed"]
     layout = next(c for c in report["checks"] if c["name"] == "layout.as_planned")
     assert any("suppliers" in d for d in layout["details"]), layout

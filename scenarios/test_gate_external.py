@@ -8,9 +8,11 @@ leave every other database as it found it, byte for byte.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +131,40 @@ def test_a_role_of_the_workload_that_exists_is_never_given_a_password(
         after = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'kct_app'")
         assert after.fetchone() == password
     assert _databases(staging) == databases
+
+
+def test_a_server_alone_lists_the_checks_it_could_not_run(staging: Cluster, tmp_path: Path) -> None:
+    """No replica, no pooler, no traffic, no login of the plan's roles: each check left out
+    is listed, and --require-all fails the gate for them, as CI needs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PG"))}
+    env["DATABASE_URL"] = with_database(staging.endpoints.primary, "postgres")
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "gate", "--provider", "external",
+         "--plan", str(PLANS / "kct"), "--no-traffic", "--require-all"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False, env=env,
+    )  # fmt: skip
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    expected = [
+        "privileges.logged_in",
+        "replica.matches_primary",
+        "traffic.no_errors",
+        "traffic.stall",
+        "traffic.writes_kept",
+        "traffic.old_connections_used",
+        "rollback.exact_on_replica",
+        "pooler.sessions_exercised",
+    ]
+    gate = json.loads((tmp_path / "reports/gate.json").read_text())
+    assert sorted(gate["not_run"]) == sorted(expected)
+    assert gate["failed"] == [], "nothing ran and failed: only the checks not run fail it"
+    assert gate["verdict"] == "unsafe"
+    skipped = [line for line in done.stdout.splitlines() if line.startswith("SKIP ")]
+    assert sorted(line.split(":")[0].removeprefix("SKIP ") for line in skipped) == sorted(expected)
+    assert "--no-traffic" in next(line for line in skipped if "traffic.stall" in line)
+    assert f"plan 'kct': NOT SAFE ({len(expected)} checks not run, and --require-all fails" in (
+        done.stdout
+    )
+    junit = ET.parse(tmp_path / "reports/junit.xml").getroot().find("testsuite")
+    assert junit is not None
+    assert junit.get("failures") == str(len(expected))

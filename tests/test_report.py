@@ -128,7 +128,7 @@ def _set(path: str, value: object) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "named"),
     [
-        ("schema_version", 2, "schema_version 2"),
+        ("schema_version", 3, "schema_version 3"),
         ("verdict", "maybe", "gate.json.verdict"),
         ("checks.1.verdict", "ok", "gate.json.checks[1].verdict"),
         ("checks.2.details", [1], "gate.json.checks[2].details"),

@@ -7,7 +7,7 @@ from typing import Literal
 
 __all__ = ["Check", "Verdict"]
 
-Verdict = Literal["pass", "fail", "warn"]
+Verdict = Literal["pass", "fail", "warn", "not_run"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,21 @@ class Check:
 
     @property
     def passed(self) -> bool:
+        """Did not fail: a check that held, warned, or could not run (see ``ran``)."""
         return self.verdict != "fail"
+
+    @property
+    def ran(self) -> bool:
+        return self.verdict != "not_run"
+
+    @classmethod
+    def not_run(cls, name: str, *, why: str, run_with: str) -> Check:
+        """A check this gate could not make: why not, and the flag or setting that makes it.
+
+        A verdict is only as good as what it looked at, so a check left out is
+        reported as one, never dropped from the list.
+        """
+        return cls(name, "not_run", f"not run: {why}", (f"to run it: {run_with}",))
 
     @classmethod
     def of(
@@ -51,5 +65,6 @@ class Check:
         return shown
 
     def __str__(self) -> str:
-        head = f"{self.verdict.upper():4} {self.name}: {self.reason}"
+        word = "SKIP" if self.verdict == "not_run" else self.verdict.upper()
+        head = f"{word:4} {self.name}: {self.reason}"
         return "\n".join([head, *(f"       - {d}" for d in self.details)])

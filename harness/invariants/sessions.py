@@ -28,6 +28,7 @@ from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
 from harness.connections import Conn, connect
 from harness.errors import UsageError
+from harness.invariants.not_run import path_label
 from harness.invariants.result import Check
 
 __all__ = ["OldSessions", "check_new_sessions", "default_queries", "failing_queries"]
@@ -130,9 +131,8 @@ class OldSessions:
         if via_pooler and endpoints.writer != endpoints.primary:
             targets.append(("PgBouncer writer", endpoints.writer, False))
         if endpoints.reader != endpoints.writer:
-            targets.append(
-                ("PgBouncer reader" if via_pooler else "replica", endpoints.reader, True)
-            )
+            label = path_label(endpoints, "reader") if via_pooler else "replica"
+            targets.append((label, endpoints.reader, True))
         self.sessions = [
             # No server-side prepared statements: transaction pooling cannot keep them.
             _Session(label, connect(dsn_for(dsn)), replica)

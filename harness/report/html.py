@@ -2,7 +2,7 @@
 
 One file with its CSS and plots inline (SVG) and nothing fetched: CI
 artifacts are opened from a zip, offline, or behind a proxy that blocks CDNs.
-The page leads with the verdict and the failed checks, then every check with
+The page leads with the verdict, the failed checks and the checks not run, then every check with
 its reason and offenders, then the fingerprint differences grouped by the
 comparison they came from, then the optional sections — the traffic timeline
 and the load comparison — when the report has their data. Everything taken
@@ -44,10 +44,12 @@ color:#fff}
 .check{background:#fff;border:1px solid #d5d9de;border-left:6px solid #2f7d43;border-radius:4px;
 margin:8px 0;padding:8px 12px}
 .check.fail{border-left-color:#b03a48}.check.warn{border-left-color:#d99a2b}
+.check.not_run{border-left-color:#8a9099;background:#f1f2f4}
 .check h3{font-size:15px;margin:0;font-family:ui-monospace,Menlo,Consolas,monospace}
 .badge{font:700 11px/1 system-ui,sans-serif;padding:3px 6px;border-radius:3px;margin-right:8px;
 color:#fff;vertical-align:middle}
 .badge.pass{background:#2f7d43}.badge.fail{background:#b03a48}.badge.warn{background:#d99a2b}
+.badge.not_run{background:#8a9099}
 .reason{margin:4px 0}
 ul.offenders{margin:4px 0 0;padding-left:20px;font-family:ui-monospace,Menlo,Consolas,monospace;
 font-size:12.5px;white-space:pre-wrap;word-break:break-word}
@@ -71,12 +73,16 @@ def _anchor(name: str) -> str:
     return "check-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
+def _badge(verdict: str) -> str:
+    return "NOT RUN" if verdict == "not_run" else verdict.upper()
+
+
 def _check(check: CheckEntry) -> str:
     offenders = "".join(f"<li>{_e(d)}</li>" for d in check.details)
     return (
         f'<section class="check {check.verdict}" id="{_anchor(check.name)}" '
         f'data-check="{_e(check.name)}" data-verdict="{check.verdict}">'
-        f'<h3><span class="badge {check.verdict}">{check.verdict.upper()}</span>'
+        f'<h3><span class="badge {check.verdict}">{_badge(check.verdict)}</span>'
         f"{_e(check.name)}</h3>"
         f'<p class="reason">{_e(check.reason)}</p>'
         + (f'<ul class="offenders">{offenders}</ul>' if offenders else "")
@@ -85,9 +91,15 @@ def _check(check: CheckEntry) -> str:
 
 
 def _header(doc: GateDocument) -> str:
-    counts = {v: sum(1 for c in doc.checks if c.verdict == v) for v in ("pass", "fail", "warn")}
+    verdicts = ("pass", "fail", "warn", "not_run")
+    counts = {v: sum(1 for c in doc.checks if c.verdict == v) for v in verdicts}
     word = "SAFE" if doc.verdict == "safe" else "NOT SAFE"
     meta = [f"{len(doc.checks)} checks", f"{counts['fail']} failed", f"{counts['warn']} warned"]
+    if counts["not_run"]:
+        meta.append(
+            f"{counts['not_run']} not run"
+            + (" (--require-all: they fail)" if doc.require_all else "")
+        )
     meta.append(f"{doc.seconds:.1f} sec")
     meta += [
         f"{k}: {v}"
@@ -99,12 +111,18 @@ def _header(doc: GateDocument) -> str:
         for c in doc.checks
         if c.verdict == "fail"
     )
+    not_run = "".join(
+        f'<li><a href="#{_anchor(c.name)}">{_e(c.name)}</a>: {_e(c.reason)}</li>'
+        for c in doc.checks
+        if c.verdict == "not_run"
+    )
     return (
         f"<h1>plan {_e(doc.plan)}</h1>"
         f'<div class="verdict {doc.verdict}" id="verdict" data-verdict="{doc.verdict}">'
         f"{word}</div>"
         f'<p class="meta">{"".join(f"<span>{_e(m)}</span>" for m in meta)}</p>'
         + (f'<h2>Failed</h2><ul id="failed">{failed}</ul>' if failed else "")
+        + (f'<h2>Not run</h2><ul id="not-run">{not_run}</ul>' if not_run else "")
     )
 
 

@@ -4,7 +4,9 @@ The dialect is the one GitHub, GitLab, Jenkins and Azure all read: one
 ``<testsuite>`` in a ``<testsuites>`` root, ``classname`` grouping the checks
 by their prefix (``rollback.exact`` → ``rollback``), a ``<failure>`` whose
 ``message`` is the reason and whose text lists the offenders. A check that
-only warns passes, with its reason in ``<system-out>`` so it is still seen.
+only warns passes, with its reason in ``<system-out>`` so it is still seen. A
+check that could not run is ``<skipped>`` with its reason and how to run it,
+or a ``<failure>`` of type ``not_run`` when the gate ran with ``--require-all``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ def _suite_name(doc: GateDocument) -> str:
 
 
 def render_junit(doc: GateDocument) -> str:
-    failures = sum(1 for c in doc.checks if c.verdict == "fail")
+    failing = ("fail", "not_run") if doc.require_all else ("fail",)
+    failures = sum(1 for c in doc.checks if c.verdict in failing)
+    skipped = 0 if doc.require_all else len(doc.not_run)
     root = ET.Element("testsuites", name="pgcutover", tests=str(len(doc.checks)))
     root.set("failures", str(failures))
     root.set("time", f"{doc.seconds:.3f}")
@@ -32,7 +36,7 @@ def render_junit(doc: GateDocument) -> str:
         tests=str(len(doc.checks)),
         failures=str(failures),
         errors="0",
-        skipped="0",
+        skipped=str(skipped),
         time=f"{doc.seconds:.3f}",
     )
     props = ET.SubElement(suite, "properties")
@@ -50,6 +54,12 @@ def render_junit(doc: GateDocument) -> str:
         if check.verdict == "fail":
             failure = ET.SubElement(case, "failure", message=check.reason, type="finding")
             failure.text = f"{check.reason}\n{offenders}".rstrip()
+        elif check.verdict == "not_run" and doc.require_all:
+            failure = ET.SubElement(case, "failure", message=check.reason, type="not_run")
+            failure.text = f"{check.reason} (--require-all)\n{offenders}".rstrip()
+        elif check.verdict == "not_run":
+            skip = ET.SubElement(case, "skipped", message=check.reason)
+            skip.text = f"{check.reason}\n{offenders}".rstrip()
         else:
             out = ET.SubElement(case, "system-out")
             out.text = f"{check.verdict.upper()}: {check.reason}\n{offenders}".rstrip()

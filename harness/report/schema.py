@@ -5,7 +5,9 @@
 renderers never index raw dictionaries. The JSON Schema in ``gate.schema.json``
 beside this module says the same for tools in other languages; a change that
 removes or renames a field raises :data:`SCHEMA_VERSION`, an added optional
-field does not.
+field does not. Version 2 added a verdict, ``not_run`` (a check the gate could
+not make here), which a reader of version 1 would refuse; a version 1 document
+is still read, as one in which every check ran.
 
 Two optional sections come from runs other than the checks themselves:
 
@@ -56,9 +58,11 @@ __all__ = [
     "parse_traffic",
 ]
 
-SCHEMA_VERSION = 1
-Verdict = Literal["pass", "fail", "warn"]
-_VERDICTS: tuple[Verdict, ...] = ("pass", "fail", "warn")
+SCHEMA_VERSION = 2
+"""2: a check's verdict may be ``not_run`` (with ``not_run`` and ``require_all`` at the top)."""
+_READABLE = (1, SCHEMA_VERSION)  # a version 1 document is a version 2 one without not_run
+Verdict = Literal["pass", "fail", "warn", "not_run"]
+_VERDICTS: tuple[Verdict, ...] = ("pass", "fail", "warn", "not_run")
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,15 @@ class GateDocument:
     extra: Mapping[str, object]
     traffic: Traffic | None = None
     load: LoadSummary | None = None
+    require_all: bool = False  # --require-all: a check that did not run fails the gate
 
     @property
     def failed(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.checks if c.verdict == "fail")
+
+    @property
+    def not_run(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.checks if c.verdict == "not_run")
 
 
 # -- field readers: each names the field's path and what it should have been ---------
@@ -178,7 +187,9 @@ def _check(value: object, *, where: str) -> CheckEntry:
     doc = _obj(value, where=where)
     verdict = doc.get("verdict")
     if verdict not in _VERDICTS:
-        raise ReportError(f"{where}.verdict must be one of pass, fail, warn, not {verdict!r}")
+        raise ReportError(
+            f"{where}.verdict must be one of pass, fail, warn, not_run, not {verdict!r}"
+        )
     details = _list(doc, "details", where=where)
     if not all(isinstance(d, str) for d in details):
         raise ReportError(f"{where}.details must be a list of strings")
@@ -255,7 +266,9 @@ def parse_load(value: object, *, where: str = "load") -> LoadSummary:
     return LoadSummary(runs=tuple(runs), title=_str(doc, "title", where=where, default=""))
 
 
-_CORE = frozenset({"schema_version", "plan", "verdict", "failed", "seconds", "checks"})
+_CORE = frozenset(
+    {"schema_version", "plan", "verdict", "failed", "not_run", "require_all", "seconds", "checks"}
+)
 _SECTIONS = frozenset({"traffic", "load"})
 
 
@@ -267,10 +280,10 @@ def parse_gate(value: object, *, where: str = "gate.json") -> GateDocument:
     """
     doc = _obj(value, where=where)
     version = doc.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if version not in _READABLE:
         raise ReportError(
             f"{where}: schema_version {version!r} is not one this pgcutover reads "
-            f"({SCHEMA_VERSION}); render it with the pgcutover that wrote it"
+            f"({', '.join(map(str, _READABLE))}); render it with the pgcutover that wrote it"
         )
     verdict = doc.get("verdict")
     if verdict not in ("safe", "unsafe"):
@@ -279,7 +292,11 @@ def parse_gate(value: object, *, where: str = "gate.json") -> GateDocument:
         _check(c, where=f"{where}.checks[{i}]")
         for i, c in enumerate(_list(doc, "checks", where=where))
     )
-    computed = "safe" if all(c.verdict != "fail" for c in checks) else "unsafe"
+    require_all = doc.get("require_all", False)
+    if not isinstance(require_all, bool):
+        raise ReportError(f"{where}.require_all must be true or false, not {require_all!r}")
+    counted = ("fail", "not_run") if require_all else ("fail",)
+    computed = "safe" if all(c.verdict not in counted for c in checks) else "unsafe"
     if computed != verdict:
         raise ReportError(
             f"{where}.verdict says {verdict!r} but its checks make it {computed!r}; "
@@ -290,6 +307,7 @@ def parse_gate(value: object, *, where: str = "gate.json") -> GateDocument:
         verdict=verdict,
         seconds=_num(doc, "seconds", where=where),
         checks=checks,
+        require_all=require_all,
         extra={k: v for k, v in doc.items() if k not in _CORE | _SECTIONS},
         traffic=parse_traffic(doc["traffic"], where=f"{where}.traffic")
         if doc.get("traffic") is not None

@@ -11,6 +11,10 @@ known only once it has run (a cluster without a replica has no replica checks,
 a traffic run adds its own), and every check must be an item of its own. So
 ``--collect-only`` with ``--pg-plan`` runs the gate too.
 
+A check the gate could not run here (no replica, no pooler) is a skipped item
+whose reason says why and how to run it; with ``--pg-require-all`` (for CI) it
+fails instead, as ``harness gate --require-all`` does.
+
 A plan that does not load is a usage error before anything starts, naming the
 file and the problem, as pytest reports a bad option.
 
@@ -69,6 +73,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="where the gate's gate.json, junit.xml and index.html go (default reports/)",
     )
+    group.addoption(
+        "--pg-require-all",
+        action="store_true",
+        default=False,
+        help="a gate check that could not run (no replica, no pooler) fails instead of skipping",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -105,7 +115,8 @@ class GateFinding(Exception):
 
 
 class GateCheckItem(pytest.Item):
-    """One check of the gate's report: passes, warns (passes, reason shown) or fails."""
+    """One check of the gate's report: passes, warns (passes, reason shown), fails, or is
+    skipped when it could not run (fails under ``--pg-require-all``)."""
 
     def __init__(self, *, check: Check, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -117,6 +128,10 @@ class GateCheckItem(pytest.Item):
             raise GateFinding(str(self.check))
         if self.check.verdict == "warn":
             self.add_report_section("call", "warning", str(self.check))
+        if self.check.verdict == "not_run":
+            if self.config.getoption("--pg-require-all"):
+                raise GateFinding(f"{self.check} (--pg-require-all)")
+            pytest.skip(" ".join([self.check.reason, *self.check.details]))
 
     def repr_failure(
         self,
@@ -161,6 +176,7 @@ class GatePlanFile(pytest.File):
             # A server error no check turned into a finding is the harness failing, not the plan.
             message = f"the gate of plan {plan.name!r} could not run: the server refused: {exc}"
             raise self.CollectError(redact(message).strip()) from None
+        report.require_all = bool(config.getoption("--pg-require-all"))
         files = write_reports(report.to_json(), directory=config.stash[_REPORTS])
         config.stash[_WRITTEN] = files.index_html
         for check in report.checks:

@@ -9,6 +9,7 @@ decoding), :func:`check_writes_kept` falls back to each write query's own
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -71,7 +72,14 @@ def latency_summary(
     return out
 
 
-def check_no_errors(requests: list[Request], timeline: Timeline) -> Check:
+def _via(path: str, labels: Mapping[str, str] | None) -> str:
+    """How ``path`` (writer, reader, ...) reached a server; see harness.invariants.not_run."""
+    return labels.get(path, path) if labels is not None else f"PgBouncer {path}"
+
+
+def check_no_errors(
+    requests: list[Request], timeline: Timeline, *, labels: Mapping[str, str] | None = None
+) -> Check:
     groups: dict[tuple[str, str | None, str, str | None, str], list[Request]] = {}
     for r in requests:
         if not r.ok:
@@ -82,7 +90,7 @@ def check_no_errors(requests: list[Request], timeline: Timeline) -> Check:
     ):
         first = timeline.step_of(timeline.phase_at(min(r.end for r in rs)))
         offenders.append(
-            f"{query} as {role or 'the harness'} via PgBouncer {path}: {len(rs)} failed, from "
+            f"{query} as {role or 'the harness'} via {_via(path, labels)}: {len(rs)} failed, from "
             f"{first} on: {message} [SQLSTATE {sqlstate}]"
         )
     return Check.of(
@@ -200,7 +208,9 @@ def _values(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!s:.40}" for k, v in sorted(values.items()))
 
 
-def check_old_connections(requests: list[Request], timeline: Timeline) -> Check:
+def check_old_connections(
+    requests: list[Request], timeline: Timeline, *, labels: Mapping[str, str] | None = None
+) -> Check:
     """Requests after the first step ran on server connections opened before it."""
     first_steps = [timeline.started(label) for label in timeline.steps]
     started = min((t for t in first_steps if t is not None), default=None)
@@ -212,8 +222,13 @@ def check_old_connections(requests: list[Request], timeline: Timeline) -> Check:
             before_at = max(r.backend_start for r in pre if r.backend_start is not None)
     offenders = []
     counts: dict[str, int] = {}
-    for path in sorted({r.path for r in requests}):
-        after = [r for r in early if r.path == path and started is not None and r.start >= started]
+    # Two paths can reach the same server the same way (no replica, no pooler): one count.
+    for path in sorted({_via(r.path, labels) for r in requests}):
+        after = [
+            r
+            for r in early
+            if _via(r.path, labels) == path and started is not None and r.start >= started
+        ]
         old = [
             r
             for r in after
@@ -224,14 +239,14 @@ def check_old_connections(requests: list[Request], timeline: Timeline) -> Check:
         counts[path] = len(old)
         if not old:
             offenders.append(
-                f"PgBouncer {path}: none of {len(after)} requests after the first step ran "
+                f"{path}: none of {len(after)} requests after the first step ran "
                 "on a server connection opened before it"
             )
     return Check.of(
         "traffic.old_connections_used",
         offenders=offenders,
         ok="requests after the first step ran on server connections opened before it ("
-        + ", ".join(f"PgBouncer {p}: {n:,}" for p, n in counts.items())
+        + ", ".join(f"{p}: {n:,}" for p, n in counts.items())
         + "), so the stale-session hazard was exercised",
         failed="the old server connections were not exercised after the first step",
     )

@@ -16,6 +16,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from harness.cluster import Endpoints
+from harness.invariants.not_run import not_run_without_writes, path_labels
 from harness.invariants.result import Check
 from harness.ledger import Accounting, ChangeLedger, LedgerUnavailable, check_writes_accounted
 from harness.plan import Plan
@@ -223,10 +224,12 @@ class TrafficRun:
         timeline = self.traffic.timeline
         locks = self.sampler.stats if self.sampler else {}
         return [
-            check_no_errors(requests, timeline),
+            check_no_errors(requests, timeline, labels=path_labels(self.endpoints)),
             check_stall(requests, timeline, self.workload, locks),
-            self._writes_kept(requests, replica=replica),
-            check_old_connections(requests, timeline),
+            self._writes_kept(requests, replica=replica)
+            if any(q.kind == "write" for q in self.workload.queries)
+            else not_run_without_writes(declared=self.workload.declared),
+            check_old_connections(requests, timeline, labels=path_labels(self.endpoints)),
         ]
 
     def _writes_kept(self, requests: list[Request], *, replica: str | None) -> Check:
