@@ -41,6 +41,7 @@ from harness.invariants import (
     probe_privileges,
 )
 from harness.invariants.acting import Login, LoginFor
+from harness.invariants.prepared import PreparedStatements
 from harness.invariants.roles import left_without_login
 from harness.lint import lint_plan
 from harness.plan import Plan
@@ -322,10 +323,14 @@ def gate_database(
         wait_for_replica=wait,
         login=run.sessions_login,
     )
+    prepared = PreparedStatements(
+        plan, endpoints, wait_for_replica=wait, login=run.sessions_login, poolers=plan.pgbouncer
+    )
 
     def after(label: str) -> None:
         run.after(label)
         sessions.after(label)
+        prepared.after(label)
 
     try:
         with (
@@ -361,6 +366,7 @@ def gate_database(
             run.phase("checks after the rollback")
             out.add(_steps_check("rollback.steps", steps))
             out.add(sessions.check(phase="keep_working"))
+            out.add(prepared.check())
             # Sequences count on while the application inserts: not their values then.
             ignore = (IGNORE_SEQUENCE_VALUES,) if run.wrote else ()
             out.add(
@@ -397,6 +403,7 @@ def gate_database(
         out.add(_roundtrip_check(again, migrated, endpoints.primary, mask=run.mask, ignore=ignore))
     finally:
         sessions.close()
+        prepared.close()
     if run.on:
         wait()
         for check in run.checks(replica=endpoints.replica if wait_for_replica else None):
