@@ -21,6 +21,7 @@ from psycopg import sql
 
 from harness.catalog import IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
+from harness.cluster.versions import running_versions
 from harness.connections import describe
 from harness.databases import connect, create_database, drop_database, unique_name
 from harness.dsn import redact, with_login
@@ -306,6 +307,7 @@ def gate_database(
     """
     out = _Collector(report, emit)
     wait = wait_for_replica or (lambda: None)
+    report.context["versions"] = running_versions(endpoints)
     out.add(lint_plan(plan))
     # The roles on the server before the gate made any (None: read them now).
     existed = _roles(endpoints.primary) if existed_roles is None else existed_roles

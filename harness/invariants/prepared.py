@@ -41,12 +41,14 @@ from psycopg import sql
 
 from harness.cluster import Endpoints
 from harness.cluster.pooling import Poolers, PoolSettings
+from harness.cluster.versions import parse_version
 from harness.connections import Conn, connect
 from harness.dsn import with_database
 from harness.invariants.result import Check
 from harness.plan import Plan
 
 __all__ = [
+    "PREPARED_ON_SINCE",
     "PREPARED_SINCE",
     "PreparedStatements",
     "Statement",
@@ -58,6 +60,7 @@ __all__ = [
 #: The first PgBouncer release that keeps track of protocol-level prepared statements
 #: in transaction pooling (``max_prepared_statements``; on by default since 1.24).
 PREPARED_SINCE = (1, 21)
+PREPARED_ON_SINCE = (1, 24)  # max_prepared_statements defaults to 200 from here, 0 before
 _PLACEHOLDER = re.compile(r"%\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)s")
 # What a step can do to a statement prepared before it: change its result type
 # (0A000), or leave a name it resolved no longer there (class 42, such as 42P01
@@ -118,8 +121,7 @@ def pgbouncer_version(endpoints: Endpoints) -> tuple[int, ...] | None:
             row = conn.execute("SHOW VERSION").fetchone()
     except psycopg.Error:
         return None
-    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", str(row[0]) if row else "")
-    return tuple(int(g) for g in m.groups() if g is not None) if m else None
+    return parse_version(str(row[0])) if row else None
 
 
 def _dotted(version: tuple[int, ...]) -> str:
@@ -290,13 +292,23 @@ class PreparedStatements:
         writer = self.poolers.writer
         if self.prepare_threshold is None or writer.pool_mode != "transaction":
             return []
-        if self.pgbouncer is None or self.pgbouncer >= PREPARED_SINCE:
+        version = self.pgbouncer
+        if version is None:
             return []
+        limit = writer.max_prepared_statements
+        on_by_default = version >= PREPARED_ON_SINCE
+        if version >= PREPARED_SINCE and (limit > 0 if limit is not None else on_by_default):
+            return []
+        off = (
+            f"with max_prepared_statements = {limit if limit is not None else 0}"
+            if version >= PREPARED_SINCE
+            else "which keeps no prepared statements"
+        )
         return [
             f"the application's driver prepares its statements ([workload] prepare_threshold "
             f"= {self.prepare_threshold}) and the PgBouncer writer (PgBouncer "
-            f"{_dotted(self.pgbouncer)}) pools by transaction, which keeps no prepared "
-            "statements: one prepared on one server connection is executed on another "
+            f"{_dotted(version)}) pools by transaction, {off}: one prepared on one server "
+            "connection is executed on another "
             "(prepared statement does not exist, SQLSTATE 26000) or prepared again where "
             "another client's is (42P05), whether or not a step ran; PgBouncer "
             f"{_dotted(PREPARED_SINCE)} or later with max_prepared_statements > 0 (the "
