@@ -249,13 +249,6 @@ def parse_workload(raw: object, *, toml_path: Path, roles: tuple[str, ...]) -> W
         max=parse_duration(stall_raw.get("max", "1s"), where=f"{where}.stall max"),
         ratio=float(ratio),
     )
-    entries = raw.get("queries")
-    if not isinstance(entries, list) or not entries:
-        raise PlanError(f"{where}: needs [[workload.queries]], at least one")
-    queries = tuple(
-        _query(e, where=f"{toml_path}: [[workload.queries]] #{i}", roles=roles)
-        for i, e in enumerate(entries, 1)
-    )
     threshold = raw.get("prepare_threshold")
     if threshold is not None and (
         isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0
@@ -265,6 +258,13 @@ def parse_workload(raw: object, *, toml_path: Path, roles: tuple[str, ...]) -> W
             f"the driver prepares a statement), got {threshold!r}; leave it out for a driver "
             "that never prepares"
         )
+    entries = raw.get("queries")
+    if not isinstance(entries, list) or not entries:
+        raise PlanError(f"{where}: needs [[workload.queries]], at least one")
+    queries = tuple(
+        _query(e, where=f"{toml_path}: [[workload.queries]] #{i}", roles=roles)
+        for i, e in enumerate(entries, 1)
+    )
     names = [q.name for q in queries]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
