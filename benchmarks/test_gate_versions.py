@@ -51,7 +51,8 @@ def test_the_gate_gives_the_same_verdicts_on_15_and_17(tmp_path: Path) -> None:
         for plan, expected in (("kct", 0), ("as-written", 1)):
             code, seconds, doc = _gate(plan, target, tmp_path / f"{plan}-{target}")
             print(f"{target:10} {plan:11} exit {code} {seconds:6.1f} sec wall, "
-                  f"{doc['seconds']} sec gate; versions {doc.get('versions')}")  # fmt: skip
+                  f"{doc['seconds']} sec gate; PostgreSQL {doc.get('postgresql')}, "
+                  f"PgBouncer {doc.get('pgbouncer')}")  # fmt: skip
             assert code == expected, doc["failed"]
             names = doc["failed"]
             assert isinstance(names, list)

@@ -307,7 +307,7 @@ def gate_database(
     """
     out = _Collector(report, emit)
     wait = wait_for_replica or (lambda: None)
-    report.context["versions"] = running_versions(endpoints)
+    report.context.update(running_versions(endpoints))  # "postgresql", "pgbouncer"
     out.add(lint_plan(plan))
     # The roles on the server before the gate made any (None: read them now).
     existed = _roles(endpoints.primary) if existed_roles is None else existed_roles

@@ -12,8 +12,8 @@ PostgreSQL Debian       PgBouncer  notes
 =========  ===========  =========  ======================================
 
 The local provider runs whatever its binaries are and says which; every gate
-records the versions its servers and PgBouncers report (``gate.json``
-``versions``).
+records the versions its primary and PgBouncer writer report (``gate.json``
+``postgresql`` and ``pgbouncer``).
 """
 
 from __future__ import annotations
