@@ -166,6 +166,7 @@ class PreparedStatements:
         self._wait_for_replica = wait_for_replica
         self.unprepared: dict[str, str] = {}  # statement name -> why it could not be prepared
         self.broken: dict[tuple[str, str], tuple[str, str]] = {}  # (statement, session) -> ...
+        self.unresolved = 0  # statements that fail afresh too: sessions.keep_working's finding
         pooled = endpoints.writer != endpoints.primary
 
         def dsn(path: str, plain: str) -> str:
@@ -256,6 +257,7 @@ class PreparedStatements:
             return True
         session.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(statement.name)))
         if self._prepare(session.conn, statement) is not None:
+            self.unresolved += 1
             return False
         self.broken[key] = (step_label, _error(exc))
         return True
@@ -336,9 +338,14 @@ class PreparedStatements:
         if offenders:
             offenders.append("fix: " + self._fixes({e for _n, _s, e in by_statement}))
         offenders += self._configuration()
-        held = sum(len(s.prepared) for s in self.sessions)
+        held = sum(len(s.prepared) for s in self.sessions) + self.unresolved
         where = ", ".join(s.label for s in self.sessions)
         left = f"; {len(self.unprepared)} could not be prepared" if self.unprepared else ""
+        if self.unresolved:
+            left += (
+                f"; {self.unresolved} stopped resolving in their sessions even prepared again "
+                "(sessions.keep_working names those)"
+            )
         return Check.of(
             "sessions.prepared_statements",
             offenders=offenders,
