@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.cluster.versions import release_for
+from harness.cluster.versions import RELEASES, release_for
 from harness.errors import ImageUnavailable
 from harness.progress import Progress
 
@@ -212,7 +212,7 @@ def ensure_image(client: docker.DockerClient, image: str, *, progress: Progress)
     """Have ``image`` on the engine: build ours, pull any other; or say why it cannot be."""
     if _has(client, image):
         return
-    ours = {image_for(major): major for major in (15, 17)}
+    ours = {image_for(r.pg_major): r.pg_major for r in RELEASES.values() if r.suite}
     if image in ours:
         build_image(client, pg_version=ours[image], progress=progress)
         return

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PGBOUNCER_SETTINGS_SINCE",
     "PG_VERSIONS",
+    "RELEASES",
     "Release",
     "check_pgbouncer_settings",
     "choose",
