@@ -21,6 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from harness.cluster import PROVIDERS, start_cluster
+from harness.cluster.versions import choose_for
 from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.invariants import Check
@@ -102,13 +103,15 @@ def add_docker_options(parser: argparse.ArgumentParser) -> None:
         help="docker provider: host (default: each container on its own 127.0.0.1 port) or "
         "bridge (a private network, ports published on 127.0.0.1)",
     )
+    parser.add_argument("--pg-version", type=int, help="PostgreSQL major: docker 15 or 17")
 
 
-def docker_options(args: argparse.Namespace) -> dict[str, str]:
+def docker_options(args: argparse.Namespace, plan: Plan | None = None) -> dict[str, str]:
     """The docker options given, for start_cluster; none for other providers."""
+    image = choose_for(args, plan)  # refuses versions that cannot run, before any server
     if args.provider != "docker":
         return {}
-    given = {"image": args.image, "network": args.docker_network}
+    given = {"image": image, "network": args.docker_network}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -178,7 +181,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.migrated and args.plan is None:
         raise UsageError("--migrated applies a plan: give it with --plan DIR")
     plan = load_plan(args.plan) if args.plan is not None else None
-    docker = docker_options(args)
+    docker = docker_options(args, plan)
     with start_cluster(
         args.provider,
         pg_bin=args.pg_bin,
@@ -234,9 +237,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     # The page plots the traffic timeline: its plotting library loads while the gate runs.
     warm_up()
+    plan = _plan(args)
     gate = partial(
         run_gate,
-        _plan(args),
+        plan,
         provider=args.provider,
         pg_bin=args.pg_bin,
         legacy=args.legacy,
@@ -245,7 +249,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         progress=progress,
         traffic_clients=args.traffic_clients,
         traffic=not args.no_traffic,
-        cluster_options=docker_options(args),
+        cluster_options=docker_options(args, plan),
     )
     if args.repeat is not None:
         return gate_repeatedly(gate, args=args, progress=progress)
@@ -357,7 +361,9 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     from harness.cluster.docker_image import build_image
 
     with engine(timeout=600) as client:
-        result = build_image(client, base=args.base, force=args.force, progress=progress)
+        result = build_image(
+            client, pg_version=args.pg_version, base=args.base, force=args.force, progress=progress
+        )
     state = "cached" if result.cached else f"built on {result.base}"
     print(f"{result.image}\t{state}\t{result.seconds:.1f} sec", flush=True)
     return 0
@@ -378,6 +384,7 @@ def add_image_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "debian:bookworm-slim, or a bookworm made with mmdebstrap where no registry answers.",
     )
     build.add_argument("--base", help="build on this image instead")
+    build.add_argument("--pg-version", type=int, default=15, help="15 (bookworm) or 17 (trixie)")
     build.add_argument("--force", action="store_true", help="build even when the tag exists")
     build.set_defaults(func=cmd_image_build)
 

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from harness.catalog import IGNORE_DATA, IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
+from harness.cluster.versions import running_versions
 from harness.connections import describe
 from harness.databases import connect, create_database, drop_database, unique_name
 from harness.dsn import redact, with_login
@@ -42,6 +43,7 @@ from harness.invariants import (
 )
 from harness.invariants.acting import Login, LoginFor
 from harness.invariants.not_run import LoginsTried, not_run_in_gate, not_run_in_verify
+from harness.invariants.prepared import PreparedStatements
 from harness.invariants.roles import left_without_login
 from harness.ledger import Accounting
 from harness.lint import lint_plan
@@ -327,6 +329,7 @@ def gate_database(
     """
     out = _Collector(report, emit)
     wait = wait_for_replica or (lambda: None)
+    report.context.update(running_versions(endpoints))  # "postgresql", "pgbouncer"
     out.add(lint_plan(plan))
     # The roles on the server before the gate made any (None: read them now).
     existed = _roles(endpoints.primary) if existed_roles is None else existed_roles
@@ -345,10 +348,14 @@ def gate_database(
             wait_for_replica=wait,
             login=run.sessions_login,
         )
+        prepared = PreparedStatements(
+            plan, endpoints, wait_for_replica=wait, login=run.sessions_login, poolers=plan.pgbouncer
+        )
 
         def after(label: str) -> None:
             run.after(label)
             sessions.after(label)
+            prepared.after(label)
 
         try:
             with (
@@ -384,6 +391,7 @@ def gate_database(
                 run.phase("checks after the rollback")
                 out.add(_steps_check("rollback.steps", steps))
                 out.add(sessions.check(phase="keep_working"))
+                out.add(prepared.check())
                 account = run.accounting
                 with run.settled():
                     expected, actual = account.align(baseline, _fingerprint_of(endpoints.primary))
@@ -429,6 +437,7 @@ def gate_database(
             out.add(roundtrip)
         finally:
             sessions.close()
+            prepared.close()
         if run.on:
             wait()
             for check in run.checks(replica=endpoints.replica if wait_for_replica else None):

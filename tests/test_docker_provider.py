@@ -25,7 +25,7 @@ from harness.cli import build_parser, docker_options
 from harness.cluster import docker_engine
 from harness.cluster.docker import DockerPlan, plan_docker_cluster, start_docker_cluster
 from harness.cluster.docker_engine import cluster_labels, docker_available, owner, owner_is_gone
-from harness.cluster.docker_image import DEFAULT_IMAGE, dockerfile
+from harness.cluster.docker_image import DEFAULT_IMAGE, dockerfile, image_for
 from harness.errors import EngineUnavailable, InfrastructureError, UsageError
 
 HOST = plan_docker_cluster(dbname="shop", token="t0ken")
@@ -143,7 +143,12 @@ def test_the_image_is_tagged_with_its_dockerfiles_hash() -> None:
     assert HOST.spec("primary").image == DEFAULT_IMAGE == HOST.spec("writer").image
     lines = " ".join(text.decode().replace("\\\n", " ").split())
     assert "ARG BASE=debian:bookworm-slim" in lines
-    assert re.search(r"install .*postgresql-15 postgresql-client-15 pgbouncer", lines)
+    assert "ARG PG_MAJOR=15" in lines
+    assert re.search(
+        r"install .*postgresql-\$\{PG_MAJOR\} postgresql-client-\$\{PG_MAJOR\} pgbouncer", lines
+    )
+    assert DEFAULT_IMAGE == image_for(15) != image_for(17)
+    assert image_for(17).startswith("pgcutover/postgres:17-")
     assert "create_main_cluster = false" in lines
     assert "ENTRYPOINT" not in lines
 

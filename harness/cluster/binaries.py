@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.errors import InfrastructureError, UsageError
 
-__all__ = ["PgBinaries", "find_binaries", "find_pgbouncer"]
+__all__ = ["PgBinaries", "client_binaries", "find_binaries", "find_pgbouncer", "use_clients"]
 
 SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres", "pg_basebackup")
 CLIENT_PROGRAMS = ("pg_dump", "pg_restore", "psql")
@@ -96,6 +96,25 @@ def find_binaries(pg_bin: str | os.PathLike[str] | None = None) -> PgBinaries:
         "(Debian: apt-get install postgresql; macOS: brew install postgresql@15) "
         "or pass --pg-bin DIR"
     )
+
+
+# Client programs that replace this machine's while a cluster of a newer major runs
+# (harness.cluster.client_tools); empty: this machine's own.
+_CLIENTS: list[Path] = []
+
+
+def use_clients(bindir: Path | None) -> None:
+    """Run pg_dump, pg_restore and psql from ``bindir`` (None: this machine's again)."""
+    _CLIENTS.clear()
+    if bindir is not None:
+        _CLIENTS.append(bindir)
+
+
+def client_binaries(pg_bin: str | os.PathLike[str] | None = None) -> PgBinaries:
+    """Where pg_dump, pg_restore and psql are: the running cluster's, else :func:`find_binaries`."""
+    if _CLIENTS and pg_bin is None:
+        return PgBinaries(_CLIENTS[0])
+    return find_binaries(pg_bin)
 
 
 def find_pgbouncer() -> str:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from harness.cluster.base import Cluster, Endpoints
+from harness.cluster.client_tools import clients_for
 from harness.cluster.docker_engine import (
     cluster_labels,
     docker_available,
@@ -160,6 +161,7 @@ class DockerCluster(Cluster):
         self._dsns: dict[str, str] = {}
         self._starting: ContainerSpec | None = None
         self._allowed: set[str] = set()  # roles already in the auth files
+        self._undo_clients: Callable[[], None] = lambda: None
         # A safety net: if the owner forgets stop(), the interpreter's exit still runs it.
         self._interrupted: list[bool] = [False]
         self._finalizer = weakref.finalize(
@@ -304,6 +306,7 @@ class DockerCluster(Cluster):
     # -- stopping ----------------------------------------------------------------------
     def stop(self) -> None:
         self._dsns.clear()
+        self._undo_clients()
         self._finalizer()
 
 
@@ -393,6 +396,9 @@ def start_docker_cluster(
     cluster = DockerCluster(plan, client=client)
     try:
         cluster._start(progress=say, timeout=timeout)
+        cluster._undo_clients = clients_for(
+            image=plan.spec("primary").image, server_major=_server_major(cluster)
+        )
     except Exception as exc:
         failed = cluster._starting
         tail = cluster._log_tail()
@@ -407,6 +413,12 @@ def start_docker_cluster(
         _stop_quietly(cluster)
         raise
     return cluster
+
+
+def _server_major(cluster: DockerCluster) -> int:
+    with connect(cluster.endpoints.primary, timeout=5) as conn:
+        row = conn.execute("SHOW server_version_num").fetchone()
+    return int(str(row[0])) // 10000 if row else 0
 
 
 def _stop_quietly(cluster: DockerCluster) -> str:

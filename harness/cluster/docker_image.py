@@ -2,8 +2,10 @@
 
 The tag carries the Dockerfile's content hash, so a built image is reused until the
 Dockerfile changes, and two versions of the harness never run each other's image.
-The base is ``debian:bookworm-slim`` where a registry answers; where none does, it
-is a minimal bookworm made with mmdebstrap from Debian's mirror, imported once per
+One Dockerfile serves every PostgreSQL major a Debian release packages (the tag
+starts with the major; :mod:`harness.cluster.versions` says which release). The
+base is ``debian:<release>-slim`` where a registry answers; where none does, it
+is a minimal one made with mmdebstrap from Debian's mirror, imported once per
 engine and reused.
 """
 
@@ -20,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.cluster.versions import RELEASES, release_for
 from harness.errors import ImageUnavailable
 from harness.progress import Progress
 
@@ -33,11 +36,11 @@ __all__ = [
     "build_image",
     "dockerfile",
     "ensure_image",
+    "image_for",
 ]
 
 REGISTRY_BASE = "debian:bookworm-slim"
-MMDEBSTRAP_BASE = "pgcutover/debian:bookworm-minbase"
-SUITE = "bookworm"
+DEFAULT_PG_VERSION = 15
 LABEL_DOCKERFILE = "org.pgcutover.dockerfile-sha256"
 
 
@@ -45,11 +48,18 @@ def dockerfile() -> bytes:
     return resources.files("harness.cluster").joinpath("image/Dockerfile").read_bytes()
 
 
-def _default_image() -> str:
-    return f"pgcutover/postgres:15-{hashlib.sha256(dockerfile()).hexdigest()[:12]}"
+def image_for(pg_version: int) -> str:
+    """The tag of the image for PostgreSQL ``pg_version``: the major, then the Dockerfile's hash."""
+    return f"pgcutover/postgres:{pg_version}-{hashlib.sha256(dockerfile()).hexdigest()[:12]}"
 
 
-DEFAULT_IMAGE = _default_image()
+DEFAULT_IMAGE = image_for(DEFAULT_PG_VERSION)
+
+
+def _bases(pg_version: int) -> tuple[str, str, str]:
+    """(the registry's base, the mmdebstrap one, the Debian release) for ``pg_version``."""
+    suite = release_for(pg_version).suite or ""
+    return f"debian:{suite}-slim", f"pgcutover/debian:{suite}-minbase", suite
 
 
 @dataclass(frozen=True)
@@ -82,25 +92,28 @@ def _pull(client: docker.DockerClient, image: str) -> str | None:
     return None
 
 
-def _mmdebstrap_base(client: docker.DockerClient, *, why: str, progress: Progress) -> str:
-    if _has(client, MMDEBSTRAP_BASE):
-        progress(f"{REGISTRY_BASE} cannot be pulled ({why}); using {MMDEBSTRAP_BASE}, made earlier")
-        return MMDEBSTRAP_BASE
+def _mmdebstrap_base(
+    client: docker.DockerClient, *, pg_version: int, why: str, progress: Progress
+) -> str:
+    registry, minbase, suite = _bases(pg_version)
+    if _has(client, minbase):
+        progress(f"{registry} cannot be pulled ({why}); using {minbase}, made earlier")
+        return minbase
     tool = shutil.which("mmdebstrap")
     if tool is None:
         raise ImageUnavailable(
-            f"the base image {REGISTRY_BASE} cannot be pulled ({why}) and mmdebstrap, which "
+            f"the base image {registry} cannot be pulled ({why}) and mmdebstrap, which "
             f"would make one from Debian's mirror, is not installed; apt-get install mmdebstrap, "
-            f"or load a {REGISTRY_BASE} image into the engine (docker load -i FILE)"
+            f"or load a {registry} image into the engine (docker load -i FILE)"
         )
     progress(
-        f"{REGISTRY_BASE} cannot be pulled ({why}); making the base {MMDEBSTRAP_BASE} with "
+        f"{registry} cannot be pulled ({why}); making the base {minbase} with "
         f"mmdebstrap from Debian's mirror (once per engine)"
     )
     with tempfile.TemporaryDirectory(prefix="pgcutover-rootfs-") as scratch:
         rootfs = Path(scratch) / "rootfs.tar"
         done = subprocess.run(
-            [tool, "--variant=minbase", "--quiet", SUITE, str(rootfs)],
+            [tool, "--variant=minbase", "--quiet", suite, str(rootfs)],
             capture_output=True,
             text=True,
             check=False,
@@ -108,16 +121,18 @@ def _mmdebstrap_base(client: docker.DockerClient, *, why: str, progress: Progres
         if done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-10:])
             raise ImageUnavailable(
-                f"mmdebstrap could not make a {SUITE} root file system (exit {done.returncode}): "
+                f"mmdebstrap could not make a {suite} root file system (exit {done.returncode}): "
                 f"{tail}; check that Debian's mirror answers (apt-get update) and that this "
                 "runs as root"
             )
-        repository, _, tag = MMDEBSTRAP_BASE.partition(":")
+        repository, _, tag = minbase.partition(":")
         client.api.import_image_from_file(str(rootfs), repository=repository, tag=tag)
-    return MMDEBSTRAP_BASE
+    return minbase
 
 
-def _choose_base(client: docker.DockerClient, *, base: str | None, progress: Progress) -> str:
+def _choose_base(
+    client: docker.DockerClient, *, pg_version: int, base: str | None, progress: Progress
+) -> str:
     if base is not None:
         if not _has(client, base):
             why = _pull(client, base)
@@ -127,23 +142,26 @@ def _choose_base(client: docker.DockerClient, *, base: str | None, progress: Pro
                     f"load it (docker load -i FILE), or leave --base out"
                 )
         return base
-    if _has(client, REGISTRY_BASE):
-        return REGISTRY_BASE
-    why = _pull(client, REGISTRY_BASE)
+    registry, _minbase, _suite = _bases(pg_version)
+    if _has(client, registry):
+        return registry
+    why = _pull(client, registry)
     if why is None:
-        progress(f"pulled {REGISTRY_BASE}")
-        return REGISTRY_BASE
-    return _mmdebstrap_base(client, why=why, progress=progress)
+        progress(f"pulled {registry}")
+        return registry
+    return _mmdebstrap_base(client, pg_version=pg_version, why=why, progress=progress)
 
 
-def _run_build(client: docker.DockerClient, *, image: str, base: str, progress: Progress) -> None:
+def _run_build(
+    client: docker.DockerClient, *, pg_version: int, image: str, base: str, progress: Progress
+) -> None:
     text = dockerfile()
     # The Dockerfile needs no context (no COPY): send it alone. Host networking lets
     # apt-get reach the mirror the way this machine does, with no bridge or NAT.
     stream: Any = client.api.build(
         fileobj=io.BytesIO(text),
         tag=image,
-        buildargs={"BASE": base},
+        buildargs={"BASE": base, "PG_MAJOR": str(pg_version)},
         network_mode="host",
         rm=True,
         forcerm=True,
@@ -156,7 +174,8 @@ def _run_build(client: docker.DockerClient, *, image: str, base: str, progress: 
             tail = "\n".join(log[-15:])
             raise ImageUnavailable(
                 f"could not build {image} on {base}: {str(chunk['error']).strip()}\n{tail}\n"
-                f"check that {base} is a Debian bookworm with a shell and apt-get and that "
+                f"check that {base} is a Debian {_bases(pg_version)[2]} with a shell and "
+                "apt-get and that "
                 "Debian's mirror answers from this machine (apt-get update), or build the "
                 "image where it does and docker save / docker load it here"
             )
@@ -170,29 +189,32 @@ def _run_build(client: docker.DockerClient, *, image: str, base: str, progress: 
 def build_image(
     client: docker.DockerClient,
     *,
+    pg_version: int = DEFAULT_PG_VERSION,
     base: str | None = None,
     force: bool = False,
     progress: Progress,
 ) -> BuildResult:
-    """Build :data:`DEFAULT_IMAGE` unless the engine has it already (or ``force``)."""
+    """Build :func:`image_for` ``pg_version`` unless the engine has it already (or ``force``)."""
     started = time.perf_counter()
-    if not force and _has(client, DEFAULT_IMAGE):
-        progress(f"{DEFAULT_IMAGE} is up to date (tag = the Dockerfile's content hash)")
-        return BuildResult(DEFAULT_IMAGE, "", cached=True, seconds=time.perf_counter() - started)
-    chosen = _choose_base(client, base=base, progress=progress)
-    progress(f"building {DEFAULT_IMAGE} on {chosen}")
-    _run_build(client, image=DEFAULT_IMAGE, base=chosen, progress=progress)
+    image = image_for(pg_version)
+    if not force and _has(client, image):
+        progress(f"{image} is up to date (tag = the Dockerfile's content hash)")
+        return BuildResult(image, "", cached=True, seconds=time.perf_counter() - started)
+    chosen = _choose_base(client, pg_version=pg_version, base=base, progress=progress)
+    progress(f"building {image} on {chosen}")
+    _run_build(client, pg_version=pg_version, image=image, base=chosen, progress=progress)
     seconds = time.perf_counter() - started
-    progress(f"built {DEFAULT_IMAGE} in {seconds:.1f} sec")
-    return BuildResult(DEFAULT_IMAGE, chosen, cached=False, seconds=seconds)
+    progress(f"built {image} in {seconds:.1f} sec")
+    return BuildResult(image, chosen, cached=False, seconds=seconds)
 
 
 def ensure_image(client: docker.DockerClient, image: str, *, progress: Progress) -> None:
     """Have ``image`` on the engine: build ours, pull any other; or say why it cannot be."""
     if _has(client, image):
         return
-    if image == DEFAULT_IMAGE:
-        build_image(client, progress=progress)
+    ours = {image_for(r.pg_major): r.pg_major for r in RELEASES.values() if r.suite}
+    if image in ours:
+        build_image(client, pg_version=ours[image], progress=progress)
         return
     progress(f"pulling {image}")
     why = _pull(client, image)

@@ -261,7 +261,7 @@ class LocalCluster(Cluster):
         replica_dir = self.workdir / "replica"
         _initdb(self.bins, primary_dir, progress=progress)
         primary_port = free_port()
-        progress(f"starting the primary on 127.0.0.1:{primary_port}")
+        progress(f"starting the primary ({self.bins.version()}) on 127.0.0.1:{primary_port}")
         self.primary = self._server("primary", port=primary_port)
         admin = make_dsn(host="127.0.0.1", port=primary_port, user="postgres", dbname="postgres")
         self.primary.wait_ready(_accepts(admin))

@@ -48,6 +48,14 @@ class PoolSettings:
     # PgBouncer retries a refused server login after this many seconds (default 15);
     # short, so that a reader whose replica is down fails fast and the router falls back.
     server_login_retry: int = 1
+    # PgBouncer 1.21+ keeps protocol-level prepared statements in transaction pooling,
+    # up to this many per server connection; None: not written (the PgBouncer's default).
+    max_prepared_statements: int | None = None
+
+    @property
+    def pgbouncer_keys(self) -> set[str]:
+        """The settings given that not every PgBouncer knows (see harness.cluster.versions)."""
+        return {"max_prepared_statements"} if self.max_prepared_statements is not None else set()
 
     @property
     def server_connections(self) -> int:
@@ -162,4 +170,8 @@ server_idle_timeout = {settings.server_idle_timeout}
 server_login_retry = {settings.server_login_retry}
 ; psycopg and SQLAlchemy may send these; PgBouncer 1.18 refuses unknown ones
 ignore_startup_parameters = extra_float_digits,options
-"""
+""" + (
+        f"max_prepared_statements = {settings.max_prepared_statements}\n"
+        if settings.max_prepared_statements is not None
+        else ""
+    )

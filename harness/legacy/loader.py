@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
-from harness.cluster.binaries import PgBinaries, find_binaries
+from harness.cluster.binaries import PgBinaries, client_binaries, find_binaries
 from harness.connections import Conn, connect, connect_primary
 from harness.dsn import child_env, redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
@@ -322,7 +322,8 @@ def _try_load(
     """psql or pg_restore, in one transaction: None when it loaded, else its exit code
     and error output. An archive keeps its owners only with ``owners`` (where the
     roles they name can be made); a plain dump's ``OWNER TO`` lines always run."""
-    bins = pg_bin or find_binaries()
+    # pg_restore must be as new as the archive's pg_dump; psql reads any plain SQL.
+    bins = pg_bin or (find_binaries() if kind == "plain SQL" else client_binaries())
     conninfo, env = child_env(dsn)
     # -w: never prompt for a password; nobody is there to answer, the run would hang.
     if kind == "plain SQL":

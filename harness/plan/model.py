@@ -77,6 +77,10 @@ Layout of a plan directory::
     step = "up/005_backfill.sql"             # (a backfill); any other row change of a
     table = "public.orders"                  # table that existed before is a finding.
                                              # Full format: harness/plan/data_changes.py
+    [cluster]                                # optional
+    pg_version = 17                          # the PostgreSQL production runs: the docker
+                                             # provider's image (--pg-version overrides);
+                                             # the local provider must have that major
 
 Names are PostgreSQL identifiers as SQL writes them: unquoted ones are folded to
 lower case, ``"Quoted"`` ones are kept as written (``'"Sales"."Order"'``).
@@ -123,6 +127,7 @@ _TOP_LEVEL = frozenset(
         "workload",
         "pgbouncer",
         "data_changes",
+        "cluster",
     }
 )
 _SEVERITIES = ("warn", "fail")
@@ -220,6 +225,7 @@ class Plan:
     pgbouncer: Poolers | None = None  # None: the plan leaves the poolers at the defaults
     legacy: Path | None = None  # the dump it is gated against; None: the built-in database
     data_changes: tuple[DataChange, ...] = ()  # row changes steps make on purpose
+    pg_version: int | None = None  # [cluster] pg_version: the PostgreSQL major it runs on
 
     def down_for(self, number: int) -> Step:
         return next(s for s in self.down if s.number == number)
@@ -478,6 +484,12 @@ def load_plan(directory: str | Path) -> Plan:
     workload = parse_workload(doc.get("workload"), toml_path=toml_path, roles=layout.roles)
     pgbouncer = parse_pgbouncer(doc.get("pgbouncer"), toml_path=toml_path)
     refuse_statement_pooling(pgbouncer, workload, toml_path=toml_path)
+    cluster = _table(doc, "cluster", toml_path=toml_path)
+    if set(cluster) - {"pg_version"}:
+        raise PlanError(f"{toml_path}: [cluster] has pg_version only")
+    pg_version = cluster.get("pg_version")
+    if pg_version is not None and (isinstance(pg_version, bool) or not isinstance(pg_version, int)):
+        raise PlanError(f"{toml_path}: [cluster] pg_version is a PostgreSQL major, like 17")
     return Plan(
         name=name,
         directory=directory,
@@ -505,6 +517,7 @@ def load_plan(directory: str | Path) -> Plan:
             steps={s.label for s in (*up.values(), *down.values())},
             qualify=_qualify,
         ),
+        pg_version=pg_version,
     )
 
 

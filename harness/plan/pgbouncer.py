@@ -15,6 +15,9 @@ says what production runs, and the gate starts its PgBouncers with that::
     server_lifetime = 3600
     server_idle_timeout = 600
     server_login_retry = 1
+    max_prepared_statements = 200    # PgBouncer 1.21+: protocol-level prepared statements
+                                     # in transaction pooling (0: off); left out: not written,
+                                     # the PgBouncer's own default (200 from 1.24, 0 before)
 
     [pgbouncer.reader]               # on the replica; DATABASE_READONLY_URL
     pool_mode = "session"
@@ -56,7 +59,9 @@ _MINIMUM = {
     "server_idle_timeout": 0,
     "server_login_retry": 0,
 }
-_KEYS = ("pool_mode", *_MINIMUM)
+# Written only when given: a PgBouncer before 1.21 refuses it (harness/cluster/versions.py).
+_OPTIONAL = {"max_prepared_statements": 0}
+_KEYS = ("pool_mode", *_MINIMUM, *_OPTIONAL)
 
 
 def _pooler(raw: object, *, default: PoolSettings, where: str) -> PoolSettings:
@@ -82,6 +87,15 @@ def _pooler(raw: object, *, default: PoolSettings, where: str) -> PoolSettings:
                 f"{where} {key} = {value!r}; it must be a whole number{unit} of at least {least}"
             )
         numbers[key] = value
+    optional: dict[str, int] = {}
+    for key, least in _OPTIONAL.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise PlanError(f"{where} {key} = {value!r}; it must be a whole number of at least "
+                            f"{least} (0 turns it off)")  # fmt: skip
+        optional[key] = value
     return PoolSettings(
         role=default.role,
         pool_mode=str(mode),
@@ -92,6 +106,7 @@ def _pooler(raw: object, *, default: PoolSettings, where: str) -> PoolSettings:
         server_lifetime=numbers["server_lifetime"],
         server_idle_timeout=numbers["server_idle_timeout"],
         server_login_retry=numbers["server_login_retry"],
+        max_prepared_statements=optional.get("max_prepared_statements"),
     )
 
 

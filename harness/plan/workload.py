@@ -14,6 +14,8 @@ The format (see also ``docs/workload.md``)::
     clients = 16                  # concurrent clients (--traffic-clients overrides)
     think_time = "20ms"           # pause between two requests of one client
     baseline = "1s"               # traffic before the first step: the stall baseline
+    prepare_threshold = 0         # the driver prepares from a statement's n-th run on
+                                  # (0: every one, as Prisma does); left out: it never does
 
     [workload.stall]              # traffic.stall: a step fails past either bound,
     p99 = "250ms"                 # or past `ratio` times the baseline's own value,
@@ -73,7 +75,9 @@ _WRITE_WORDS = re.compile(
 )
 _PLACEHOLDER = re.compile(r"%\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)s")
 _QUERY_KEYS = frozenset({"name", "role", "kind", "weight", "params", "sql", "verify"})
-_WORKLOAD_KEYS = frozenset({"clients", "think_time", "baseline", "stall", "queries"})
+_WORKLOAD_KEYS = frozenset(
+    {"clients", "think_time", "baseline", "stall", "queries", "prepare_threshold"}
+)
 _STALL_KEYS = frozenset({"p99", "max", "ratio"})
 MAX_CLIENTS = 64
 
@@ -127,6 +131,10 @@ class Workload:
     baseline: float = 1.0
     stall: StallLimits = StallLimits()
     declared: bool = True  # False: the simple case, made from [sessions] queries
+    # The application's driver prepares a statement from its n-th run on (psycopg's
+    # prepare_threshold; 0: every statement, as Prisma without pgbouncer=true); None:
+    # it never prepares. See harness/invariants/prepared.py.
+    prepare_threshold: int | None = None
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -241,6 +249,15 @@ def parse_workload(raw: object, *, toml_path: Path, roles: tuple[str, ...]) -> W
         max=parse_duration(stall_raw.get("max", "1s"), where=f"{where}.stall max"),
         ratio=float(ratio),
     )
+    threshold = raw.get("prepare_threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0
+    ):
+        raise PlanError(
+            f"{where}: prepare_threshold must be a whole number 0 or more (the run from which "
+            f"the driver prepares a statement), got {threshold!r}; leave it out for a driver "
+            "that never prepares"
+        )
     entries = raw.get("queries")
     if not isinstance(entries, list) or not entries:
         raise PlanError(f"{where}: needs [[workload.queries]], at least one")
@@ -258,4 +275,5 @@ def parse_workload(raw: object, *, toml_path: Path, roles: tuple[str, ...]) -> W
         think_time=parse_duration(raw.get("think_time", "20ms"), where=f"{where} think_time"),
         baseline=parse_duration(raw.get("baseline", "1s"), where=f"{where} baseline"),
         stall=stall,
+        prepare_threshold=threshold,
     )

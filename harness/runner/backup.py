@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.catalog import IGNORE_DATABASE, Fingerprint, diff, fingerprint
-from harness.cluster.binaries import PgBinaries, find_binaries
+from harness.cluster.binaries import PgBinaries, client_binaries
 from harness.databases import connect, create_database, drop_database
 from harness.dsn import child_env, database_of, redact, with_database
 from harness.errors import InfrastructureError
@@ -56,7 +56,7 @@ class _Failed(InfrastructureError):
 
 
 def take_backup(dsn: str, *, directory: Path, bins: PgBinaries | None = None) -> Backup:
-    bins = bins or find_binaries()
+    bins = bins or client_binaries()
     directory.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     path = directory / f"{database_of(dsn) or 'database'}-{stamp}.dump"
@@ -73,7 +73,7 @@ def verify_backup(
     bins: PgBinaries | None = None,
 ) -> list[str]:
     """Restore ``backup`` into a scratch database; the differences from ``dsn``, if any."""
-    bins = bins or find_binaries()
+    bins = bins or client_binaries()
     if expected is None:
         with connect(dsn) as conn:
             expected = fingerprint(conn)
