@@ -20,10 +20,10 @@ from harness.cluster import Endpoints
 from harness.invariants.result import Check
 from harness.plan import Plan
 from harness.plan.workload import Workload, simple_workload
+from harness.runner.locks import step_application_name
 from harness.traffic.checks import (
     check_no_errors,
     check_old_connections,
-    check_stall,
     check_writes_kept,
     latency_summary,
     mask_written,
@@ -31,6 +31,7 @@ from harness.traffic.checks import (
 from harness.traffic.clients import BEFORE, Timeline, Traffic, prepare_params
 from harness.traffic.logins import Logins, provision_logins
 from harness.traffic.sampler import LockSampler
+from harness.traffic.stall import check_stall
 
 __all__ = ["TrafficOptions", "TrafficRun", "workload_of"]
 
@@ -65,6 +66,11 @@ class TrafficRun:
         self.sampler: LockSampler | None = None
 
     @property
+    def migration(self) -> str:
+        """The runner's application_name up to the step: how the sampler knows its locks."""
+        return step_application_name(plan=self.plan.name, label="")
+
+    @property
     def on(self) -> bool:
         return self.options is not None
 
@@ -88,7 +94,7 @@ class TrafficRun:
         dsns = [self.endpoints.primary]
         if self.endpoints.replica != self.endpoints.primary:
             dsns.append(self.endpoints.replica)
-        self.sampler = LockSampler(dsns, self.traffic.timeline)
+        self.sampler = LockSampler(dsns, self.traffic.timeline, migration=self.migration)
         self.traffic.start()
         self.sampler.start()
         self.traffic.wait(self.workload.baseline)
@@ -163,10 +169,13 @@ class TrafficRun:
             return []
         requests = list(self.traffic.requests)
         timeline = self.traffic.timeline
-        locks = self.sampler.stats if self.sampler else {}
         return [
             check_no_errors(requests, timeline),
-            check_stall(requests, timeline, self.workload, locks),
+            check_stall(
+                self.sampler.all_waits() if self.sampler else [],
+                requests,
+                limits=self.workload.stall,
+            ),
             check_writes_kept(
                 requests, self.workload, primary=self.endpoints.primary, replica=replica
             ),
