@@ -29,6 +29,7 @@ from harness.traffic.checks import (
     mask_written,
 )
 from harness.traffic.clients import BEFORE, Timeline, Traffic, prepare_params
+from harness.traffic.conflicts import check_recovery_conflicts
 from harness.traffic.logins import Logins, provision_logins
 from harness.traffic.sampler import LockSampler
 from harness.traffic.stall import check_stall
@@ -180,6 +181,7 @@ class TrafficRun:
                 requests, self.workload, primary=self.endpoints.primary, replica=replica
             ),
             check_old_connections(requests, timeline),
+            check_recovery_conflicts(requests, timeline),
         ]
 
     def summary(self) -> dict[str, object] | None:
@@ -192,6 +194,8 @@ class TrafficRun:
             "requests": len(requests),
             "writes_acknowledged": sum(r.kind == "write" and r.ok for r in requests),
             "failed": sum(not r.ok for r in requests),
+            "reads_rerouted": sum(r.rerouted for r in requests),
+            "recovery_conflicts": sum(bool(r.conflict) for r in requests),
             "roles": list(self.workload.roles),
             "phases": (phases := latency_summary(requests, self.traffic.timeline, locks)),
             **report_timeline(self.traffic.timeline, phases),
