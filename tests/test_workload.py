@@ -19,7 +19,6 @@ from harness.plan import load_plan
 from harness.plan.workload import StallLimits, simple_workload
 from harness.traffic.checks import check_no_errors
 from harness.traffic.clients import BEFORE, Request, Timeline
-from harness.traffic.run import workload_of
 from harness.traffic.sampler import LockWait
 from harness.traffic.stall import check_stall
 
@@ -65,36 +64,6 @@ def test_a_plan_without_workload_gets_the_simple_case() -> None:
     ]
     assert {q.kind for q in workload.queries} == {"read"}
     assert workload.roles == ()
-
-
-def test_the_simple_case_runs_as_the_roles_the_privileges_let_read(tmp_path: Path) -> None:
-    """Not as the superuser, whom no missing grant ever stops: each table is read by a role
-    declared to read it, the [sessions] queries by the widest reader."""
-    plan = _load(
-        tmp_path,
-        "[layout.tables]\n"
-        '"public.orders" = "shop"\n"public.payroll" = "hr"\n"public.notes" = "misc"\n'
-        "[[privileges]]\n"
-        'role = "app"\non = "shop.*"\nallow = ["SELECT", "INSERT"]\n'
-        "[[privileges]]\n"
-        'role = "reports"\non = "shop.orders"\nallow = ["SELECT"]\n'
-        "[[privileges]]\n"
-        'role = "reports"\non = "hr.*"\nallow = ["SELECT"]\n'
-        "[[privileges]]\n"
-        'role = "app"\non = "hr.*"\nallow = []\ndeny = ["SELECT"]\n'
-        "[sessions]\n"
-        'queries = ["SELECT 1"]\n',
-    )
-    workload = workload_of(plan)  # type: ignore[arg-type]
-    assert not workload.declared
-    roles = {q.sql[0]: q.role for q in workload.queries}
-    assert roles == {
-        'SELECT * FROM "notes" LIMIT 1': None,  # nobody is declared to read it
-        'SELECT * FROM "orders" LIMIT 1': "app",
-        'SELECT * FROM "payroll" LIMIT 1': "reports",
-        "SELECT 1": "reports",
-    }
-    assert workload.roles == ("app", "reports")
 
 
 @pytest.mark.parametrize(

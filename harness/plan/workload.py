@@ -48,10 +48,8 @@ the replica.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from harness.errors import PlanError
 
@@ -60,8 +58,6 @@ __all__ = [
     "StallLimits",
     "Workload",
     "WorkloadQuery",
-    "declared_readers",
-    "main_reader",
     "parse_duration",
     "parse_workload",
     "simple_workload",
@@ -146,90 +142,17 @@ class Workload:
         return {q.kind for q in self.queries if q.role == role}
 
 
-def simple_workload(
-    tables: list[str],
-    session_queries: tuple[str, ...],
-    *,
-    readers: Mapping[str, tuple[str, ...]] | None = None,
-    session_role: str | None = None,
-) -> Workload:
-    """The simple case: a one-row read of each table by its bare name, and ``queries``.
-
-    Run as the application's roles, not as the harness's superuser, for whom no
-    privilege is ever missing: ``readers`` maps a table (as in ``tables``) to the
-    plan's roles declared able to read it (:func:`declared_readers`). Each table is
-    read by the first of its readers, the ``[sessions]`` queries by
-    ``session_role`` (:func:`main_reader`), else by the role that reads the most
-    tables; a table nobody is declared to read is read by the harness, as before.
-    """
-    readers = readers or {}
-    counts: dict[str, int] = {}
-    for roles in readers.values():
-        for role in roles:
-            counts[role] = counts.get(role, 0) + 1
-    main = session_role or (max(sorted(counts), key=lambda r: counts[r]) if counts else None)
-    by_bare: dict[str, str | None] = {}
-    for t in sorted(tables, key=lambda t: t.split(".", 1)[-1]):
-        first = next(iter(readers.get(t, ())), None)
-        by_bare.setdefault(t.split(".", 1)[-1], first)
+def simple_workload(tables: list[str], session_queries: tuple[str, ...]) -> Workload:
+    """The simple case: a one-row read of each table by its bare name, and ``queries``."""
+    bare = sorted({t.split(".", 1)[-1] for t in tables})
     # The names come from the plan's own layout, not from user data.
-    texts = [(f'SELECT * FROM "{t}" LIMIT 1', role) for t, role in sorted(by_bare.items())]  # noqa: S608
-    texts += [(text, main) for text in session_queries]
+    reads = [f'SELECT * FROM "{t}" LIMIT 1' for t in bare]  # noqa: S608
+    texts = reads + list(session_queries)
     queries = tuple(
-        WorkloadQuery(name=f"query_{i}", role=role, kind="read", weight=1, sql=(text,))
-        for i, (text, role) in enumerate(texts, 1)
+        WorkloadQuery(name=f"query_{i}", role=None, kind="read", weight=1, sql=(text,))
+        for i, text in enumerate(texts, 1)
     )
     return Workload(queries=queries, declared=False)
-
-
-class _Rule(Protocol):
-    """What :func:`declared_readers` reads of a ``[[privileges]]`` rule
-    (:class:`harness.plan.model.PrivilegeRule`, which imports this module)."""
-
-    @property
-    def role(self) -> str: ...
-    @property
-    def allow(self) -> frozenset[str]: ...
-    @property
-    def deny(self) -> frozenset[str]: ...
-    @property
-    def schema(self) -> str: ...
-    @property
-    def relation(self) -> str | None: ...
-    @property
-    def is_schema(self) -> bool: ...
-
-
-def main_reader(rules: Iterable[_Rule]) -> str | None:
-    """The role with the most ``[[privileges]]`` rules allowing SELECT: the application's
-    widest reader, who runs the ``[sessions]`` queries (whose tables are not named)."""
-    counts: dict[str, int] = {}
-    for rule in rules:
-        if "SELECT" in rule.allow and "SELECT" not in rule.deny:
-            counts[rule.role] = counts.get(rule.role, 0) + 1
-    return max(sorted(counts), key=lambda r: counts[r]) if counts else None
-
-
-def declared_readers(
-    tables: Mapping[str, str], rules: Iterable[_Rule]
-) -> dict[str, tuple[str, ...]]:
-    """Per table (``"public.orders"`` -> its schema after the migration), the roles whose
-    ``[[privileges]]`` allow SELECT on it (``schema.*`` or ``schema.table``), sorted."""
-    found: dict[str, tuple[str, ...]] = {}
-    for table, schema in tables.items():
-        bare = table.split(".", 1)[-1]
-        roles = {
-            rule.role
-            for rule in rules
-            if not rule.is_schema
-            and rule.schema == schema
-            and rule.relation in (None, bare)
-            and "SELECT" in rule.allow
-            and "SELECT" not in rule.deny
-        }
-        if roles:
-            found[table] = tuple(sorted(roles))
-    return found
 
 
 def _sql_list(value: object, *, where: str) -> tuple[str, ...]:

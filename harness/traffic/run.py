@@ -19,7 +19,7 @@ from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
 from harness.invariants.result import Check
 from harness.plan import Plan
-from harness.plan.workload import Workload, declared_readers, main_reader, simple_workload
+from harness.plan.workload import Workload, simple_workload
 from harness.runner.locks import step_application_name
 from harness.traffic.checks import (
     check_no_errors,
@@ -50,16 +50,10 @@ class TrafficOptions:
 
 
 def workload_of(plan: Plan) -> Workload:
-    """The plan's ``[workload]``, or the simple case made from its ``[sessions] queries``,
-    run as the roles its ``[[privileges]]`` let read."""
+    """The plan's ``[workload]``, or the simple case made from its ``[sessions] queries``."""
     if plan.workload is not None:
         return plan.workload
-    return simple_workload(
-        list(plan.layout.tables),
-        plan.session_queries,
-        readers=declared_readers(plan.layout.tables, plan.privileges),
-        session_role=main_reader(plan.privileges),
-    )
+    return simple_workload(list(plan.layout.tables), plan.session_queries)
 
 
 class TrafficRun:
