@@ -37,6 +37,7 @@ from harness.traffic.clients import Timeline
 __all__ = ["LockSampler", "LockStats", "LockWait"]
 
 INTERVAL = 0.05
+WAITING_BEHIND = ", itself waiting behind "
 TRAFFIC = "pgcutover-traffic"  # the application_name prefix of the traffic's clients
 # How long after the migration was seen holding a relation's lock on the primary a
 # replica reader still waiting on replay of it is blamed on the migration.
@@ -61,7 +62,11 @@ SELECT w.pid, l.locktype, l.mode, coalesce(l.relation::regclass::text, ''),
                     AND h.virtualxid IS NOT DISTINCT FROM l.virtualxid
                     AND h.classid IS NOT DISTINCT FROM l.classid
                     AND h.objid IS NOT DISTINCT FROM l.objid
-                    AND h.objsubid IS NOT DISTINCT FROM l.objsubid), '')
+                    AND h.objsubid IS NOT DISTINCT FROM l.objsubid), ''),
+       CASE WHEN b.wait_event_type = 'Lock' THEN coalesce((
+         SELECT string_agg(DISTINCT left(c.query, 200) || ' (' || coalesce(c.state, '') || ')',
+                           '; ')
+           FROM pg_stat_activity c WHERE c.pid = ANY (pg_blocking_pids(b.pid))), '?') END
   FROM pg_stat_activity w
   JOIN pg_locks l ON l.pid = w.pid AND NOT l.granted
   LEFT JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid) ON true
@@ -102,6 +107,7 @@ class LockWait:
     step: str = ""  # the migration step, when blocker_kind is migration
     statement: str = ""  # the blocker's statement
     held: str = ""  # the mode(s) the blocker holds on the object; "" when it is queued
+    behind: str = ""  # when the blocker is itself waiting: the statements it waits behind
 
     @property
     def lock(self) -> str:
@@ -134,6 +140,19 @@ class LockStats:
             f"on {self.waited_on or '?'} ({self.queue_depth} queued at most), blocked by "
             f"`{self.blocker or '?'}`"
         )
+
+
+def _named(wait: LockWait) -> str:
+    """The blocker of a wait for the report: its statement, and what it waits behind."""
+    named = f"{wait.blocker}: {wait.statement}" if wait.statement else wait.blocker
+    return named + (WAITING_BEHIND + wait.behind if wait.behind else "")
+
+
+def _depth(blocker: str) -> int:
+    """How much of the queue a blocker's description explains: none, its head, its root."""
+    if not blocker:
+        return 0
+    return 2 if WAITING_BEHIND in blocker else 1
 
 
 def _oneline(text: str) -> str:
@@ -191,6 +210,10 @@ class LockSampler:
         phase = self.timeline.current
         stats = self.stats.setdefault(phase, LockStats())
         depth = 0
+        if phase in self.timeline.steps:
+            # Short holds replay on the replica after the step has committed: note them
+            # while they are held, to blame the replica's waits on them later.
+            self._poll_holds(conns[0][0])
         for i, (conn, query) in enumerate(conns):
             server = "replica" if i else "primary"
             rows = conn.execute(query, prepare=False).fetchall()
@@ -202,9 +225,11 @@ class LockSampler:
                     stats.longest_wait = wait.seconds
                     stats.waited_on = wait.relation or wait.locktype
                     stats.waited_on += " (replica)" if i else ""
-                    stats.blocker = (
-                        f"{wait.blocker}: {wait.statement}" if wait.statement else wait.blocker
-                    )
+                # The root of a queue names more than its head: a migration step
+                # waiting behind a long transaction is what made everyone wait.
+                named = _named(wait)
+                if _depth(named) > _depth(stats.blocker):
+                    stats.blocker = named
         stats.queue_depth = max(stats.queue_depth, depth)
         stats.samples += 1
 
@@ -212,7 +237,7 @@ class LockSampler:
         self, server: str, row: tuple[object, ...], *, phase: str, now: float, primary: Conn
     ) -> LockWait:
         (pid, locktype, mode, relation, since, seconds,
-         bpid, btype, bapp, bquery, _queued, held) = row  # fmt: skip
+         bpid, btype, bapp, bquery, _queued, held, behind) = row  # fmt: skip
         key = (server, int(str(pid)), str(since))
         wait = self.waits.get(key)
         if wait is None:
@@ -233,18 +258,19 @@ class LockSampler:
         if bpid is None:
             return wait
         kind, who, step, statement = self._blocker(
-            server, relation=str(relation), btype=str(btype), bapp=str(bapp),
-            bquery=str(bquery), primary=primary,
+            relation=str(relation), btype=str(btype), bapp=str(bapp), bquery=str(bquery),
+            primary=primary, phase=phase,
         )  # fmt: skip
         # The migration outranks anyone else in a queue: it is whom the verdict is about.
         if wait.blocker_kind != "migration" or kind == "migration":
             wait.blocker_kind, wait.blocker, wait.statement = kind, who, statement
             wait.step = step or (self.timeline.step_of(phase) if kind == "migration" else "")
             wait.held = str(held)
+            wait.behind = " ".join(str(behind or "").split())
         return wait
 
     def _blocker(
-        self, server: str, *, relation: str, btype: str, bapp: str, bquery: str, primary: Conn
+        self, *, relation: str, btype: str, bapp: str, bquery: str, primary: Conn, phase: str
     ) -> tuple[str, str, str, str]:
         """(kind, who, step, statement) of one blocker."""
         if self.migration and bapp.startswith(self.migration):
@@ -254,6 +280,12 @@ class LockSampler:
             if held is not None:
                 step, statement = held
                 return "migration", "the migration (replayed on the replica)", step, statement
+            if self.migration and (phase in self.timeline.steps or phase in self.timeline.owner):
+                # During a step or just after it (replay runs behind the primary), the
+                # ACCESS EXCLUSIVE locks replayed are the step's: the application takes
+                # none, and the gate's checks run after the replica has caught up.
+                step = self.timeline.step_of(phase)
+                return "migration", "the migration (replayed on the replica)", step, ""
             return "replay", "WAL replay of a lock taken on the primary", "", ""
         if bapp.startswith(TRAFFIC):
             return "application", f"another application request ({bapp})", "", _oneline(bquery)
@@ -267,12 +299,18 @@ class LockSampler:
         or a moment ago."""
         if not self.migration or not relation:
             return None
+        self._poll_holds(primary)
+        seen = self._held.get(relation)
+        now = time.monotonic()
+        if seen is None or now - seen[0] > _REPLAY_MEMORY:
+            return None
+        return seen[1], seen[2]
+
+    def _poll_holds(self, primary: Conn) -> None:
+        if not self.migration:
+            return
         now = time.monotonic()
         for rel, app, query in primary.execute(
             _MIGRATION_HOLDS, (self.migration.replace("%", r"\%") + "%",), prepare=False
         ).fetchall():
             self._held[str(rel)] = (now, _step_of(str(app), self.migration), _oneline(str(query)))
-        seen = self._held.get(relation)
-        if seen is None or now - seen[0] > _REPLAY_MEMORY:
-            return None
-        return seen[1], seen[2]

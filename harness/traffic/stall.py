@@ -52,14 +52,16 @@ def _offender(step: str, waits: list[LockWait], requests: list[Request], bound: 
         f"held as {worst.held.replace('+', ' and ')}"
         if worst.held
         else "the migration queued for it ahead of the request"
+        + (f", itself waiting behind `{worst.behind[:160]}`" if worst.behind else "")
     )
     replayed = worst.server == "replica"
     where = " on the replica (WAL replay of the primary's lock)" if replayed else ""
     more = f"; {len(waits)} requests waited longer than {_ms(bound)}" if len(waits) > 1 else ""
     return (
         f"{step}: {_who(_request_of(worst, requests))} waited {_ms(worst.seconds)} for "
-        f"{worst.lock}{where}, {held}, while the step ran `{worst.statement[:160] or '?'}`"
-        f"{more}"
+        f"{worst.lock}{where}, {held}"
+        + (f", while the step ran `{worst.statement[:160]}`" if worst.statement else "")
+        + more
     )
 
 
