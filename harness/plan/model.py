@@ -18,7 +18,9 @@ Layout of a plan directory::
 
     [runner]                                 # optional; these are the defaults
     lock_timeout = "200ms"                   # per attempt: readers queue behind a waiting
-                                             # DDL statement, so this is their worst stall
+                                             # DDL statement, so this is their worst stall;
+                                             # autovacuum gives way only after the server's
+                                             # deadlock_timeout (1s): see docs/plans.md
     statement_timeout = "60s"
     lock_retries = 20                        # further tries after a lock timeout,
     lock_budget = "15s"                      # all within this time, then exit 75

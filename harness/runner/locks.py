@@ -75,7 +75,12 @@ def backoff(attempt: int, *, jitter: Callable[[], float] = random.random) -> flo
 
 @dataclass(frozen=True)
 class Blocker:
-    """A session holding a lock the runner waited for, as ``pg_stat_activity`` shows it."""
+    """A session holding a lock the runner waited for, as ``pg_stat_activity`` shows it.
+
+    ``backend_type`` tells a client's session from a server process (an
+    autovacuum worker, a WAL sender): those have no application_name and no user
+    to ask, and an autovacuum worker has its own rule for giving way.
+    """
 
     pid: int
     application: str
@@ -83,11 +88,23 @@ class Blocker:
     state: str
     age: float  # seconds since its transaction (or its query) began
     query: str
+    backend_type: str = "client backend"
+    deadlock_timeout: str = "1s"  # the server's, as SHOW prints it
 
     def __str__(self) -> str:
         query = " ".join(self.query.split())
         if len(query) > 120:
             query = query[:117] + "..."
+        if self.backend_type == "autovacuum worker":
+            rule = _WRAPAROUND if "to prevent wraparound" in query else _AUTOVACUUM
+            rule = rule.format(deadlock_timeout=self.deadlock_timeout)
+            running = f"running {self.age:.1f} sec"
+            return f"pid {self.pid} (an autovacuum worker, `{query}`, {running}; {rule})"
+        if self.backend_type and self.backend_type != "client backend":
+            return (
+                f"pid {self.pid} (a {self.backend_type}, a server process, not a client's "
+                f"session, running {self.age:.1f} sec, `{query}`)"
+            )
         app = f"application {self.application!r}" if self.application else "no application_name"
         return (
             f"pid {self.pid} ({app}, user {self.user}, {self.state or 'unknown state'}, "
@@ -95,13 +112,28 @@ class Blocker:
         )
 
 
-# Each query returns: pid, application, user, state, age in seconds, query.
+# PostgreSQL cancels an autovacuum that blocks a lock request only when the waiter's
+# deadlock check runs, deadlock_timeout after it began waiting (proc.c, every version
+# since 8.3); one running to prevent wraparound is never cancelled.
+_AUTOVACUUM = (
+    "it gives way to a waiting lock only after deadlock_timeout ({deadlock_timeout} here), so "
+    "a [runner] lock_timeout no longer than that gives up first on every attempt: set "
+    "lock_timeout above deadlock_timeout for this plan, or run when the vacuum is done"
+)
+_WRAPAROUND = (
+    "a vacuum to prevent wraparound never gives way to a waiting lock: wait for it to "
+    "finish, then run again"
+)
+
+# Each query returns: pid, application, user, state, age in seconds, query, backend
+# type, and the server's deadlock_timeout.
 _BLOCKING = """
     SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
            coalesce(a.state, ''),
            extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, a.backend_start))
                ::float8,
-           coalesce(a.query, '')
+           coalesce(a.query, ''), coalesce(a.backend_type, ''),
+           current_setting('deadlock_timeout')
       FROM pg_stat_activity a
      WHERE a.pid = ANY(pg_blocking_pids(%s))
      ORDER BY 5 DESC
@@ -113,7 +145,8 @@ _LIKELY = """
            coalesce(a.state, ''),
            extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, a.backend_start))
                ::float8,
-           coalesce(a.query, '')
+           coalesce(a.query, ''), coalesce(a.backend_type, ''),
+           current_setting('deadlock_timeout')
       FROM pg_stat_activity a
      WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
        AND a.xact_start IS NOT NULL
@@ -127,7 +160,8 @@ _ADVISORY_HOLDER = """
     SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
            coalesce(a.state, ''),
            extract(epoch FROM now() - a.backend_start)::float8,
-           coalesce(a.query, '')
+           coalesce(a.query, ''), coalesce(a.backend_type, ''),
+           current_setting('deadlock_timeout')
       FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
      WHERE l.locktype = 'advisory' AND l.granted
        AND l.classid = %s AND l.objid = %s AND l.objsubid = 2
@@ -137,7 +171,16 @@ _ADVISORY_HOLDER = """
 
 def _blockers(rows: list[tuple[object, ...]]) -> list[Blocker]:
     return [
-        Blocker(int(str(r[0])), str(r[1]), str(r[2]), str(r[3]), float(str(r[4])), str(r[5]))
+        Blocker(
+            int(str(r[0])),
+            str(r[1]),
+            str(r[2]),
+            str(r[3]),
+            float(str(r[4])),
+            str(r[5]),
+            backend_type=str(r[6]),
+            deadlock_timeout=str(r[7]),
+        )
         for r in rows
     ]
 

@@ -18,13 +18,12 @@ import psycopg
 from harness.connections import connect
 from harness.invariants.result import Check
 from harness.plan.workload import Workload, WorkloadQuery
-from harness.traffic.clients import BEFORE, Request, Timeline
+from harness.traffic.clients import Request, Timeline
 from harness.traffic.sampler import LockStats
 
 __all__ = [
     "check_no_errors",
     "check_old_connections",
-    "check_stall",
     "check_writes_kept",
     "latency_summary",
 ]
@@ -100,50 +99,6 @@ def check_no_errors(
         "after every step",
         failed=f"{sum(len(g) for g in groups.values()):,} of {len(requests):,} application "
         "requests failed; each is named with the step from which it fails",
-    )
-
-
-def check_stall(
-    requests: list[Request],
-    timeline: Timeline,
-    workload: Workload,
-    locks: dict[str, LockStats],
-) -> Check:
-    """Each step's p99 and worst request against the bounds and the baseline.
-
-    A loaded machine is slow before the migration too: the bound that counts is
-    the larger of the plan's (p99 250 ms, max 1 s by default) and ``ratio`` times
-    what the same workload measured just before the first step in this run.
-    """
-    phases = by_phase([r for r in requests if r.ok], timeline)
-    base = [r.seconds for r in phases.get(BEFORE, [])]
-    limits = workload.stall
-    p99_limit = max(limits.p99, limits.ratio * _percentile(base, 0.99))
-    max_limit = max(limits.max, limits.ratio * max(base, default=0.0))
-    offenders = []
-    for label in dict.fromkeys(timeline.labels):
-        if label not in timeline.steps:
-            continue
-        seconds = [r.seconds for r in phases.get(label, [])]
-        if not seconds:
-            continue
-        p99, worst = _percentile(seconds, 0.99), max(seconds)
-        if p99 > p99_limit or worst > max_limit:
-            slowest = max(phases[label], key=lambda r: r.seconds)
-            offenders.append(
-                f"{label}: p99 {_ms(p99)}, worst {_ms(worst)} ({slowest.query} as "
-                f"{slowest.role or 'the harness'}) over {len(seconds)} requests; "
-                f"{locks.get(label, LockStats())}"
-            )
-    return Check.of(
-        "traffic.stall",
-        offenders=offenders,
-        ok=f"no step slowed the application past p99 {_ms(p99_limit)} or a request past "
-        f"{_ms(max_limit)} (baseline before the migration: p99 "
-        f"{_ms(_percentile(base, 0.99))}, {len(base)} requests)",
-        failed=f"steps stalled the application past p99 {_ms(p99_limit)} or a request past "
-        f"{_ms(max_limit)} (baseline p99 {_ms(_percentile(base, 0.99))}); hold locks for "
-        "less time: split the step, or take the lock with lock_timeout and retry",
     )
 
 

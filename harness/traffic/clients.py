@@ -33,6 +33,7 @@ import psycopg
 from harness.connections import DictConn, connect_dicts
 from harness.errors import UsageError
 from harness.plan.workload import Workload, WorkloadQuery, placeholders
+from harness.traffic.conflicts import is_recovery_conflict, replica_side
 from harness.traffic.logins import Logins
 
 __all__ = ["BEFORE", "Request", "Timeline", "Traffic", "prepare_params"]
@@ -72,6 +73,12 @@ class Request:
     key: int = -1  # which parameter row
     written: tuple[str, ...] = ()
     xid: int | None = None  # a write's transaction, once it has one
+    #: a read the replica failed and the router ran again on the primary
+    rerouted: bool = False
+    #: the replica's recovery-conflict error, its SQLSTATE and when it came (monotonic)
+    conflict: str = ""
+    conflict_sqlstate: str | None = None
+    conflict_at: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -166,12 +173,7 @@ class _Client:
         for q in self.traffic.workload.queries:
             key = (q.role, q.path)
             if key not in self.conns:
-                conn: Conn = connect_dicts(
-                    self.traffic.logins.dsn(q.role, path=q.path),
-                    application_name=f"pgcutover-traffic-{self.index}",
-                )
-                conn.read_only = q.kind == "read"
-                self.conns[key] = conn
+                self.conns[key] = self._connect(q.role, q.path, read_only=q.kind == "read")
 
     def close(self) -> None:
         for conn in self.conns.values():
@@ -207,40 +209,68 @@ class _Client:
             values={**row, "token": token},
             key=key,
         )
-        conn = self.conns[(q.role, q.path)]
-        try:
-            with conn.transaction():
-                info = conn.execute(_BACKEND, (REQUEST_TIMEOUT,)).fetchone()
-                if info is not None:
-                    req.pid, req.backend_start = info["pg_backend_pid"], info["backend_start"]
-                if q.kind == "write":
-                    got = conn.execute(_XID).fetchone()
-                    req.xid = int(got["xid"]) if got is not None else None
-                for statement in q.sql:
-                    cur = conn.execute(statement.encode(), req.values, prepare=False)
-                    if cur.description is not None:
-                        found = cur.fetchall()
-                        if q.kind == "write" and found:
-                            req.values.update(found[0])
-                if q.kind == "write":
-                    req.written = tuple(
-                        str(r["relname"]) for r in conn.execute(_WRITTEN).fetchall()
-                    )
-            req.ok = True
-        except psycopg.Error as exc:
-            req.sqlstate = exc.sqlstate
-            req.message = (exc.diag.message_primary or str(exc)).strip()
-            if conn.broken:
-                self._reopen(q)
+        path = q.path
+        while True:
+            conn = self.conns[(q.role, path)]
+            try:
+                self._attempt(conn, q, req, read_only=path != q.path)
+                req.ok, req.sqlstate, req.message = True, None, ""
+            except psycopg.Error as exc:
+                req.sqlstate = exc.sqlstate
+                req.message = (exc.diag.message_primary or str(exc)).strip()
+                if conn.broken:
+                    self._reopen(q.role, path)
+                if path == "reader" and replica_side(exc, broken=conn.broken):
+                    # As the application's router does: a read the replica could not
+                    # serve runs again on the primary, once (harness.routing.database).
+                    if is_recovery_conflict(exc):
+                        req.conflict, req.conflict_sqlstate = req.message, exc.sqlstate
+                        req.conflict_at = time.monotonic()
+                    req.rerouted = True
+                    path = "writer"
+                    if (q.role, path) not in self.conns:
+                        self._reopen(q.role, path)
+                    if (q.role, path) in self.conns:
+                        continue
+            break
         req.end = time.monotonic()
         return req
 
-    def _reopen(self, q: WorkloadQuery) -> None:
-        old = self.conns.pop((q.role, q.path), None)
+    def _attempt(self, conn: Conn, q: WorkloadQuery, req: Request, *, read_only: bool) -> None:
+        with conn.transaction():
+            if read_only:  # a read on the writer's connection, as the router makes it
+                conn.execute("SET TRANSACTION READ ONLY")
+            info = conn.execute(_BACKEND, (REQUEST_TIMEOUT,)).fetchone()
+            if info is not None:
+                req.pid, req.backend_start = info["pg_backend_pid"], info["backend_start"]
+            if q.kind == "write":
+                got = conn.execute(_XID).fetchone()
+                req.xid = int(got["xid"]) if got is not None else None
+            for statement in q.sql:
+                cur = conn.execute(statement.encode(), req.values, prepare=False)
+                if cur.description is not None:
+                    found = cur.fetchall()
+                    if q.kind == "write" and found:
+                        req.values.update(found[0])
+            if q.kind == "write":
+                req.written = tuple(str(r["relname"]) for r in conn.execute(_WRITTEN).fetchall())
+
+    def _reopen(self, role: str | None, path: str) -> None:
+        old = self.conns.pop((role, path), None)
         if old is not None:
             old.close()
         with contextlib.suppress(psycopg.Error):
             self.open()  # if not, the next request on this path fails and is recorded
+            if (role, path) not in self.conns:  # a read's retry on the writer
+                self.conns[(role, path)] = self._connect(role, path, read_only=False)
+
+    def _connect(self, role: str | None, path: str, *, read_only: bool) -> Conn:
+        conn: Conn = connect_dicts(
+            self.traffic.logins.dsn(role, path=path),
+            application_name=f"pgcutover-traffic-{self.index}",
+        )
+        conn.read_only = read_only
+        return conn
 
     def loop(self) -> None:
         traffic = self.traffic
@@ -266,7 +296,7 @@ class _Client:
 
     def _request(self, q: WorkloadQuery) -> None:
         if (q.role, q.path) not in self.conns:
-            self._reopen(q)
+            self._reopen(q.role, q.path)
             if (q.role, q.path) not in self.conns:
                 self.traffic.stopping.wait(0.1)
                 return

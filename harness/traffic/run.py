@@ -21,16 +21,18 @@ from harness.invariants.result import Check
 from harness.ledger import Accounting, ChangeLedger, LedgerUnavailable, check_writes_accounted
 from harness.plan import Plan
 from harness.plan.workload import Workload, simple_workload
+from harness.runner.locks import step_application_name
 from harness.traffic.checks import (
     check_no_errors,
     check_old_connections,
-    check_stall,
     check_writes_kept,
     latency_summary,
 )
 from harness.traffic.clients import BEFORE, Request, Timeline, Traffic, prepare_params
+from harness.traffic.conflicts import check_recovery_conflicts
 from harness.traffic.logins import Logins, provision_logins
 from harness.traffic.sampler import LockSampler
+from harness.traffic.stall import check_stall
 
 __all__ = ["TrafficOptions", "TrafficRun", "workload_of"]
 
@@ -67,6 +69,11 @@ class TrafficRun:
         self.accounting = Accounting()
 
     @property
+    def migration(self) -> str:
+        """The runner's application_name up to the step: how the sampler knows its locks."""
+        return step_application_name(plan=self.plan.name, label="")
+
+    @property
     def on(self) -> bool:
         return self.options is not None
 
@@ -91,7 +98,7 @@ class TrafficRun:
         dsns = [self.endpoints.primary]
         if self.endpoints.replica != self.endpoints.primary:
             dsns.append(self.endpoints.replica)
-        self.sampler = LockSampler(dsns, self.traffic.timeline)
+        self.sampler = LockSampler(dsns, self.traffic.timeline, migration=self.migration)
         self.traffic.start()
         self.sampler.start()
         self.traffic.wait(self.workload.baseline)
@@ -222,14 +229,18 @@ class TrafficRun:
             return []
         requests = list(self.traffic.requests)
         timeline = self.traffic.timeline
-        locks = self.sampler.stats if self.sampler else {}
         return [
             check_no_errors(requests, timeline, labels=path_labels(self.endpoints)),
-            check_stall(requests, timeline, self.workload, locks),
+            check_stall(
+                self.sampler.all_waits() if self.sampler else [],
+                requests,
+                limits=self.workload.stall,
+            ),
             self._writes_kept(requests, replica=replica)
             if any(q.kind == "write" for q in self.workload.queries)
             else not_run_without_writes(declared=self.workload.declared),
             check_old_connections(requests, timeline, labels=path_labels(self.endpoints)),
+            check_recovery_conflicts(requests, timeline),
         ]
 
     def _writes_kept(self, requests: list[Request], *, replica: str | None) -> Check:
@@ -267,6 +278,8 @@ class TrafficRun:
             "requests": len(requests),
             "writes_acknowledged": sum(r.kind == "write" and r.ok for r in requests),
             "failed": sum(not r.ok for r in requests),
+            "reads_rerouted": sum(r.rerouted for r in requests),
+            "recovery_conflicts": sum(bool(r.conflict) for r in requests),
             "roles": list(self.workload.roles),
             "phases": (phases := latency_summary(requests, self.traffic.timeline, locks)),
             **report_timeline(self.traffic.timeline, phases),

@@ -1,18 +1,32 @@
-"""What the application waited on while each step ran: locks, queues, blockers.
+"""What the application waited on while each step ran: locks, queues, and who blocked whom.
 
-Latency says that a step hurt; the lock sampler says why. Every 50 ms it reads
-``pg_stat_activity`` with ``pg_blocking_pids()`` and the ungranted ``pg_locks``
-row of each waiting backend, on the primary and on the replica (a lock the
-primary takes is replayed there and blocks the replica's readers too), and keeps,
-per phase of the gate: the longest wait of an application request, the deepest
-queue of waiting application backends, and the statement that blocked the
-longest wait; when that statement (typically the migration's) is itself queued
-behind another transaction, that one too: the root of the queue.
+Latency says that a step hurt; the lock sampler says why, and whose fault it
+was. Every 50 ms it reads, on the primary and on the replica, each ungranted
+``pg_locks`` row of an application backend, ``pg_blocking_pids()`` of that
+backend, and what each blocker is (``pg_stat_activity``: its
+``application_name``, ``backend_type`` and statement, and the mode it holds on
+the same object). Each wait is kept once, keyed by the waiting backend and the
+moment its wait began, with the longest duration seen: :class:`LockWait`. The
+wait's duration is measured from ``pg_locks.waitstart`` (PostgreSQL >= 14: the
+moment the backend went to sleep on the lock, exact) rather than counted in
+sampling intervals, so a slow sampler on a busy machine sees a wait late but
+never longer than it was: the measured wait is a lower bound of the real one.
+
+A blocker is the migration when its ``application_name`` is the runner's
+(``pgcutover <plan> <step>``: :func:`harness.runner.locks.step_application_name`).
+On the replica the blocker of a reader is the startup process replaying a lock
+taken on the primary; such a wait is the migration's when the migration holds
+an ACCESS EXCLUSIVE lock on that relation on the primary (or held it within the
+last seconds: replay runs behind the primary).
+
+Per phase the sampler also keeps :class:`LockStats` for the report: the longest
+wait, the deepest queue and the statement at the root of it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -20,42 +34,86 @@ import psycopg
 from harness.connections import Conn, connect
 from harness.traffic.clients import Timeline
 
-__all__ = ["LockSampler", "LockStats"]
+__all__ = ["LockSampler", "LockStats", "LockWait"]
 
-_WAITING = """
-SELECT a.pid, extract(epoch FROM now() - coalesce(a.query_start, a.state_change))::float8,
-       a.usename::text, left(a.query, 200),
-       (SELECT coalesce(l.relation::regclass::text, l.locktype) FROM pg_locks l
-         WHERE l.pid = a.pid AND NOT l.granted LIMIT 1),
-       (SELECT left(b.query, 200) || CASE WHEN b.wait_event_type = 'Lock' THEN
-                 ', itself waiting behind ' || coalesce((
-                   SELECT string_agg(DISTINCT left(c.query, 200) || ' (' || c.state || ')', '; ')
-                     FROM pg_stat_activity c WHERE c.pid = ANY (pg_blocking_pids(b.pid))), '?')
-               ELSE '' END
-          FROM pg_stat_activity b WHERE b.pid = ANY (pg_blocking_pids(a.pid))
-         ORDER BY b.wait_event_type = 'Lock' DESC LIMIT 1)
-  FROM pg_stat_activity a
- WHERE a.wait_event_type = 'Lock' AND a.application_name LIKE 'pgcutover-traffic%'
-"""
 INTERVAL = 0.05
-WAITING_BEHIND = ", itself waiting behind "  # as _WAITING writes it
-_HOLDER = """
-SELECT left(a.query, 200) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
- WHERE l.relation = to_regclass(%s) AND l.granted AND l.mode = 'AccessExclusiveLock'
- LIMIT 1"""
+WAITING_BEHIND = ", itself waiting behind "
+TRAFFIC = "pgcutover-traffic"  # the application_name prefix of the traffic's clients
+# How long after the migration was seen holding a relation's lock on the primary a
+# replica reader still waiting on replay of it is blamed on the migration.
+_REPLAY_MEMORY = 10.0
+
+# pg_locks.waitstart is new in PostgreSQL 14; before, the statement's start is the
+# closest (an overestimate by the statement's time before it waited).
+_SINCE = {True: "l.waitstart", False: "w.query_start"}
+_WAITS = """
+SELECT w.pid, l.locktype, l.mode, coalesce(l.relation::regclass::text, ''),
+       coalesce({since}, w.query_start)::text,
+       extract(epoch FROM clock_timestamp() - coalesce({since}, w.query_start))::float8,
+       b.pid, coalesce(b.backend_type, ''), coalesce(b.application_name, ''),
+       left(coalesce(b.query, ''), 300), coalesce(b.wait_event_type = 'Lock', false),
+       coalesce((SELECT string_agg(DISTINCT h.mode, '+') FROM pg_locks h
+                  WHERE h.pid = b.pid AND h.granted AND h.locktype = l.locktype
+                    AND h.database IS NOT DISTINCT FROM l.database
+                    AND h.relation IS NOT DISTINCT FROM l.relation
+                    AND h.page IS NOT DISTINCT FROM l.page
+                    AND h.tuple IS NOT DISTINCT FROM l.tuple
+                    AND h.transactionid IS NOT DISTINCT FROM l.transactionid
+                    AND h.virtualxid IS NOT DISTINCT FROM l.virtualxid
+                    AND h.classid IS NOT DISTINCT FROM l.classid
+                    AND h.objid IS NOT DISTINCT FROM l.objid
+                    AND h.objsubid IS NOT DISTINCT FROM l.objsubid), ''),
+       CASE WHEN b.wait_event_type = 'Lock' THEN coalesce((
+         SELECT string_agg(DISTINCT left(c.query, 200) || ' (' || coalesce(c.state, '') || ')',
+                           '; ')
+           FROM pg_stat_activity c WHERE c.pid = ANY (pg_blocking_pids(b.pid))), '?') END
+  FROM pg_stat_activity w
+  JOIN pg_locks l ON l.pid = w.pid AND NOT l.granted
+  LEFT JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid) ON true
+  LEFT JOIN pg_stat_activity b ON b.pid = bp.pid
+ WHERE w.wait_event_type = 'Lock' AND w.application_name LIKE 'pgcutover-traffic%'
+"""
+# The migration's ACCESS EXCLUSIVE relation locks on the primary: what the replica replays.
+_MIGRATION_HOLDS = """
+SELECT l.relation::regclass::text, a.application_name, left(coalesce(a.query, ''), 300)
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.granted AND l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+   AND a.application_name LIKE %s
+"""
 
 
-def _holder(primary: Conn, relation: str) -> str:
-    row = primary.execute(_HOLDER, (relation,), prepare=False).fetchone()
-    held = " ".join(str(row[0]).split()) if row else "?"
-    return f"{held} (on the primary; the replica replays its lock)"
+@dataclass
+class LockWait:
+    """One application backend's wait for one lock, and who it waited behind.
 
+    ``blocker_kind``: ``migration`` (the runner's session, or on the replica the
+    replay of its lock), ``application`` (another of the traffic's requests),
+    ``background`` (autovacuum and other server processes, named by
+    ``backend_type``), ``replay`` (the replica's startup process replaying a lock
+    not taken by the migration), ``other`` (any other session).
+    """
 
-def _depth(blocker: str) -> int:
-    """How much of the queue a blocker's description explains: none, its head, its root."""
-    if not blocker or blocker.startswith("?"):
-        return 0
-    return 2 if WAITING_BEHIND in blocker else 1
+    server: str  # "primary" or "replica"
+    pid: int
+    since: str  # when the wait began, as the server printed it: with pid, the key
+    seconds: float  # the longest this wait was seen lasting: a lower bound
+    seen_at: float  # time.monotonic() of the last sighting
+    phase: str  # the gate's phase when the wait was first seen
+    locktype: str
+    mode: str  # what the application asked for
+    relation: str
+    blocker_kind: str = "other"
+    blocker: str = ""  # who, in words
+    step: str = ""  # the migration step, when blocker_kind is migration
+    statement: str = ""  # the blocker's statement
+    held: str = ""  # the mode(s) the blocker holds on the object; "" when it is queued
+    behind: str = ""  # when the blocker is itself waiting: the statements it waits behind
+
+    @property
+    def lock(self) -> str:
+        """The lock in words: mode and type, and the table when it is a relation's."""
+        what = f"{self.mode} ({self.locktype} lock)"
+        return f"{what} on {self.relation}" if self.relation else what
 
 
 @dataclass
@@ -84,13 +142,42 @@ class LockStats:
         )
 
 
-class LockSampler:
-    """A background thread sampling lock waits of the traffic's backends."""
+def _named(wait: LockWait) -> str:
+    """The blocker of a wait for the report: its statement, and what it waits behind."""
+    named = f"{wait.blocker}: {wait.statement}" if wait.statement else wait.blocker
+    return named + (WAITING_BEHIND + wait.behind if wait.behind else "")
 
-    def __init__(self, dsns: list[str], timeline: Timeline) -> None:
+
+def _depth(blocker: str) -> int:
+    """How much of the queue a blocker's description explains: none, its head, its root."""
+    if not blocker:
+        return 0
+    return 2 if WAITING_BEHIND in blocker else 1
+
+
+def _oneline(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _step_of(application: str, prefix: str) -> str:
+    """The step label in a runner's application_name, or "" outside a step."""
+    label = application[len(prefix) :]
+    return label if label.startswith(("up/", "down/")) else ""
+
+
+class LockSampler:
+    """A background thread sampling the lock waits of the traffic's backends.
+
+    ``migration`` is the application_name prefix of the runner's session.
+    """
+
+    def __init__(self, dsns: list[str], timeline: Timeline, *, migration: str = "") -> None:
         self.dsns = dsns
         self.timeline = timeline
+        self.migration = migration
         self.stats: dict[str, LockStats] = {}
+        self.waits: dict[tuple[str, int, str], LockWait] = {}
+        self._held: dict[str, tuple[float, str, str]] = {}  # relation -> (seen, step, query)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pgcutover-locks", daemon=True)
 
@@ -101,36 +188,129 @@ class LockSampler:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def all_waits(self) -> list[LockWait]:
+        return sorted(self.waits.values(), key=lambda w: -w.seconds)
+
     def _loop(self) -> None:
-        conns: list[Conn] = []
+        conns: list[tuple[Conn, str]] = []
         try:
             for dsn in self.dsns:
-                conns.append(connect(dsn, timeout=5))
+                conn = connect(dsn, timeout=5, application_name="pgcutover lock sampler")
+                exact = conn.info.server_version >= 140000
+                conns.append((conn, _WAITS.format(since=_SINCE[exact])))
             while not self._stop.wait(INTERVAL):
-                phase = self.timeline.current
-                stats = self.stats.setdefault(phase, LockStats())
-                depth = 0
-                for i, conn in enumerate(conns):
-                    rows = conn.execute(_WAITING, prepare=False).fetchall()
-                    depth += len(rows)
-                    for _pid, waited, _user, _query, relation, blocker in rows:
-                        seconds = float(waited or 0.0)
-                        named = " ".join(str(blocker or "").split())
-                        if i and not named:
-                            # On a standby the lock is held by WAL replay (the startup
-                            # process, which runs no query): name who took it upstream.
-                            named = _holder(conns[0], str(relation or ""))
-                        if seconds > stats.longest_wait:
-                            stats.longest_wait = seconds
-                            stats.waited_on = str(relation or "") + (" (replica)" if i else "")
-                        # The root of a queue names more than its head: a migration step
-                        # waiting behind a long transaction is what made everyone wait.
-                        if _depth(named) > _depth(stats.blocker):
-                            stats.blocker = named
-                stats.queue_depth = max(stats.queue_depth, depth)
-                stats.samples += 1
+                self._sample(conns)
         except psycopg.Error:
-            pass  # sampling is evidence, not a verdict: lose it rather than the gate
+            pass  # sampling is evidence: lose it rather than the gate
         finally:
-            for conn in conns:
+            for conn, _query in conns:
                 conn.close()
+
+    def _sample(self, conns: list[tuple[Conn, str]]) -> None:
+        phase = self.timeline.current
+        stats = self.stats.setdefault(phase, LockStats())
+        depth = 0
+        if phase in self.timeline.steps:
+            # Short holds replay on the replica after the step has committed: note them
+            # while they are held, to blame the replica's waits on them later.
+            self._poll_holds(conns[0][0])
+        for i, (conn, query) in enumerate(conns):
+            server = "replica" if i else "primary"
+            rows = conn.execute(query, prepare=False).fetchall()
+            now = time.monotonic()
+            depth += len({r[0] for r in rows})
+            for row in rows:
+                wait = self._record(server, row, phase=phase, now=now, primary=conns[0][0])
+                if wait.seconds > stats.longest_wait:
+                    stats.longest_wait = wait.seconds
+                    stats.waited_on = wait.relation or wait.locktype
+                    stats.waited_on += " (replica)" if i else ""
+                # The root of a queue names more than its head: a migration step
+                # waiting behind a long transaction is what made everyone wait.
+                named = _named(wait)
+                if _depth(named) > _depth(stats.blocker):
+                    stats.blocker = named
+        stats.queue_depth = max(stats.queue_depth, depth)
+        stats.samples += 1
+
+    def _record(
+        self, server: str, row: tuple[object, ...], *, phase: str, now: float, primary: Conn
+    ) -> LockWait:
+        (pid, locktype, mode, relation, since, seconds,
+         bpid, btype, bapp, bquery, _queued, held, behind) = row  # fmt: skip
+        key = (server, int(str(pid)), str(since))
+        wait = self.waits.get(key)
+        if wait is None:
+            wait = LockWait(
+                server=server,
+                pid=key[1],
+                since=key[2],
+                seconds=0.0,
+                seen_at=now,
+                phase=phase,
+                locktype=str(locktype),
+                mode=str(mode),
+                relation=str(relation),
+            )
+            self.waits[key] = wait
+        wait.seconds = max(wait.seconds, float(str(seconds or 0.0)))
+        wait.seen_at = now
+        if bpid is None:
+            return wait
+        kind, who, step, statement = self._blocker(
+            relation=str(relation), btype=str(btype), bapp=str(bapp), bquery=str(bquery),
+            primary=primary, phase=phase,
+        )  # fmt: skip
+        # The migration outranks anyone else in a queue: it is whom the verdict is about.
+        if wait.blocker_kind != "migration" or kind == "migration":
+            wait.blocker_kind, wait.blocker, wait.statement = kind, who, statement
+            wait.step = step or (self.timeline.step_of(phase) if kind == "migration" else "")
+            wait.held = str(held)
+            wait.behind = " ".join(str(behind or "").split())
+        return wait
+
+    def _blocker(
+        self, *, relation: str, btype: str, bapp: str, bquery: str, primary: Conn, phase: str
+    ) -> tuple[str, str, str, str]:
+        """(kind, who, step, statement) of one blocker."""
+        if self.migration and bapp.startswith(self.migration):
+            return "migration", "the migration", _step_of(bapp, self.migration), _oneline(bquery)
+        if btype == "startup":
+            held = self._migration_holds(primary, relation)
+            if held is not None:
+                step, statement = held
+                return "migration", "the migration (replayed on the replica)", step, statement
+            if self.migration and (phase in self.timeline.steps or phase in self.timeline.owner):
+                # During a step or just after it (replay runs behind the primary), the
+                # ACCESS EXCLUSIVE locks replayed are the step's: the application takes
+                # none, and the gate's checks run after the replica has caught up.
+                step = self.timeline.step_of(phase)
+                return "migration", "the migration (replayed on the replica)", step, ""
+            return "replay", "WAL replay of a lock taken on the primary", "", ""
+        if bapp.startswith(TRAFFIC):
+            return "application", f"another application request ({bapp})", "", _oneline(bquery)
+        if btype and btype != "client backend":
+            return "background", f"the {btype}", "", _oneline(bquery)
+        app = f"application_name {bapp!r}" if bapp else "no application_name"
+        return "other", f"another session ({app})", "", _oneline(bquery)
+
+    def _migration_holds(self, primary: Conn, relation: str) -> tuple[str, str] | None:
+        """The step and statement of the migration holding ``relation`` on the primary, now
+        or a moment ago."""
+        if not self.migration or not relation:
+            return None
+        self._poll_holds(primary)
+        seen = self._held.get(relation)
+        now = time.monotonic()
+        if seen is None or now - seen[0] > _REPLAY_MEMORY:
+            return None
+        return seen[1], seen[2]
+
+    def _poll_holds(self, primary: Conn) -> None:
+        if not self.migration:
+            return
+        now = time.monotonic()
+        for rel, app, query in primary.execute(
+            _MIGRATION_HOLDS, (self.migration.replace("%", r"\%") + "%",), prepare=False
+        ).fetchall():
+            self._held[str(rel)] = (now, _step_of(str(app), self.migration), _oneline(str(query)))

@@ -1,0 +1,75 @@
+"""``traffic.stall`` judges who blocked whom: a step that holds the shop's table for 0.7 sec
+stalls it, a step that runs for 2 sec without a conflicting lock does not, whatever the
+machine's load. Each test gates the corrected plan with one planted step, traffic on."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from harness.cluster import Cluster
+from harness.gate import GateReport, cluster_login, gate_database
+from harness.plan import load_plan
+from harness.testing.fix_legacy import LegacyDatabase
+from harness.traffic import TrafficOptions
+
+PLANS = Path(__file__).resolve().parent.parent / "plans"
+CLIENTS = 8
+
+
+def _gate_with_steps(
+    tmp_path: Path, cluster: Cluster, legacy_database: LegacyDatabase, steps: dict[str, str]
+) -> GateReport:
+    plan = tmp_path / "plan"
+    shutil.copytree(PLANS / "kct", plan)
+    for name, up in steps.items():
+        (plan / "up" / name).write_text(up)
+        (plan / "down" / name).write_text("-- nothing to undo\n")
+    report = GateReport(plan=plan.name)
+    gate_database(
+        load_plan(plan),
+        legacy_database.endpoints,
+        wait_for_replica=cluster.wait_for_replica,
+        emit=lambda _c: None,
+        progress=lambda _m: None,
+        report=report,
+        backup_dir=tmp_path / "backups",
+        traffic=TrafficOptions(clients=CLIENTS, allow_users=cluster.allow_users),
+        login=cluster_login(cluster, legacy_database.endpoints),
+    )
+    return report
+
+
+def test_a_hot_table_held_700_ms_stalls_and_a_2_sec_step_blocking_nobody_does_not(
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    """One gate, two planted steps (one gate costs less than two): the verdict names the
+    short step that held the shop's table and not the long one that held nothing."""
+    hold, sleep = "007_hold_products.sql", "008_slow_but_harmless.sql"
+    report = _gate_with_steps(
+        tmp_path,
+        cluster,
+        legacy_database,
+        {
+            hold: "LOCK TABLE tenant_shared.products IN ACCESS EXCLUSIVE MODE;\n"
+            "SELECT pg_sleep(0.7);\n",
+            sleep: "SELECT pg_sleep(2);\n",
+        },
+    )
+    failed = {c.name for c in report.checks if c.verdict == "fail"}
+    assert failed == {"traffic.stall"}, [str(c) for c in report.checks if not c.passed]
+    stall = next(c for c in report.checks if c.name == "traffic.stall")
+    # Named: the step, the lock (mode, type), the table and the statement; no other step.
+    (detail,) = stall.details
+    assert detail.startswith(f"up/{hold}: "), stall
+    assert "(relation lock) on tenant_shared.products" in detail, detail
+    assert "held as AccessExclusiveLock" in detail, detail
+    assert "`SELECT pg_sleep(0.7)`" in detail, detail
+    # Past the bound, and about the 0.7 sec the lock was held (replay may add a little).
+    waited = int(detail.split(" waited ", 1)[1].split(" ms", 1)[0])
+    assert 200 < waited < 5000, detail
+    # The long step ran its two seconds with traffic flowing through it.
+    phases = {p["phase"]: p for p in report.context["traffic"]["phases"]}  # type: ignore[index]
+    assert phases[f"up/{sleep}"]["requests"] > 0
+    steps = {s["step"]: s for s in report.context["traffic"]["steps"]}  # type: ignore[index]
+    assert steps[f"up/{sleep}"]["seconds"] >= 2.0
