@@ -152,13 +152,11 @@ class ChangeLedger:
         self,
         dsn: str,
         *,
-        copy: bool = True,
         declared: tuple[DataChange, ...] = (),
         progress: Progress = quiet,
     ) -> None:
         self.dsn = dsn
         self.declared = declared
-        self.want_copy = copy
         self.progress = progress
         self.conn: Conn | None = None
         self.copy_name: str | None = None
@@ -189,18 +187,18 @@ class ChangeLedger:
         so nothing commits between the two.
         """
         try:
-            if self.want_copy:
-                self.copy_name = unique_name(COPY_PREFIX)
-                create_database(self.dsn, self.copy_name, template=database_of(self.dsn))
-            conn = connect(self.dsn, application_name="pgcutover-ledger")
-            self.conn = conn
-            row = conn.execute("SHOW wal_level").fetchone()
+            with connect(self.dsn) as probe:
+                row = probe.execute("SHOW wal_level").fetchone()
             if row is None or row[0] != "logical":
                 raise LedgerUnavailable(
                     f"wal_level is {row[0] if row else 'unknown'} on this server, and row "
                     "changes can only be told apart with logical decoding; set "
                     "wal_level = logical (a restart) to have every row accounted for"
                 )
+            self.copy_name = unique_name(COPY_PREFIX)
+            create_database(self.dsn, self.copy_name, template=database_of(self.dsn))
+            conn = connect(self.dsn, application_name="pgcutover-ledger")
+            self.conn = conn
             _pin_session(conn)
             # A new slot waits for every transaction running on the server to end: on
             # a busy server someone else runs, that wait is bounded, and said.
@@ -210,12 +208,11 @@ class ChangeLedger:
                 (self.slot,),
             )
             conn.execute("RESET statement_timeout")
-            if self.copy_name is not None:
-                copy = connect(with_database(self.dsn, self.copy_name), autocommit=False)
-                self.copy = copy
-                _pin_session(copy)
-                copy.execute("SET session_replication_role = replica")
-                copy.commit()
+            copy = connect(with_database(self.dsn, self.copy_name), autocommit=False)
+            self.copy = copy
+            _pin_session(copy)
+            copy.execute("SET session_replication_role = replica")
+            copy.commit()
             self.start_lsn = insert_lsn(conn)
             self.tables = self._read_tables()
             self.mark("baseline", step=False)

@@ -107,7 +107,7 @@ class TrafficRun:
         """The ledger starts before the baseline; without it, say what goes uncompared."""
         # The copy takes the application's writes and the changes the plan declares,
         # and shows which columns an undeclared change touched: with traffic or without.
-        ledger = ChangeLedger(self.endpoints.primary, copy=True, declared=self.plan.data_changes)
+        ledger = ChangeLedger(self.endpoints.primary, declared=self.plan.data_changes)
         try:
             ledger.open()
         except LedgerUnavailable as exc:
