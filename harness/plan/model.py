@@ -73,6 +73,10 @@ Layout of a plan directory::
     [pgbouncer.reader]                       # key left out keeps the default. Full
     pool_mode = "session"                    # format: harness/plan/pgbouncer.py
 
+    [application.writer]                     # optional: each instance's own pools (the
+    min_size = 1                             # plan's dbConfig) for harness load; full
+    max_size = 2                             # format: harness/plan/application.py
+
 Names are PostgreSQL identifiers as SQL writes them: unquoted ones are folded to
 lower case, ``"Quoted"`` ones are kept as written (``'"Sales"."Order"'``).
 """
@@ -89,6 +93,7 @@ from typing import Any
 
 from harness.cluster.pooling import Poolers
 from harness.errors import PlanError
+from harness.plan.application import ApplicationPools, check_against_poolers, parse_application
 from harness.plan.pgbouncer import parse_pgbouncer, refuse_statement_pooling
 from harness.plan.sqltext import Statement, split_statements
 from harness.plan.workload import Workload, parse_workload
@@ -116,6 +121,7 @@ _TOP_LEVEL = frozenset(
         "dependencies",
         "workload",
         "pgbouncer",
+        "application",
     }
 )
 _SEVERITIES = ("warn", "fail")
@@ -211,6 +217,7 @@ class Plan:
     keeps_roles: tuple[str, ...] = ()  # roles the rollback leaves behind on purpose
     compatibility_views: str = "warn"  # or "fail": code reaching tables only through them
     pgbouncer: Poolers | None = None  # None: the plan leaves the poolers at the defaults
+    application: ApplicationPools | None = None  # None: the load config's [target] pools
     legacy: Path | None = None  # the dump it is gated against; None: the built-in database
 
     def down_for(self, number: int) -> Step:
@@ -470,6 +477,8 @@ def load_plan(directory: str | Path) -> Plan:
     workload = parse_workload(doc.get("workload"), toml_path=toml_path, roles=layout.roles)
     pgbouncer = parse_pgbouncer(doc.get("pgbouncer"), toml_path=toml_path)
     refuse_statement_pooling(pgbouncer, workload, toml_path=toml_path)
+    application = parse_application(doc.get("application"), toml_path=toml_path)
+    check_against_poolers(application, pgbouncer, toml_path=toml_path)
     return Plan(
         name=name,
         directory=directory,
@@ -490,6 +499,7 @@ def load_plan(directory: str | Path) -> Plan:
         ),
         compatibility_views=str(severity),
         pgbouncer=pgbouncer,
+        application=application,
         legacy=_legacy(doc.get("legacy"), directory=directory, toml_path=toml_path),
     )
 
