@@ -37,7 +37,16 @@ from harness.load.workload import Workload, workload_for
 from harness.plan import load_plan
 from harness.progress import Progress
 
-__all__ = ["CompareOptions", "CompareOutcome", "round_prefix", "run_compare", "verdicts"]
+__all__ = [
+    "CompareOptions",
+    "CompareOutcome",
+    "configure",
+    "environment_for",
+    "round_prefix",
+    "run_compare",
+    "run_one",
+    "verdicts",
+]
 
 REFERENCES = ("pgbench",)
 #: a cap on --repeat: each round is two full runs
@@ -99,7 +108,7 @@ class CompareOutcome:
         return INCONCLUSIVE_EXIT if self.missed else 0
 
 
-def _configure(options: CompareOptions) -> LoadConfig:
+def configure(options: CompareOptions) -> LoadConfig:
     config = load_config(options.config)
     changes = {
         name: value
@@ -115,7 +124,7 @@ def _configure(options: CompareOptions) -> LoadConfig:
 
 
 @contextlib.contextmanager
-def _environment(
+def environment_for(
     options: CompareOptions, config: LoadConfig, *, plan: Path, progress: Progress
 ) -> Iterator[LoadEnvironment]:
     given = [options.baseline_url, options.target_url]
@@ -165,7 +174,7 @@ def _urls(env: LoadEnvironment, architecture: str) -> tuple[str, str | None]:
     return env.target_writer_url, env.target_reader_url
 
 
-def _run(
+def run_one(
     env: LoadEnvironment,
     config: LoadConfig,
     options: CompareOptions,
@@ -325,7 +334,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
             f"--repeat {options.repeat}: give 1 to {MAX_REPEAT} rounds (3, the default, is the "
             "fewest that give an interval worth reading)"
         )
-    config = _configure(options)
+    config = configure(options)
     plan = options.plan or Path(config.run.plan)
     options = dataclasses.replace(options, plan=plan)
     workload = workload_for(plan).weighted(config.mix)
@@ -334,7 +343,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("round*"):  # a longer run before this one
         shutil.rmtree(stale, ignore_errors=True)
-    with _environment(options, config, plan=plan, progress=progress) as env:
+    with environment_for(options, config, plan=plan, progress=progress) as env:
         # Read once, before any load: both sides seeded and reachable, or exit 2 now.
         samples = {a: load_samples(_urls(env, a)[0], workload) for a in ("baseline", "target")}
         outcome = CompareOutcome(
@@ -347,7 +356,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
             views: list[PoolerView] = []
             outcome.rounds.append(
                 {
-                    architecture: _run(
+                    architecture: run_one(
                         env,
                         config,
                         options,
@@ -371,7 +380,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
             for users in config.sweep.instances:
                 for architecture in ("baseline", "target"):
                     outcome.sweep.setdefault(architecture, []).append(
-                        _run(
+                        run_one(
                             env,
                             config,
                             options,

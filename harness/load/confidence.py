@@ -131,7 +131,7 @@ def judge(
     said = {
         "met": "the whole interval meets",
         "missed": "the whole interval misses",
-        "inconclusive": "the interval straddles",
+        "inconclusive": "the interval straddles" if cut.low is not None else "no interval for",
     }[status]
     return Judgement(
         status=status,

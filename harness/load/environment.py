@@ -14,19 +14,25 @@ instead, the caller's servers are used as they are, after a reachability check.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from harness.cluster.pooling import Poolers
 from harness.connections import connect
 from harness.dsn import redact
 from harness.errors import InfrastructureError, UsageError
 from harness.load.config import LoadConfig
 from harness.progress import Progress
+
+if TYPE_CHECKING:
+    from harness.cluster.local import LocalCluster
 
 __all__ = ["LoadEnvironment", "check_loopback", "check_reachable", "local_environment"]
 
@@ -41,6 +47,8 @@ class LoadEnvironment:
     provider: str
     #: the target's PgBouncer admin consoles (writer, reader), when the harness started them
     pgbouncer_admin: tuple[str, ...] = ()
+    #: restarts the target's PgBouncers with other settings (local servers only)
+    reconfigure: Callable[[Poolers], None] | None = None
 
 
 def check_loopback(url: str, *, what: str) -> None:
@@ -92,7 +100,7 @@ def local_environment(
     as ``harness gate --legacy`` takes); None: the plan's ``legacy``, or else the
     built-in one at ``scale``.
     """
-    from harness.cluster.local import LocalCluster, start_local_cluster
+    from harness.cluster.local import start_local_cluster
     from harness.cluster.pooling import DEFAULT_POOLERS
     from harness.legacy import seed
     from harness.plan import load_plan
@@ -143,4 +151,11 @@ def local_environment(
             target_reader_url=target.endpoints.reader,
             provider="local",
             pgbouncer_admin=tuple(target.pgbouncer_admin.values()),
+            reconfigure=functools.partial(_reconfigure, target),
         )
+
+
+def _reconfigure(cluster: LocalCluster, poolers: Poolers) -> None:
+    """The target's PgBouncers restarted with ``poolers`` (its servers keep running)."""
+    for settings in poolers.both:
+        cluster.bouncers[settings.role].reconfigure(settings)
