@@ -68,6 +68,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         target_reader_url=args.target_reader_url,
         workers=args.workers,
         repeat=args.repeat,
+        migrate_with=args.migrate_with,
     )
     outcome = run_compare(options, progress=_progress)
     summary, page = write_report(outcome, directory=args.reports / "load")
@@ -96,6 +97,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         reports=args.reports,
         pg_bin=args.pg_bin,
         scale=args.scale,
+        migrate_with=args.migrate_with,
     )
     outcome = run_tune(options, progress=_progress)
     out = args.reports / "load"
@@ -145,6 +147,13 @@ def _add_tune(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--config", type=Path, help="a TOML file overriding loadtests/compare.toml")
     p.add_argument("--scale", type=_positive, default=1, help="legacy data scale (default 1)")
+    p.add_argument(
+        "--migrate-with",
+        type=Path,
+        help="build the target's layout with this plan's steps instead of --plan's own (for a "
+        "plan whose migration fails, such as plans/as-written: its pooling on the layout the "
+        "corrected plan builds)",
+    )
     p.add_argument("--pg-bin", help="directory holding initdb, pg_ctl")
     p.add_argument(
         "--reports", type=Path, default=Path("reports"), help="where reports go (reports/)"
@@ -214,6 +223,13 @@ def add_parser(
         type=lambda text: _whole(text, least=0),
         default=0,
         help="run Locust as a master with this many workers on loopback (default 0: one process)",
+    )
+    p.add_argument(
+        "--migrate-with",
+        type=Path,
+        help="build the target's layout with this plan's steps instead of --plan's own (for a "
+        "plan whose migration fails, such as plans/as-written: its pooling on the layout the "
+        "corrected plan builds)",
     )
     p.add_argument(
         "--repeat",

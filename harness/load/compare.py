@@ -79,6 +79,8 @@ class CompareOptions:
     workers: int = 0
     #: rounds of baseline then target; each target is judged on its interval over them
     repeat: int = 3
+    #: a plan whose steps build the target's layout (None: the plan's own)
+    migrate_with: Path | None = None
 
 
 @dataclass(kw_only=True)
@@ -164,6 +166,7 @@ def environment_for(
         pg_bin=options.pg_bin,
         progress=progress,
         legacy=options.legacy,
+        migrate_with=options.migrate_with,
     ) as env:
         yield env
 

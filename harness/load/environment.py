@@ -93,12 +93,15 @@ def local_environment(
     pg_bin: str | None,
     progress: Progress,
     legacy: Path | None = None,
+    migrate_with: Path | None = None,
 ) -> Iterator[LoadEnvironment]:
     """Start both systems on this machine, seed them, migrate the target; stop them after.
 
     ``legacy`` is the plan's own legacy database (a SQL dump or ``pg_dump`` archive,
     as ``harness gate --legacy`` takes); None: the plan's ``legacy``, or else the
-    built-in one at ``scale``.
+    built-in one at ``scale``. ``migrate_with`` is another plan whose steps build the
+    target's layout, for a plan whose own migration fails (the plan as written):
+    its pooling is loaded on the layout the corrected plan builds.
     """
     from harness.cluster.local import start_local_cluster
     from harness.cluster.pooling import DEFAULT_POOLERS
@@ -107,12 +110,13 @@ def local_environment(
     from harness.runner import Runner
 
     plan = load_plan(plan_dir)
+    migration = load_plan(migrate_with) if migrate_with is not None else plan
     legacy = legacy or plan.legacy
     # The target runs the PgBouncers the plan describes, as the gate does (and the
     # config's [target] numbers are the plan's: harness.load.planned).
     poolers = plan.pgbouncer or DEFAULT_POOLERS
     # Both databases get the name the plan's SQL expects (or the plan's own name).
-    dbname = plan.database or plan.name
+    dbname = migration.database or migration.name
     with contextlib.ExitStack() as stack:
         progress(
             f"starting the baseline: one primary, max_connections {config.baseline.max_connections}"
@@ -140,10 +144,10 @@ def local_environment(
         )
         stack.callback(target.stop)
         seed(target.endpoints.primary, scale=scale, legacy=legacy, create_roles=True)
-        progress(f"migrating the target with plan {plan.name!r}")
-        with Runner(plan, target.endpoints.primary) as runner:
+        progress(f"migrating the target with plan {migration.name!r}")
+        with Runner(migration, target.endpoints.primary) as runner:
             runner.migrate()
-        target.allow_users(plan.layout.roles)
+        target.allow_users(migration.layout.roles)
         target.wait_for_replica()
         yield LoadEnvironment(
             baseline_url=baseline.endpoints.primary,

@@ -41,6 +41,8 @@ class PoolerView:
     max_sv_active: int = 0
     max_maxwait_ms: float = 0.0
     averages_ms: dict[str, float] = field(default_factory=dict)
+    #: the pool mode PgBouncer reports for the application's pools (what really ran)
+    pool_mode: str | None = None
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -52,6 +54,7 @@ class PoolerView:
             "max_sv_active": self.max_sv_active,
             "max_maxwait_ms": self.max_maxwait_ms,
             "averages_ms": dict(self.averages_ms),
+            "pool_mode": self.pool_mode,
             "error": self.error,
         }
 
@@ -73,6 +76,7 @@ def _sample(conn: Conn, view: PoolerView) -> None:
     view.max_cl_active = max(view.max_cl_active, sum(int(p["cl_active"]) for p in pools))
     view.max_sv_active = max(view.max_sv_active, sum(int(p["sv_active"]) for p in pools))
     for pool in pools:
+        view.pool_mode = str(pool.get("pool_mode") or view.pool_mode or "") or None
         wait = int(pool["maxwait"]) * 1000 + int(pool.get("maxwait_us") or 0) / 1000
         view.max_maxwait_ms = max(view.max_maxwait_ms, wait)
     busiest = max(stats, key=lambda s: int(s.get("total_xact_count") or 0), default=None)

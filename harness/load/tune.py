@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.cluster.pooling import Poolers, PoolSettings
-from harness.errors import UsageError
+from harness.errors import InfrastructureError, UsageError
 from harness.load.capacity import capped_by, limits
 from harness.load.compare import CompareOptions, configure, environment_for, run_one
 from harness.load.config import LoadConfig
 from harness.load.instance import load_samples
 from harness.load.planned import with_plan
+from harness.load.poolerview import PoolerView
 from harness.load.results import RunResult, reduction
 from harness.load.workload import workload_for
 from harness.plan import Plan, load_plan
@@ -163,6 +164,7 @@ class TuneOptions:
     reports: Path = Path("reports")
     pg_bin: str | None = None
     scale: int = 1
+    migrate_with: Path | None = None
 
 
 @dataclass(kw_only=True)
@@ -172,6 +174,8 @@ class Trial:
     error_reduction: float | None
     p95_reduction: float | None
     meets: bool
+    #: PgBouncer's view of the run (writer, reader): the settings it really ran with
+    poolers: list[PoolerView] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -206,6 +210,8 @@ def _latency(run: RunResult) -> float:
 def _meets(
     config: LoadConfig, base: RunResult, run: RunResult
 ) -> tuple[float | None, float | None, bool]:
+    if run.requests == 0:  # nothing completed: no evidence either way
+        return None, None, False
     errors = reduction(base.pool_error_rate, run.pool_error_rate)
     latency = reduction(_latency(base), _latency(run))
     meets = (
@@ -234,6 +240,7 @@ def run_tune(options: TuneOptions, *, progress: Progress) -> TuneOutcome:
         reports=options.reports,
         pg_bin=options.pg_bin,
         scale=options.scale,
+        migrate_with=options.migrate_with,
     )
     config = configure(compare)
     plan = load_plan(options.plan)
@@ -255,9 +262,17 @@ def run_tune(options: TuneOptions, *, progress: Progress) -> TuneOutcome:
         load_samples(env.baseline_url, workload)
         load_samples(env.target_writer_url, workload)
         started = time.monotonic()
+        # every instance started within the run's first quarter, as a sweep point's
+        rate = max(config.run.spawn_rate, options.users / (0.25 * options.duration))
         outcome.baseline = run_one(env, config, compare, architecture="baseline",
-                                users=options.users, duration=options.duration,
-                                prefix=out / "baseline", progress=progress)  # fmt: skip
+                                   users=options.users, duration=options.duration,
+                                   prefix=out / "baseline", progress=progress,
+                                   spawn_rate=rate)  # fmt: skip
+        if outcome.baseline.requests == 0:
+            raise InfrastructureError(
+                f"the baseline completed no request in {options.duration} s (a busy machine "
+                "or a slow start): nothing to compare candidates with; raise --duration"
+            )
         base_poolers = plan.pgbouncer or Poolers()
         for number, cand in enumerate(kept, start=1):
             spent = time.monotonic() - started
@@ -270,12 +285,15 @@ def run_tune(options: TuneOptions, *, progress: Progress) -> TuneOutcome:
             progress(f"tune: candidate {number}/{len(kept)}: {cand.label()}")
             env.reconfigure(cand.poolers(base_poolers))
             cand_config = cand.config(config)
+            views: list[PoolerView] = []
             run = run_one(env, cand_config, compare, architecture="target",
-                       users=options.users, duration=options.duration,
-                       prefix=out / f"candidate{number}", progress=progress)  # fmt: skip
+                          users=options.users, duration=options.duration,
+                          prefix=out / f"candidate{number}", progress=progress,
+                          spawn_rate=rate, views=views)  # fmt: skip
             errors, latency, meets = _meets(config, outcome.baseline, run)
             outcome.trials.append(Trial(candidate=cand, run=run, error_reduction=errors,
-                                        p95_reduction=latency, meets=meets))  # fmt: skip
+                                        p95_reduction=latency, meets=meets,
+                                        poolers=views))  # fmt: skip
             if meets:
                 break
     outcome.seconds = time.monotonic() - started
@@ -366,6 +384,7 @@ def to_json(outcome: TuneOutcome) -> dict[str, Any]:
                 "error_reduction": t.error_reduction,
                 "p95_reduction": t.p95_reduction,
                 "meets": t.meets,
+                "pgbouncer": [v.to_json() for v in t.poolers],
             }
             for t in outcome.trials
         ],
