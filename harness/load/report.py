@@ -392,6 +392,37 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
                 for name, r in entry["architectures"].items()
             ],
         ),
+        "<h2>PgBouncer's view of the target</h2>",
+        _table(
+            [
+                "round",
+                "console",
+                "pool mode",
+                "most waiting",
+                "maxwait ms",
+                "busy server conns",
+                "avg wait ms",
+                "avg xact ms",
+                "avg query ms",
+            ],
+            [
+                [
+                    str(entry["round"]),
+                    v["console"],
+                    v["pool_mode"] or "?",
+                    str(v["max_cl_waiting"]),
+                    f"{v['max_maxwait_ms']:.0f}",
+                    str(v["max_sv_active"]),
+                    *(
+                        f"{v['averages_ms'].get(k, 0):.2f}"
+                        for k in ("avg_wait_time", "avg_xact_time", "avg_query_time")
+                    ),
+                ]
+                for entry in report["rounds"]
+                for v in entry.get("pgbouncer", [])
+                if v["samples"]
+            ],
+        ),
         "<h2>Errors by kind</h2>",
         kinds,
         "<h2>Latency over time</h2>",
