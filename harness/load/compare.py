@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import resource
 import shutil
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +97,10 @@ class CompareOutcome:
     rounds: list[dict[str, RunResult]] = field(default_factory=list)
     #: PgBouncer's view of the target in each round (one per admin console)
     poolers: list[list[PoolerView]] = field(default_factory=list)
+    #: the machine's 1-minute load average at the end of each round's runs
+    load_average: list[dict[str, float]] = field(default_factory=list)
+    #: cores Locust used on average during each round's runs
+    locust_cpu: list[dict[str, float]] = field(default_factory=list)
     sweep: dict[str, list[RunResult]] = field(default_factory=dict)
     pgbench: dict[str, Any] | None = None
 
@@ -189,16 +196,26 @@ def run_one(
     progress: Progress,
     spawn_rate: float | None = None,
     views: list[PoolerView] | None = None,
+    cpu: dict[str, float] | None = None,
 ) -> RunResult:
+    """One Locust run; ``views`` gets PgBouncer's view of a target run, ``cpu`` the cores
+    Locust's processes used on average over it (near 1 per process: the load generator
+    itself was saturated, and its requests waited for it)."""
     writer, reader = _urls(env, architecture)
     for stale in prefix.parent.glob(prefix.name + "_*"):
         stale.unlink()
     consoles = env.pgbouncer_admin if views is not None and architecture == "target" else ()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
     with sample_poolers(consoles) as sampled:
         _locust(
             env, config, options, architecture=architecture, users=users, duration=duration,
             prefix=prefix, progress=progress, spawn_rate=spawn_rate, writer=writer, reader=reader,
         )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        cpu[architecture] = used / max(1e-9, time.monotonic() - started)
     if views is not None:
         views.extend(sampled)
     result = read_run(prefix, architecture=architecture, users=users)
@@ -357,23 +374,29 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
         )
         for number in range(1, options.repeat + 1):
             views: list[PoolerView] = []
-            outcome.rounds.append(
-                {
-                    architecture: run_one(
-                        env,
-                        config,
-                        options,
-                        architecture=architecture,
-                        users=config.run.users,
-                        duration=config.run.duration,
-                        prefix=round_prefix(out, number=number, architecture=architecture),
-                        progress=progress,
-                        views=views,
-                    )
-                    for architecture in ("baseline", "target")  # A B, A B, ...
-                }
-            )
+            results: dict[str, RunResult] = {}
+            busy: dict[str, float] = {}
+            cores: dict[str, float] = {}
+            for architecture in ("baseline", "target"):  # A B, A B, ...
+                results[architecture] = run_one(
+                    env,
+                    config,
+                    options,
+                    architecture=architecture,
+                    users=config.run.users,
+                    duration=config.run.duration,
+                    prefix=round_prefix(out, number=number, architecture=architecture),
+                    progress=progress,
+                    views=views,
+                    cpu=cores,
+                )
+                # the kernel's 1-minute load average as the run ends: how many processes
+                # wanted this machine's cores while it ran (everyone's, not only ours)
+                busy[architecture] = os.getloadavg()[0]
+            outcome.rounds.append(results)
             outcome.poolers.append(views)
+            outcome.load_average.append(busy)
+            outcome.locust_cpu.append(cores)
         outcome.runs = {
             a: pool_rounds([r[a] for r in outcome.rounds]) for a in ("baseline", "target")
         }

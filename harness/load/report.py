@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import html
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,21 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
                 },
                 "files": {name: f"round{number}/{name}_stats.csv" for name in results},
                 "pgbouncer": [v.to_json() for v in views],
+                "load_average": busy,
+                "locust_cpu": cores,
             }
-            for number, (results, views) in enumerate(
-                zip(outcome.rounds, outcome.poolers or [[]] * len(outcome.rounds), strict=True),
+            for number, (results, views, busy, cores) in enumerate(
+                zip(
+                    outcome.rounds,
+                    outcome.poolers or [[]] * len(outcome.rounds),
+                    outcome.load_average or [{}] * len(outcome.rounds),
+                    outcome.locust_cpu or [{}] * len(outcome.rounds),
+                    strict=True,
+                ),
                 start=1,
             )
         ],
+        "cpus": os.cpu_count(),
         "intervals": _intervals(outcome),
         "reductions": {
             "pool_error_rate": reduction(base.pool_error_rate, target.pool_error_rate),
@@ -233,6 +243,56 @@ def _pooler_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _latency_lines(report: dict[str, Any]) -> list[str]:
+    """When the latency target is not met: what the measurements say dominates it.
+
+    PgBouncer times the part of a transaction it sees (queued for a server
+    connection, on the server); the rest of a request's time is outside it (the
+    client, the extra hop, CPU scheduling); the load average says how many
+    processes wanted the cores meanwhile.
+    """
+    latency = next((t for t in report["targets"] if "latency" in t["metric"]), None)
+    if latency is None or latency["met"]:
+        return []
+    target = report["architectures"]["target"]
+    views = [v for e in report["rounds"] for v in e.get("pgbouncer", []) if v["samples"]]
+    lines = []
+    if views:
+
+        def mean(key: str) -> float:
+            return float(sum(v["averages_ms"].get(key, 0.0) for v in views)) / len(views)
+
+        wait, xact, query = mean("avg_wait_time"), mean("avg_xact_time"), mean("avg_query_time")
+        p50 = target["succeeded_p50_ms"] or target["p50_ms"]
+        lines.append(
+            f"What the target's latency is made of (PgBouncer's averages over both poolers and "
+            f"the rounds): {wait:.2f} ms queued for a server connection, {xact:.2f} ms per "
+            f"transaction on the server of which {query:.2f} ms in queries; the target's "
+            f"median successful request took {p50:.2f} ms, so about "
+            f"{max(0.0, p50 - wait - xact):.2f} ms of it was outside PgBouncer's pool and "
+            "the server (the client, the extra hop, waiting for a core)."
+        )
+    busy = [x for e in report["rounds"] for x in e.get("load_average", {}).values()]
+    cpus = report.get("cpus") or 0
+    if busy and cpus:
+        lines.append(
+            f"The machine's 1-minute load average at the end of the runs was "
+            f"{min(busy):.1f} to {max(busy):.1f} on {cpus} cores: the primary, the replica, "
+            "both PgBouncers and Locust (and any other job) shared them, so a hop through a "
+            "pooler costs a wait for a core that separate machines would not."
+        )
+    for name in ("baseline", "target"):
+        used = [e.get("locust_cpu", {}).get(name) for e in report["rounds"]]
+        known = [u for u in used if u is not None]
+        if known:
+            lines.append(
+                f"Locust used {min(known):.2f} to {max(known):.2f} cores during the {name}'s "
+                "runs (one process serves every instance on at most one core: near 1.0, the "
+                "load generator itself was saturated and requests waited for it)."
+            )
+    return lines
+
+
 def closing_note(report: dict[str, Any]) -> str:
     p = report["parameters"]
     rounds = report.get("repeat", 1)
@@ -260,6 +320,7 @@ def closing_note(report: dict[str, Any]) -> str:
         + ")."
     )
     lines += _pooler_lines(report)
+    lines += _latency_lines(report)
     runs = list(report["architectures"].values())
     runs += [r for results in report.get("sweep", {}).get("results", {}).values() for r in results]
     for run in runs:
