@@ -276,3 +276,28 @@ def test_pgbench_p95_reads_only_its_logs_and_keeps_the_saved_summary(tmp_path: P
     assert _p95_from_logs(tmp_path / "baseline") == 19.0  # ms: nearest rank, 19 of 20
     assert summary.exists()
     assert not (tmp_path / "baseline.4242").exists()
+
+
+def test_a_missed_latency_target_is_explained_from_the_measurements(tmp_path: Path) -> None:
+    from harness.load.poolerview import PoolerView
+
+    # the target's p95 (60 ms) is 40 % under the baseline's: make the target slower instead
+    outcome = _outcome(tmp_path, base_errors=100, target_errors=0)
+    outcome.verdicts = verdicts(
+        outcome.config, [{"baseline": r["target"], "target": r["baseline"]} for r in outcome.rounds]
+    )
+    assert outcome.verdicts[1].status == "missed"
+    averages = {"avg_wait_time": 4.0, "avg_xact_time": 6.0, "avg_query_time": 1.5}
+    view = PoolerView(console="reader", samples=3, averages_ms=averages, pool_mode="transaction")
+    outcome.poolers = [[view] for _ in outcome.rounds]
+    outcome.load_average = [{"baseline": 3.0, "target": 5.5} for _ in outcome.rounds]
+    outcome.locust_cpu = [{"baseline": 0.4, "target": 0.97} for _ in outcome.rounds]
+    note = build_report(outcome)["closing_note"]
+    assert "4.00 ms queued for a server connection, 6.00 ms per transaction" in note
+    assert "load average at the end of the runs was 3.0 to 5.5" in note
+    assert "Locust used 0.97 to 0.97 cores during the target's runs" in note
+    # met targets need no explaining
+    assert (
+        "queued for a server connection"
+        not in build_report(_outcome(tmp_path, 100, 0))["closing_note"]
+    )
