@@ -134,7 +134,7 @@ def test_the_snippet_is_a_plan_section_that_loads(tmp_path: Path) -> None:
 
     config = with_plan(load_config(), load_plan(PLANS / "as-written"))
     cand = Candidate(reader_mode="transaction", pool_size=10, reserve=5, min_size=1,
-                     max_client_conn=500)  # fmt: skip
+                     max_size=10, max_client_conn=1700)  # fmt: skip
     run = RunResult(architecture="target", users=150, requests=10, failures=0,
                     errors_by_kind=dict.fromkeys(KINDS, 0), p50_ms=1, p95_ms=2, p99_ms=3,
                     max_ms=4, requests_per_s=1)  # fmt: skip
@@ -148,6 +148,6 @@ def test_the_snippet_is_a_plan_section_that_loads(tmp_path: Path) -> None:
         "transaction",
         10,
     )
-    assert plan.pgbouncer.writer.max_client_conn == 500
-    assert (plan.application.reader.min_size, plan.application.reader.max_size) == (1, 2)
+    assert plan.pgbouncer.writer.max_client_conn == 1700
+    assert (plan.application.reader.min_size, plan.application.reader.max_size) == (1, 10)
     assert run_cost(20) > 20
