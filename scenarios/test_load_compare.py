@@ -134,7 +134,7 @@ def test_bad_input_exits_2_before_any_load(
         code = int(str(exc.code))
     assert code == 2
     assert says in capsys.readouterr().err
-    assert not (tmp_path / "load" / "baseline_stats.csv").exists()
+    assert not (tmp_path / "load" / "round1").exists()
 
 
 def test_unknown_config_key_and_unreachable_servers_exit_2(
@@ -149,7 +149,7 @@ def test_unknown_config_key_and_unreachable_servers_exit_2(
                  "--reports", str(tmp_path)])  # fmt: skip
     assert code == 2
     assert "baseline (--baseline-url)" in capsys.readouterr().err
-    assert not (tmp_path / "load" / "baseline_stats.csv").exists()
+    assert not (tmp_path / "load" / "round1").exists()
 
 
 def test_locust_refuses_an_unknown_architecture_before_any_load() -> None:

@@ -171,4 +171,4 @@ def test_a_plan_whose_workload_is_broken_stops_the_comparison_before_any_load(
     code = main(["load", "compare", "--plan", str(plan), "--reports", str(tmp_path / "r")])
     assert code == 2
     assert "role 'nobody'" in capsys.readouterr().err
-    assert not (tmp_path / "r" / "load" / "baseline_stats.csv").exists()
+    assert not (tmp_path / "r" / "load" / "round1").exists()
