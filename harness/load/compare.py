@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError
+from harness.errors import InfrastructureError, UsageError
 from harness.load.confidence import INCONCLUSIVE_EXIT
 from harness.load.config import LoadConfig, load_config
 from harness.load.environment import (
@@ -390,6 +390,14 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
                     views=views,
                     cpu=cores,
                 )
+                if results[architecture].requests == 0:
+                    # Locust counts its -t from the test's start, and each process reads its
+                    # params rows then: on a busy machine that can take a short run whole.
+                    raise InfrastructureError(
+                        f"the {architecture} completed no request in round {number}'s "
+                        f"{config.run.duration} s (Locust's start took the run): nothing to "
+                        "judge; raise --duration"
+                    )
                 # the kernel's 1-minute load average as the run ends: how many processes
                 # wanted this machine's cores while it ran (everyone's, not only ours)
                 busy[architecture] = os.getloadavg()[0]
