@@ -11,12 +11,12 @@ each with its reason, rather than to the load tool::
 
     [application.writer]       # DATABASE_URL, through PgBouncer's writer
     min_size = 1               # connections opened at a cold start and kept
-    max_size = 2               # the most one instance opens
+    max_size = 10              # the most one instance opens
     max_idle = 30.0            # seconds an idle connection above min_size is kept
 
     [application.reader]       # DATABASE_READONLY_URL, through PgBouncer's reader
     min_size = 1
-    max_size = 2
+    max_size = 20
     max_idle = 60.0
 
 ``harness load compare`` and ``harness load tune`` give the target's instances

@@ -75,7 +75,7 @@ Layout of a plan directory::
 
     [application.writer]                     # optional: each instance's own pools (the
     min_size = 1                             # plan's dbConfig) for harness load; full
-    max_size = 2                             # format: harness/plan/application.py
+    max_size = 10                            # format: harness/plan/application.py
 
 Names are PostgreSQL identifiers as SQL writes them: unquoted ones are folded to
 lower case, ``"Quoted"`` ones are kept as written (``'"Sales"."Order"'``).
