@@ -51,8 +51,8 @@ POOL_SIZES = (5, 10, 20, 40)
 RESERVES = (0, 5)
 READER_MODES = ("transaction", "session")
 APP_MIN_SIZES = (1, 2)
-# An instance serves one request at a time, yet a pool of at most 2 was measured to starve
-# (at 150 instances: successful p95 of 5-17 s, 3-19 % pool timeouts): the larger first.
+# The plan's own dbConfig max (10) first, then the least an instance serving one request
+# at a time can do with while a connection is replaced (2).
 APP_MAX_SIZES = (10, 2)
 
 
@@ -360,7 +360,7 @@ def snippet(outcome: TuneOutcome, trial: Trial) -> str:
             f"[application.{role}]",
             "# opened at a cold start and kept: what each instance costs PgBouncer",
             f"min_size = {cand.min_size}",
-            "# the most one instance opens; a pool of 2 was measured to starve at 150",
+            "# the most connections one instance opens",
             f"max_size = {cand.max_size}",
             "# seconds an idle connection above min_size is kept",
             f"max_idle = {idle:g}",
