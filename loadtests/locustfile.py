@@ -36,7 +36,9 @@ from pguser import InstanceUser
 from harness.errors import UsageError
 from harness.load.config import load_config
 from harness.load.instance import ARCHITECTURES, load_samples
+from harness.load.planned import with_plan
 from harness.load.workload import workload_for
+from harness.plan import load_plan
 from harness.routing import urls_from_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +59,9 @@ def _settings() -> tuple[str, Any, tuple[str, str | None], Path]:
     if architecture == "baseline" or os.environ.get("PGCUTOVER_ROUTING") == "writer":
         reader = None
     plan = Path(os.environ.get("PGCUTOVER_LOAD_PLAN") or ROOT / config.run.plan)
+    # The target's instances open the plan's [application] pools, as its PgBouncers run its
+    # [pgbouncer] settings.
+    config = with_plan(config, load_plan(plan))
     return architecture, config, (writer, reader), plan
 
 

@@ -9,12 +9,41 @@ import pytest
 
 from harness.cluster.pgbouncer import READER, WRITER
 from harness.errors import UsageError
-from harness.load.capacity import capped_by, limits
+from harness.load.capacity import capped_by, describe_pooling, limits
 from harness.load.config import DEFAULT_CONFIG, load_config
-from harness.load.environment import _check_plan_numbers
+from harness.load.planned import with_plan
 from harness.load.workload import workload_for
+from harness.plan import load_plan
 
 PLAN = Path(__file__).resolve().parents[1] / "plans" / "kct"
+AS_WRITTEN = PLAN.parent / "as-written"
+TRANSACTION_READER = """
+[pgbouncer.reader]
+pool_mode = "transaction"
+max_client_conn = 3000
+
+[application]
+pool_timeout = 2.0
+connect_timeout = 2.0
+[application.writer]
+min_size = 1
+max_size = 2
+max_idle = 30.0
+[application.reader]
+min_size = 1
+max_size = 2
+max_idle = 60.0
+"""
+
+
+def _plan_copy(tmp_path: Path, *, pooling: str) -> Path:
+    """plans/as-written with other pooling: its [pgbouncer] sections replaced by ``pooling``."""
+    plan = tmp_path / "plan"
+    shutil.copytree(AS_WRITTEN, plan)
+    text = (plan / "plan.toml").read_text()
+    text = text[: text.index("[pgbouncer.writer]")] + pooling
+    (plan / "plan.toml").write_text(text)
+    return plan
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -42,8 +71,27 @@ def test_every_number_in_the_shipped_file_has_a_reason() -> None:
     assert workload.weighted(config.mix) == workload
 
 
-def test_the_plans_pgbouncer_numbers_are_the_clusters() -> None:
-    _check_plan_numbers(load_config(), writer=WRITER, reader=READER)
+def test_the_shipped_numbers_are_the_seed_plans() -> None:
+    """plans/as-written keeps the seed's pooling: the shipped [target] is exactly it."""
+    config = load_config()
+    assert with_plan(config, load_plan(AS_WRITTEN)) == config
+    assert (config.target.writer_max_client_conn, config.target.reader_pool_mode) == (
+        WRITER.max_client_conn,
+        READER.pool_mode,
+    )
+
+
+def test_the_plans_pooling_replaces_the_configs(tmp_path: Path) -> None:
+    plan = _plan_copy(tmp_path, pooling=TRANSACTION_READER)
+    config = with_plan(load_config(), load_plan(plan))
+    assert config.target.reader_pool_mode == "transaction"
+    assert config.target.reader_max_client_conn == 3000
+    assert (config.target.reader_min_size, config.target.reader_max_size) == (1, 2)
+    # a transaction-mode reader holds no server connection per instance: no session limit
+    assert not [x for x in limits(config) if "session pooling" in x.setting]
+    said = " ".join(describe_pooling(config))
+    assert "reader: transaction pooling" in said
+    assert "session" not in said
 
 
 def test_a_file_overrides_only_what_it_names(tmp_path: Path) -> None:
@@ -93,7 +141,7 @@ def test_a_mix_naming_an_unknown_operation_is_refused() -> None:
 def test_changed_pgbouncer_numbers_are_refused_for_the_local_cluster(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, "[target]\nwriter_max_client_conn = 1000\n"))
     with pytest.raises(UsageError, match="writer_max_client_conn = 1000"):
-        _check_plan_numbers(config, writer=WRITER, reader=READER)
+        with_plan(config, load_plan(AS_WRITTEN))
 
 
 def test_capacity_names_the_setting_that_caps_the_target() -> None:
@@ -123,4 +171,4 @@ def test_a_plan_whose_workload_is_broken_stops_the_comparison_before_any_load(
     code = main(["load", "compare", "--plan", str(plan), "--reports", str(tmp_path / "r")])
     assert code == 2
     assert "role 'nobody'" in capsys.readouterr().err
-    assert not (tmp_path / "r" / "load" / "baseline_stats.csv").exists()
+    assert not (tmp_path / "r" / "load" / "round1").exists()

@@ -38,18 +38,8 @@ class PgBouncer:
         self.workdir = prepare_dir(workdir)
         self._users: list[str] = list(dict.fromkeys(users))
         self._write_users()
-        ini = self.workdir / "pgbouncer.ini"
-        ini.write_text(
-            render_ini(
-                settings,
-                listen_port=listen_port,
-                server_port=server_port,
-                dbname=dbname,
-                auth_file=str(self.workdir / "users.txt"),
-                files_in=str(self.workdir),
-            )
-        )
-        give_to_server_user(ini)
+        self._server = (server_port, dbname)
+        ini = self._write_ini(settings)
         # Foreground (no -d): we hold its pid, and its log is ours to read on failure.
         self.process = ServerProcess(
             [executable, str(ini)],
@@ -58,6 +48,33 @@ class PgBouncer:
             port=listen_port,
             stop_signal=signal.SIGINT,
         )
+
+    def _write_ini(self, settings: PoolSettings) -> Path:
+        ini = self.workdir / "pgbouncer.ini"
+        server_port, dbname = self._server
+        ini.write_text(
+            render_ini(
+                settings,
+                listen_port=self.port,
+                server_port=server_port,
+                dbname=dbname,
+                auth_file=str(self.workdir / "users.txt"),
+                files_in=str(self.workdir),
+            )
+        )
+        give_to_server_user(ini)
+        return ini
+
+    def reconfigure(self, settings: PoolSettings) -> None:
+        """Run with other settings: a restart, since a pool_mode change (PgBouncer 1.18)
+        reaches only pools created after a RELOAD, and clients of the old ones stay."""
+        if settings.role != self.settings.role:
+            raise ValueError(
+                f"the {self.settings.role} PgBouncer cannot take {settings.role} settings"
+            )
+        self.settings = settings
+        self._write_ini(settings)
+        self.restart()
 
     def _write_users(self) -> None:
         path = self.workdir / "users.txt"

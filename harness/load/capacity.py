@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.load.config import LoadConfig
 
-__all__ = ["Limit", "capped_by", "limits"]
+__all__ = ["Limit", "capped_by", "describe_pooling", "limits"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +41,31 @@ class Limit:
             f"at {self.per_instance} connection{'s' if self.per_instance != 1 else ''} each; "
             f"beyond that {self.effect}"
         )
+
+
+def _session_limit(config: LoadConfig, *, role: str, per_instance: int) -> Limit | None:
+    """A session-mode pool caps instances; a transaction-mode one only queues transactions.
+
+    In session pooling each client keeps its server connection for its whole
+    session, so ``default_pool_size`` divided by an instance's connections is
+    how many instances are served at once. In transaction (and statement)
+    pooling a server connection is held only for a transaction: the pool bounds
+    transactions running at once, not instances, so it names no instance limit.
+    """
+    t = config.target
+    mode = getattr(t, f"{role}_pool_mode")
+    if mode != "session":
+        return None
+    return Limit(
+        architecture="target",
+        setting=f"{role} default_pool_size (session pooling)",
+        value=getattr(t, f"{role}_default_pool_size"),
+        per_instance=per_instance,
+        effect=f"each {role} client holds a server connection for its whole session, so new "
+        f"ones wait in PgBouncer's queue (for the reserve_pool_size "
+        f"{getattr(t, f'{role}_reserve_pool_size')} after reserve_pool_timeout, then for a "
+        "session to end): cold starts stall and requests time out",
+    )
 
 
 def limits(config: LoadConfig) -> list[Limit]:
@@ -70,18 +95,35 @@ def limits(config: LoadConfig) -> list[Limit]:
             per_instance=reader_each,
             effect="PgBouncer's reader refuses clients (no more connections allowed)",
         ),
-        Limit(
-            architecture="target",
-            setting="reader default_pool_size (session pooling)",
-            value=t.reader_default_pool_size,
-            per_instance=reader_each,
-            effect="each reader client holds a replica connection for its whole session, so "
-            f"new ones wait in PgBouncer's queue (for the reserve_pool_size "
-            f"{t.reader_reserve_pool_size} after reserve_pool_timeout, then for a session to "
-            "end): cold starts stall, reads time out or fall back to the writer",
-        ),
     ]
+    for role, each in (("writer", writer_each), ("reader", reader_each)):
+        limit = _session_limit(config, role=role, per_instance=each)
+        if limit is not None:
+            found.append(limit)
     return sorted(found, key=lambda limit: (limit.architecture, limit.instances))
+
+
+def describe_pooling(config: LoadConfig) -> list[str]:
+    """What each PgBouncer of the run did, from the settings it ran with."""
+    t = config.target
+    lines = []
+    for role in ("writer", "reader"):
+        mode = getattr(t, f"{role}_pool_mode")
+        size = getattr(t, f"{role}_default_pool_size")
+        reserve = getattr(t, f"{role}_reserve_pool_size")
+        clients = getattr(t, f"{role}_max_client_conn")
+        if mode == "session":
+            how = (
+                f"session pooling: each client holds one of {size} (+{reserve} reserve) "
+                "server connections while connected"
+            )
+        else:
+            how = (
+                f"{mode} pooling: {size} (+{reserve} reserve) server connections serve "
+                f"{'transactions' if mode == 'transaction' else 'statements'} as they come"
+            )
+        lines.append(f"{role}: {how}; max_client_conn {clients}")
+    return lines
 
 
 def capped_by(config: LoadConfig, *, users: int) -> list[Limit]:

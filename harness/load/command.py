@@ -1,7 +1,10 @@
-"""``harness load compare``: its options, and the exit code it owes CI.
+"""``harness load compare`` and ``harness load tune``: their options, and the exit codes.
 
-Exit 0 when both of the plan's targets are met, 1 naming each one missed, 2 for
-input or infrastructure that cannot run the comparison (before any load).
+compare: 0 when both of the plan's targets are met (the whole 95 % interval past
+them), 1 naming each one missed, 3 when one is inconclusive or not measurable at
+the load given, 2 for input or infrastructure that cannot run the comparison
+(before any load). tune: 0 when a candidate met both targets, 1 when none did
+within the budget, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -64,20 +67,98 @@ def cmd_compare(args: argparse.Namespace) -> int:
         target_url=args.target_url,
         target_reader_url=args.target_reader_url,
         workers=args.workers,
+        repeat=args.repeat,
+        migrate_with=args.migrate_with,
     )
     outcome = run_compare(options, progress=_progress)
     summary, page = write_report(outcome, directory=args.reports / "load")
     for check in outcome.verdicts:
-        print(f"{'PASS' if check.met else 'FAIL'} {check.reason}", flush=True)
-    missed = ", ".join(v.metric for v in outcome.missed)
+        print(f"{check.status.upper()} {check.reason}", flush=True)
+    missed = ", ".join(f"{v.metric} ({v.status})" for v in outcome.missed)
     print(
-        "the plan's targets are met"
-        if not missed
-        else f"the plan's targets are NOT met: missed {missed}",
+        "the plan's targets are met" if not missed else f"the plan's targets are NOT met: {missed}",
         flush=True,
     )
     _progress(f"report written to {summary} and {page}")
     return outcome.exit_code
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.load.tune import TuneOptions, capacity_lines, run_tune, snippet, to_json
+
+    options = TuneOptions(
+        plan=args.plan,
+        users=args.users,
+        budget=args.budget,
+        duration=args.duration,
+        config=args.config,
+        reports=args.reports,
+        pg_bin=args.pg_bin,
+        scale=args.scale,
+        migrate_with=args.migrate_with,
+    )
+    outcome = run_tune(options, progress=_progress)
+    out = args.reports / "load"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tune.json").write_text(json.dumps(to_json(outcome), indent=1, sort_keys=True) + "\n")
+    for trial in outcome.trials:
+        print(
+            f"{'MEETS' if trial.meets else 'misses'} {trial.candidate.label()}: "
+            f"{trial.candidate.server_connections} server connections, pool errors "
+            f"{trial.run.pool_error_rate:.1%}, successful p95 "
+            f"{trial.run.succeeded_p95_ms or trial.run.p95_ms:.1f} ms",
+            flush=True,
+        )
+    found = outcome.found
+    if found is None:
+        print(
+            f"no candidate met both targets within {args.budget:g} s ({len(outcome.trials)} "
+            f"measured, {len(outcome.pruned)} pruned, {outcome.untried} untried)",
+            flush=True,
+        )
+    else:
+        print("capacity of the configuration found:", flush=True)
+        for line in capacity_lines(outcome, found):
+            print(f"  {line}", flush=True)
+        print("\n# plan.toml\n" + snippet(outcome, found), flush=True)
+    _progress(f"tune took {outcome.seconds:.0f} s; written to {out / 'tune.json'}")
+    return outcome.exit_code
+
+
+def _add_tune(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="measure pooling candidates and print the smallest that meets the plan's targets",
+        description="Search the plan's pooling (pool modes, default_pool_size, reserve, "
+        "max_client_conn, the instances' pool sizes) by measuring each candidate with a short "
+        "run against one baseline run, fewest server connections first, pruning what the "
+        "capacity arithmetic refuses; print the first that meets both targets as a plan.toml "
+        "snippet. Exit 0 found, 1 none within --budget, 2 bad input (before any load).",
+    )
+    p.add_argument("--plan", type=Path, required=True, help="the plan to tune")
+    p.add_argument("--users", type=_positive, required=True, help="instances to meet targets at")
+    p.add_argument(
+        "--budget", type=_rate, default=600.0, help="seconds of measuring at most (default 600)"
+    )
+    p.add_argument(
+        "--duration", type=_positive, default=20, help="seconds per candidate run (default 20)"
+    )
+    p.add_argument("--config", type=Path, help="a TOML file overriding loadtests/compare.toml")
+    p.add_argument("--scale", type=_positive, default=1, help="legacy data scale (default 1)")
+    p.add_argument(
+        "--migrate-with",
+        type=Path,
+        help="build the target's layout with this plan's steps instead of --plan's own (for a "
+        "plan whose migration fails, such as plans/as-written: its pooling on the layout the "
+        "corrected plan builds)",
+    )
+    p.add_argument("--pg-bin", help="directory holding initdb, pg_ctl")
+    p.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="where reports go (reports/)"
+    )
+    p.set_defaults(func=cmd_tune)
 
 
 def add_parser(
@@ -96,9 +177,11 @@ def add_parser(
         "missed target",
         description="Run the same workload on the baseline (one primary, legacy database, no "
         "PgBouncer, hosted max_connections) and on the target (the migrated database behind "
-        "the plan's PgBouncers), back to back, and write reports/load/: summary.json, Locust's "
-        "CSVs and report.html. Exit 0 when both targets are met, 1 when one is missed, 2 for "
-        "bad input or unreachable servers (before any load).",
+        "the plan's PgBouncers), alternating for --repeat rounds, and write reports/load/: "
+        "summary.json, Locust's CSVs and report.html. Exit 0 when both targets are met (the "
+        "whole 95%% interval past them), 1 when one is missed (the whole interval short), 3 "
+        "when one is inconclusive or not measurable at this load, 2 for bad input or "
+        "unreachable servers (before any load).",
     )
     p.add_argument("--users", type=_positive, help="concurrent application instances")
     p.add_argument("--spawn-rate", type=_rate, help="instances started per second")
@@ -142,7 +225,22 @@ def add_parser(
         help="run Locust as a master with this many workers on loopback (default 0: one process)",
     )
     p.add_argument(
+        "--migrate-with",
+        type=Path,
+        help="build the target's layout with this plan's steps instead of --plan's own (for a "
+        "plan whose migration fails, such as plans/as-written: its pooling on the layout the "
+        "corrected plan builds)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=_positive,
+        default=3,
+        help="rounds of baseline then target; each target is judged on the 95%% interval "
+        "of its reduction over them (default 3)",
+    )
+    p.add_argument(
         "--reports", type=Path, default=Path("reports"), help="where reports go (reports/)"
     )
     p.set_defaults(func=cmd_compare)
+    _add_tune(sub)
     return load

@@ -2,22 +2,28 @@
 
 Everything the user gave is checked first (the config, the parameters, the
 plan, the servers' reachability), so bad input ends the command with exit 2
-before any load. Then baseline and target run back to back with the same
-workload, parameters and seed; optionally the sweep over instance counts and
-the pgbench cross-check; and the report goes to ``reports/load/``.
+before any load. Then baseline and target alternate (A B A B ...) for
+``repeat`` rounds with the same workload, parameters and seed, so drift on a
+shared machine lands on both sides; each target is judged on the interval of
+its reductions (:mod:`harness.load.confidence`). Optionally the sweep over
+instance counts and the pgbench cross-check; the report goes to ``reports/load/``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import resource
 import shutil
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError
+from harness.errors import InfrastructureError, UsageError
+from harness.load.confidence import INCONCLUSIVE_EXIT
 from harness.load.config import LoadConfig, load_config
 from harness.load.environment import (
     LoadEnvironment,
@@ -27,13 +33,32 @@ from harness.load.environment import (
 )
 from harness.load.instance import load_samples
 from harness.load.locust import LocustRun, run_locust
-from harness.load.results import RunResult, Verdict, read_run, reduction, verdict
+from harness.load.planned import with_plan
+from harness.load.poolerview import PoolerView, sample_poolers
+from harness.load.results import RunResult, Verdict, pool_rounds, read_run, reduction, verdict
 from harness.load.workload import Workload, workload_for
+from harness.plan import load_plan
 from harness.progress import Progress
 
-__all__ = ["CompareOptions", "CompareOutcome", "run_compare"]
+__all__ = [
+    "CompareOptions",
+    "CompareOutcome",
+    "configure",
+    "environment_for",
+    "round_prefix",
+    "run_compare",
+    "run_one",
+    "verdicts",
+]
 
 REFERENCES = ("pgbench",)
+#: a cap on --repeat: each round is two full runs
+MAX_REPEAT = 20
+
+
+def round_prefix(out: Path, *, number: int, architecture: str) -> Path:
+    """Where round ``number``'s Locust CSVs go: ``round1/baseline_stats.csv`` and so on."""
+    return out / f"round{number}" / architecture
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,27 +80,44 @@ class CompareOptions:
     target_url: str | None = None
     target_reader_url: str | None = None
     workers: int = 0
+    #: rounds of baseline then target; each target is judged on its interval over them
+    repeat: int = 3
+    #: a plan whose steps build the target's layout (None: the plan's own)
+    migrate_with: Path | None = None
 
 
 @dataclass(kw_only=True)
 class CompareOutcome:
     config: LoadConfig
     environment: dict[str, str]
+    #: each architecture's rounds pooled (counts summed, percentiles averaged)
     runs: dict[str, RunResult]
     verdicts: list[Verdict]
+    #: each round's results, in the order they ran
+    rounds: list[dict[str, RunResult]] = field(default_factory=list)
+    #: PgBouncer's view of the target in each round (one per admin console)
+    poolers: list[list[PoolerView]] = field(default_factory=list)
+    #: the machine's 1-minute load average at the end of each round's runs
+    load_average: list[dict[str, float]] = field(default_factory=list)
+    #: cores Locust used on average during each round's runs
+    locust_cpu: list[dict[str, float]] = field(default_factory=list)
     sweep: dict[str, list[RunResult]] = field(default_factory=dict)
     pgbench: dict[str, Any] | None = None
 
     @property
     def missed(self) -> list[Verdict]:
+        """Every target not met, whatever the reason (missed, inconclusive, not measurable)."""
         return [v for v in self.verdicts if not v.met]
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.missed else 0
+        """0 every target met; 1 one missed (its interval short of it); 3 otherwise unsettled."""
+        if any(v.status == "missed" for v in self.verdicts):
+            return 1
+        return INCONCLUSIVE_EXIT if self.missed else 0
 
 
-def _configure(options: CompareOptions) -> LoadConfig:
+def configure(options: CompareOptions) -> LoadConfig:
     config = load_config(options.config)
     changes = {
         name: value
@@ -91,7 +133,7 @@ def _configure(options: CompareOptions) -> LoadConfig:
 
 
 @contextlib.contextmanager
-def _environment(
+def environment_for(
     options: CompareOptions, config: LoadConfig, *, plan: Path, progress: Progress
 ) -> Iterator[LoadEnvironment]:
     given = [options.baseline_url, options.target_url]
@@ -131,6 +173,7 @@ def _environment(
         pg_bin=options.pg_bin,
         progress=progress,
         legacy=options.legacy,
+        migrate_with=options.migrate_with,
     ) as env:
         yield env
 
@@ -141,7 +184,7 @@ def _urls(env: LoadEnvironment, architecture: str) -> tuple[str, str | None]:
     return env.target_writer_url, env.target_reader_url
 
 
-def _run(
+def run_one(
     env: LoadEnvironment,
     config: LoadConfig,
     options: CompareOptions,
@@ -152,10 +195,51 @@ def _run(
     prefix: Path,
     progress: Progress,
     spawn_rate: float | None = None,
+    views: list[PoolerView] | None = None,
+    cpu: dict[str, float] | None = None,
 ) -> RunResult:
+    """One Locust run; ``views`` gets PgBouncer's view of a target run, ``cpu`` the cores
+    Locust's processes used on average over it (near 1 per process: the load generator
+    itself was saturated, and its requests waited for it)."""
     writer, reader = _urls(env, architecture)
     for stale in prefix.parent.glob(prefix.name + "_*"):
         stale.unlink()
+    consoles = env.pgbouncer_admin if views is not None and architecture == "target" else ()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    with sample_poolers(consoles) as sampled:
+        _locust(
+            env, config, options, architecture=architecture, users=users, duration=duration,
+            prefix=prefix, progress=progress, spawn_rate=spawn_rate, writer=writer, reader=reader,
+        )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        cpu[architecture] = used / max(1e-9, time.monotonic() - started)
+    if views is not None:
+        views.extend(sampled)
+    result = read_run(prefix, architecture=architecture, users=users)
+    progress(
+        f"{architecture}: {result.requests} requests, {result.failures} failed "
+        f"({result.error_rate:.1%}), p95 {result.p95_ms:.0f} ms"
+    )
+    return result
+
+
+def _locust(
+    env: LoadEnvironment,
+    config: LoadConfig,
+    options: CompareOptions,
+    *,
+    architecture: str,
+    users: int,
+    duration: int,
+    prefix: Path,
+    progress: Progress,
+    spawn_rate: float | None,
+    writer: str,
+    reader: str | None,
+) -> None:
     run_locust(
         LocustRun(
             architecture=architecture,
@@ -173,12 +257,6 @@ def _run(
         csv_prefix=prefix,
         progress=progress,
     )
-    result = read_run(prefix, architecture=architecture, users=users)
-    progress(
-        f"{architecture}: {result.requests} requests, {result.failures} failed "
-        f"({result.error_rate:.1%}), p95 {result.p95_ms:.0f} ms"
-    )
-    return result
 
 
 def sweep_spawn_rate(config: LoadConfig, *, users: int) -> float:
@@ -190,22 +268,38 @@ def sweep_spawn_rate(config: LoadConfig, *, users: int) -> float:
     return max(config.run.spawn_rate, users / (0.25 * config.sweep.duration))
 
 
-def verdicts(config: LoadConfig, runs: dict[str, RunResult]) -> list[Verdict]:
-    base, target = runs["baseline"], runs["target"]
+def _latency(run: RunResult) -> float:
+    """What the latency target is judged on: successful requests' p95 (all, if none succeeded)."""
+    return run.succeeded_p95_ms if run.succeeded_p95_ms is not None else run.p95_ms
+
+
+def verdicts(config: LoadConfig, rounds: Sequence[Mapping[str, RunResult]]) -> list[Verdict]:
+    """Both targets judged on every round: pool errors, and successful requests' p95.
+
+    Refused requests are fast and timed-out ones slow, so a p95 over every
+    request can flatter either side; the all-requests p95 is shown beside it.
+    """
+    base = [r["baseline"] for r in rounds]
+    target = [r["target"] for r in rounds]
+    mean_all = (
+        sum(r.p95_ms for r in base) / len(base),
+        sum(r.p95_ms for r in target) / len(target),
+    )
     return [
         verdict(
             metric="connection pool error rate",
-            baseline=base.pool_error_rate,
-            target=target.pool_error_rate,
+            baseline=[r.pool_error_rate for r in base],
+            target=[r.pool_error_rate for r in target],
             wanted=config.targets.error_reduction,
             unit="",
         ),
         verdict(
-            metric="p95 latency",
-            baseline=base.p95_ms,
-            target=target.p95_ms,
+            metric="p95 latency of successful requests",
+            baseline=[_latency(r) for r in base],
+            target=[_latency(r) for r in target],
             wanted=config.targets.p95_reduction,
             unit=" ms",
+            note=f" (all requests' p95: {mean_all[0]:.3g} ms -> {mean_all[1]:.3g} ms)",
         ),
     ]
 
@@ -255,40 +349,72 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
         )
     if options.workers < 0:
         raise UsageError(f"--workers must be 0 or more, got {options.workers}")
-    config = _configure(options)
+    if not 1 <= options.repeat <= MAX_REPEAT:
+        raise UsageError(
+            f"--repeat {options.repeat}: give 1 to {MAX_REPEAT} rounds (3, the default, is the "
+            "fewest that give an interval worth reading)"
+        )
+    config = configure(options)
     plan = options.plan or Path(config.run.plan)
     options = dataclasses.replace(options, plan=plan)
     workload = workload_for(plan).weighted(config.mix)
+    config = with_plan(config, load_plan(plan))
     out = options.reports / "load"
     out.mkdir(parents=True, exist_ok=True)
-    with _environment(options, config, plan=plan, progress=progress) as env:
+    for stale in out.glob("round*"):  # a longer run before this one
+        shutil.rmtree(stale, ignore_errors=True)
+    with environment_for(options, config, plan=plan, progress=progress) as env:
         # Read once, before any load: both sides seeded and reachable, or exit 2 now.
         samples = {a: load_samples(_urls(env, a)[0], workload) for a in ("baseline", "target")}
-        runs = {
-            architecture: _run(
-                env,
-                config,
-                options,
-                architecture=architecture,
-                users=config.run.users,
-                duration=config.run.duration,
-                prefix=out / architecture,
-                progress=progress,
-            )
-            for architecture in ("baseline", "target")
-        }
         outcome = CompareOutcome(
             config=config,
             environment={"provider": env.provider, "plan": workload.name},
-            runs=runs,
-            verdicts=verdicts(config, runs),
+            runs={},
+            verdicts=[],
         )
+        for number in range(1, options.repeat + 1):
+            views: list[PoolerView] = []
+            results: dict[str, RunResult] = {}
+            busy: dict[str, float] = {}
+            cores: dict[str, float] = {}
+            for architecture in ("baseline", "target"):  # A B, A B, ...
+                results[architecture] = run_one(
+                    env,
+                    config,
+                    options,
+                    architecture=architecture,
+                    users=config.run.users,
+                    duration=config.run.duration,
+                    prefix=round_prefix(out, number=number, architecture=architecture),
+                    progress=progress,
+                    views=views,
+                    cpu=cores,
+                )
+                if results[architecture].requests == 0:
+                    # Locust counts its -t from the test's start, and each process reads its
+                    # params rows then: on a busy machine that can take a short run whole.
+                    raise InfrastructureError(
+                        f"the {architecture} completed no request in round {number}'s "
+                        f"{config.run.duration} s (Locust's start took the run): nothing to "
+                        "judge; raise --duration"
+                    )
+                # the kernel's 1-minute load average as the run ends: how many processes
+                # wanted this machine's cores while it ran (everyone's, not only ours)
+                busy[architecture] = os.getloadavg()[0]
+            outcome.rounds.append(results)
+            outcome.poolers.append(views)
+            outcome.load_average.append(busy)
+            outcome.locust_cpu.append(cores)
+        outcome.runs = {
+            a: pool_rounds([r[a] for r in outcome.rounds]) for a in ("baseline", "target")
+        }
+        outcome.verdicts = verdicts(config, outcome.rounds)
         if options.sweep:
             shutil.rmtree(out / "sweep", ignore_errors=True)
             for users in config.sweep.instances:
                 for architecture in ("baseline", "target"):
                     outcome.sweep.setdefault(architecture, []).append(
-                        _run(
+                        run_one(
                             env,
                             config,
                             options,

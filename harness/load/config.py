@@ -84,6 +84,8 @@ class TargetSettings:
     reader_max_idle: float
     pool_timeout: float
     connect_timeout: float
+    writer_pool_mode: str
+    reader_pool_mode: str
     writer_max_client_conn: int
     writer_default_pool_size: int
     writer_reserve_pool_size: int
@@ -117,6 +119,8 @@ class LoadConfig:
     sweep: SweepSettings
     pgbench: PgbenchSettings
     source: str = ""
+    #: ``section.key`` of every number the ``--config`` file gave (not the shipped file's)
+    overridden: frozenset[str] = frozenset()
 
     def with_run(self, **changes: Any) -> LoadConfig:
         """The same numbers with some of ``[run]`` replaced (from the command line)."""
@@ -127,6 +131,7 @@ class LoadConfig:
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["sweep"]["instances"] = list(self.sweep.instances)
+        out["overridden"] = sorted(self.overridden)
         return out
 
     def validate(self) -> None:
@@ -181,6 +186,13 @@ class LoadConfig:
         ):
             if not 0 <= fraction <= 1:
                 raise UsageError(f"{where}: [targets] {name} is a fraction in 0..1, got {fraction}")
+        for role in ("writer", "reader"):
+            mode = getattr(self.target, f"{role}_pool_mode")
+            if mode not in ("session", "transaction", "statement"):
+                raise UsageError(
+                    f"{where}: [target] {role}_pool_mode = {mode!r}; PgBouncer's pool modes "
+                    "are session, transaction, statement"
+                )
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -236,7 +248,9 @@ def _merge(base: dict[str, Any], override: dict[str, Any], *, source: str) -> di
     return merged
 
 
-def _build(doc: dict[str, Any], *, source: str) -> LoadConfig:
+def _build(
+    doc: dict[str, Any], *, source: str, overridden: frozenset[str] = frozenset()
+) -> LoadConfig:
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         table = doc[name]
@@ -252,7 +266,7 @@ def _build(doc: dict[str, Any], *, source: str) -> LoadConfig:
         if not isinstance(weight, int) or isinstance(weight, bool):
             raise UsageError(f"{source}: [mix] {name!r} must be an integer weight")
         mix[name] = weight
-    config = LoadConfig(mix=mix, source=source, **sections)
+    config = LoadConfig(mix=mix, source=source, overridden=overridden, **sections)
     config.validate()
     return config
 
@@ -272,7 +286,15 @@ def load_config(path: Path | None = None) -> LoadConfig:
     base = _read(DEFAULT_CONFIG)
     doc = _merge(base, {}, source=str(DEFAULT_CONFIG))
     source = str(DEFAULT_CONFIG)
+    overridden: frozenset[str] = frozenset()
     if path is not None and path.resolve() != DEFAULT_CONFIG:
-        doc = _merge(doc, _read(path), source=str(path))
+        given = _read(path)
+        doc = _merge(doc, given, source=str(path))
         source = str(path)
-    return _build(doc, source=source)
+        overridden = frozenset(
+            f"{name}.{key}"
+            for name, table in given.items()
+            if isinstance(table, dict)
+            for key in table
+        )
+    return _build(doc, source=source, overridden=overridden)

@@ -14,19 +14,25 @@ instead, the caller's servers are used as they are, after a reachability check.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from harness.cluster.pooling import Poolers
 from harness.connections import connect
 from harness.dsn import redact
 from harness.errors import InfrastructureError, UsageError
 from harness.load.config import LoadConfig
 from harness.progress import Progress
+
+if TYPE_CHECKING:
+    from harness.cluster.local import LocalCluster
 
 __all__ = ["LoadEnvironment", "check_loopback", "check_reachable", "local_environment"]
 
@@ -38,8 +44,11 @@ class LoadEnvironment:
     baseline_url: str
     target_writer_url: str
     target_reader_url: str | None
-    #: the plan's PgBouncer admin consoles (writer, reader), when the harness started them
     provider: str
+    #: the target's PgBouncer admin consoles (writer, reader), when the harness started them
+    pgbouncer_admin: tuple[str, ...] = ()
+    #: restarts the target's PgBouncers with other settings (local servers only)
+    reconfigure: Callable[[Poolers], None] | None = None
 
 
 def check_loopback(url: str, *, what: str) -> None:
@@ -84,26 +93,30 @@ def local_environment(
     pg_bin: str | None,
     progress: Progress,
     legacy: Path | None = None,
+    migrate_with: Path | None = None,
 ) -> Iterator[LoadEnvironment]:
     """Start both systems on this machine, seed them, migrate the target; stop them after.
 
     ``legacy`` is the plan's own legacy database (a SQL dump or ``pg_dump`` archive,
     as ``harness gate --legacy`` takes); None: the plan's ``legacy``, or else the
-    built-in one at ``scale``.
+    built-in one at ``scale``. ``migrate_with`` is another plan whose steps build the
+    target's layout, for a plan whose own migration fails (the plan as written):
+    its pooling is loaded on the layout the corrected plan builds.
     """
-    from harness.cluster.local import LocalCluster, start_local_cluster
+    from harness.cluster.local import start_local_cluster
     from harness.cluster.pooling import DEFAULT_POOLERS
     from harness.legacy import seed
     from harness.plan import load_plan
     from harness.runner import Runner
 
     plan = load_plan(plan_dir)
+    migration = load_plan(migrate_with) if migrate_with is not None else plan
     legacy = legacy or plan.legacy
-    # The target runs the PgBouncers the plan describes, as the gate does.
+    # The target runs the PgBouncers the plan describes, as the gate does (and the
+    # config's [target] numbers are the plan's: harness.load.planned).
     poolers = plan.pgbouncer or DEFAULT_POOLERS
-    _check_plan_numbers(config, writer=poolers.writer, reader=poolers.reader)
     # Both databases get the name the plan's SQL expects (or the plan's own name).
-    dbname = plan.database or plan.name
+    dbname = migration.database or migration.name
     with contextlib.ExitStack() as stack:
         progress(
             f"starting the baseline: one primary, max_connections {config.baseline.max_connections}"
@@ -131,38 +144,22 @@ def local_environment(
         )
         stack.callback(target.stop)
         seed(target.endpoints.primary, scale=scale, legacy=legacy, create_roles=True)
-        progress(f"migrating the target with plan {plan.name!r}")
-        with Runner(plan, target.endpoints.primary) as runner:
+        progress(f"migrating the target with plan {migration.name!r}")
+        with Runner(migration, target.endpoints.primary) as runner:
             runner.migrate()
-        target.allow_users(plan.layout.roles)
+        target.allow_users(migration.layout.roles)
         target.wait_for_replica()
         yield LoadEnvironment(
             baseline_url=baseline.endpoints.primary,
             target_writer_url=target.endpoints.writer,
             target_reader_url=target.endpoints.reader,
             provider="local",
+            pgbouncer_admin=tuple(target.pgbouncer_admin.values()),
+            reconfigure=functools.partial(_reconfigure, target),
         )
 
 
-def _check_plan_numbers(config: LoadConfig, *, writer: object, reader: object) -> None:
-    """The config's PgBouncer numbers are the ones the local cluster really runs."""
-    t = config.target
-    wanted = {
-        "writer_max_client_conn": (t.writer_max_client_conn, writer, "max_client_conn"),
-        "writer_default_pool_size": (t.writer_default_pool_size, writer, "default_pool_size"),
-        "writer_reserve_pool_size": (t.writer_reserve_pool_size, writer, "reserve_pool_size"),
-        "reader_max_client_conn": (t.reader_max_client_conn, reader, "max_client_conn"),
-        "reader_default_pool_size": (t.reader_default_pool_size, reader, "default_pool_size"),
-        "reader_reserve_pool_size": (t.reader_reserve_pool_size, reader, "reserve_pool_size"),
-    }
-    wrong = [
-        f"{key} = {value} (the cluster runs {getattr(settings, attr)})"
-        for key, (value, settings, attr) in wanted.items()
-        if getattr(settings, attr) != value
-    ]
-    if wrong:
-        raise UsageError(
-            f"{config.source}: [target] {'; '.join(wrong)}: the local cluster runs the plan's "
-            "[pgbouncer] settings; put its numbers here, or compare against your own servers "
-            "with --baseline-url and --target-url"
-        )
+def _reconfigure(cluster: LocalCluster, poolers: Poolers) -> None:
+    """The target's PgBouncers restarted with ``poolers`` (its servers keep running)."""
+    for settings in poolers.both:
+        cluster.bouncers[settings.role].reconfigure(settings)

@@ -11,11 +11,15 @@ from __future__ import annotations
 import datetime
 import html
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.load.capacity import capped_by, limits
+from harness.load.capacity import capped_by, describe_pooling, limits
 from harness.load.compare import CompareOutcome
+from harness.load.confidence import interval
+from harness.load.explain import latency_lines, pooler_lines, side
 from harness.load.results import KINDS, RunResult, reduction
 
 __all__ = ["break_point", "build_report", "closing_note", "write_report"]
@@ -56,7 +60,33 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
         },
         "environment": outcome.environment,
         "config": config.to_json(),
+        "repeat": len(outcome.rounds),
         "architectures": {name: run.to_json() for name, run in outcome.runs.items()},
+        "rounds": [
+            {
+                "round": number,
+                "order": list(results),
+                "architectures": {
+                    name: run.to_json(history=False) for name, run in results.items()
+                },
+                "files": {name: f"round{number}/{name}_stats.csv" for name in results},
+                "pgbouncer": [v.to_json() for v in views],
+                "load_average": busy,
+                "locust_cpu": cores,
+            }
+            for number, (results, views, busy, cores) in enumerate(
+                zip(
+                    outcome.rounds,
+                    outcome.poolers or [[]] * len(outcome.rounds),
+                    outcome.load_average or [{}] * len(outcome.rounds),
+                    outcome.locust_cpu or [{}] * len(outcome.rounds),
+                    strict=True,
+                ),
+                start=1,
+            )
+        ],
+        "cpus": os.cpu_count(),
+        "intervals": _intervals(outcome),
         "reductions": {
             "pool_error_rate": reduction(base.pool_error_rate, target.pool_error_rate),
             "error_rate": reduction(base.error_rate, target.error_rate),
@@ -67,17 +97,11 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
         "targets": [v.to_json() for v in outcome.verdicts],
         "met": not outcome.missed,
         "missed": [v.reason for v in outcome.missed],
+        "exit_code": outcome.exit_code,
+        "pooling": describe_pooling(config),
         "capacity": {
             "limits": [x.to_json() for x in limits(config)],
             "capped_by": [x.describe() for x in capped_by(config, users=config.run.users)],
-        },
-        "files": {
-            name: {
-                "stats": f"{name}_stats.csv",
-                "failures": f"{name}_failures.csv",
-                "history": f"{name}_stats_history.csv",
-            }
-            for name in outcome.runs
         },
     }
     if outcome.sweep:
@@ -111,6 +135,25 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
     report["closing_note"] = closing_note(report)
     report.update(report_page_section(outcome))
     return report
+
+
+def _intervals(outcome: CompareOutcome) -> dict[str, dict[str, Any]]:
+    """Each architecture's per-round numbers: mean and 95 % interval over the rounds."""
+    measures: dict[str, Callable[[RunResult], float | None]] = {
+        "error_rate": lambda r: r.error_rate,
+        "pool_error_rate": lambda r: r.pool_error_rate,
+        "p95_ms": lambda r: r.p95_ms,
+        "succeeded_p95_ms": lambda r: r.succeeded_p95_ms,
+        "requests": lambda r: float(r.requests),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for name in outcome.runs:
+        out[name] = {}
+        for key, measure in measures.items():
+            values = [measure(r[name]) for r in outcome.rounds]
+            known = [float(v) for v in values if v is not None]
+            out[name][key] = interval(known).to_json() if known else None
+    return out
 
 
 def report_page_section(outcome: CompareOutcome) -> dict[str, Any]:
@@ -154,7 +197,8 @@ def _ms(value: float | None) -> str:
 def _describe_run(name: str, run: dict[str, Any]) -> str:
     kinds = ", ".join(f"{k} {n}" for k, n in run["errors_by_kind"].items() if n) or "none"
     return (
-        f"{name}: {run['requests']} requests, {run['error_rate']:.1%} failed (by kind: {kinds}), "
+        f"{name}, all rounds: {run['requests']} requests, {run['error_rate']:.1%} failed "
+        f"(by kind: {kinds}), mean of the rounds' "
         f"p50 {run['p50_ms']:.0f} ms, p95 {run['p95_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms "
         f"(successful requests only: p95 {_ms(run['succeeded_p95_ms'])})"
     )
@@ -162,18 +206,32 @@ def _describe_run(name: str, run: dict[str, Any]) -> str:
 
 def closing_note(report: dict[str, Any]) -> str:
     p = report["parameters"]
+    rounds = report.get("repeat", 1)
     lines = [
-        f"At {p['users']} concurrent instances for {p['duration_s']} s each (seed {p['seed']}):",
+        f"At {p['users']} concurrent instances for {p['duration_s']} s each (seed {p['seed']}), "
+        f"{rounds} round{'s' if rounds != 1 else ''} of baseline then target:",
         _describe_run("baseline", report["architectures"]["baseline"]),
         _describe_run("target", report["architectures"]["target"]),
     ]
-    lines += [t["reason"] for t in report["targets"]]
+    for name, spread in report.get("intervals", {}).items():
+        lines.append(side(name, spread))
+    lines.append("The target's pooling: " + "; ".join(report.get("pooling", [])) + ".")
+    lines += [f"{t['status'].upper()}: {t['reason']}" for t in report["targets"]]
     missed, total = len(report["missed"]), len(report["targets"])
+    code = report.get("exit_code")
     lines.append(
         "The plan's targets are met."
         if report["met"]
-        else f"The plan's targets are NOT met ({missed} of {total} missed)."
+        else f"The plan's targets are NOT met ({missed} of {total} not met"
+        + (
+            "; the rounds could not settle it: run more rounds or a longer duration"
+            if code == 3
+            else ""
+        )
+        + ")."
     )
+    lines += pooler_lines(report)
+    lines += latency_lines(report)
     runs = list(report["architectures"].values())
     runs += [r for results in report.get("sweep", {}).get("results", {}).values() for r in results]
     for run in runs:
@@ -268,7 +326,8 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
         ["kind", *archs], [[k, *(str(archs[a]["errors_by_kind"][k]) for a in archs)] for k in KINDS]
     )
     targets = "".join(
-        f"<li class='{'met' if t['met'] else 'miss'}'>{html.escape(t['reason'])}</li>"
+        f"<li class='{'met' if t['met'] else 'miss'}'>{html.escape(t['status'])}: "
+        f"{html.escape(t['reason'])}</li>"
         for t in report["targets"]
     )
     runs = list(outcome.runs.values())
@@ -280,6 +339,62 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
         f"<ul>{targets}</ul>",
         "<h2>Summary</h2>",
         summary,
+        "<h2>Rounds</h2>",
+        _table(
+            [
+                "round",
+                "architecture",
+                "requests",
+                "error rate",
+                "pool errors",
+                "p95 ms",
+                "p95 ms, successes",
+            ],
+            [
+                [
+                    str(entry["round"]),
+                    name,
+                    str(r["requests"]),
+                    f"{r['error_rate']:.2%}",
+                    str(r["pool_errors"]),
+                    f"{r['p95_ms']:.1f}",
+                    _ms(r["succeeded_p95_ms"]),
+                ]
+                for entry in report["rounds"]
+                for name, r in entry["architectures"].items()
+            ],
+        ),
+        "<h2>PgBouncer's view of the target</h2>",
+        _table(
+            [
+                "round",
+                "console",
+                "pool mode",
+                "most waiting",
+                "maxwait ms",
+                "busy server conns",
+                "avg wait ms",
+                "avg xact ms",
+                "avg query ms",
+            ],
+            [
+                [
+                    str(entry["round"]),
+                    v["console"],
+                    v["pool_mode"] or "?",
+                    str(v["max_cl_waiting"]),
+                    f"{v['max_maxwait_ms']:.0f}",
+                    str(v["max_sv_active"]),
+                    *(
+                        f"{v['averages_ms'].get(k, 0):.2f}"
+                        for k in ("avg_wait_time", "avg_xact_time", "avg_query_time")
+                    ),
+                ]
+                for entry in report["rounds"]
+                for v in entry.get("pgbouncer", [])
+                if v["samples"]
+            ],
+        ),
         "<h2>Errors by kind</h2>",
         kinds,
         "<h2>Latency over time</h2>",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InfrastructureError
+from harness.load.confidence import Interval, judge
 from harness.routing import ErrorKind
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "HistoryPoint",
     "RunResult",
     "Verdict",
+    "pool_rounds",
     "read_run",
     "reduction",
     "verdict",
@@ -196,47 +198,96 @@ def reduction(before: float, after: float) -> float | None:
     return (before - after) / before
 
 
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def pool_rounds(results: list[RunResult]) -> RunResult:
+    """One architecture's rounds as one result: counts summed, percentiles averaged.
+
+    Counts add up exactly (each is Locust's own); a percentile of several runs
+    cannot be rebuilt from their percentiles, so it is the mean of the rounds'
+    (the report gives each round's and the interval beside it). The history is
+    the last round's, for the over-time plots.
+    """
+    if not results:
+        raise ValueError("pool_rounds needs at least one round")
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    errors = {k: sum(r.errors_by_kind[k] for r in results) for k in first.errors_by_kind}
+    operations: dict[str, dict[str, float]] = {}
+    for r in results:
+        for name, op in r.by_operation.items():
+            into = operations.setdefault(name, {"requests": 0, "failures": 0, "p95_ms": 0.0})
+            into["requests"] += op["requests"]
+            into["failures"] += op["failures"]
+            into["p95_ms"] += op["p95_ms"] / len(results)
+    return RunResult(
+        architecture=first.architecture,
+        users=first.users,
+        requests=sum(r.requests for r in results),
+        failures=sum(r.failures for r in results),
+        errors_by_kind=errors,
+        p50_ms=sum(r.p50_ms for r in results) / len(results),
+        p95_ms=sum(r.p95_ms for r in results) / len(results),
+        p99_ms=sum(r.p99_ms for r in results) / len(results),
+        max_ms=max(r.max_ms for r in results),
+        requests_per_s=sum(r.requests_per_s for r in results) / len(results),
+        succeeded_p50_ms=_mean([r.succeeded_p50_ms for r in results]),
+        succeeded_p95_ms=_mean([r.succeeded_p95_ms for r in results]),
+        succeeded_p99_ms=_mean([r.succeeded_p99_ms for r in results]),
+        by_operation=operations,
+        history=results[-1].history,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Verdict:
-    """One success metric: the reduction measured, the one wanted, and whether it holds."""
+    """One success metric over the rounds: its reduction's interval and the status it earns.
+
+    ``status`` is one of :data:`harness.load.confidence.STATUSES`; only "met" meets.
+    """
 
     metric: str
     baseline: float
     target: float
     reduction: float | None
+    interval: Interval | None
     wanted: float
-    met: bool
+    status: str
     reason: str
 
+    @property
+    def met(self) -> bool:
+        return self.status == "met"
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["met"] = self.met
+        out["interval"] = None if self.interval is None else self.interval.to_json()
+        return out
 
 
-def verdict(*, metric: str, baseline: float, target: float, wanted: float, unit: str) -> Verdict:
-    """Met when the target is at least ``wanted`` lower than the baseline.
-
-    With nothing to reduce (a baseline of 0), the target meets it only by being
-    0 too, and the reason says the load never produced what the metric counts.
-    """
-    cut = reduction(baseline, target)
-    if cut is None:
-        met = target <= 0
-        reason = f"the baseline had no {metric} at this load, so no reduction can be measured; " + (
-            "the target had none either" if met else f"the target had {target:.4g}{unit}"
-        )
-    else:
-        met = cut >= wanted
-        reason = (
-            f"{metric}: {baseline:.4g}{unit} -> {target:.4g}{unit}, "
-            f"{'reduced' if cut >= 0 else 'increased'} by {abs(cut):.0%} "
-            f"({'meets' if met else 'misses'} the plan's -{wanted:.0%})"
-        )
+def verdict(
+    *,
+    metric: str,
+    baseline: list[float],
+    target: list[float],
+    wanted: float,
+    unit: str,
+    note: str = "",
+) -> Verdict:
+    """The verdict on one metric from each round's baseline and target value."""
+    judged = judge(metric=metric, baseline=baseline, target=target, wanted=wanted, unit=unit)
     return Verdict(
         metric=metric,
-        baseline=baseline,
-        target=target,
-        reduction=cut,
+        baseline=sum(baseline) / len(baseline),
+        target=sum(target) / len(target),
+        reduction=None if judged.reduction is None else judged.reduction.mean,
+        interval=judged.reduction,
         wanted=wanted,
-        met=met,
-        reason=reason,
+        status=judged.status,
+        reason=judged.reason + note,
     )

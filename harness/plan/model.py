@@ -83,6 +83,9 @@ Layout of a plan directory::
     pg_version = 17                          # the PostgreSQL production runs: the docker
                                              # provider's image (--pg-version overrides);
                                              # the local provider must have that major
+    [application.writer]                     # optional: each instance's own pools (the
+    min_size = 1                             # plan's dbConfig) for harness load; full
+    max_size = 10                            # format: harness/plan/application.py
 
 Names are PostgreSQL identifiers as SQL writes them: unquoted ones are folded to
 lower case, ``"Quoted"`` ones are kept as written (``'"Sales"."Order"'``).
@@ -100,6 +103,7 @@ from typing import Any
 
 from harness.cluster.pooling import Poolers
 from harness.errors import PlanError
+from harness.plan.application import ApplicationPools, check_against_poolers, parse_application
 from harness.plan.data_changes import DataChange, parse_data_changes
 from harness.plan.pgbouncer import parse_pgbouncer, refuse_statement_pooling
 from harness.plan.sqltext import Statement, split_statements
@@ -130,6 +134,7 @@ _TOP_LEVEL = frozenset(
         "pgbouncer",
         "data_changes",
         "cluster",
+        "application",
     }
 )
 _SEVERITIES = ("warn", "fail")
@@ -225,6 +230,7 @@ class Plan:
     keeps_roles: tuple[str, ...] = ()  # roles the rollback leaves behind on purpose
     compatibility_views: str = "warn"  # or "fail": code reaching tables only through them
     pgbouncer: Poolers | None = None  # None: the plan leaves the poolers at the defaults
+    application: ApplicationPools | None = None  # None: the load config's [target] pools
     legacy: Path | None = None  # the dump it is gated against; None: the built-in database
     data_changes: tuple[DataChange, ...] = ()  # row changes steps make on purpose
     pg_version: int | None = None  # [cluster] pg_version: the PostgreSQL major it runs on
@@ -492,6 +498,8 @@ def load_plan(directory: str | Path) -> Plan:
     pg_version = cluster.get("pg_version")
     if pg_version is not None and (isinstance(pg_version, bool) or not isinstance(pg_version, int)):
         raise PlanError(f"{toml_path}: [cluster] pg_version is a PostgreSQL major, like 17")
+    application = parse_application(doc.get("application"), toml_path=toml_path)
+    check_against_poolers(application, pgbouncer, toml_path=toml_path)
     return Plan(
         name=name,
         directory=directory,
@@ -512,6 +520,7 @@ def load_plan(directory: str | Path) -> Plan:
         ),
         compatibility_views=str(severity),
         pgbouncer=pgbouncer,
+        application=application,
         legacy=_legacy(doc.get("legacy"), directory=directory, toml_path=toml_path),
         data_changes=parse_data_changes(
             doc.get("data_changes"),

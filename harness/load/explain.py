@@ -1,0 +1,100 @@
+"""The closing note's sentences about spread and cause: each side over the rounds,
+PgBouncer's own view of the target, and, when the latency target is not met, what the
+measurements say dominates the target's latency on this machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["latency_lines", "pooler_lines", "side"]
+
+
+def side(name: str, spread: dict[str, Any]) -> str:
+    parts = []
+    for key, label, percent in (
+        ("error_rate", "error rate", True),
+        ("succeeded_p95_ms", "successful requests' p95", False),
+        ("p95_ms", "all requests' p95", False),
+    ):
+        value = spread.get(key)
+        if value is not None:
+            parts.append(f"{label} {_spread(value, percent=percent)}")
+    return f"{name} over the rounds: " + "; ".join(parts)
+
+
+def _spread(value: dict[str, Any], *, percent: bool) -> str:
+    def show(x: float) -> str:
+        return f"{x:.1%}" if percent else f"{x:.3g} ms"
+
+    if value["low"] is None:
+        return show(value["mean"])
+    return f"{show(value['mean'])} ({show(value['low'])} to {show(value['high'])})"
+
+
+def pooler_lines(report: dict[str, Any]) -> list[str]:
+    """PgBouncer's own view of the target: did clients queue for a server connection?"""
+    lines = []
+    for entry in report["rounds"]:
+        for view in entry.get("pgbouncer", []):
+            if view["error"] or not view["samples"]:
+                continue
+            avg = view["averages_ms"]
+            lines.append(
+                f"PgBouncer {view['console']}, round {entry['round']}: at most "
+                f"{view['max_cl_waiting']} clients waiting (maxwait {view['max_maxwait_ms']:.0f} "
+                f"ms), {view['max_sv_active']} server connections busy at once; averages: wait "
+                f"{avg.get('avg_wait_time', 0):.2f} ms, transaction "
+                f"{avg.get('avg_xact_time', 0):.2f} ms, query {avg.get('avg_query_time', 0):.2f} ms"
+            )
+    return lines
+
+
+def latency_lines(report: dict[str, Any]) -> list[str]:
+    """When the latency target is not met: what the measurements say dominates it.
+
+    PgBouncer times the part of a transaction it sees (queued for a server
+    connection, on the server); the rest of a request's time is outside it (the
+    client, the extra hop, CPU scheduling); the load average says how many
+    processes wanted the cores meanwhile.
+    """
+    latency = next((t for t in report["targets"] if "latency" in t["metric"]), None)
+    if latency is None or latency["met"]:
+        return []
+    target = report["architectures"]["target"]
+    views = [v for e in report["rounds"] for v in e.get("pgbouncer", []) if v["samples"]]
+    lines = []
+    if views:
+
+        def mean(key: str) -> float:
+            return float(sum(v["averages_ms"].get(key, 0.0) for v in views)) / len(views)
+
+        wait, xact, query = mean("avg_wait_time"), mean("avg_xact_time"), mean("avg_query_time")
+        p50 = target["succeeded_p50_ms"] or target["p50_ms"]
+        lines.append(
+            f"What the target's latency is made of (PgBouncer's averages over both poolers and "
+            f"the rounds): {wait:.2f} ms queued for a server connection, {xact:.2f} ms per "
+            f"transaction on the server of which {query:.2f} ms in queries; the target's "
+            f"median successful request took {p50:.2f} ms, so about "
+            f"{max(0.0, p50 - wait - xact):.2f} ms of it was outside PgBouncer's pool and "
+            "the server (the client, the extra hop, waiting for a core)."
+        )
+    busy = [x for e in report["rounds"] for x in e.get("load_average", {}).values()]
+    cpus = report.get("cpus") or 0
+    if busy and cpus:
+        lines.append(
+            f"The machine's 1-minute load average at the end of the runs was "
+            f"{min(busy):.1f} to {max(busy):.1f} on {cpus} cores: the primary, the replica, "
+            "both PgBouncers and Locust (and any other job) shared them, so a hop through a "
+            "pooler costs a wait for a core that separate machines would not."
+        )
+    for name in ("baseline", "target"):
+        used = [e.get("locust_cpu", {}).get(name) for e in report["rounds"]]
+        known = [u for u in used if u is not None]
+        if known:
+            lines.append(
+                f"Locust used {min(known):.2f} to {max(known):.2f} cores during the {name}'s "
+                "runs (one process serves every instance on at most one core: near 1.0, the "
+                "load generator itself was saturated and requests waited for it)."
+            )
+    return lines

@@ -1,0 +1,115 @@
+"""PgBouncer's own view of a run: how long clients waited for a server connection.
+
+Locust sees a request's whole time; PgBouncer knows which part of it was spent
+queued for a server connection (``SHOW POOLS``: ``cl_waiting``, ``maxwait``) and
+how long its transactions and queries took on the server (``SHOW STATS``:
+``avg_wait_time``, ``avg_xact_time``, ``avg_query_time``, in microseconds). So
+while the target runs, a thread of this process samples each PgBouncer's admin
+console once a second; the report shows the worst queue and the last averages,
+which say whether a slow target waits in the pooler or somewhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from harness.connections import Conn, bounded, connect
+from harness.dsn import redact
+
+__all__ = ["PoolerView", "sample_poolers"]
+
+#: seconds between two samples
+INTERVAL = 1.0
+#: SHOW STATS' averages (microseconds) the report keeps
+AVERAGES = ("avg_wait_time", "avg_xact_time", "avg_query_time")
+
+
+@dataclass(kw_only=True)
+class PoolerView:
+    """The worst and the last of one PgBouncer's numbers over a run (times in ms)."""
+
+    console: str
+    samples: int = 0
+    max_cl_waiting: int = 0
+    max_cl_active: int = 0
+    max_sv_active: int = 0
+    max_maxwait_ms: float = 0.0
+    averages_ms: dict[str, float] = field(default_factory=dict)
+    #: the pool mode PgBouncer reports for the application's pools (what really ran)
+    pool_mode: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "console": self.console,
+            "samples": self.samples,
+            "max_cl_waiting": self.max_cl_waiting,
+            "max_cl_active": self.max_cl_active,
+            "max_sv_active": self.max_sv_active,
+            "max_maxwait_ms": self.max_maxwait_ms,
+            "averages_ms": dict(self.averages_ms),
+            "pool_mode": self.pool_mode,
+            "error": self.error,
+        }
+
+
+def _rows(conn: Conn, query: str) -> list[dict[str, Any]]:
+    with bounded(conn, timeout=5.0):
+        # prepare=False: PgBouncer's admin console speaks only the simple query protocol
+        cur = conn.execute(query, prepare=False)
+        names = [c.name for c in cur.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _sample(conn: Conn, view: PoolerView) -> None:
+    # The harness's own pools (the pgbouncer admin database) are not the application's.
+    pools = [p for p in _rows(conn, "SHOW POOLS") if p.get("database") != "pgbouncer"]
+    stats = [s for s in _rows(conn, "SHOW STATS") if s.get("database") != "pgbouncer"]
+    view.samples += 1
+    view.max_cl_waiting = max(view.max_cl_waiting, sum(int(p["cl_waiting"]) for p in pools))
+    view.max_cl_active = max(view.max_cl_active, sum(int(p["cl_active"]) for p in pools))
+    view.max_sv_active = max(view.max_sv_active, sum(int(p["sv_active"]) for p in pools))
+    for pool in pools:
+        view.pool_mode = str(pool.get("pool_mode") or view.pool_mode or "") or None
+        wait = int(pool["maxwait"]) * 1000 + int(pool.get("maxwait_us") or 0) / 1000
+        view.max_maxwait_ms = max(view.max_maxwait_ms, wait)
+    busiest = max(stats, key=lambda s: int(s.get("total_xact_count") or 0), default=None)
+    if busiest is not None:
+        view.averages_ms = {k: int(busiest[k]) / 1000 for k in AVERAGES if k in busiest}
+
+
+def _watch(dsn: str, view: PoolerView, stop: threading.Event) -> None:
+    try:
+        with connect(dsn, timeout=5.0, application_name="pgcutover_load_view") as conn:
+            while True:
+                _sample(conn, view)
+                if stop.wait(INTERVAL):
+                    _sample(conn, view)  # the averages as the run ended
+                    return
+    except psycopg.Error as exc:
+        view.error = redact(str(exc)).strip() or type(exc).__name__
+
+
+@contextlib.contextmanager
+def sample_poolers(consoles: Sequence[str]) -> Iterator[list[PoolerView]]:
+    """Sample each admin console while the block runs; the views are complete after it."""
+    views = [PoolerView(console=redact(dsn)) for dsn in consoles]
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_watch, args=(dsn, view, stop), daemon=True)
+        for dsn, view in zip(consoles, views, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield views
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15.0)
