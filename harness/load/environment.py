@@ -97,8 +97,8 @@ def local_environment(
     from harness.plan import load_plan
     from harness.runner import Runner
 
-    plan = load_plan(plan_dir)
-    legacy = legacy or plan.legacy
+    plan = load_plan(plan_dir, legacy=legacy)
+    legacy = plan.legacy
     # The target runs the PgBouncers the plan describes, as the gate does.
     poolers = plan.pgbouncer or DEFAULT_POOLERS
     _check_plan_numbers(config, writer=poolers.writer, reader=poolers.reader)
