@@ -189,6 +189,7 @@ def verify_database(
                 plan.privileges,
                 login=login,
                 must_log_in=_logins_kept_from(plan, baseline),
+                before=baseline,
             )
         )
         if baseline is not None:

@@ -171,6 +171,22 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "a trigger that raises on every INSERT into a table the application inserts into",
+        "privileges.tried",
+        "kct_app may INSERT on tenant_kct.order_items, but a trigger items_frozen on "
+        "tenant_kct.order_items (function items_frozen) raises: order items are frozen",
+        _step(
+            7,
+            "freeze_items",
+            up="CREATE FUNCTION tenant_kct.items_frozen() RETURNS trigger LANGUAGE plpgsql\n"
+            "    AS $$ BEGIN RAISE EXCEPTION 'order items are frozen'; END $$;\n"
+            "CREATE TRIGGER items_frozen BEFORE INSERT ON tenant_kct.order_items\n"
+            "    FOR EACH ROW EXECUTE FUNCTION tenant_kct.items_frozen();\n",
+            down="DROP TRIGGER items_frozen ON tenant_kct.order_items;\n"
+            "DROP FUNCTION tenant_kct.items_frozen();\n",
+        ),
+    ),
+    Defect(
         "CONNECT taken from PUBLIC, given back to one role (seen only by logging in)",
         "privileges.tried",
         "kct_readonly cannot log in through the PgBouncer writer: ",
