@@ -32,7 +32,6 @@ from harness.invariants import (
     check_foreign_keys,
     check_grants,
     check_layout,
-    check_new_sessions,
     check_roles_created,
     check_same,
     check_sequences,
@@ -41,6 +40,7 @@ from harness.invariants import (
     probe_privileges,
 )
 from harness.invariants.acting import Login, LoginFor
+from harness.invariants.new_sessions import check_new_sessions_as_roles
 from harness.invariants.roles import left_without_login
 from harness.lint import lint_plan
 from harness.plan import Plan
@@ -202,12 +202,7 @@ def verify_database(
                 compatibility_views=plan.compatibility_views,
             )
         )
-    out.add(
-        check_new_sessions(
-            new_session_dsn or endpoints.primary,
-            default_queries(plan.layout.tables, plan.session_queries, catalog=after),
-        )
-    )
+    out.add(check_new_sessions_as_roles(plan, after, harness_dsn=endpoints.primary, login=login))
     if wait_for_replica is not None:
         wait_for_replica()
         out.add(

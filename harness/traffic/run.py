@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
+from harness.invariants.new_sessions import heaviest_reader
 from harness.invariants.result import Check
 from harness.plan import Plan
 from harness.plan.workload import Workload, simple_workload
@@ -104,11 +105,7 @@ class TrafficRun:
     @property
     def session_role(self) -> str | None:
         """The role the ``sessions.*`` checks log in as: the one that reads the most."""
-        reads: dict[str, int] = {}
-        for q in self.workload.queries:
-            if q.role is not None and q.kind == "read":
-                reads[q.role] = reads.get(q.role, 0) + q.weight
-        return max(sorted(reads), key=lambda r: reads[r]) if reads else None
+        return heaviest_reader(self.workload)
 
     def session_login(self, path: str) -> str:
         """A DSN for ``path`` (primary, replica, writer, reader) as :attr:`session_role`."""
