@@ -180,7 +180,7 @@ def verify_database(
         out.add(check_layout(plan.layout, after, conn))
         if baseline is not None:
             out.add(check_data(plan.layout, mask(baseline), mask(after), conn))
-            out.add(check_table_parts(plan.layout, baseline, after))
+            out.add(check_table_parts(plan.layout, baseline, after, conn))
             out.add(check_sequences(plan.layout, baseline, after))
         out.add(check_foreign_keys(conn))
         out.add(
