@@ -355,7 +355,9 @@ def check_table_parts(
     migrated database) it says whether today's rows violate it. A table the layout
     does not list that is gone or moved is named too.
     """
-    offenders, added = [], []
+    offenders: list[str] = []
+    added: list[str] = []
+    triggers: list[str] = []
     renames = _renames(before, after)
     for qualified in sorted(before.tables):
         target = _counterpart(layout, before, after, qualified)
@@ -369,8 +371,8 @@ def check_table_parts(
             offenders.append(f"`{target}`: {key} is gone")
         # An added trigger is named: whether it lets the application's writes through
         # is tried by privileges.tried's probes (and the traffic), not read here.
-        added += [
-            f"`{target}` {key}"
+        triggers += [
+            f"{key.removeprefix('trigger ')} on {target}"
             for key in sorted(now.keys() - was.keys())
             if key.startswith("trigger ")
         ]
@@ -399,10 +401,14 @@ def check_table_parts(
                 continue
             offenders.append(f"`{target}`: {key} changed from {was[key]} to {now[key]}")
     gained = (
-        f"; added or widened (no value or write of today's affected): {', '.join(added)}"
+        f"; columns added or widened, no value or write of today's affected: {', '.join(added)}"
         if added
         else ""
     )
+    if triggers:
+        gained += "; triggers added (privileges.tried tries writes through them): " + ", ".join(
+            triggers
+        )
     return Check.of(
         "tables.intact",
         offenders=offenders,
