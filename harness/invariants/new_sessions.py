@@ -39,6 +39,7 @@ from harness.plan.workload import Workload, WorkloadQuery
 __all__ = ["RoleQueries", "check_new_sessions_as_roles", "heaviest_reader", "role_queries"]
 
 HARNESS = "the harness"
+REFUSED = "refused: "
 
 
 class _Unknown(dict[str, Any]):
@@ -102,7 +103,9 @@ def role_queries(
 
 
 def _failure(exc: psycopg.Error) -> str:
-    return (exc.diag.message_primary or str(exc)).strip()
+    message = (exc.diag.message_primary or str(exc)).strip()
+    # A refusal for lack of a privilege is privileges.tried's to judge against the rules.
+    return f"{REFUSED}{message}" if exc.sqlstate == "42501" else message
 
 
 def _params(conn: Conn, q: WorkloadQuery) -> dict[str, Any]:
@@ -166,6 +169,7 @@ def check_new_sessions_as_roles(
     workload = plan.workload or Workload(queries=())
     everyone = role_queries(plan, workload, after, session_role=heaviest_reader(workload))
     offenders: list[str] = []
+    refused: list[str] = []
     done: list[str] = []
     harness = RoleQueries(None)
     for queries in everyone:
@@ -180,12 +184,24 @@ def check_new_sessions_as_roles(
             continue
         path, failures = opened
         done.append(f"{queries.role}: {queries.count} (search_path {path})")
-        offenders += [f"as {queries.role}, search_path {path}: `{t}`: {m}" for t, m in failures]
+        refused += [m for _, m in failures if m.startswith(REFUSED)]
+        offenders += [
+            f"as {queries.role}, search_path {path}: `{t}`: {m}"
+            for t, m in failures
+            if not m.startswith(REFUSED)
+        ]
     if harness.count:
         path, failures = _session(harness_dsn, harness) or ("?", [("", "cannot log in")])
+        refused += [m for _, m in failures if m.startswith(REFUSED)]
+        failures = [(t, m) for t, m in failures if not m.startswith(REFUSED)]
         done.append(f"{HARNESS}: {harness.count} (search_path {path})")
         offenders += [f"as {HARNESS}, search_path {path}: `{t}`: {m}" for t, m in failures]
     count = sum(q.count for q in everyone)
+    if refused:
+        done.append(
+            f"{len(refused)} refused for lack of a privilege, which privileges.tried judges "
+            "against the plan's rules"
+        )
     return Check.of(
         "sessions.new_sessions_work",
         offenders=offenders,
