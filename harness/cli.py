@@ -180,7 +180,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     if args.migrated and args.plan is None:
         raise UsageError("--migrated applies a plan: give it with --plan DIR")
-    plan = load_plan(args.plan) if args.plan is not None else None
+    plan = load_plan(args.plan, legacy=args.legacy) if args.plan is not None else None
     docker = docker_options(args, plan)
     with start_cluster(
         args.provider,
@@ -224,7 +224,7 @@ def _emit(check: Check) -> None:
 
 
 def _plan(args: argparse.Namespace) -> Plan:
-    return load_plan(args.plan)
+    return load_plan(args.plan, legacy=getattr(args, "legacy", None))
 
 
 def cmd_gate(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ __all__ = [
     "ReportError",
     "RunInProgress",
     "StepFailed",
+    "ToolFailed",
     "UsageError",
 ]
 
@@ -48,6 +49,11 @@ class ReportError(UsageError):
 
 class InfrastructureError(HarnessError):
     """Something the harness needs is missing or refused to work."""
+
+
+class ToolFailed(InfrastructureError):
+    """A program the gate runs (squawk) crashed or printed no report: its silence is no
+    verdict."""
 
 
 class ConnectionFailed(InfrastructureError, psycopg.OperationalError):

@@ -33,7 +33,6 @@ from harness.invariants import (
     check_foreign_keys,
     check_grants,
     check_layout,
-    check_new_sessions,
     check_roles_created,
     check_same,
     check_sequences,
@@ -42,6 +41,7 @@ from harness.invariants import (
     probe_privileges,
 )
 from harness.invariants.acting import Login, LoginFor
+from harness.invariants.new_sessions import check_new_sessions_as_roles
 from harness.invariants.not_run import LoginsTried, not_run_in_gate, not_run_in_verify
 from harness.invariants.prepared import PreparedStatements
 from harness.invariants.roles import left_without_login
@@ -172,7 +172,6 @@ def verify_database(
     emit: Emit,
     report: GateReport,
     accounting: Accounting | None = None,
-    new_session_dsn: str | None = None,
     login: LoginFor | None = None,
 ) -> Fingerprint:
     """The checks of a migrated database; those needing a baseline run only with one.
@@ -190,7 +189,7 @@ def verify_database(
             account = accounting or Accounting()
             data = check_data(plan.layout, *account.align(baseline, after), conn)
             out.add(account.judge(data, window="migrate"))
-            out.add(check_table_parts(plan.layout, baseline, after))
+            out.add(check_table_parts(plan.layout, baseline, after, conn))
             out.add(check_sequences(plan.layout, baseline, after))
         out.add(check_foreign_keys(conn))
         out.add(
@@ -199,6 +198,7 @@ def verify_database(
                 plan.privileges,
                 login=(tried := LoginsTried(login)),
                 must_log_in=_logins_kept_from(plan, baseline),
+                before=baseline,
             )
         )
         if baseline is not None:
@@ -211,12 +211,7 @@ def verify_database(
                 compatibility_views=plan.compatibility_views,
             )
         )
-    out.add(
-        check_new_sessions(
-            new_session_dsn or endpoints.primary,
-            default_queries(plan.layout.tables, plan.session_queries, catalog=after),
-        )
-    )
+    out.add(check_new_sessions_as_roles(plan, after, harness_dsn=endpoints.primary, login=login))
     if wait_for_replica is not None:
         wait_for_replica()
         out.add(
@@ -379,7 +374,6 @@ def gate_database(
                         emit=emit,
                         report=report,
                         accounting=run.accounting,
-                        new_session_dsn=run.new_session_dsn,
                         login=_traffic_login(run, login),
                     )
                 progress("rolling back")

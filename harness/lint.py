@@ -9,7 +9,9 @@ the runner does what they ask for every step: it sets ``lock_timeout`` and
 Advice is grouped by rule (how many statements, in which files), so a safe plan
 reads in a few lines; the report file keeps every statement. Without squawk the
 check warns; in CI (``CI=true``) it fails, since there a missing tool is a
-broken pipeline, not a choice.
+broken pipeline, not a choice. A squawk that crashes (another exit status than
+its own 0 and 1, or no report at all) warns too, and in CI stops the gate with
+exit 2: an empty report from a crash is not "nothing to warn about".
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ToolFailed
 from harness.invariants.result import Check
 from harness.plan import Plan
 
@@ -44,6 +47,36 @@ def _missing() -> Check:
     reason = "squawk is not installed, so the plan's SQL was not linted (pip install squawk-cli)"
     if _in_ci():
         return Check("lint.squawk", "fail", f"{reason}; CI=true requires it")
+    return Check("lint.squawk", "warn", reason)
+
+
+def _report(
+    done: subprocess.CompletedProcess[str], *, files: list[str]
+) -> list[dict[str, Any]] | Check:
+    """Squawk's findings, or what to say when it gave none it can be taken at.
+
+    Squawk prints a JSON list, ``[]`` when it has nothing to say, and exits 1 when
+    a finding is an error (a statement it cannot parse). Empty output, output that
+    is not a list, or another exit status means it crashed: that is not "nothing
+    to warn about". In CI it stops the gate (exit 2); elsewhere it warns.
+    """
+    findings: object = None
+    if done.stdout.strip():
+        try:
+            findings = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            findings = None
+    if isinstance(findings, list) and (done.returncode == 0 or (done.returncode == 1 and findings)):
+        return [f for f in findings if isinstance(f, dict)]
+    what = "printed nothing" if not done.stdout.strip() else "printed no readable report"
+    said = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    stderr = said[0][:200] if said else "nothing on stderr"
+    reason = (
+        f"squawk exited {done.returncode} and {what} for {len(files)} files, so the plan's "
+        f"SQL was not linted ({stderr}); run squawk on the files to see why, or upgrade it"
+    )
+    if _in_ci():
+        raise ToolFailed(f"{reason}; CI=true requires a working squawk")
     return Check("lint.squawk", "warn", reason)
 
 
@@ -76,10 +109,9 @@ def lint_plan(plan: Plan) -> Check:
          "--exclude", ",".join(HANDLED_BY_RUNNER), *files],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
-    try:
-        findings = json.loads(done.stdout or "[]")
-    except json.JSONDecodeError:
-        return Check("lint.squawk", "warn", f"squawk gave no readable report: {done.stderr[:200]}")
+    findings = _report(done, files=files)
+    if isinstance(findings, Check):
+        return findings
     labels, listing = [], []
     for f in findings:
         where = Path(f["file"])

@@ -138,6 +138,30 @@ def test_up_with_a_migrated_plan_serves_the_target_to_the_plans_roles() -> None:
     assert row == ("kct_app", 3369)
 
 
+def test_legacy_on_the_command_line_wins_over_the_plans_missing_dump(tmp_path: Path) -> None:
+    """A plan copied without its ``legacy =`` dump is gated on the one ``--legacy`` names."""
+    plans = Path(__file__).resolve().parent.parent / "plans"
+    copy = tmp_path / "chinook"
+    shutil.copytree(plans / "chinook", copy, ignore=shutil.ignore_patterns("legacy.sql"))
+    dump = tmp_path / "chinook.sql"
+    shutil.copyfile(plans / "chinook" / "legacy.sql", dump)
+    with subprocess.Popen(
+        [*HARNESS, "up", "--plan", str(copy), "--legacy", str(dump)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            env = _printed_dsns(proc)
+            with psycopg.connect(env["PRIMARY_URL"], autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM public.track").fetchone()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert row is not None
+    assert row[0] > 0
+
+
 def test_migrated_without_a_plan_is_refused() -> None:
     done = _run("up", "--migrated")
     assert done.returncode == 2

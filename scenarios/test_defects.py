@@ -151,6 +151,42 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "the application's role created without LOGIN, beside a statement built at run time",
+        "roles.created",
+        "`kct_app`: the plan leaves it without LOGIN",
+        (
+            Edit(
+                "up/001_create_roles_and_schemas.sql",
+                "CREATE ROLE kct_app LOGIN;",
+                "CREATE ROLE kct_app;",
+            ),
+            # One EXECUTE whose text only the server knows: it once made every finding
+            # of roles.created a warning, this one included.
+            *_step(
+                7,
+                "dynamic",
+                up="DO $$ BEGIN EXECUTE (SELECT 'SELECT 1'); END $$;\n",
+                down="SELECT 1;\n",
+            ),
+        ),
+    ),
+    Defect(
+        "a trigger that raises on every INSERT into a table the application inserts into",
+        "privileges.tried",
+        "kct_app may INSERT on tenant_kct.order_items, but a trigger items_frozen on "
+        "tenant_kct.order_items (function items_frozen) raises: order items are frozen",
+        _step(
+            7,
+            "freeze_items",
+            up="CREATE FUNCTION tenant_kct.items_frozen() RETURNS trigger LANGUAGE plpgsql\n"
+            "    AS $$ BEGIN RAISE EXCEPTION 'order items are frozen'; END $$;\n"
+            "CREATE TRIGGER items_frozen BEFORE INSERT ON tenant_kct.order_items\n"
+            "    FOR EACH ROW EXECUTE FUNCTION tenant_kct.items_frozen();\n",
+            down="DROP TRIGGER items_frozen ON tenant_kct.order_items;\n"
+            "DROP FUNCTION tenant_kct.items_frozen();\n",
+        ),
+    ),
+    Defect(
         "CONNECT taken from PUBLIC, given back to one role (seen only by logging in)",
         "privileges.tried",
         "kct_readonly cannot log in through the PgBouncer writer: ",
@@ -189,6 +225,21 @@ DEFECTS = (
             "quiet_orders",
             up="ALTER TABLE tenant_kct.orders DISABLE TRIGGER orders_set_updated_at;\n",
             down="ALTER TABLE tenant_kct.orders ENABLE TRIGGER orders_set_updated_at;\n",
+        ),
+    ),
+    Defect(
+        "a CHECK made NOT VALID (dropped and added back without validation)",
+        "tables.intact",
+        "`tenant_kct.order_items`: constraint order_items_quantity_check was made NOT VALID: "
+        "today's rows satisfy it",
+        _step(
+            7,
+            "recheck_items",
+            up="ALTER TABLE tenant_kct.order_items DROP CONSTRAINT order_items_quantity_check;\n"
+            "ALTER TABLE tenant_kct.order_items ADD CONSTRAINT order_items_quantity_check\n"
+            "    CHECK (quantity > 0) NOT VALID;\n",
+            down="ALTER TABLE tenant_kct.order_items\n"
+            "    VALIDATE CONSTRAINT order_items_quantity_check;\n",
         ),
     ),
     Defect(
@@ -268,6 +319,10 @@ HARMLESS = (
         "    FOREIGN KEY (customer_id) REFERENCES tenant_kct.customers (id)\n"
         "    ON DELETE RESTRICT NOT VALID;\n"
         "ALTER TABLE tenant_kct.orders VALIDATE CONSTRAINT orders_customer_id_fkey;\n"
+        # A CHECK added without a long lock: NOT VALID, then validated in the same step.
+        "ALTER TABLE tenant_kct.order_items ADD CONSTRAINT order_items_discount_check\n"
+        "    CHECK (discount >= 0) NOT VALID;\n"
+        "ALTER TABLE tenant_kct.order_items VALIDATE CONSTRAINT order_items_discount_check;\n"
         # A trigger disabled for a bulk fix, and enabled again in the same step.
         "ALTER TABLE tenant_kct.orders DISABLE TRIGGER orders_set_updated_at;\n"
         "ALTER TABLE tenant_kct.orders ENABLE TRIGGER orders_set_updated_at;\n"
@@ -279,6 +334,7 @@ HARMLESS = (
             + STOCK.replace("FROM product_variants", "FROM tenant_shared.product_variants")
         ),
         down="ALTER TABLE audit.audit_log ALTER COLUMN actor DROP DEFAULT;\n"
+        "ALTER TABLE tenant_kct.order_items DROP CONSTRAINT order_items_discount_check;\n"
         + STOCK_BODY.format(body="    " + STOCK),
     ),
     # A materialized view created empty, then filled before the step ends.
@@ -352,6 +408,32 @@ def test_harmless_counterparts_pass_every_check(
     report = run_gate(plan, cluster, legacy_database.endpoints, tmp_path, traffic=mode == "traffic")
     assert failed(report) == {}
     assert [c.name for c in report.checks if c.verdict == "warn"] == ["lint.squawk"]
+
+
+def test_a_check_added_not_valid_that_rows_violate_is_named_twice(
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    """Today's rows break it: tables.intact says so (validated in a scratch transaction),
+    and the application's UPDATE of a row, tried as its role, is stopped by it."""
+    edits = _step(
+        7,
+        "bulk_only",
+        up="ALTER TABLE tenant_kct.order_items ADD CONSTRAINT order_items_bulk_only\n"
+        "    CHECK (quantity > 1000) NOT VALID;\n",
+        down="ALTER TABLE tenant_kct.order_items DROP CONSTRAINT order_items_bulk_only;\n",
+    )
+    found = _gate(edits, cluster, legacy_database, tmp_path)
+    assert set(found) == {"tables.intact", "privileges.tried"}, found
+    assert (
+        "`tenant_kct.order_items`: constraint order_items_bulk_only was added NOT VALID and "
+        'never validated: today\'s rows violate it (check constraint "order_items_bulk_only" '
+        'of relation "order_items" is violated by some row)'
+    ) in found["tables.intact"]
+    assert (
+        "kct_app may UPDATE on tenant_kct.order_items, but a constraint order_items_bulk_only "
+        "of tenant_kct.order_items, added by the migration, stops it: new row for relation "
+        '"order_items" violates check constraint "order_items_bulk_only"'
+    ) in found["privileges.tried"], found["privileges.tried"]
 
 
 def test_replica_that_stopped_replaying_fails_the_replica_check(

@@ -423,3 +423,15 @@ def test_missing_legacy_dump_names_the_path_and_the_fix(tmp_path: Path) -> None:
     message = _plan_error(directory)
     assert str(directory / "gone.sql") in message
     assert "relative to the plan's directory" in message
+
+
+def test_legacy_given_on_the_command_line_wins_over_a_missing_plan_dump(tmp_path: Path) -> None:
+    """``--legacy`` names the dump to use: the plan's own, missing here, is not needed."""
+    directory = _write_plan(tmp_path, toml=MINIMAL_TOML + 'legacy = "gone.sql"\n')
+    given = tmp_path / "elsewhere.sql"
+    given.write_text("CREATE TABLE t (id int);\n")
+    assert load_plan(directory, legacy=given).legacy == given
+    # Its form is still the plan's to get right.
+    (directory / "plan.toml").write_text(MINIMAL_TOML + "legacy = 3\n")
+    with pytest.raises(PlanError, match="names the plan's legacy dump"):
+        load_plan(directory, legacy=given)

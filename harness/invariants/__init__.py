@@ -2,10 +2,11 @@
 
 from harness.invariants.dependencies import check_dependencies
 from harness.invariants.grants import check_grants
+from harness.invariants.new_sessions import check_new_sessions_as_roles
 from harness.invariants.privileges import probe_privileges
 from harness.invariants.result import Check, Verdict
 from harness.invariants.roles import check_roles_created
-from harness.invariants.sessions import OldSessions, check_new_sessions, default_queries
+from harness.invariants.sessions import OldSessions, default_queries
 from harness.invariants.structure import (
     check_data,
     check_foreign_keys,
@@ -25,7 +26,7 @@ __all__ = [
     "check_foreign_keys",
     "check_grants",
     "check_layout",
-    "check_new_sessions",
+    "check_new_sessions_as_roles",
     "check_roles_created",
     "check_same",
     "check_sequences",

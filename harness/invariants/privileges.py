@@ -30,6 +30,7 @@ is rolled back:
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -38,14 +39,15 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
+from harness.catalog import Fingerprint
 from harness.connections import Conn
 from harness.invariants.acting import LoginFor, RoleSession, RoleSessions
 from harness.invariants.result import Check
 from harness.plan import PrivilegeRule
 
-__all__ = ["Attempt", "probe_privileges"]
+__all__ = ["Attempt", "Known", "probe_privileges"]
 
-Outcome = Literal["allowed", "refused", "not applicable"]
+Outcome = Literal["allowed", "refused", "not applicable", "blocked"]
 _probe_ids = itertools.count(1)
 # pg_relation_is_updatable's bits: 1 << CMD_UPDATE, 1 << CMD_INSERT, 1 << CMD_DELETE.
 _UPDATABLE_BIT = {"UPDATE": 4, "INSERT": 8, "DELETE": 16}
@@ -75,6 +77,7 @@ class Target:
     updatable: int  # pg_relation_is_updatable(oid, true)
     column: str | None  # a column an UPDATE may set
     has_row: bool
+    triggers: tuple[tuple[str, str], ...] = ()  # (trigger, its function's name)
 
     @property
     def qualified(self) -> str:
@@ -91,7 +94,10 @@ SELECT n.nspname, c.relname, c.relkind::text, pg_relation_is_updatable(c.oid, tr
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
            AND a.attgenerated = '' AND a.attidentity <> 'a'
            AND (c.relkind NOT IN ('v', 'f') OR pg_column_is_updatable(c.oid, a.attnum, true))
-         ORDER BY a.attnum LIMIT 1)
+         ORDER BY a.attnum LIMIT 1),
+       array(SELECT array[t.tgname::text, p.proname::text] FROM pg_trigger t
+               JOIN pg_proc p ON p.oid = t.tgfoid
+              WHERE t.tgrelid = c.oid AND NOT t.tgisinternal ORDER BY t.tgname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = %s AND (%s::text IS NULL OR c.relname = %s)
    AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
@@ -109,7 +115,8 @@ def _relations(conn: Conn, schema: str, name: str | None) -> list[Target]:
             row = conn.execute(query).fetchone()
             has_row = bool(row and row[0])
         column = None if r[4] is None else str(r[4])
-        targets.append(Target(schema_, name_, kind, int(str(r[3])), column, has_row))
+        triggers = tuple((str(t[0]), str(t[1])) for t in r[5]) if isinstance(r[5], list) else ()
+        targets.append(Target(schema_, name_, kind, int(str(r[3])), column, has_row, triggers))
     return targets
 
 
@@ -151,7 +158,31 @@ def _probe(session: RoleSession, op: str, target: Target) -> sql.Composed:
     raise ValueError(op)
 
 
-def _outcome(conn: Conn, op: str, run: Callable[[], sql.Composed]) -> tuple[Outcome, str]:
+@dataclass(frozen=True)
+class Known:
+    """What the tables had before the migration, by bare table name: a probe stopped
+    by one of these stops the same way before the migration (a row of defaults breaks
+    a NOT NULL, a parent row is referenced), so it is the probe's, not the plan's."""
+
+    constraints: frozenset[tuple[str, str]]  # (table, constraint)
+    triggers: frozenset[tuple[str, str]]  # (table, trigger)
+
+    @classmethod
+    def of(cls, before: Fingerprint) -> Known:
+        tables = before.tables.values()
+        return cls(
+            frozenset((t.name, k.name) for t in tables for k in t.constraints),
+            frozenset((t.name, g.name) for t in tables for g in t.triggers),
+        )
+
+
+def _outcome(
+    conn: Conn,
+    op: str,
+    run: Callable[[], sql.Composed],
+    *,
+    blame: Callable[[psycopg.Error], str | None] = lambda _exc: None,
+) -> tuple[Outcome, str]:
     """Run ``run()``'s statement in a savepoint that is always undone, and judge it."""
     try:
         with conn.transaction(force_rollback=True):
@@ -162,9 +193,40 @@ def _outcome(conn: Conn, op: str, run: Callable[[], sql.Composed]) -> tuple[Outc
             return "refused", message
         if exc.sqlstate in _NOT_APPLICABLE and op not in ("SELECT", "USAGE", "CREATE"):
             return "not applicable", message
-        # Refused for another reason (a NOT NULL column, a check): past the privilege check.
+        # Past the privilege check; what stopped it may be the migration's own work.
+        culprit = blame(exc)
+        if culprit is not None:
+            return "blocked", f"{culprit}: {message}"
         return "allowed", message
     return "allowed", ""
+
+
+def _blamed(exc: psycopg.Error, *, op: str, target: Target, known: Known | None) -> str | None:
+    """The trigger or constraint the migration added that stopped a probe, if one did.
+
+    A trigger is named by its function in the error's context (PL/pgSQL prints
+    ``PL/pgSQL function name() line 3 at RAISE``); a constraint by the error itself.
+    A row of defaults that breaks its own table's constraints is the probe's doing
+    (the application never inserts it), so for INSERT only constraints of other
+    tables count: the ones the table's triggers write to.
+    """
+    if known is None:
+        return None
+    context = exc.diag.context or ""
+    for trigger, function in target.triggers:
+        if (target.name, trigger) in known.triggers:
+            continue
+        if re.search(rf'function (?:[\w"$]+\.)?"?{re.escape(function)}"?\(', context):
+            return f"trigger {trigger} on {target.qualified} (function {function}) raises"
+    constraint, table = exc.diag.constraint_name, exc.diag.table_name
+    if exc.sqlstate is None or not exc.sqlstate.startswith("23") or not constraint or not table:
+        return None
+    if (table, constraint) in known.constraints:
+        return None
+    if op == "INSERT" and table == target.name and exc.diag.schema_name == target.schema:
+        return None
+    where = f"{exc.diag.schema_name}.{table}" if exc.diag.schema_name else table
+    return f"constraint {constraint} of {where}, added by the migration, stops it"
 
 
 def _schema_statement(rule: PrivilegeRule, op: str) -> sql.Composed:
@@ -186,7 +248,7 @@ def _schema_attempts(session: RoleSession, rule: PrivilegeRule) -> list[Attempt]
 
 
 def _table_attempts(
-    session: RoleSession, rule: PrivilegeRule, targets: list[Target]
+    session: RoleSession, rule: PrivilegeRule, targets: list[Target], *, known: Known | None
 ) -> list[Attempt]:
     """Every probe of a rule in one transaction (each in its own savepoint), so the
     sequences are restarted once per rule, and all rolled back together."""
@@ -198,7 +260,12 @@ def _table_attempts(
                 if why is not None:
                     attempts.append(Attempt(rule.role, op, target.qualified, "not applicable", why))
                     continue
-                outcome, error = _outcome(conn, op, partial(_probe, session, op, target))
+                outcome, error = _outcome(
+                    conn,
+                    op,
+                    partial(_probe, session, op, target),
+                    blame=partial(_blamed, op=op, target=target, known=known),
+                )
                 attempts.append(Attempt(rule.role, op, target.qualified, outcome, error))
     return attempts
 
@@ -209,7 +276,9 @@ def _judge(rule: PrivilegeRule, attempts: list[Attempt]) -> Iterator[str]:
             continue
         if a.op in rule.allow and a.outcome == "refused":
             yield f"{a.role} cannot {a.op} on {a.target}: {a.error}"
-        elif a.op in rule.deny and a.outcome == "allowed":
+        elif a.op in rule.allow and a.outcome == "blocked":
+            yield f"{a.role} may {a.op} on {a.target}, but a {a.error}"
+        elif a.op in rule.deny and a.outcome in ("allowed", "blocked"):
             yield f"{a.role} can {a.op} on {a.target}, which the plan says it must not"
 
 
@@ -219,19 +288,26 @@ def probe_privileges(
     *,
     login: LoginFor | None = None,
     must_log_in: Collection[str] = (),
+    before: Fingerprint | None = None,
 ) -> Check:
     """Try every (role, operation, object) of ``rules``; one check naming each surprise.
 
     ``login`` says how to log in as a role (see harness.invariants.acting); a role
     it gives no login for is tried by ``SET ROLE``. ``must_log_in``: the roles the
-    application logs in as, for which NOLOGIN is itself a finding.
+    application logs in as, for which NOLOGIN is itself a finding. ``before``: the
+    database before the migration; with it, a probe stopped by a trigger or a
+    constraint the migration added (a trigger that raises on every INSERT) is a
+    finding naming it, not "allowed".
     """
+    known = Known.of(before) if before is not None else None
     offenders: list[str] = []
     tried = skipped = 0
     rows = conn.execute("SELECT rolname::text, rolcanlogin FROM pg_roles").fetchall()
     roles = {str(r[0]): bool(r[1]) for r in rows}
     schemas = {str(r[0]) for r in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
-    for role in sorted(set(must_log_in) & {r.role for r in rules}):
+    # Every role the application logs in as, read on the server after the migration,
+    # rules or none: whatever a step did at run time, pg_roles says what stands now.
+    for role in sorted(set(must_log_in)):
         if role in roles and not roles[role]:
             offenders.append(f"{role} cannot log in (NOLOGIN), yet the application logs in as it")
     with RoleSessions(conn, login) as sessions:
@@ -257,7 +333,7 @@ def probe_privileges(
                 if not targets:
                     offenders.append(f"{rule.role} on {rule.on}: no table or view there to try")
                     continue
-                attempts = _table_attempts(session, rule, targets)
+                attempts = _table_attempts(session, rule, targets, known=known)
             tried += sum(a.outcome != "not applicable" for a in attempts)
             skipped += sum(a.outcome == "not applicable" for a in attempts)
             offenders.extend(_judge(rule, attempts))

@@ -31,7 +31,7 @@ from harness.errors import UsageError
 from harness.invariants.not_run import path_label
 from harness.invariants.result import Check
 
-__all__ = ["OldSessions", "check_new_sessions", "default_queries", "failing_queries"]
+__all__ = ["OldSessions", "default_queries", "failing_queries"]
 
 
 def default_queries(
@@ -58,22 +58,6 @@ def failing_queries(conn: Conn, queries: list[str]) -> list[tuple[str, str]]:
         except psycopg.Error as exc:
             failures.append((query, (exc.diag.message_primary or str(exc)).strip()))
     return failures
-
-
-def check_new_sessions(dsn: str, queries: list[str]) -> Check:
-    """Sessions opened after the migration get the database's new search_path; it must serve."""
-    with connect(dsn) as conn:
-        row = conn.execute("SHOW search_path").fetchone()
-        path = str(row[0]) if row else "?"
-        failures = failing_queries(conn, queries)
-    return Check.of(
-        "sessions.new_sessions_work",
-        offenders=[f"`{query}`: {message}" for query, message in failures],
-        ok=f"{len(queries)} application queries work in a session opened after the migration "
-        f"(search_path {path})",
-        failed=f"sessions opened after the migration (search_path {path}) cannot run the "
-        "application's queries",
-    )
 
 
 @dataclass

@@ -12,6 +12,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import psycopg
 from pglast import keywords
 from psycopg import sql
 
@@ -257,8 +258,12 @@ def _parts(table: Relation, renames: Mapping[str, str]) -> dict[str, str]:
             + (f" COLLATE {c.collation}" if c.collation else "")
         )
     for k in table.constraints:
-        # Whether it was validated is foreign_keys.hold's finding, with its own message.
-        parts[f"constraint {k.name}"] = n(k.definition).removesuffix(" NOT VALID")
+        # A foreign key's validity is foreign_keys.hold's finding, with its orphans; any
+        # other constraint keeps NOT VALID here (see _not_valid).
+        definition = n(k.definition)
+        parts[f"constraint {k.name}"] = (
+            definition.removesuffix(" NOT VALID") if k.type == "f" else definition
+        )
     for i in table.indexes:
         parts[f"index {i.name}"] = n(i.definition)
     for t in table.triggers:
@@ -302,15 +307,57 @@ def _widened(was: str, now: str) -> bool:
     return int(n[2]) > int(m[2])
 
 
-def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -> Check:
+def _validated(conn: Conn | None, table: Relation, name: str) -> str:
+    """Whether today's rows satisfy a NOT VALID constraint: validated in a scratch
+    transaction that is rolled back, so nothing of it stays."""
+    if conn is None:
+        return "today's rows were not checked against it"
+    statement = sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+        sql.Identifier(table.schema, table.name), sql.Identifier(name)
+    )
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(statement)
+    except psycopg.Error as exc:
+        return f"today's rows violate it ({(exc.diag.message_primary or str(exc)).strip()})"
+    return "today's rows satisfy it, so VALIDATE CONSTRAINT in the step costs only a scan"
+
+
+def _not_valid(conn: Conn | None, was: Relation, now: Relation) -> list[str]:
+    """Constraints (foreign keys aside) the migration made NOT VALID, or added NOT VALID
+    and never validated: PostgreSQL no longer vouches that every row satisfies them."""
+    before = {k.name: k for k in was.constraints}
+    found = []
+    for k in now.constraints:
+        if k.validated or k.type == "f":
+            continue
+        old = before.get(k.name)
+        if old is not None and not old.validated:
+            continue  # NOT VALID before the migration too: not the plan's doing
+        what = (
+            "was made NOT VALID" if old is not None else "was added NOT VALID and never validated"
+        )
+        found.append(
+            f"`{now.qualified}`: constraint {k.name} {what}: {_validated(conn, now, k.name)}"
+        )
+    return found
+
+
+def check_table_parts(
+    layout: Layout, before: Fingerprint, after: Fingerprint, conn: Conn | None = None
+) -> Check:
     """Every table, listed or not, kept its parts, their definitions and states.
 
     Parts may be added (a plan adds an audit trigger, an index, a column today's
     INSERTs need not name); none may go or change. A column added NOT NULL without
-    a default breaks every INSERT that leaves it out. A table the layout does not
-    list that is gone or moved is named too.
+    a default breaks every INSERT that leaves it out. A constraint made NOT VALID,
+    or added NOT VALID and never validated, is a finding; with ``conn`` (the
+    migrated database) it says whether today's rows violate it. A table the layout
+    does not list that is gone or moved is named too.
     """
-    offenders, added = [], []
+    offenders: list[str] = []
+    added: list[str] = []
+    triggers: list[str] = []
     renames = _renames(before, after)
     for qualified in sorted(before.tables):
         target = _counterpart(layout, before, after, qualified)
@@ -322,6 +369,13 @@ def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -
         now = _parts(after.tables[target], renames)
         for key in sorted(was.keys() - now.keys()):
             offenders.append(f"`{target}`: {key} is gone")
+        # An added trigger is named: whether it lets the application's writes through
+        # is tried by privileges.tried's probes (and the traffic), not read here.
+        triggers += [
+            f"{key.removeprefix('trigger ')} on {target}"
+            for key in sorted(now.keys() - was.keys())
+            if key.startswith("trigger ")
+        ]
         for column in after.tables[target].columns:
             if f"column {column.name}" in was:
                 continue
@@ -336,9 +390,12 @@ def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -
                 )
             else:
                 added.append(f"`{target}`.{column.name}")
+        offenders += _not_valid(conn, before.tables[qualified], after.tables[target])
         for key in sorted(was.keys() & now.keys()):
             if was[key] == now[key]:
                 continue
+            if key.startswith("constraint ") and now[key] == f"{was[key]} NOT VALID":
+                continue  # said above, with whether today's rows satisfy it
             if key.startswith("column ") and _widened(was[key], now[key]):
                 added.append(f"`{target}`.{key.removeprefix('column ')} widened to {now[key]}")
                 continue
@@ -348,6 +405,10 @@ def check_table_parts(layout: Layout, before: Fingerprint, after: Fingerprint) -
         if added
         else ""
     )
+    if triggers:
+        gained += "; triggers added (privileges.tried tries writes through them): " + ", ".join(
+            triggers
+        )
     return Check.of(
         "tables.intact",
         offenders=offenders,

@@ -109,9 +109,9 @@ def local_environment(
     from harness.plan import load_plan
     from harness.runner import Runner
 
-    plan = load_plan(plan_dir)
+    plan = load_plan(plan_dir, legacy=legacy)
     migration = load_plan(migrate_with) if migrate_with is not None else plan
-    legacy = legacy or plan.legacy
+    legacy = plan.legacy
     # The target runs the PgBouncers the plan describes, as the gate does (and the
     # config's [target] numbers are the plan's: harness.load.planned).
     poolers = plan.pgbouncer or DEFAULT_POOLERS

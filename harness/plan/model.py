@@ -399,8 +399,13 @@ def _table(doc: dict[str, Any], key: str, *, toml_path: Path) -> dict[str, Any]:
     return value
 
 
-def load_plan(directory: str | Path) -> Plan:
-    """Read and validate a plan directory; every problem names its file."""
+def load_plan(directory: str | Path, *, legacy: Path | None = None) -> Plan:
+    """Read and validate a plan directory; every problem names its file.
+
+    ``legacy``: a dump named on the command line (``--legacy``). It wins over the
+    plan's own ``legacy =``, which then need not exist: a plan copied without its
+    dump, or whose dump lives elsewhere on this machine, is still gated.
+    """
     directory = Path(directory)
     toml_path = directory / "plan.toml"
     if not toml_path.is_file():
@@ -521,7 +526,7 @@ def load_plan(directory: str | Path) -> Plan:
         compatibility_views=str(severity),
         pgbouncer=pgbouncer,
         application=application,
-        legacy=_legacy(doc.get("legacy"), directory=directory, toml_path=toml_path),
+        legacy=_legacy(doc.get("legacy"), directory=directory, toml_path=toml_path, given=legacy),
         data_changes=parse_data_changes(
             doc.get("data_changes"),
             toml_path=toml_path,
@@ -532,13 +537,18 @@ def load_plan(directory: str | Path) -> Plan:
     )
 
 
-def _legacy(value: object, *, directory: Path, toml_path: Path) -> Path | None:
-    """The plan's own legacy database, relative to its directory: it travels with the plan."""
+def _legacy(value: object, *, directory: Path, toml_path: Path, given: Path | None) -> Path | None:
+    """The plan's own legacy database, relative to its directory: it travels with the plan.
+
+    ``given`` (the command line's) wins: the plan's is then checked for its form only.
+    """
     if value is None:
-        return None
+        return given
     if not isinstance(value, str) or not value:
         raise PlanError(f'{toml_path}: legacy = "dump.sql" names the plan\'s legacy dump')
     path = directory / value
+    if given is not None:
+        return given
     if not path.exists():
         raise PlanError(
             f"{toml_path}: legacy = {value!r}: no {path}; give a plain SQL dump, a pg_dump "

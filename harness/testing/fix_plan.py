@@ -91,7 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not directory:
         return
     try:
-        plan = load_plan(Path(directory))
+        plan = load_plan(Path(directory), legacy=Path(legacy) if legacy else None)
     except HarnessError as exc:
         raise pytest.UsageError(f"--pg-plan {directory}: {exc}") from None
     config.stash[_PLAN] = plan

@@ -18,7 +18,6 @@ joins every thread (they are daemons, so even a killed gate does not hang).
 from __future__ import annotations
 
 import bisect
-import contextlib
 import random
 import threading
 import time
@@ -255,14 +254,18 @@ class _Client:
             if q.kind == "write":
                 req.written = tuple(str(r["relname"]) for r in conn.execute(_WRITTEN).fetchall())
 
-    def _reopen(self, role: str | None, path: str) -> None:
+    def _reopen(self, role: str | None, path: str) -> psycopg.Error | None:
+        """Open again what broke; the error when the server (or pooler) refuses."""
         old = self.conns.pop((role, path), None)
         if old is not None:
             old.close()
-        with contextlib.suppress(psycopg.Error):
-            self.open()  # if not, the next request on this path fails and is recorded
+        try:
+            self.open()
             if (role, path) not in self.conns:  # a read's retry on the writer
                 self.conns[(role, path)] = self._connect(role, path, read_only=False)
+        except psycopg.Error as exc:
+            return exc
+        return None
 
     def _connect(self, role: str | None, path: str, *, read_only: bool) -> Conn:
         conn: Conn = connect_dicts(
@@ -296,11 +299,29 @@ class _Client:
 
     def _request(self, q: WorkloadQuery) -> None:
         if (q.role, q.path) not in self.conns:
-            self._reopen(q.role, q.path)
-            if (q.role, q.path) not in self.conns:
+            start = time.monotonic()
+            refused = self._reopen(q.role, q.path)
+            if refused is not None:
+                # The application would have failed this request: a reconnect that
+                # fails again is an error it sees, each time, not a pause.
+                self.traffic.requests.append(self._refused(q, refused, start=start))
                 self.traffic.stopping.wait(0.1)
                 return
         self.traffic.requests.append(self.run(q))
+
+    def _refused(self, q: WorkloadQuery, exc: psycopg.Error, *, start: float) -> Request:
+        message = (exc.diag.message_primary or str(exc)).strip()
+        return Request(
+            query=q.name,
+            role=q.role,
+            path=q.path,
+            kind=q.kind,
+            client=self.index,
+            start=start,
+            end=time.monotonic(),
+            sqlstate=exc.sqlstate,
+            message=f"reconnecting failed: {message}",
+        )
 
 
 class Traffic:

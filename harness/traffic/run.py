@@ -16,6 +16,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from harness.cluster import Endpoints
+from harness.invariants.new_sessions import heaviest_reader
 from harness.invariants.not_run import not_run_without_writes, path_labels
 from harness.invariants.result import Check
 from harness.ledger import Accounting, ChangeLedger, LedgerUnavailable, check_writes_accounted
@@ -179,22 +180,12 @@ class TrafficRun:
     @property
     def session_role(self) -> str | None:
         """The role the ``sessions.*`` checks log in as: the one that reads the most."""
-        reads: dict[str, int] = {}
-        for q in self.workload.queries:
-            if q.role is not None and q.kind == "read":
-                reads[q.role] = reads.get(q.role, 0) + q.weight
-        return max(sorted(reads), key=lambda r: reads[r]) if reads else None
+        return heaviest_reader(self.workload)
 
     def session_login(self, path: str) -> str:
         """A DSN for ``path`` (primary, replica, writer, reader) as :attr:`session_role`."""
         assert self.logins is not None
         return self.logins.dsn(self.session_role, path=path)
-
-    @property
-    def new_session_dsn(self) -> str | None:
-        """Where ``sessions.new_sessions_work`` logs in: as the application, or (None) as
-        the harness."""
-        return self.session_login("primary") if self.logins is not None else None
 
     @property
     def sessions_login(self) -> Callable[[str], str] | None:
