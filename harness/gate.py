@@ -43,6 +43,7 @@ from harness.invariants import (
 from harness.invariants.acting import Login, LoginFor
 from harness.invariants.roles import left_without_login
 from harness.lint import lint_plan
+from harness.phases import PhaseClock
 from harness.plan import Plan
 from harness.progress import Progress, quiet
 from harness.report.schema import SCHEMA_VERSION
@@ -494,6 +495,8 @@ def run_gate(
     from harness.legacy import seed
 
     started = time.perf_counter()
+    clock = PhaseClock()
+    progress, emit = clock.wrap(progress), clock.wrap_emit(emit)
     report = GateReport(plan=plan.name, context={"provider": provider, "scale": scale})
     cluster: Cluster
     with (
@@ -550,5 +553,6 @@ def run_gate(
             drop_database(cluster.endpoints.primary, name)
             if not cluster.owns_servers:
                 _drop_roles_made_since(cluster.endpoints.primary, roles_before, progress=progress)
+    report.context["phases"] = clock.finish()
     report.seconds = time.perf_counter() - started
     return report

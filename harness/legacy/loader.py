@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from harness import phases
 from harness.cluster.binaries import PgBinaries, find_binaries
 from harness.connections import Conn, connect, connect_primary
 from harness.dsn import child_env, redact
@@ -161,6 +162,7 @@ def seed(
         seconds=time.perf_counter() - started,
         bytes=nbytes,
     )
+    phases.note(rows=report.total_rows, nbytes=report.bytes)
     say(report.summary())
     return report
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import phases
 from harness.catalog import IGNORE_DATABASE, Fingerprint, diff, fingerprint
 from harness.cluster.binaries import PgBinaries, find_binaries
 from harness.databases import connect, create_database, drop_database
@@ -56,7 +57,9 @@ def take_backup(dsn: str, *, directory: Path, bins: PgBinaries | None = None) ->
     path = directory / f"{database_of(dsn) or 'database'}-{stamp}.dump"
     started = time.perf_counter()
     _run([bins.path("pg_dump"), "-Fc", "-f", str(path), "-d", dsn], dsn=dsn, what="pg_dump")
-    return Backup(path, path.stat().st_size, time.perf_counter() - started)
+    size = path.stat().st_size
+    phases.note(nbytes=size)
+    return Backup(path, size, time.perf_counter() - started)
 
 
 def verify_backup(
