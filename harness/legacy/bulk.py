@@ -38,7 +38,15 @@ from harness.connections import Conn, connect
 from harness.legacy.data import COLUMNS, generate
 from harness.progress import Progress
 
-__all__ = ["LoadVolume", "advance_sequences", "bulk_load", "split_statements"]
+__all__ = [
+    "LoadVolume",
+    "advance_sequences",
+    "bulk_load",
+    "checkpoint",
+    "drop_created",
+    "objects",
+    "split_statements",
+]
 
 # Built from many sessions at once, each gets a share of the sort memory the plain
 # load gives its one session: two builders stay under what one plain load used.
@@ -265,14 +273,14 @@ def bulk_load(
     On any failure (Ctrl-C included) what the load created is dropped again.
     """
     with connect(dsn, application_name="pgcutover bulk load") as conn:
-        before = _objects(conn)
+        before = objects(conn)
         try:
             return _load(
                 conn, dsn, pre_data=pre_data, post_data=post_data, scale=scale, say=say,
                 workers=workers,
             )  # fmt: skip
         except BaseException:
-            _drop_new(dsn, before=before)
+            drop_created(dsn, before=before)
             raise
 
 
@@ -312,7 +320,7 @@ def _load(
     finally:
         builders.stop()
     _advance_sequences(conn)
-    _checkpoint(conn, say=say)
+    checkpoint(conn, say=say)
     return volume
 
 
@@ -351,7 +359,7 @@ def advance_sequences(cur: psycopg.Cursor[TupleRow]) -> None:
         )
 
 
-def _checkpoint(conn: Conn, *, say: Progress) -> None:
+def checkpoint(conn: Conn, *, say: Progress) -> None:
     """Flush the load now, rather than in the middle of the gate's first step."""
     try:
         conn.execute("CHECKPOINT")
@@ -360,14 +368,15 @@ def _checkpoint(conn: Conn, *, say: Progress) -> None:
         say("not allowed to CHECKPOINT (grant pg_checkpoint to do so); the load is in")
 
 
-def _objects(conn: Conn) -> set[tuple[str, str]]:
+def objects(conn: Conn) -> set[tuple[str, str]]:
+    """(kind, name) of every relation, routine and type in the database's own schemas."""
     return {(str(kind), str(name)) for kind, name in conn.execute(_OBJECTS).fetchall()}
 
 
-def _drop_new(dsn: str, *, before: set[tuple[str, str]]) -> None:
+def drop_created(dsn: str, *, before: set[tuple[str, str]]) -> None:
     """Drop what the load created, on a new session: the loading one may be mid-COPY."""
     with connect(dsn, application_name="pgcutover bulk load cleanup") as conn:
-        new = _objects(conn) - before
+        new = objects(conn) - before
         for kind in (*_DROP_ORDER, "TYPE"):
             for found_kind, name in sorted(new):
                 if found_kind != kind:

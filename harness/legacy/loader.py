@@ -28,9 +28,10 @@ from harness.cluster.binaries import PgBinaries, find_binaries
 from harness.connections import Conn, connect, connect_primary
 from harness.dsn import child_env, redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
-from harness.legacy.bulk import advance_sequences, bulk_load
+from harness.legacy.bulk import advance_sequences, bulk_load, checkpoint, drop_created, objects
 from harness.legacy.data import LEGACY_COUNTS, counts, generate
 from harness.progress import Progress, quiet
+from harness.runner.backup import restore_jobs
 
 __all__ = ["SeedReport", "seed"]
 
@@ -144,8 +145,10 @@ def seed(
                         f"the dump names roles the server lacked: created {', '.join(created)} "
                         "(NOLOGIN), so that it loads with its owners and grants"
                     )
-                say(f"analyzing {database}")
-                conn.execute("ANALYZE")
+                # As after the built-in load: nothing left for autovacuum, nothing to flush.
+                say(f"vacuuming and analyzing {database}")
+                conn.execute("VACUUM (ANALYZE)")
+                checkpoint(conn, say=say)
                 nbytes = _size(legacy)
             rows = _count_rows(conn)
         except psycopg.Error as exc:
@@ -295,6 +298,9 @@ def _dump_kind(path: Path) -> str:
     return "plain SQL"
 
 
+# pg_restore -j reads the parts of these out of order; a tar archive or a plain dump,
+# only front to back.
+_PARALLEL_KINDS = ("custom archive", "directory archive")
 # A dump names a handful of roles at most; past this many, something else is wrong.
 _MAX_ROLES = 32
 _MISSING_ROLE = re.compile(r'role "(.+?)" does not exist')
@@ -311,10 +317,15 @@ def _load_dump(
 ) -> list[str]:
     """Load ``path``; the roles created for it (see :func:`seed`)."""
     created: list[str] = []
+    with connect(dsn) as conn:
+        before = objects(conn)
     while True:
         failure = _try_load(dsn, path, kind=kind, pg_bin=pg_bin, owners=create_roles)
         if failure is None:
             return created
+        if kind in _PARALLEL_KINDS:
+            # pg_restore -j cannot run as one transaction: what it restored goes again here.
+            drop_created(dsn, before=before)
         missing = _MISSING_ROLE.search(failure[1])
         role = missing.group(1) if missing is not None else None
         # A role created and still missing is not ours to mend.
@@ -338,8 +349,12 @@ def _try_load(
         argv = [bins.path("psql"), "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1",
                 "--single-transaction", "-d", conninfo, "-f", str(path)]  # fmt: skip
     else:
+        # An archive whose parts can be read out of order loads like pg_restore -j does:
+        # tables side by side, each index built once its table is in.
+        parallel = kind in _PARALLEL_KINDS
+        at_once = ["-j", str(restore_jobs())] if parallel else ["--single-transaction"]
         argv = [bins.path("pg_restore"), "-w", *([] if owners else ["--no-owner"]),
-                "--exit-on-error", "--single-transaction", "-d", conninfo, str(path)]  # fmt: skip
+                "--exit-on-error", *at_once, "-d", conninfo, str(path)]  # fmt: skip
     try:
         done = subprocess.run(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False

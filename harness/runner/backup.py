@@ -22,7 +22,14 @@ from harness.databases import connect, create_database, drop_database
 from harness.dsn import child_env, database_of, redact, with_database
 from harness.errors import InfrastructureError
 
-__all__ = ["Backup", "remove_leftovers", "scratch_prefix", "take_backup", "verify_backup"]
+__all__ = [
+    "Backup",
+    "remove_leftovers",
+    "restore_jobs",
+    "scratch_prefix",
+    "take_backup",
+    "verify_backup",
+]
 
 
 @dataclass(frozen=True)
@@ -79,17 +86,24 @@ def verify_backup(
     create_database(dsn, scratch)
     try:
         target = with_database(dsn, scratch)
-        _run(
-            [bins.path("pg_restore"), "--exit-on-error", "-d", target, str(backup.path)],
-            dsn=target,
-            what="pg_restore of the backup",
-        )
+        jobs = str(restore_jobs())
+        argv = [bins.path("pg_restore"), "--exit-on-error", "-j", jobs, "-d", target]
+        _run([*argv, str(backup.path)], dsn=target, what="pg_restore of the backup")
         with connect(with_database(dsn, scratch)) as conn:
             restored = fingerprint(conn)
     finally:
         drop_database(dsn, scratch)
     # Settings of the database itself are not in a dump made without --create.
     return [str(d) for d in diff(expected, restored, ignore=(IGNORE_DATABASE,))]
+
+
+def restore_jobs() -> int:
+    """Sessions for pg_restore -j: tables and indexes side by side, one per core (at most 4).
+
+    A restore into a scratch database need not be one transaction: the copy is
+    dropped whatever happens, so it can load like pg_restore loads a real database.
+    """
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def scratch_prefix(dsn: str) -> str:
