@@ -141,10 +141,14 @@ def gate(scale: int, *, plan: Path, traffic: bool) -> GateRun:
         roots = sorted({Path(default_base_dir()), Path(tempfile.gettempdir())})
         with _disk_peak(roots) as peak:
             started = time.perf_counter()
-            done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
+            with (Path(reports) / "gate.log").open("w") as log:
+                done = subprocess.run(argv, cwd=ROOT, stdout=log, stderr=log, check=False)
             seconds = time.perf_counter() - started
         # Linux: ru_maxrss in KiB, the largest of the processes waited for (servers included).
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        if done.returncode not in (0, 1):
+            tail = (Path(reports) / "gate.log").read_text().splitlines()[-15:]
+            print("\n".join(["  the gate could not run; its last lines:", *tail]))
         report = Path(reports) / "gate.json"
         phases = json.loads(report.read_text()).get("phases", []) if report.exists() else []
         return GateRun(seconds, done.returncode, rss, peak[0] / 1e6, phases)
