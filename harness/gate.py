@@ -42,6 +42,7 @@ from harness.invariants import (
 )
 from harness.invariants.acting import Login, LoginFor
 from harness.invariants.roles import left_without_login
+from harness.legacy.capacity import check_gate_room
 from harness.lint import lint_plan
 from harness.phases import PhaseClock
 from harness.plan import Plan
@@ -495,6 +496,7 @@ def run_gate(
     from harness.legacy import seed
 
     started = time.perf_counter()
+    check_gate_room(provider=provider, scale=scale, legacy=legacy or plan.legacy)
     clock = PhaseClock()
     progress, emit = clock.wrap(progress), clock.wrap_emit(emit)
     report = GateReport(plan=plan.name, context={"provider": provider, "scale": scale})

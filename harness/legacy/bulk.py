@@ -167,8 +167,8 @@ def _plan(statements: Iterable[str], *, tables: Iterable[str]) -> list[_Statemen
 class _Builders:
     """Runs planned statements on ``workers`` sessions as their tables' rows arrive."""
 
-    def __init__(self, dsn: str, plan: list[_Statement], *, workers: int, say: Progress) -> None:
-        self.dsn, self.plan, self.say = dsn, plan, say
+    def __init__(self, dsn: str, plan: list[_Statement], *, workers: int) -> None:
+        self.dsn, self.plan = dsn, plan
         self.loaded: set[str] = set()
         self.started: set[int] = set()
         self.done: set[int] = set()
@@ -307,7 +307,7 @@ def _load(
     ]
     plan = _plan(script, tables=tables)
     volume = LoadVolume()
-    builders = _Builders(dsn, plan, workers=workers, say=say)
+    builders = _Builders(dsn, plan, workers=workers)
     try:
         for table in generate(scale=scale):
             say(f"copying {table.rows:,} rows into {table.table}")
