@@ -46,7 +46,9 @@ from harness.invariants.not_run import LoginsTried, not_run_in_gate, not_run_in_
 from harness.invariants.prepared import PreparedStatements
 from harness.invariants.roles import left_without_login
 from harness.ledger import Accounting
+from harness.legacy.capacity import check_gate_room
 from harness.lint import lint_plan
+from harness.phases import PhaseClock
 from harness.plan import Plan
 from harness.progress import Progress, quiet
 from harness.report.schema import SCHEMA_VERSION
@@ -532,6 +534,9 @@ def run_gate(
     from harness.legacy import seed
 
     started = time.perf_counter()
+    check_gate_room(provider=provider, scale=scale, legacy=legacy or plan.legacy)
+    clock = PhaseClock()
+    progress, emit = clock.wrap(progress), clock.wrap_emit(emit)
     report = GateReport(plan=plan.name, context={"provider": provider, "scale": scale})
     cluster: Cluster
     with (
@@ -588,5 +593,6 @@ def run_gate(
             drop_database(cluster.endpoints.primary, name)
             if not cluster.owns_servers:
                 _drop_roles_made_since(cluster.endpoints.primary, roles_before, progress=progress)
+    report.context["phases"] = clock.finish()
     report.seconds = time.perf_counter() - started
     return report

@@ -16,6 +16,7 @@ from planting import run_gate
 from harness.cluster import Cluster
 from harness.gate import GateReport
 from harness.invariants import Check
+from harness.legacy import LEGACY_COUNTS
 from harness.report.schema import parse_gate
 from harness.testing.fix_legacy import LegacyDatabase
 
@@ -116,6 +117,27 @@ def test_corrected_plan_is_safe(tmp_path: Path) -> None:
     kct_steps = sorted(p.name for p in (PLANS / "kct" / "up").iterdir())
     migrated = [s.step for s in traffic.steps if s.phase == "migrate"]
     assert migrated[: len(kct_steps)] == [f"up/{name}" for name in kct_steps]
+    # Where the time went: every phase, each step and each check, adding up to the run.
+    phases = report["phases"]
+    names = [p["name"] for p in phases if p["kind"] == "phase"]
+    assert names == [
+        "start cluster", "load", "traffic logins", "backup", "traffic start", "migrate", "rollback",
+        "migrate again", "teardown",
+    ]  # fmt: skip
+    steps = [p["name"] for p in phases if p["kind"] == "step"]
+    assert steps[: len(kct_steps)] == [f"up/{name}" for name in kct_steps]
+    assert {c["name"] for c in report["checks"]} == {
+        p["name"] for p in phases if p["kind"] == "check"
+    }
+    load = next(p for p in phases if p["name"] == "load")
+    assert load["rows"] == sum(LEGACY_COUNTS.values())
+    assert load["rows_per_second"] > 0
+    assert load["mb_per_second"] > 0
+    # gate.json rounds the total to 0.01 s and each row to 0.001 s.
+    rounding = 0.005 + 0.0005 * len(phases)
+    total = sum(p["seconds"] for p in phases)
+    assert 0.9 * report["seconds"] <= total <= report["seconds"] + rounding
+    assert 'id="phases"' in (tmp_path / "index.html").read_text()
 
 
 def test_rollback_that_forgets_a_table_is_rejected(

@@ -22,14 +22,16 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import TupleRow
 
+from harness import phases
 from harness.cluster.binaries import PgBinaries, client_binaries, find_binaries
 from harness.connections import Conn, connect, connect_primary
 from harness.dsn import child_env, redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
+from harness.legacy.bulk import advance_sequences, bulk_load, checkpoint, drop_created, objects
 from harness.legacy.data import LEGACY_COUNTS, counts, generate
 from harness.progress import Progress, quiet
+from harness.runner.backup import restore_jobs
 
 __all__ = ["SeedReport", "seed"]
 
@@ -53,16 +55,6 @@ _USER_TABLES = """
        AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
      ORDER BY 1
 """
-# Identity and serial columns alike: pg_get_serial_sequence answers for both.
-_SEQUENCE_COLUMNS = """
-    SELECT c.oid::regclass::text, a.attname,
-           pg_get_serial_sequence(c.oid::regclass::text, a.attname)
-      FROM pg_class c
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-     WHERE c.relkind IN ('r', 'p') AND n.nspname = 'public'
-       AND pg_get_serial_sequence(c.oid::regclass::text, a.attname) IS NOT NULL
-"""
 
 
 @dataclass(frozen=True)
@@ -73,6 +65,8 @@ class SeedReport:
     source: str
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: COPY text sent for the built-in database; the dump's size for a dump
+    bytes: int = 0
 
     @property
     def total_rows(self) -> int:
@@ -93,6 +87,7 @@ def seed(
     pg_bin: PgBinaries | None = None,
     progress: Progress | None = None,
     create_roles: bool = False,
+    bulk: bool = True,
 ) -> SeedReport:
     """Load the legacy database into the empty database at ``dsn``.
 
@@ -105,9 +100,15 @@ def seed(
     live in its cluster, not in the dump; on a cluster the harness set up for
     the run, each such role is created (NOLOGIN) and the load tried again, so the
     database keeps its owners and grants as dumped.
+
+    ``bulk``: load the built-in database as :mod:`harness.legacy.bulk` does (keys
+    and indexes built beside the copy, on several sessions, frozen rows, vacuumed);
+    False loads it in one transaction over one session, the slow reference the
+    bulk load is compared with.
     """
     say: Progress = progress or quiet
     started = time.perf_counter()
+    nbytes = 0
     # The input is checked before connecting: its mistakes are the caller's, whatever the server.
     total = sum(counts(scale=scale).values()) if legacy is None else 0
     kind = _dump_kind(legacy) if legacy is not None else "built-in"
@@ -120,7 +121,14 @@ def seed(
             if legacy is None:
                 source = f"the built-in legacy database at scale {scale}"
                 say(f"seeding {database} with {source} ({total:,} rows)")
-                _load_builtin(conn, scale=scale, say=say)
+                if bulk:
+                    pre_data, post_data = _schema_sections()
+                    volume = bulk_load(
+                        dsn, pre_data=pre_data, post_data=post_data, scale=scale, say=say
+                    )
+                    nbytes = sum(volume.bytes.values())
+                else:
+                    _load_builtin(conn, scale=scale, say=say)
             else:
                 source = str(legacy)
                 say(f"loading {legacy} ({kind}) into {database}")
@@ -137,8 +145,11 @@ def seed(
                         f"the dump names roles the server lacked: created {', '.join(created)} "
                         "(NOLOGIN), so that it loads with its owners and grants"
                     )
-                say(f"analyzing {database}")
-                conn.execute("ANALYZE")
+                # As after the built-in load: nothing left for autovacuum, nothing to flush.
+                say(f"vacuuming and analyzing {database}")
+                conn.execute("VACUUM (ANALYZE)")
+                checkpoint(conn, say=say)
+                nbytes = _size(legacy)
             rows = _count_rows(conn)
         except psycopg.Error as exc:
             raise _failure(exc, database=database, user=user) from None
@@ -148,8 +159,13 @@ def seed(
             "the legacy schema and its data (pg_dump without --data-only)"
         )
     report = SeedReport(
-        database=database, source=source, rows=rows, seconds=time.perf_counter() - started
+        database=database,
+        source=source,
+        rows=rows,
+        seconds=time.perf_counter() - started,
+        bytes=nbytes,
     )
+    phases.note(rows=report.total_rows, nbytes=report.bytes)
     say(report.summary())
     return report
 
@@ -197,7 +213,7 @@ def _load_builtin(conn: Conn, *, scale: int, say: Progress) -> None:
                     copy.write(chunk)
         say("adding keys, indexes, triggers, functions and views")
         cur.execute(post_data.encode())
-        _advance_sequences(cur)
+        advance_sequences(cur)
         say("analyzing")
         cur.execute("ANALYZE")
 
@@ -223,16 +239,6 @@ def _failure(exc: psycopg.Error, *, database: str, user: str) -> HarnessError:
     )
 
 
-def _advance_sequences(cur: psycopg.Cursor[TupleRow]) -> None:
-    """Rows were copied with explicit ids; the next default id must come after them."""
-    for table, column, sequence in cur.execute(_SEQUENCE_COLUMNS).fetchall():
-        cur.execute(
-            sql.SQL("SELECT setval({}, coalesce(max({}), 0) + 1, false) FROM {}").format(
-                sql.Literal(sequence), sql.Identifier(str(column)), sql.SQL(str(table))
-            )
-        )
-
-
 def _count_rows(conn: Conn) -> dict[str, int]:
     """Exact rows per table (a partitioned table counts its partitions), the plan's order first."""
     rows: dict[str, int] = {}
@@ -243,6 +249,12 @@ def _count_rows(conn: Conn) -> dict[str, int]:
         rows[str(table)] = int(str(result[0])) if result else 0
     order = {table: i for i, table in enumerate(LEGACY_COUNTS)}
     return dict(sorted(rows.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    return path.stat().st_size
 
 
 def _dump_kind(path: Path) -> str:
@@ -286,6 +298,9 @@ def _dump_kind(path: Path) -> str:
     return "plain SQL"
 
 
+# pg_restore -j reads the parts of these out of order; a tar archive or a plain dump,
+# only front to back.
+_PARALLEL_KINDS = ("custom archive", "directory archive")
 # A dump names a handful of roles at most; past this many, something else is wrong.
 _MAX_ROLES = 32
 _MISSING_ROLE = re.compile(r'role "(.+?)" does not exist')
@@ -302,10 +317,15 @@ def _load_dump(
 ) -> list[str]:
     """Load ``path``; the roles created for it (see :func:`seed`)."""
     created: list[str] = []
+    with connect(dsn) as conn:
+        before = objects(conn)
     while True:
         failure = _try_load(dsn, path, kind=kind, pg_bin=pg_bin, owners=create_roles)
         if failure is None:
             return created
+        if kind in _PARALLEL_KINDS:
+            # pg_restore -j cannot run as one transaction: what it restored goes again here.
+            drop_created(dsn, before=before)
         missing = _MISSING_ROLE.search(failure[1])
         role = missing.group(1) if missing is not None else None
         # A role created and still missing is not ours to mend.
@@ -330,8 +350,12 @@ def _try_load(
         argv = [bins.path("psql"), "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1",
                 "--single-transaction", "-d", conninfo, "-f", str(path)]  # fmt: skip
     else:
+        # An archive whose parts can be read out of order loads like pg_restore -j does:
+        # tables side by side, each index built once its table is in.
+        parallel = kind in _PARALLEL_KINDS
+        at_once = ["-j", str(restore_jobs())] if parallel else ["--single-transaction"]
         argv = [bins.path("pg_restore"), "-w", *([] if owners else ["--no-owner"]),
-                "--exit-on-error", "--single-transaction", "-d", conninfo, str(path)]  # fmt: skip
+                "--exit-on-error", *at_once, "-d", conninfo, str(path)]  # fmt: skip
     try:
         done = subprocess.run(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False

@@ -15,6 +15,7 @@ import html
 import re
 from collections.abc import Iterable
 
+from harness.phases import phases_html
 from harness.report.schema import SCHEMA_VERSION, CheckEntry, GateDocument, LoadSummary, Traffic
 
 __all__ = ["FINGERPRINT_CHECKS", "render_html"]
@@ -208,6 +209,7 @@ def render_html(
     body.append('<h2 id="checks">Checks</h2>')
     body += [_check(c) for c in doc.checks]
     body.append(_fingerprints(doc.checks))
+    body.append(phases_html(doc.extra.get("phases")))
     if doc.traffic is not None:
         body.append(_traffic(doc.traffic, traffic_svg or ""))
     if doc.load is not None:

@@ -15,13 +15,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import phases
 from harness.catalog import IGNORE_DATABASE, Fingerprint, diff, fingerprint
 from harness.cluster.binaries import PgBinaries, client_binaries
 from harness.databases import connect, create_database, drop_database
 from harness.dsn import child_env, database_of, redact, with_database
 from harness.errors import InfrastructureError
 
-__all__ = ["Backup", "remove_leftovers", "scratch_prefix", "take_backup", "verify_backup"]
+__all__ = [
+    "Backup",
+    "remove_leftovers",
+    "restore_jobs",
+    "scratch_prefix",
+    "take_backup",
+    "verify_backup",
+]
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,9 @@ def take_backup(dsn: str, *, directory: Path, bins: PgBinaries | None = None) ->
     path = directory / f"{database_of(dsn) or 'database'}-{stamp}.dump"
     started = time.perf_counter()
     _run([bins.path("pg_dump"), "-Fc", "-f", str(path), "-d", dsn], dsn=dsn, what="pg_dump")
-    return Backup(path, path.stat().st_size, time.perf_counter() - started)
+    size = path.stat().st_size
+    phases.note(nbytes=size)
+    return Backup(path, size, time.perf_counter() - started)
 
 
 def verify_backup(
@@ -82,12 +92,10 @@ def verify_backup(
     create_database(dsn, scratch)
     try:
         target = with_database(dsn, scratch)
+        jobs = str(restore_jobs())
+        argv = [bins.path("pg_restore"), "--exit-on-error", "-j", jobs, "-d", target]
         try:
-            _run(
-                [bins.path("pg_restore"), "--exit-on-error", "-d", target, str(backup.path)],
-                dsn=target,
-                what="pg_restore of the backup",
-            )
+            _run([*argv, str(backup.path)], dsn=target, what="pg_restore of the backup")
         except _Failed as exc:
             if "ERROR:" not in exc.stderr:
                 raise  # the program, the disk or the connection: not the backup's content
@@ -101,6 +109,15 @@ def verify_backup(
         drop_database(dsn, scratch)
     # Settings of the database itself are not in a dump made without --create.
     return [str(d) for d in diff(expected, restored, ignore=(IGNORE_DATABASE,))]
+
+
+def restore_jobs() -> int:
+    """Sessions for pg_restore -j: tables and indexes side by side, one per core (at most 4).
+
+    A restore into a scratch database need not be one transaction: the copy is
+    dropped whatever happens, so it can load like pg_restore loads a real database.
+    """
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def scratch_prefix(dsn: str) -> str:

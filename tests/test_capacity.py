@@ -1,0 +1,55 @@
+"""Room for the built-in database, checked before any server starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UsageError
+from harness.legacy.capacity import MAX_SCALE, check_room, room_needed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free(path: Path) -> int:
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def test_a_scale_the_disk_cannot_hold_is_refused_naming_the_space_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    free = _free(tmp_path)
+    scale = next(s for s in range(1, MAX_SCALE + 1, 10) if room_needed(scale=s) > free)
+    with pytest.raises(UsageError, match=r"needs about [\d.]+ GB in .* free; set PGCUTOVER_TMPDIR"):
+        check_room(scale=scale, directory=tmp_path)
+    check_room(scale=1, directory=tmp_path)
+
+
+def test_a_scale_above_the_cap_is_refused_whatever_the_room(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="above the largest"):
+        check_room(scale=MAX_SCALE + 1, directory=tmp_path)
+
+
+def test_more_scale_needs_more_room() -> None:
+    sizes = [room_needed(scale=s) for s in (1, 10, 100, 1000)]
+    assert sizes == sorted(sizes)
+    # Scale 100 is 827 MB of database: three copies of it at least.
+    assert room_needed(scale=100) > 3 * 827_000_000
+
+
+def test_the_gate_exits_2_before_starting_anything(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "gate", "--plan", str(ROOT / "plans" / "kct"),
+         "--scale", str(MAX_SCALE + 1), "--reports", str(tmp_path / "reports")],
+        capture_output=True, text=True, check=False, timeout=120,
+        env={**os.environ, "PGCUTOVER_TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "above the largest" in done.stderr
+    # Nothing was started, so nothing was written: no cluster directory, no report.
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
