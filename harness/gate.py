@@ -19,9 +19,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from harness.catalog import IGNORE_DATA, IGNORE_SEQUENCE_VALUES, Fingerprint, diff, fingerprint
+from harness.catalog import Fingerprint, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
 from harness.cluster.versions import running_versions
+from harness.comparisons import fingerprint_of, replica_check, rollback_checks, roundtrip_check
 from harness.connections import describe
 from harness.databases import connect, create_database, drop_database, unique_name
 from harness.dsn import redact, with_login
@@ -34,7 +35,6 @@ from harness.invariants import (
     check_grants,
     check_layout,
     check_roles_created,
-    check_same,
     check_sequences,
     check_table_parts,
     default_queries,
@@ -132,39 +132,6 @@ def _steps_check(name: str, outcomes: list[StepOutcome]) -> Check:
     )
 
 
-def _fingerprint_of(dsn: str) -> Fingerprint:
-    with connect(dsn) as conn:
-        return fingerprint(conn)
-
-
-def _replica_check(
-    name: str,
-    expected: Fingerprint,
-    endpoints: Endpoints,
-    *,
-    ok: str,
-    failed: str,
-    accounting: Accounting | None = None,
-    kept_roles: tuple[str, ...] = (),
-) -> Check:
-    """The replica against ``expected``; sequences run ahead on a standby, so not their values.
-
-    With ``accounting``, ``expected`` is the baseline, as the application's writes left it.
-    """
-    actual = _fingerprint_of(endpoints.replica)
-    if accounting is not None:
-        expected, actual = accounting.align(expected, actual)
-    return check_same(
-        name,
-        expected,
-        actual,
-        ignore=(IGNORE_SEQUENCE_VALUES,),
-        ok=ok,
-        failed=failed,
-        kept_roles=kept_roles,
-    )
-
-
 def verify_database(
     plan: Plan,
     endpoints: Endpoints,
@@ -217,7 +184,7 @@ def verify_database(
     if wait_for_replica is not None:
         wait_for_replica()
         out.add(
-            _replica_check(
+            replica_check(
                 "replica.matches_primary",
                 after,
                 endpoints,
@@ -253,38 +220,6 @@ def _backup_check(endpoints: Endpoints, baseline: Fingerprint, backup_dir: Path)
         ok=f"the pg_dump -Fc backup ({backup.bytes:,} bytes, {backup.seconds:.2f} sec) "
         "restores to a database identical to the original",
         failed="the backup does not restore to the same database",
-    )
-
-
-def _roundtrip_check(
-    again: list[StepOutcome],
-    migrated: Fingerprint,
-    dsn: str,
-    *,
-    plan: Plan,
-    baseline: Fingerprint,
-    accounting: Accounting,
-) -> Check:
-    """The structure of the first migration, and the data of the baseline as the
-    application's writes left it (read while they wait)."""
-    failed = [f"{o.step.label} failed the second time" for o in again if not o.applied]
-    with connect(dsn) as conn:
-        now = fingerprint(conn)
-        data = check_data(plan.layout, *accounting.align(baseline, now), conn)
-    first, now = accounting.align(migrated, now)
-    differences = [
-        f"second migration differs: {d}" for d in diff(first, now, ignore=(IGNORE_DATA,))
-    ]
-    data_offenders = [f"second migration: {d}" for d in data.details if data.verdict == "fail"]
-    return accounting.judge(
-        Check.of(
-            "roundtrip.migrate_again",
-            offenders=failed + differences + data_offenders,
-            ok="migrate → rollback → migrate gives the database of the first migration",
-            failed="migrating again after the rollback does not give the same database",
-        ),
-        window="again",
-        extra=accounting.sequences(now, dsn),
     )
 
 
@@ -336,7 +271,7 @@ def gate_database(
         if run.on:
             progress("application traffic: logins for the plan's roles, each query tried once")
         run.prepare()
-        baseline = _fingerprint_of(endpoints.primary)
+        baseline = fingerprint_of(endpoints.primary)
         progress("pg_dump -Fc backup, then a restore to prove it")
         out.add(_backup_check(endpoints, baseline, backup_dir))
         sessions = OldSessions(
@@ -388,32 +323,10 @@ def gate_database(
                 out.add(_steps_check("rollback.steps", steps))
                 out.add(sessions.check(phase="keep_working"))
                 out.add(prepared.check())
-                account = run.accounting
-                with run.settled():
-                    expected, actual = account.align(baseline, _fingerprint_of(endpoints.primary))
-                    rewound = account.sequences(actual, endpoints.primary)
-                exact = check_same(
-                    "rollback.exact",
-                    expected,
-                    actual,
-                    ok="after rollback the primary is exactly as before the migration",
-                    failed="the rollback does not restore the database as it was",
-                    kept_roles=plan.keeps_roles,
-                )
-                out.add(account.judge(exact, window="rollback", extra=rewound))
-                if wait_for_replica is not None:
-                    with run.settled():
-                        wait()
-                        on_replica = _replica_check(
-                            "rollback.exact_on_replica",
-                            baseline,
-                            endpoints,
-                            ok="after rollback the replica is exactly as before the migration",
-                            failed="the rollback does not restore the replica as it was",
-                            accounting=account,
-                            kept_roles=plan.keeps_roles,
-                        )
-                    out.add(account.judge(on_replica))
+                for check in rollback_checks(
+                    run, plan, baseline, endpoints, wait_for_replica=wait_for_replica
+                ):
+                    out.add(check)
                 progress("migrating again after the rollback")
                 again = runner.migrate(
                     keep_going=True,
@@ -421,16 +334,11 @@ def gate_database(
                 )
                 run.phase("after the second migration")
             run.drop_legacy_access()
-            with run.settled():
-                roundtrip = _roundtrip_check(
-                    again,
-                    migrated,
-                    endpoints.primary,
-                    plan=plan,
-                    baseline=baseline,
-                    accounting=run.accounting,
+            out.add(
+                roundtrip_check(
+                    run, again, migrated, plan=plan, baseline=baseline, dsn=endpoints.primary
                 )
-            out.add(roundtrip)
+            )
         finally:
             sessions.close()
             prepared.close()
