@@ -62,7 +62,7 @@ def planted(source: Path, target: Path, edits: tuple[Edit, ...]) -> Path:
     return target
 
 
-TRAFFIC_CLIENTS = 6  # enough to write every table the workload writes during each step
+TRAFFIC_CLIENTS = 4  # enough to write every table the workload writes during each step
 MODES = ("no traffic", "traffic")  # the gate's two modes; "traffic" is the default
 
 
