@@ -16,6 +16,8 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from harness.cluster import Endpoints
+from harness.connections import connect, insert_lsn, wait_for_replay
+from harness.errors import InfrastructureError
 from harness.invariants.new_sessions import heaviest_reader
 from harness.invariants.not_run import not_run_without_writes, path_labels
 from harness.invariants.result import Check
@@ -38,6 +40,7 @@ from harness.traffic.stall import check_stall
 __all__ = ["TrafficOptions", "TrafficRun", "workload_of"]
 
 FAILURES_KEPT = 200  # in reports/gate.json; traffic.no_errors counts all of them
+REPLAY_TIMEOUT = 600.0  # sec: a replica catching up with a freshly loaded large database
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,25 @@ class TrafficRun:
             allow_users=self.options.allow_users,
             may_alter_roles=self.options.may_alter_roles,
         )
+        self._replica_has_logins()
         params = prepare_params(self.endpoints.primary, self.workload)
         self.traffic = Traffic(self.workload, self.logins, params, clients=self.options.clients)
         self.traffic.check_queries()
+
+    def _replica_has_logins(self) -> None:
+        """The reader logs in on the replica: the logins just made must be replayed there
+        first. A large database's load (and the ledger's copy of it) can keep a replica
+        busy for a while, and a login it has not replayed is refused as unknown."""
+        if self.endpoints.replica == self.endpoints.primary:
+            return
+        with connect(self.endpoints.primary) as primary:
+            target = insert_lsn(primary)
+        with connect(self.endpoints.replica) as replica:
+            if wait_for_replay(replica, target, timeout=REPLAY_TIMEOUT) is None:
+                raise InfrastructureError(
+                    f"the replica did not replay the traffic's logins within {REPLAY_TIMEOUT:.0f} "
+                    "sec; it is too far behind the primary to serve the application's reads"
+                )
 
     def start(self) -> None:
         if self.traffic is None:
