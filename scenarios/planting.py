@@ -67,7 +67,13 @@ MODES = ("no traffic", "traffic")  # the gate's two modes; "traffic" is the defa
 
 
 def run_gate(
-    plan_dir: Path, cluster: Cluster, endpoints: Endpoints, tmp: Path, *, traffic: bool = False
+    plan_dir: Path,
+    cluster: Cluster,
+    endpoints: Endpoints,
+    tmp: Path,
+    *,
+    traffic: bool = False,
+    clients: int = TRAFFIC_CLIENTS,
 ) -> GateReport:
     """The gate as the command runs it, with the application's traffic or without."""
     report = GateReport(plan=plan_dir.name)
@@ -80,7 +86,7 @@ def run_gate(
         report=report,
         backup_dir=tmp / "backups",
         login=cluster_login(cluster, endpoints),
-        traffic=TrafficOptions(clients=TRAFFIC_CLIENTS, allow_users=cluster.allow_users)
+        traffic=TrafficOptions(clients=clients, allow_users=cluster.allow_users)
         if traffic
         else None,
     )

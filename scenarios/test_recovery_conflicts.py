@@ -11,13 +11,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from planting import run_gate
 from psycopg import sql
 
 from harness.cluster import Cluster
-from harness.gate import GateReport, cluster_login, gate_database
-from harness.plan import load_plan
 from harness.testing.fix_legacy import LegacyDatabase
-from harness.traffic import TrafficOptions
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
 CLIENTS = 8
@@ -77,17 +75,8 @@ def test_a_read_cancelled_by_replay_is_retried_on_the_primary_and_warned_of(
     shutil.copytree(PLANS / "kct", plan)
     toml = plan / "plan.toml"
     toml.write_text(toml.read_text() + SLOW_REPORT)
-    report = GateReport(plan=plan.name)
-    gate_database(
-        load_plan(plan),
-        legacy_database.endpoints,
-        wait_for_replica=cluster.wait_for_replica,
-        emit=lambda _c: None,
-        progress=lambda _m: None,
-        report=report,
-        backup_dir=tmp_path / "backups",
-        traffic=TrafficOptions(clients=CLIENTS, allow_users=cluster.allow_users),
-        login=cluster_login(cluster, legacy_database.endpoints),
+    report = run_gate(
+        plan, cluster, legacy_database.endpoints, tmp_path, traffic=True, clients=CLIENTS
     )
     checks = {c.name: c for c in report.checks}
     assert not [c for c in report.checks if c.verdict == "fail"], [

@@ -7,11 +7,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from planting import run_gate
+
 from harness.cluster import Cluster
-from harness.gate import GateReport, cluster_login, gate_database
-from harness.plan import load_plan
+from harness.gate import GateReport
 from harness.testing.fix_legacy import LegacyDatabase
-from harness.traffic import TrafficOptions
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
 CLIENTS = 8
@@ -25,19 +25,9 @@ def _gate_with_steps(
     for name, up in steps.items():
         (plan / "up" / name).write_text(up)
         (plan / "down" / name).write_text("-- nothing to undo\n")
-    report = GateReport(plan=plan.name)
-    gate_database(
-        load_plan(plan),
-        legacy_database.endpoints,
-        wait_for_replica=cluster.wait_for_replica,
-        emit=lambda _c: None,
-        progress=lambda _m: None,
-        report=report,
-        backup_dir=tmp_path / "backups",
-        traffic=TrafficOptions(clients=CLIENTS, allow_users=cluster.allow_users),
-        login=cluster_login(cluster, legacy_database.endpoints),
+    return run_gate(
+        plan, cluster, legacy_database.endpoints, tmp_path, traffic=True, clients=CLIENTS
     )
-    return report
 
 
 def test_a_hot_table_held_700_ms_stalls_and_a_2_sec_step_blocking_nobody_does_not(

@@ -186,7 +186,6 @@ class ChangeLedger:
         self._checksums: dict[int, tuple[int, str]] = {}
         self.decoded = 0
         self.seconds = 0.0
-        self._failed = ""
 
     # -- life cycle --------------------------------------------------------------------
     def open(self) -> None:
@@ -438,26 +437,20 @@ class ChangeLedger:
             self.applied.by_xid.setdefault(xid, []).append((table.oid, new, change.op))
 
     def _apply(self, table: TableKey, statement: sql.Composed, params: tuple[Any, ...]) -> None:
-        self._dirty.add(table.oid)
-        if not self._execute(statement, params):
-            # A change the copy cannot take (the migration changed the column's type so
-            # its new text does not fit the old one): the table is named, not guessed.
-            self.unaccounted[table.qualified] = (
-                f"a change to it could not be applied to the copy the comparison is made "
-                f"with ({self._failed})"
-            )
-
-    def _execute(self, statement: sql.Composed, params: tuple[Any, ...]) -> bool:
         """One change on the copy, in a savepoint: one that fails leaves the others."""
+        self._dirty.add(table.oid)
         if self.copy is None:
-            return True
+            return
         try:
             with self.copy.transaction():
                 self.copy.execute(statement, params, prepare=False)
         except psycopg.Error as exc:
-            self._failed = describe(exc)
-            return False
-        return True
+            # A change the copy cannot take (the migration changed the column's type so
+            # its new text does not fit the old one): the table is named, not guessed.
+            self.unaccounted[table.qualified] = (
+                "a change to it could not be applied to the copy the comparison is made "
+                f"with ({describe(exc)})"
+            )
 
     # -- everyone else's changes, recorded --------------------------------------------------
     def _record(self, phase: _Mark, table: TableKey, change: Change) -> None:
