@@ -286,6 +286,7 @@ def _up_until(line: str, *, env: dict[str, str] | None = None) -> subprocess.Pop
         if line in said:
             return proc
     proc.wait(timeout=60)
+    proc.stderr.close()
     pytest.fail(f"harness up ended (exit {proc.returncode}) before {line!r}:\n{''.join(seen)}")
 
 

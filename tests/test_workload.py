@@ -223,3 +223,46 @@ def test_failures_just_after_a_step_are_named_by_that_step() -> None:
     requests[0].ok, requests[0].sqlstate, requests[0].message = False, "42P01", "gone"
     (detail,) = check_no_errors(requests, timeline).details
     assert "from up/003_move.sql on: gone" in detail
+
+
+def test_only_the_time_the_migration_held_the_lock_is_judged_not_its_own_queueing() -> None:
+    """A request queued behind a step that itself queues behind the application waits on
+    the application: how long moves with the machine, and the runner cuts it at its
+    lock_timeout. The part while the step held the lock is what is judged."""
+    wait = _wait(0.9, kind="migration", step="up/001_a.sql")
+    wait.start = 100.0
+    queued = [(99.5, 100.3), (100.2, 100.8)]  # the step's own waits, overlapping: 0.8 s
+    check = check_stall([wait], [], limits=LIMITS, queued=lambda server: queued)
+    assert check.verdict == "pass", check
+    assert "held was 100 ms" in check.reason, check.reason
+    assert "queued up to 800 ms behind the migration" in check.reason, check.reason
+    check = check_stall([wait], [], limits=LIMITS, queued=lambda server: [(99.0, 100.5)])
+    assert check.verdict == "fail", check
+    assert check.details[0].startswith(
+        "up/001_a.sql: an application request waited 400 ms (500 ms more while the migration "
+        "queued) for AccessShareLock"
+    ), check.details
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    seconds=st.floats(min_value=0.0, max_value=3.0),
+    spans=st.lists(
+        st.tuples(
+            st.floats(min_value=-1.0, max_value=4.0), st.floats(min_value=0.0, max_value=2.0)
+        ),
+        max_size=5,
+    ),
+)
+def test_a_stall_is_judged_on_the_held_part_whatever_the_queueing(
+    seconds: float, spans: list[tuple[float, float]]
+) -> None:
+    wait = _wait(seconds, kind="migration", step="up/001_a.sql")
+    queued = [(s, s + length) for s, length in spans]
+    # The covered part by brute force: a millisecond grid over the wait.
+    grid = [i / 1000 for i in range(int(seconds * 1000))]
+    covered = sum(1 for t in grid if any(s <= t + 0.0005 < e for s, e in queued)) / 1000
+    check = check_stall([wait], [], limits=LIMITS, queued=lambda server: queued)
+    held = seconds - covered
+    if abs(held - LIMITS.lock_wait) > 0.005:  # the grid's own error, away from the bound
+        assert check.verdict == ("fail" if held > LIMITS.lock_wait else "pass"), (held, check)

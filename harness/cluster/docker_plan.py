@@ -200,9 +200,13 @@ def plan_docker_cluster(
     chosen = dict(ports or {})
 
     def host_port(role: str) -> int | None:
-        if role in chosen:
-            return chosen[role]
-        return free_port() if host else None
+        # Every port is chosen before any container binds one, so the kernel may offer
+        # a port it offered a moment ago: a role must not get another role's port.
+        while host and role not in chosen:
+            port = free_port()
+            if port not in chosen.values():
+                chosen[role] = port
+        return chosen.get(role)
 
     listen = "127.0.0.1" if host else "*"
     primary_port = host_port("primary") if host else PG_PORT

@@ -156,6 +156,16 @@ def default_base_dir() -> str:
     return tempfile.gettempdir()
 
 
+def _another_port(taken: set[int]) -> int:
+    """A free port none of ours has: a PgBouncer binds its port only once it runs,
+    so the kernel may offer the writer's port again for the reader."""
+    port = free_port()
+    while port in taken:
+        port = free_port()
+    taken.add(port)
+    return port
+
+
 def _initdb(bins: PgBinaries, datadir: Path, *, progress: Progress) -> None:
     """A fresh data directory: a copy of a cached initdb when there is one.
 
@@ -285,6 +295,7 @@ class LocalCluster(Cluster):
         self.replica = self._server("replica", port=replica_port)
 
         pgbouncer = find_pgbouncer()
+        taken = {primary_port, replica_port}
         for settings, server_port in (
             (self.poolers.writer, primary_port),
             (self.poolers.reader, replica_port),
@@ -293,7 +304,7 @@ class LocalCluster(Cluster):
                 settings,
                 executable=pgbouncer,
                 workdir=self.workdir / f"pgbouncer-{settings.role}",
-                listen_port=free_port(),
+                listen_port=_another_port(taken),
                 server_port=server_port,
                 dbname=self.dbname,
             )

@@ -41,6 +41,13 @@ class Statement:
         return text if len(text) <= 100 else text[:99] + "…"
 
     @property
+    def terminated(self) -> str:
+        """The text ended by a semicolon, for a script of several statements: on a line of
+        its own when the text ends in a comment, which would swallow it."""
+        tokens = _tokens(self.text)
+        return self.text + ("\n;" if tokens and tokens[-1].name in _COMMENTS else ";")
+
+    @property
     def outside_transaction(self) -> str | None:
         """What PostgreSQL refuses to run in a transaction block (SQLSTATE 25001), if this is."""
         try:

@@ -41,6 +41,7 @@ from harness.runner.locks import (
     parse_duration,
     step_application_name,
 )
+from harness.runner.script import ScriptFailed, run_script
 
 __all__ = ["Runner", "StatementError", "StepOutcome"]
 
@@ -237,9 +238,11 @@ class Runner:
                 current: Statement | None = None
                 try:
                     with self._step_transaction(step):
-                        for current in step.statements:
-                            self.conn.execute(current.text, prepare=False)
-                        current = None  # past the step's statements: a failure now is ours
+                        try:
+                            run_script(self.conn, step.statements)
+                        except ScriptFailed as refused:
+                            current = refused.statement
+                            raise refused.error from None
                         ledger(int((time.perf_counter() - started) * 1000))
                 except psycopg.errors.LockNotAvailable as exc:
                     delay = backoff(attempt, jitter=self._jitter)

@@ -46,10 +46,12 @@ _REPLAY_MEMORY = 10.0
 # pg_locks.waitstart is new in PostgreSQL 14; before, the statement's start is the
 # closest (an overestimate by the statement's time before it waited).
 _SINCE = {True: "l.waitstart", False: "w.query_start"}
+_BEGAN = {True: "l.waitstart", False: "NULL::timestamptz"}
 _WAITS = """
 SELECT w.pid, l.locktype, l.mode, coalesce(l.relation::regclass::text, ''),
        coalesce({since}, w.query_start)::text,
        extract(epoch FROM clock_timestamp() - coalesce({since}, w.query_start))::float8,
+       extract(epoch FROM coalesce({since}, w.query_start))::float8,
        b.pid, coalesce(b.backend_type, ''), coalesce(b.application_name, ''),
        left(coalesce(b.query, ''), 300), coalesce(b.wait_event_type = 'Lock', false),
        coalesce((SELECT string_agg(DISTINCT h.mode, '+') FROM pg_locks h
@@ -72,6 +74,20 @@ SELECT w.pid, l.locktype, l.mode, coalesce(l.relation::regclass::text, ''),
   LEFT JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid) ON true
   LEFT JOIN pg_stat_activity b ON b.pid = bp.pid
  WHERE w.wait_event_type = 'Lock' AND w.application_name LIKE 'pgcutover-traffic%'
+"""
+# Who queues for the migration's locks: the runner's session on the primary, the startup
+# process replaying them on the replica. While it queues, whoever queues behind it waits
+# on the application it waits for, not on what the step does. The startup process may
+# show no waitstart: its wait is then dated from the sample that first saw it.
+_QUEUEING = {"primary": "a.application_name LIKE %s", "replica": "a.backend_type = 'startup'"}
+_QUEUED = """
+SELECT c.now, w.key, w.began
+  FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) c
+  LEFT JOIN LATERAL (
+       SELECT DISTINCT concat_ws(' ', l.pid, l.locktype, l.relation, {began}) AS key,
+              extract(epoch FROM {began})::float8 AS began
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE NOT l.granted AND {who}) w ON true
 """
 # The migration's ACCESS EXCLUSIVE relation locks on the primary: what the replica replays.
 _MIGRATION_HOLDS = """
@@ -108,6 +124,7 @@ class LockWait:
     statement: str = ""  # the blocker's statement
     held: str = ""  # the mode(s) the blocker holds on the object; "" when it is queued
     behind: str = ""  # when the blocker is itself waiting: the statements it waits behind
+    start: float = 0.0  # when the wait began: epoch seconds on the server's clock
 
     @property
     def lock(self) -> str:
@@ -178,6 +195,11 @@ class LockSampler:
         self.stats: dict[str, LockStats] = {}
         self.waits: dict[tuple[str, int, str], LockWait] = {}
         self._held: dict[str, tuple[float, str, str]] = {}  # relation -> (seen, step, query)
+        # Per server, the lock waits of who takes the migration's locks: each wait ->
+        # [when it began, when it was last seen going on or first seen over] (the
+        # sampler cannot see the moment between).
+        self._queued: dict[str, dict[str, list[float]]] = {"primary": {}, "replica": {}}
+        self._sampled: dict[str, float] = {}  # server -> its clock at the last sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pgcutover-locks", daemon=True)
 
@@ -191,22 +213,29 @@ class LockSampler:
     def all_waits(self) -> list[LockWait]:
         return sorted(self.waits.values(), key=lambda w: -w.seconds)
 
+    def migration_queued(self, server: str) -> list[tuple[float, float]]:
+        """When the migration, or on the replica the replay of its locks, itself waited for
+        a lock: (start, end) on the servers' clock. A reader on the replica waits on the
+        replay, which waits on the migration on the primary: both count."""
+        servers = ("primary", "replica") if server == "replica" else ("primary",)
+        return sorted((s, e) for srv in servers for s, e in self._queued[srv].values())
+
     def _loop(self) -> None:
-        conns: list[tuple[Conn, str]] = []
+        conns: list[tuple[Conn, str, bool]] = []
         try:
             for dsn in self.dsns:
                 conn = connect(dsn, timeout=5, application_name="pgcutover lock sampler")
                 exact = conn.info.server_version >= 140000
-                conns.append((conn, _WAITS.format(since=_SINCE[exact])))
+                conns.append((conn, _WAITS.format(since=_SINCE[exact]), exact))
             while not self._stop.wait(INTERVAL):
                 self._sample(conns)
         except psycopg.Error:
             pass  # sampling is evidence: lose it rather than the gate
         finally:
-            for conn, _query in conns:
+            for conn, _query, _exact in conns:
                 conn.close()
 
-    def _sample(self, conns: list[tuple[Conn, str]]) -> None:
+    def _sample(self, conns: list[tuple[Conn, str, bool]]) -> None:
         phase = self.timeline.current
         stats = self.stats.setdefault(phase, LockStats())
         depth = 0
@@ -214,7 +243,9 @@ class LockSampler:
             # Short holds replay on the replica after the step has committed: note them
             # while they are held, to blame the replica's waits on them later.
             self._poll_holds(conns[0][0])
-        for i, (conn, query) in enumerate(conns):
+            for i, (conn, _query, exact) in enumerate(conns):
+                self._poll_queued(conn, "replica" if i else "primary", exact=exact)
+        for i, (conn, query, _exact) in enumerate(conns):
             server = "replica" if i else "primary"
             rows = conn.execute(query, prepare=False).fetchall()
             now = time.monotonic()
@@ -236,7 +267,7 @@ class LockSampler:
     def _record(
         self, server: str, row: tuple[object, ...], *, phase: str, now: float, primary: Conn
     ) -> LockWait:
-        (pid, locktype, mode, relation, since, seconds,
+        (pid, locktype, mode, relation, since, seconds, start,
          bpid, btype, bapp, bquery, _queued, held, behind) = row  # fmt: skip
         key = (server, int(str(pid)), str(since))
         wait = self.waits.get(key)
@@ -251,6 +282,7 @@ class LockSampler:
                 locktype=str(locktype),
                 mode=str(mode),
                 relation=str(relation),
+                start=float(str(start)),
             )
             self.waits[key] = wait
         wait.seconds = max(wait.seconds, float(str(seconds or 0.0)))
@@ -305,6 +337,24 @@ class LockSampler:
         if seen is None or now - seen[0] > _REPLAY_MEMORY:
             return None
         return seen[1], seen[2]
+
+    def _poll_queued(self, conn: Conn, server: str, *, exact: bool) -> None:
+        if not self.migration:
+            return
+        pattern = (self.migration.replace("%", r"\%") + "%",) if server == "primary" else None
+        rows = conn.execute(
+            _QUEUED.format(who=_QUEUEING[server], began=_BEGAN[exact]), pattern, prepare=False
+        ).fetchall()
+        now = float(rows[0][0])
+        previous = self._sampled.get(server, now - INTERVAL)
+        self._sampled[server] = now
+        episodes = self._queued[server]
+        waiting = {str(key): began for _now, key, began in rows if key is not None}
+        for key, began in waiting.items():
+            episodes.setdefault(key, [previous if began is None else float(began), now])
+        for key, span in episodes.items():
+            if key in waiting or span[1] == previous:
+                span[1] = now  # going on, or over since the last sample
 
     def _poll_holds(self, primary: Conn) -> None:
         if not self.migration:
