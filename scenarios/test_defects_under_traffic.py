@@ -80,6 +80,20 @@ DEFECTS = (
             "DROP TABLE tenant_kct.appointments_before;\n",
         ),
     ),
+    Defect(
+        "a rollback leaves a table unlogged: its rows never reach the replica",
+        "rollback.exact_on_replica",
+        "`public.measurements`: persistence permanent expected, unlogged found",
+        new_step(
+            7,
+            "fast_backfill",
+            up="SELECT 1;\n",
+            # A table cannot be unlogged while a foreign key ties it to a logged one.
+            down="ALTER TABLE tenant_kct.measurements\n"
+            "    DROP CONSTRAINT measurements_customer_id_fkey;\n"
+            "ALTER TABLE tenant_kct.measurements SET UNLOGGED;\n",
+        ),
+    ),
 )
 
 
