@@ -72,9 +72,9 @@ def _held(wait: LockWait, queued: Sequence[tuple[float, float]]) -> float:
 
 
 def _offender(
-    step: str, waits: list[LockWait], requests: list[Request], bound: float, held_for: float
+    step: str, pairs: list[tuple[LockWait, float]], requests: list[Request], bound: float
 ) -> str:
-    worst = waits[0]
+    worst, held_for = pairs[0]
     held = (
         f"held as {worst.held.replace('+', ' and ')}"
         if worst.held
@@ -83,7 +83,7 @@ def _offender(
     )
     replayed = worst.server == "replica"
     where = " on the replica (WAL replay of the primary's lock)" if replayed else ""
-    more = f"; {len(waits)} requests waited longer than {_ms(bound)}" if len(waits) > 1 else ""
+    more = f"; {len(pairs)} requests waited longer than {_ms(bound)}" if len(pairs) > 1 else ""
     queued = worst.seconds - held_for
     also = f" ({_ms(queued)} more while the migration queued)" if queued >= 0.0005 else ""
     return (
@@ -107,32 +107,32 @@ def check_stall(
     migration, the replica's replay of it) itself waited for a lock, on the servers' clock.
     """
     bound = limits.lock_wait
-    held = {
-        id(w): _held(w, queued(w.server) if queued else ())
-        for w in waits
-        if w.blocker_kind == "migration"
-    }
-    ours = sorted((w for w in waits if w.blocker_kind == "migration"), key=lambda w: -held[id(w)])
-    by_step: dict[str, list[LockWait]] = {}
-    for w in ours:
-        if held[id(w)] > bound:
-            by_step.setdefault(w.step or w.phase, []).append(w)
-    offenders = [
-        _offender(step, ws, requests, bound, held[id(ws[0])]) for step, ws in by_step.items()
-    ]
+    # Each wait on the migration with the part of it the migration held the lock.
+    ours = sorted(
+        (
+            (w, _held(w, queued(w.server) if queued else ()))
+            for w in waits
+            if w.blocker_kind == "migration"
+        ),
+        key=lambda pair: -pair[1],
+    )
+    by_step: dict[str, list[tuple[LockWait, float]]] = {}
+    for w, held in ours:
+        if held > bound:
+            by_step.setdefault(w.step or w.phase, []).append((w, held))
+    offenders = [_offender(step, pairs, requests, bound) for step, pairs in by_step.items()]
     others = [w for w in waits if w.blocker_kind != "migration" and w.seconds > bound]
     note = ""
     if ours:
-        note = (
-            f"; the longest wait on a lock the migration held was {_ms(held[id(ours[0])])}, in "
-            + (ours[0].step or ours[0].phase)
+        longest, held = ours[0]
+        note = f"; the longest wait on a lock the migration held was {_ms(held)}, in " + (
+            longest.step or longest.phase
         )
-        behind = max(ours, key=lambda w: w.seconds - held[id(w)])
-        if behind.seconds - held[id(behind)] >= 0.0005:
+        queued_for = max(w.seconds - held for w, held in ours)
+        if queued_for >= 0.0005:
             note += (
-                f"; requests also queued up to {_ms(behind.seconds - held[id(behind)])} behind "
-                "the migration while it waited for a lock itself (cut by [runner] "
-                "lock_timeout, then retried)"
+                f"; requests also queued up to {_ms(queued_for)} behind the migration while "
+                "it waited for a lock itself (cut by [runner] lock_timeout, then retried)"
             )
     if others:
         worst = max(others, key=lambda w: w.seconds)
