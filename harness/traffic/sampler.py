@@ -21,6 +21,10 @@ last seconds: replay runs behind the primary).
 
 Per phase the sampler also keeps :class:`LockStats` for the report: the longest
 wait, the deepest queue and the statement at the root of it.
+
+During steps it also notes when the migration itself waits for a lock (and, on
+the replica, when the replay of its locks does): :mod:`harness.traffic.stall`
+leaves those stretches out of the time it judges.
 """
 
 from __future__ import annotations
