@@ -63,6 +63,7 @@ def planted(source: Path, target: Path, edits: tuple[Edit, ...]) -> Path:
 
 
 TRAFFIC_CLIENTS = 4  # enough to write every table the workload writes during each step
+TRAFFIC_BASELINE = 0.3  # sec before the first step: the defects are in the steps, not before
 MODES = ("no traffic", "traffic")  # the gate's two modes; "traffic" is the default
 
 
@@ -86,7 +87,9 @@ def run_gate(
         report=report,
         backup_dir=tmp / "backups",
         login=cluster_login(cluster, endpoints),
-        traffic=TrafficOptions(clients=clients, allow_users=cluster.allow_users)
+        traffic=TrafficOptions(
+            clients=clients, baseline=TRAFFIC_BASELINE, allow_users=cluster.allow_users
+        )
         if traffic
         else None,
     )

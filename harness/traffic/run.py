@@ -46,6 +46,7 @@ REPLAY_TIMEOUT = 600.0  # sec: a replica catching up with a freshly loaded large
 @dataclass(frozen=True)
 class TrafficOptions:
     clients: int | None = None  # None: the workload's own number (default 16)
+    baseline: float | None = None  # sec of traffic before the first step; None: the workload's
     #: the cluster's ``allow_users``: lets the workload's logins through its PgBouncers
     allow_users: Callable[[Iterable[str]], None] | None = None
     #: False on a server someone else runs: a role that exists there is theirs, and
@@ -121,7 +122,9 @@ class TrafficRun:
         self.sampler = LockSampler(dsns, self.traffic.timeline, migration=self.migration)
         self.traffic.start()
         self.sampler.start()
-        self.traffic.wait(self.workload.baseline)
+        assert self.options is not None  # traffic is on
+        baseline = self.options.baseline
+        self.traffic.wait(self.workload.baseline if baseline is None else baseline)
 
     def _open_ledger(self) -> None:
         """The ledger starts before the baseline; without it, say what goes uncompared."""
