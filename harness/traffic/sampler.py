@@ -247,6 +247,8 @@ class LockSampler:
             # Short holds replay on the replica after the step has committed: note them
             # while they are held, to blame the replica's waits on them later.
             self._poll_holds(conns[0][0])
+        if phase in self.timeline.steps or phase in self.timeline.owner:
+            # The replay of a step's locks runs on after the step, and may queue there.
             for i, (conn, _query, exact) in enumerate(conns):
                 self._poll_queued(conn, "replica" if i else "primary", exact=exact)
         for i, (conn, query, _exact) in enumerate(conns):
