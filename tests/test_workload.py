@@ -19,7 +19,7 @@ from harness.plan import load_plan
 from harness.plan.workload import StallLimits, simple_workload
 from harness.traffic.checks import check_no_errors
 from harness.traffic.clients import BEFORE, Request, Timeline
-from harness.traffic.sampler import LockWait
+from harness.traffic.sampler import INTERVAL, LockSampler, LockWait, overlap
 from harness.traffic.stall import check_stall
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
@@ -225,23 +225,47 @@ def test_failures_just_after_a_step_are_named_by_that_step() -> None:
     assert "from up/003_move.sql on: gone" in detail
 
 
+def _sampler() -> LockSampler:
+    return LockSampler([], Timeline(), migration="pgcutover kct ")
+
+
 def test_only_the_time_the_migration_held_the_lock_is_judged_not_its_own_queueing() -> None:
     """A request queued behind a step that itself queues behind the application waits on
     the application: how long moves with the machine, and the runner cuts it at its
     lock_timeout. The part while the step held the lock is what is judged."""
     wait = _wait(0.9, kind="migration", step="up/001_a.sql")
     wait.start = 100.0
-    queued = [(99.5, 100.3), (100.2, 100.8)]  # the step's own waits, overlapping: 0.8 s
-    check = check_stall([wait], [], limits=LIMITS, queued=lambda server: queued)
+    sampler = _sampler()
+    # The step's own waits, overlapping: 0.8 s of the request's 0.9 s.
+    sampler._queued["primary"] = {"a": [99.5, 100.3], "b": [100.2, 100.8]}
+    assert sampler.held(wait) == pytest.approx(0.1)
+    check = check_stall([wait], [], limits=LIMITS, held=sampler.held)
     assert check.verdict == "pass", check
     assert "held was 100 ms" in check.reason, check.reason
-    assert "queued up to 800 ms behind the migration" in check.reason, check.reason
-    check = check_stall([wait], [], limits=LIMITS, queued=lambda server: [(99.0, 100.5)])
+    assert "waited up to 800 ms more behind the migration while it queued" in check.reason
+    sampler._queued["primary"] = {"a": [99.0, 100.5]}
+    check = check_stall([wait], [], limits=LIMITS, held=sampler.held)
     assert check.verdict == "fail", check
     assert check.details[0].startswith(
-        "up/001_a.sql: an application request waited 400 ms (500 ms more while the migration "
-        "queued) for AccessShareLock"
+        "up/001_a.sql: an application request waited 400 ms (500 ms more while it queued "
+        "for a lock itself"
     ), check.details
+
+
+def test_on_the_replica_a_wait_is_judged_no_longer_than_the_primary_held_the_lock() -> None:
+    """A replica holds a replayed lock until it replays the commit: longer than the
+    primary held it only when replay lags, which is the machine's load, not the step."""
+    wait = _wait(0.9, kind="migration", step="up/001_a.sql")
+    wait.server, wait.start, wait.relation_oid = "replica", 100.0, 16385
+    sampler = _sampler()
+    assert sampler.held(wait) == pytest.approx(INTERVAL)  # never seen held: a short hold
+    sampler._holds[16385] = [[10.0, 10.6], [99.7, 99.75], [101.0, 103.0]]
+    # The hold that began last before the wait ended: 50 ms seen, and a sample's gap.
+    assert sampler.held(wait) == pytest.approx(0.05 + INTERVAL)
+    sampler._holds[16385].insert(2, [99.8, 100.5])
+    assert sampler.held(wait) == pytest.approx(0.7 + INTERVAL)
+    sampler._queued["replica"] = {"startup": [100.0, 100.6]}  # the replay queued, too
+    assert sampler.held(wait) == pytest.approx(0.3)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
@@ -254,15 +278,12 @@ def test_only_the_time_the_migration_held_the_lock_is_judged_not_its_own_queuein
         max_size=5,
     ),
 )
-def test_a_stall_is_judged_on_the_held_part_whatever_the_queueing(
+def test_the_covered_part_of_a_wait_is_measured_exactly(
     seconds: float, spans: list[tuple[float, float]]
 ) -> None:
-    wait = _wait(seconds, kind="migration", step="up/001_a.sql")
     queued = [(s, s + length) for s, length in spans]
-    # The covered part by brute force: a millisecond grid over the wait.
-    grid = [i / 1000 for i in range(int(seconds * 1000))]
-    covered = sum(1 for t in grid if any(s <= t + 0.0005 < e for s, e in queued)) / 1000
-    check = check_stall([wait], [], limits=LIMITS, queued=lambda server: queued)
-    held = seconds - covered
-    if abs(held - LIMITS.lock_wait) > 0.005:  # the grid's own error, away from the bound
-        assert check.verdict == ("fail" if held > LIMITS.lock_wait else "pass"), (held, check)
+    # The covered part by brute force: a tenth of a millisecond grid over the wait.
+    step = 0.0001
+    grid = [(i + 0.5) * step for i in range(int(seconds / step))]
+    brute = sum(1 for t in grid if any(s <= t < e for s, e in queued)) * step
+    assert overlap(0.0, seconds, queued) == pytest.approx(brute, abs=0.002 * (len(spans) + 1))

@@ -248,7 +248,7 @@ class TrafficRun:
                 self.sampler.all_waits() if self.sampler else [],
                 requests,
                 limits=self.workload.stall,
-                queued=self.sampler.migration_queued if self.sampler else None,
+                held=self.sampler.held if self.sampler else None,
             ),
             self._writes_kept(requests, replica=replica)
             if any(q.kind == "write" for q in self.workload.queries)

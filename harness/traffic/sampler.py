@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -38,7 +39,7 @@ import psycopg
 from harness.connections import Conn, connect
 from harness.traffic.clients import Timeline
 
-__all__ = ["LockSampler", "LockStats", "LockWait"]
+__all__ = ["LockSampler", "LockStats", "LockWait", "overlap"]
 
 INTERVAL = 0.05
 WAITING_BEHIND = ", itself waiting behind "
@@ -56,6 +57,7 @@ SELECT w.pid, l.locktype, l.mode, coalesce(l.relation::regclass::text, ''),
        coalesce({since}, w.query_start)::text,
        extract(epoch FROM clock_timestamp() - coalesce({since}, w.query_start))::float8,
        extract(epoch FROM coalesce({since}, w.query_start))::float8,
+       coalesce(l.relation::int8, 0),
        b.pid, coalesce(b.backend_type, ''), coalesce(b.application_name, ''),
        left(coalesce(b.query, ''), 300), coalesce(b.wait_event_type = 'Lock', false),
        coalesce((SELECT string_agg(DISTINCT h.mode, '+') FROM pg_locks h
@@ -95,10 +97,14 @@ SELECT c.now, w.key, w.began
 """
 # The migration's ACCESS EXCLUSIVE relation locks on the primary: what the replica replays.
 _MIGRATION_HOLDS = """
-SELECT l.relation::regclass::text, a.application_name, left(coalesce(a.query, ''), 300)
-  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
- WHERE l.granted AND l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
-   AND a.application_name LIKE %s
+SELECT c.now, h.rel, h.oid, h.app, h.query
+  FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) c
+  LEFT JOIN LATERAL (
+       SELECT l.relation::regclass::text AS rel, l.relation::int8 AS oid,
+              a.application_name AS app, left(coalesce(a.query, ''), 300) AS query
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.granted AND l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+          AND a.application_name LIKE %s) h ON true
 """
 
 
@@ -129,6 +135,7 @@ class LockWait:
     held: str = ""  # the mode(s) the blocker holds on the object; "" when it is queued
     behind: str = ""  # when the blocker is itself waiting: the statements it waits behind
     start: float = 0.0  # when the wait began: epoch seconds on the server's clock
+    relation_oid: int = 0  # the same on a physical replica as on its primary
 
     @property
     def lock(self) -> str:
@@ -204,6 +211,10 @@ class LockSampler:
         # sampler cannot see the moment between).
         self._queued: dict[str, dict[str, list[float]]] = {"primary": {}, "replica": {}}
         self._sampled: dict[str, float] = {}  # server -> its clock at the last sample
+        # The migration's ACCESS EXCLUSIVE holds on the primary, per relation: each hold's
+        # [first seen, last seen], on the server's clock.
+        self._holds: dict[int, list[list[float]]] = {}
+        self._holding: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pgcutover-locks", daemon=True)
 
@@ -216,13 +227,6 @@ class LockSampler:
 
     def all_waits(self) -> list[LockWait]:
         return sorted(self.waits.values(), key=lambda w: -w.seconds)
-
-    def migration_queued(self, server: str) -> list[tuple[float, float]]:
-        """When the migration, or on the replica the replay of its locks, itself waited for
-        a lock: (start, end) on the servers' clock. A reader on the replica waits on the
-        replay, which waits on the migration on the primary: both count."""
-        servers = ("primary", "replica") if server == "replica" else ("primary",)
-        return sorted((s, e) for srv in servers for s, e in self._queued[srv].values())
 
     def _loop(self) -> None:
         conns: list[tuple[Conn, str, bool]] = []
@@ -273,7 +277,7 @@ class LockSampler:
     def _record(
         self, server: str, row: tuple[object, ...], *, phase: str, now: float, primary: Conn
     ) -> LockWait:
-        (pid, locktype, mode, relation, since, seconds, start,
+        (pid, locktype, mode, relation, since, seconds, start, oid,
          bpid, btype, bapp, bquery, _queued, held, behind) = row  # fmt: skip
         key = (server, int(str(pid)), str(since))
         wait = self.waits.get(key)
@@ -289,6 +293,7 @@ class LockSampler:
                 mode=str(mode),
                 relation=str(relation),
                 start=float(str(start)),
+                relation_oid=int(str(oid)),
             )
             self.waits[key] = wait
         wait.seconds = max(wait.seconds, float(str(seconds or 0.0)))
@@ -365,8 +370,46 @@ class LockSampler:
     def _poll_holds(self, primary: Conn) -> None:
         if not self.migration:
             return
-        now = time.monotonic()
-        for rel, app, query in primary.execute(
+        rows = primary.execute(
             _MIGRATION_HOLDS, (self.migration.replace("%", r"\%") + "%",), prepare=False
-        ).fetchall():
+        ).fetchall()
+        now, clock = time.monotonic(), float(rows[0][0])
+        holding = set()
+        for _clock, rel, oid, app, query in rows:
+            if rel is None:
+                continue
             self._held[str(rel)] = (now, _step_of(str(app), self.migration), _oneline(str(query)))
+            holding.add(int(oid))
+            if int(oid) not in self._holding:
+                self._holds.setdefault(int(oid), []).append([clock, clock])
+            self._holds[int(oid)][-1][1] = clock
+        self._holding = holding
+
+    def held(self, wait: LockWait) -> float:
+        """How much of a wait on the migration is the migration's to answer for.
+
+        Not the stretches when it (or the replay of its lock) itself queued for a lock.
+        On the replica, no more than the migration held that lock on the primary: the
+        replica holds a replayed lock until it replays the commit, and how far behind
+        it replays is the machine's load, not the step.
+        """
+        servers = ("primary", "replica") if wait.server == "replica" else ("primary",)
+        queued = [(a, b) for srv in servers for a, b in self._queued[srv].values()]
+        part = wait.seconds - overlap(wait.start, wait.start + wait.seconds, queued)
+        if wait.server == "replica":
+            end = wait.start + wait.seconds
+            holds = [h for h in self._holds.get(wait.relation_oid, []) if h[0] <= end]
+            # The last hold that began before the wait ended; too short to be seen: none.
+            part = min(part, (holds[-1][1] - holds[-1][0] if holds else 0.0) + INTERVAL)
+        return max(0.0, part)
+
+
+def overlap(start: float, end: float, spans: Sequence[tuple[float, float]]) -> float:
+    """How much of [start, end] the spans cover (spans may overlap each other)."""
+    covered, reached = 0.0, start
+    for s, e in sorted(spans):
+        s, e = max(s, reached), min(e, end)
+        if e > s:
+            covered += e - s
+            reached = e
+    return covered
