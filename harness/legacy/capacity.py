@@ -4,7 +4,8 @@ At scale 1000 the legacy database is about 8 GB, and a gate holds it several
 times over: the primary, the streaming replica, the backup and the scratch copy
 the backup is restored into, plus the WAL of the load. Finding that out when the
 disk fills twenty minutes into the load leaves a half-written cluster behind; a
-sum done first costs nothing and names the fix.
+sum done first costs nothing and names the fix. A gate of a clone of the user's
+server (``--clone-from``) is summed the same way from the source's own sizes.
 """
 
 from __future__ import annotations
