@@ -84,6 +84,11 @@ def _positions(primary: Conn, replica: Conn) -> tuple[str, str, str]:
     return str(insert_lsn(primary)), str(row[0]), str(replayed[0])
 
 
+def _checkpointed_with_full_pages(conn: Conn) -> bool:
+    row = conn.execute("SELECT full_page_writes FROM pg_control_checkpoint()").fetchone()
+    return bool(row and row[0])
+
+
 @pytest.fixture(scope="module")
 def source() -> Iterator[Source]:
     """A source cluster, seeded, with a role that may log in but not copy it.
@@ -119,7 +124,12 @@ def source() -> Iterator[Source]:
             conn.execute("VACUUM")
         with connect(cluster.endpoints.primary) as conn:
             conn.execute("VACUUM")
+            # The checkpointer takes up full_page_writes when it gets to the reload: until
+            # a checkpoint is made with them on, the standby refuses to be copied.
             conn.execute("CHECKPOINT")
+            while not _checkpointed_with_full_pages(conn):
+                time.sleep(0.05)
+                conn.execute("CHECKPOINT")
         cluster.wait_for_replica()
         with connect(cluster.endpoints.replica) as conn:
             conn.execute("CHECKPOINT")  # a restartpoint at the checkpoint made with them on
@@ -321,7 +331,7 @@ def test_gate_of_a_standby_copy_is_safe_and_the_source_unchanged(
     before = _state(source)
     done = _harness(
         "gate", "--plan", KCT, "--clone-from", source.replica, "--reports", tmp_path,
-        base=base_dir,
+        "--traffic-clients", "4", base=base_dir,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "plan 'kct': SAFE" in done.stdout

@@ -513,8 +513,8 @@ def _probe_replication(dsn: str, *, shown: str) -> None:
 def _describe(source: CloneSource, *, shown: str) -> str:
     said = (
         f"--clone-from: {shown} is a {source.role} running PostgreSQL {source.version}, "
-        f"{source.cluster_bytes / 1e6:,.0f} MB of databases; the gate gates {source.database} "
-        f"({source.database_bytes / 1e6:,.0f} MB)"
+        f"{source.cluster_bytes / 1e6:,.0f} MB of databases, {source.database} of them "
+        f"{source.database_bytes / 1e6:,.0f} MB"
     )
     if source.standby:
         return said + "; a copy of a standby writes nothing on it or on its primary"
