@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -32,14 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from harness import phases
 from harness.cluster.binaries import PgBinaries, find_binaries
 from harness.cluster.processes import free_port, give_to_server_user, run_as_owner
 from harness.cluster.versions import parse_version
 from harness.connections import connect
-from harness.dsn import child_env, make_dsn, redact
+from harness.dsn import child_env, redact
 from harness.errors import ClusterStartError, ConnectionFailed, InfrastructureError, UsageError
 from harness.progress import Progress, quiet
 
@@ -53,6 +54,7 @@ __all__ = [
     "add_clone_option",
     "clone_for",
     "clone_from_args",
+    "gated_database",
     "inspect_source",
     "refuse_provider",
 ]
@@ -96,6 +98,7 @@ host all all 127.0.0.1/32 trust
 local replication all trust
 host replication all 127.0.0.1/32 trust
 """
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.$-]+")
 # A copy under write load replays what was written while it was copied before it opens.
 _RECOVERY_TIMEOUT = 3600.0
 _NO_REPLICATION_FIX = (
@@ -181,7 +184,8 @@ class CloneSource:
             "written during the copy, then opens"
         )
         cluster.primary = cluster._server("primary", port=port)
-        as_superuser = make_dsn(
+        # Any name a source's superuser may have, not only those a URL can carry.
+        as_superuser = make_conninfo(
             host="127.0.0.1", port=port, user=self.superuser, dbname=self.database
         )
         cluster.primary.wait_ready(_opened(as_superuser), timeout=_RECOVERY_TIMEOUT)
@@ -342,14 +346,19 @@ def refuse_provider(provider: str) -> None:
 
 def gated_database(dsn: str, plan_database: str | None) -> str:
     """The plan's ``database``, else the one the DSN names: it must be said, never guessed."""
-    if plan_database is not None:
-        return plan_database
-    named = conninfo_to_dict(dsn).get("dbname")
+    named = plan_database or conninfo_to_dict(dsn).get("dbname")
     if not named:
         raise UsageError(
             f"--clone-from {redact(dsn)} names no database and the plan names none; name the "
             "database to gate in the DSN (postgresql://user@host:5432/shop), or set "
             'database = "shop" in plan.toml'
+        )
+    if not _PLAIN_NAME.fullmatch(str(named)):
+        # The cluster's URLs and PgBouncer's [databases] carry the name as it is.
+        raise UsageError(
+            f"database {named!r} has characters the harness's connection strings cannot carry "
+            "yet (letters, digits, _ . $ - only); gate a dump of it, restored under a plain "
+            "name, with --legacy"
         )
     return str(named)
 
