@@ -21,6 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from harness.cluster import PROVIDERS, start_cluster
+from harness.cluster.clone import add_clone_option, clone_from_args
 from harness.cluster.versions import choose_for
 from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
@@ -88,6 +89,7 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
         "external: DATABASE_URL and DATABASE_READONLY_URL",
     )
     parser.add_argument("--pg-bin", help="directory holding initdb, pg_ctl, pg_basebackup")
+    add_clone_option(parser)
     add_docker_options(parser)
 
 
@@ -182,6 +184,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise UsageError("--migrated applies a plan: give it with --plan DIR")
     plan = load_plan(args.plan, legacy=args.legacy) if args.plan is not None else None
     docker = docker_options(args, plan)
+    clone = clone_from_args(args, plan, progress=progress)
     with start_cluster(
         args.provider,
         pg_bin=args.pg_bin,
@@ -189,11 +192,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         image=docker.get("image"),
         network=docker.get("network"),
         poolers=plan.pgbouncer if plan is not None else None,
+        clone=clone,
     ) as cluster:
-        progress(f"seeding the legacy database (scale {args.scale})")
         legacy = args.legacy or (plan.legacy if plan is not None else None)
-        report = seed(cluster.endpoints.primary, scale=args.scale, legacy=legacy, create_roles=True)
-        progress(f"seeded {sum(report.rows.values()):,} rows in {report.seconds:.2f} sec")
+        if clone is None:  # a clone holds its database already
+            progress(f"seeding the legacy database (scale {args.scale})")
+            done = seed(
+                cluster.endpoints.primary, scale=args.scale, legacy=legacy, create_roles=True
+            )
+            progress(f"seeded {sum(done.rows.values()):,} rows in {done.seconds:.2f} sec")
         if plan is not None and args.migrated:
             with Runner(plan, cluster.endpoints.primary, progress=progress) as runner:
                 runner.migrate()
@@ -250,6 +257,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         traffic_clients=args.traffic_clients,
         traffic=not args.no_traffic,
         cluster_options=docker_options(args, plan),
+        clone_from=args.clone_from,
     )
     if args.repeat is not None:
         return gate_repeatedly(gate, args=args, progress=progress)

@@ -212,15 +212,29 @@ class Lsn(int):
         return f"Lsn('{self}')"
 
 
+# The header of a WAL page, and the longer one of a segment's first page (xlog_internal.h).
+_PAGE_HEADER = 24
+_LONG_PAGE_HEADER = 40
+
+
 def insert_lsn(conn: Conn) -> Lsn:
     """The primary's WAL insert position now: what a standby must replay to see every commit."""
     # The insert position, not pg_current_wal_lsn() (the write position): a commit made
     # with synchronous_commit=off can still sit in WAL buffers, unwritten, and a target
     # short of the commit record would let a standby "catch up" without it.
-    row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+    # At the start of a WAL page (after a WAL switch: a base backup ends with one) the insert
+    # position is reported past the page's header, which no record ends at: a standby that
+    # replayed everything stands at the page's start, and would wait for the next record
+    # (an idle server writes one within 15 sec) to pass the header.
+    row = conn.execute(
+        "SELECT l::text, (pg_walfile_name_offset(l)).file_offset, "
+        "current_setting('wal_block_size')::int FROM pg_current_wal_insert_lsn() AS l"
+    ).fetchone()
     if row is None:
         raise psycopg.InterfaceError("pg_current_wal_insert_lsn() returned no row")
-    return Lsn.parse(row[0])
+    lsn, offset, page = Lsn.parse(row[0]), int(row[1]), int(row[2])
+    header = _LONG_PAGE_HEADER if offset == _LONG_PAGE_HEADER else _PAGE_HEADER
+    return Lsn(lsn - header) if offset % page == header else lsn
 
 
 def wait_for_replay(conn: Conn, target: Lsn, *, timeout: float) -> Lsn | None:

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from harness.catalog import Fingerprint, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
+from harness.cluster.clone import clone_for
 from harness.cluster.versions import running_versions
 from harness.comparisons import fingerprint_of, replica_check, rollback_checks, roundtrip_check
 from harness.connections import describe
@@ -433,19 +434,26 @@ def run_gate(
     traffic_clients: int | None = None,
     traffic: bool = True,
     cluster_options: dict[str, str] | None = None,
+    clone_from: str | None = None,
 ) -> GateReport:
     """Start a cluster, seed the legacy database, and put the plan through the gate.
 
     The gate's backup proves the plan's first step is covered; it is of a throwaway
     database, so unless ``backup_dir`` is given it goes where the cluster goes.
+    ``clone_from``: start the primary from a copy of that server, which holds the database.
     """
     from harness.legacy import seed
 
     started = time.perf_counter()
-    check_gate_room(provider=provider, scale=scale, legacy=legacy or plan.legacy)
     clock = PhaseClock()
     progress, emit = clock.wrap(progress), clock.wrap_emit(emit)
-    report = GateReport(plan=plan.name, context={"provider": provider, "scale": scale})
+    clone = clone_for(
+        clone_from, plan, provider=provider, pg_bin=pg_bin, legacy=legacy, progress=progress
+    )
+    if clone is None:  # a clone's room is checked against its source's size
+        check_gate_room(provider=provider, scale=scale, legacy=legacy or plan.legacy)
+    context = {"clone": clone.to_json()} if clone else {"scale": scale}
+    report = GateReport(plan=plan.name, context={"provider": provider, **context})
     cluster: Cluster
     with (
         tempfile.TemporaryDirectory(prefix="pgcutover-backup-") as scratch,
@@ -456,25 +464,28 @@ def run_gate(
             image=(cluster_options or {}).get("image"),
             network=(cluster_options or {}).get("network"),
             poolers=plan.pgbouncer,
+            clone=clone,
         ) as cluster,
     ):
         # The gate works only in a database it creates, and drops only that one: on a
         # server someone else runs, a database of the same name may hold their data. A
         # plan whose SQL names its database gets a new database of that name, or a
         # refusal where one exists; any other plan gets a name no one else uses.
-        name = plan.database or unique_name(GATE_DATABASE_PREFIX)
+        name = clone.database if clone else plan.database or unique_name(GATE_DATABASE_PREFIX)
         roles_before = _roles(cluster.endpoints.primary)
-        create_database(cluster.endpoints.primary, name)
+        if clone is None:  # the copy holds the database already: nothing to create or load
+            create_database(cluster.endpoints.primary, name)
         endpoints = cluster.endpoints.for_database(name)
         try:
-            progress(f"seeding the legacy database (scale {scale})")
-            seed(
-                endpoints.primary,
-                scale=scale,
-                legacy=legacy or plan.legacy,
-                progress=progress,
-                create_roles=True,
-            )
+            if clone is None:
+                progress(f"seeding the legacy database (scale {scale})")
+                seed(
+                    endpoints.primary,
+                    scale=scale,
+                    legacy=legacy or plan.legacy,
+                    progress=progress,
+                    create_roles=True,
+                )
             cluster.allow_users(plan.layout.roles)
             gate_database(
                 plan,

@@ -32,6 +32,16 @@ def test_primary_write_reaches_replica_after_wait(
     assert replica_conn.execute("SELECT v FROM marker").fetchall() == [("written on the primary",)]
 
 
+def test_replica_is_caught_up_at_once_after_a_wal_switch(
+    cluster: Cluster, primary_conn: Conn
+) -> None:
+    """A base backup ends with a WAL switch; the position then points past the new page's
+    header, which no record ends at, and used to be waited for until the next record."""
+    primary_conn.execute("CREATE TEMP TABLE before_the_switch (v int)")
+    primary_conn.execute("SELECT pg_switch_wal()")
+    cluster.wait_for_replica(timeout=5)
+
+
 def test_legacy_counts_are_the_plans(
     primary_conn: Conn, replica_conn: Conn, legacy_counts: dict[str, int]
 ) -> None:

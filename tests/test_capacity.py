@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.legacy.capacity import MAX_SCALE, check_room, room_needed
+from harness.legacy.capacity import (
+    MAX_SCALE,
+    check_clone_room,
+    check_room,
+    clone_room_needed,
+    room_needed,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,3 +59,26 @@ def test_the_gate_exits_2_before_starting_anything(tmp_path: Path) -> None:
     assert "above the largest" in done.stderr
     # Nothing was started, so nothing was written: no cluster directory, no report.
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_clone_needs_the_whole_source_twice_and_its_database_once_more() -> None:
+    # A clone of a 10 GB server whose gated database is 4 GB: the copy and its replica
+    # hold all 10 GB, the backup's restore 4 GB more.
+    needed = clone_room_needed(cluster_bytes=10 * 10**9, database_bytes=4 * 10**9)
+    assert needed > 2 * 10 * 10**9 + 4 * 10**9
+    # A clone of the built-in database at scale 100 (830 MB, the whole cluster) needs what
+    # the gate of the built-in database at that scale needs: one sum for both.
+    built_in = 8_300_000 * 100
+    assert clone_room_needed(cluster_bytes=built_in, database_bytes=built_in) == room_needed(
+        scale=100
+    )
+
+
+def test_a_clone_the_disk_cannot_hold_is_refused_naming_the_space_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGCUTOVER_TMPDIR", str(tmp_path))
+    free = _free(tmp_path)
+    with pytest.raises(UsageError, match=r"needs about [\d.]+ GB in .* free; set PGCUTOVER_TMPDIR"):
+        check_clone_room(source="staging", cluster_bytes=free, database_bytes=free)
+    check_clone_room(source="staging", cluster_bytes=10**6, database_bytes=10**6)

@@ -7,10 +7,15 @@ and ``external`` (``DATABASE_URL`` / ``DATABASE_READONLY_URL``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from harness.cluster.base import Cluster, Endpoints
 from harness.cluster.pooling import Poolers
 from harness.errors import UsageError
 from harness.progress import Progress, quiet
+
+if TYPE_CHECKING:
+    from harness.cluster.clone import CloneSource
 
 __all__ = ["PROVIDERS", "Cluster", "Endpoints", "Poolers", "start_cluster"]
 
@@ -26,17 +31,26 @@ def start_cluster(
     image: str | None = None,
     network: str | None = None,
     poolers: Poolers | None = None,
+    clone: CloneSource | None = None,
 ) -> Cluster:
     """Start a cluster; ``image`` and ``network`` are the docker provider's choices.
 
     ``poolers`` configures the PgBouncers a provider starts (a plan's ``[pgbouncer]``;
     None: the defaults). The external provider starts none, so it has nothing to
-    apply them to: its servers' poolers are their operator's.
+    apply them to: its servers' poolers are their operator's. ``clone``: the local
+    provider's primary is a copy of that server, and the cluster's database its database.
     """
+    if clone is not None:
+        from harness.cluster.clone import refuse_provider
+
+        refuse_provider(provider)
+        dbname = clone.database
     if provider == "local":
         from harness.cluster.local import start_local_cluster
 
-        return start_local_cluster(pg_bin=pg_bin, dbname=dbname, progress=progress, poolers=poolers)
+        return start_local_cluster(
+            pg_bin=pg_bin, dbname=dbname, progress=progress, poolers=poolers, clone=clone
+        )
     if provider == "docker":
         from harness.cluster.docker import start_docker_cluster
 

@@ -17,9 +17,11 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
+from harness import phases
 from harness.cluster.base import Cluster, Endpoints
 from harness.cluster.binaries import PgBinaries, find_binaries, find_pgbouncer
 from harness.cluster.pgbouncer import PgBouncer
@@ -38,6 +40,9 @@ from harness.databases import create_database
 from harness.dsn import make_dsn
 from harness.errors import ClusterStartError
 from harness.progress import Progress, quiet
+
+if TYPE_CHECKING:
+    from harness.cluster.clone import CloneSource
 
 __all__ = ["LocalCluster", "start_local_cluster"]
 
@@ -214,8 +219,11 @@ class LocalCluster(Cluster):
         dbname: str,
         poolers: Poolers = DEFAULT_POOLERS,
         max_connections: int | None = None,
+        clone: CloneSource | None = None,
     ) -> None:
         self.bins = bins
+        #: the server the primary is a copy of (None: a fresh initdb and database)
+        self.clone = clone
         self.poolers = poolers
         #: None: sized for the poolers; the replica gets the same (a hot standby needs >=)
         self.max_connections = (
@@ -269,14 +277,19 @@ class LocalCluster(Cluster):
         prepare_dir(self.workdir / "sockets")
         primary_dir = self.workdir / "primary"
         replica_dir = self.workdir / "replica"
-        _initdb(self.bins, primary_dir, progress=progress)
-        primary_port = free_port()
-        progress(f"starting the primary ({self.bins.version()}) on 127.0.0.1:{primary_port}")
-        self.primary = self._server("primary", port=primary_port)
-        admin = make_dsn(host="127.0.0.1", port=primary_port, user="postgres", dbname="postgres")
-        self.primary.wait_ready(_accepts(admin))
-        if self.dbname != "postgres":
-            create_database(admin, self.dbname)
+        if self.clone is not None:
+            primary_port = self.clone.start_primary(self, progress=progress)
+        else:
+            _initdb(self.bins, primary_dir, progress=progress)
+            primary_port = free_port()
+            progress(f"starting the primary ({self.bins.version()}) on 127.0.0.1:{primary_port}")
+            self.primary = self._server("primary", port=primary_port)
+            admin = make_dsn(
+                host="127.0.0.1", port=primary_port, user="postgres", dbname="postgres"
+            )
+            self.primary.wait_ready(_accepts(admin))
+            if self.dbname != "postgres":
+                create_database(admin, self.dbname)
 
         progress("pg_basebackup: cloning the replica from the primary")
         run_as_owner(
@@ -289,6 +302,7 @@ class LocalCluster(Cluster):
                 "-R", "-X", "stream", "-c", "fast", "--no-sync",
             ],
             what="pg_basebackup",
+            timeout=120.0 if self.clone is None else None,  # a clone is as large as its source
         )  # fmt: skip
         replica_port = free_port()
         progress(f"starting the replica on 127.0.0.1:{replica_port}")
@@ -314,6 +328,7 @@ class LocalCluster(Cluster):
         self.replica.wait_ready(_streaming(replica_admin))
         for bouncer in self.bouncers.values():
             bouncer.wait_ready()
+        phases.note()  # the time so far is the cluster's, not the first check's
         progress("cluster ready: replica streaming, PgBouncer accepting")
 
         def direct(port: int) -> str:
@@ -400,11 +415,14 @@ def start_local_cluster(
     base_dir: str | None = None,
     poolers: Poolers | None = None,
     max_connections: int | None = None,
+    clone: CloneSource | None = None,
 ) -> LocalCluster:
     """Start a local cluster; on any failure, stop what was started and re-raise.
 
     ``poolers`` are the PgBouncers' settings (a plan's ``[pgbouncer]``; None: the
     defaults); ``max_connections`` overrides what the servers' would be sized for them.
+    ``clone``: start the primary from a copy of that server (``dbname`` is then one of
+    its databases) instead of initdb. An interrupted copy goes with the directory.
     """
     bins = find_binaries(pg_bin)
     find_pgbouncer()  # fail before creating anything when PgBouncer is missing
@@ -417,6 +435,7 @@ def start_local_cluster(
         dbname=dbname,
         poolers=poolers or DEFAULT_POOLERS,
         max_connections=max_connections,
+        clone=clone,
     )
     try:
         cluster.start(progress=progress)

@@ -85,9 +85,18 @@ def _owner() -> _Owner:
 
 
 def run_as_owner(
-    argv: Sequence[str], *, what: str, timeout: float = 120.0, log: Path | None = None
+    argv: Sequence[str],
+    *,
+    what: str,
+    timeout: float | None = 120.0,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> None:
-    """Run a short-lived server tool (initdb, pg_basebackup) as the server user."""
+    """Run a short-lived server tool (initdb, pg_basebackup) as the server user.
+
+    ``timeout`` None: a copy of someone's database takes as long as its size needs.
+    ``env``: the child's whole environment (a password goes there, not into ``argv``).
+    """
     owner = _owner()
     try:
         done = subprocess.run(
@@ -96,13 +105,14 @@ def run_as_owner(
             text=True,
             timeout=timeout,
             check=False,
+            env=env,
             stdin=subprocess.DEVNULL,
             user=owner.user,
             group=owner.group,
             extra_groups=owner.extra_groups,
         )
     except subprocess.TimeoutExpired:
-        raise ClusterStartError(f"{what} did not finish within {timeout:.0f} sec") from None
+        raise ClusterStartError(f"{what} did not finish within {timeout or 0:.0f} sec") from None
     if done.returncode != 0:
         output = (done.stderr or done.stdout).strip()
         if log is not None:

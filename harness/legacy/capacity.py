@@ -4,7 +4,8 @@ At scale 1000 the legacy database is about 8 GB, and a gate holds it several
 times over: the primary, the streaming replica, the backup and the scratch copy
 the backup is restored into, plus the WAL of the load. Finding that out when the
 disk fills twenty minutes into the load leaves a half-written cluster behind; a
-sum done first costs nothing and names the fix.
+sum done first costs nothing and names the fix. A gate of a clone of the user's
+server (``--clone-from``) is summed the same way from the source's own sizes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from pathlib import Path
 from harness.cluster.local import default_base_dir
 from harness.errors import UsageError
 
-__all__ = ["MAX_SCALE", "check_gate_room", "check_room", "room_needed"]
+__all__ = [
+    "MAX_SCALE",
+    "check_clone_room",
+    "check_gate_room",
+    "check_room",
+    "clone_room_needed",
+    "room_needed",
+]
 
 #: About 360 M rows and 80 GB: past this the built-in database is not a test any
 #: machine here can hold; a larger database is a dump of the team's own (--legacy).
@@ -29,11 +37,38 @@ _WAL_CAP = 2_300_000_000  # max_wal_size 2GB plus wal_keep_size, per server
 _CLUSTER = 200_000_000  # two initdb'd servers, logs, PgBouncer
 
 
+def _room(*, cluster: int, database: int, backup: int, wal: int) -> int:
+    """The primary and the replica each hold the whole cluster, the backup's restore the
+    gated database once more; then the backup itself and each server's WAL."""
+    return _CLUSTER + 2 * cluster + database + backup + 2 * min(wal, _WAL_CAP)
+
+
 def room_needed(*, scale: int) -> int:
     """Bytes a gate at ``scale`` writes at its peak: three copies, the backup, the WAL."""
-    copies = 3 * _DATABASE_PER_SCALE * scale  # primary, replica, the backup's restore
-    wal = 2 * min(_WAL_PER_SCALE * scale, _WAL_CAP)  # primary and replica
-    return _CLUSTER + copies + _BACKUP_PER_SCALE * scale + wal
+    database = _DATABASE_PER_SCALE * scale
+    return _room(
+        cluster=database,
+        database=database,
+        backup=_BACKUP_PER_SCALE * scale,
+        wal=_WAL_PER_SCALE * scale,
+    )
+
+
+def clone_room_needed(*, cluster_bytes: int, database_bytes: int) -> int:
+    """Bytes a gate of a clone writes at its peak: a physical copy holds every database of
+    the source, twice (primary and replica); the built-in database's ratios of backup and
+    WAL to database size stand in for those of the one gated."""
+    return _room(
+        cluster=cluster_bytes,
+        database=database_bytes,
+        backup=database_bytes * _BACKUP_PER_SCALE // _DATABASE_PER_SCALE,
+        wal=database_bytes * _WAL_PER_SCALE // _DATABASE_PER_SCALE,
+    )
+
+
+def free_bytes(directory: Path) -> int:
+    stat = os.statvfs(directory)
+    return stat.f_bavail * stat.f_frsize
 
 
 def check_room(*, scale: int, directory: Path) -> None:
@@ -44,8 +79,7 @@ def check_room(*, scale: int, directory: Path) -> None:
             f"({MAX_SCALE:,}, about {MAX_SCALE * _DATABASE_PER_SCALE / 1e9:,.0f} GB); "
             "use a smaller --scale, or gate a dump of your own database with --legacy"
         )
-    stat = os.statvfs(directory)
-    free = stat.f_bavail * stat.f_frsize
+    free = free_bytes(directory)
     needed = room_needed(scale=scale)
     if needed > free:
         raise UsageError(
@@ -53,6 +87,20 @@ def check_room(*, scale: int, directory: Path) -> None:
             f"replica, backup and its restore, WAL) and {free / 1e9:.1f} GB are free; "
             "set PGCUTOVER_TMPDIR to a directory on a disk with room, free space there, "
             "or use a smaller --scale"
+        )
+
+
+def check_clone_room(*, source: str, cluster_bytes: int, database_bytes: int) -> None:
+    """Refuse a clone of ``source`` that the cluster's directory has no room for."""
+    directory = Path(default_base_dir())
+    free = free_bytes(directory)
+    needed = clone_room_needed(cluster_bytes=cluster_bytes, database_bytes=database_bytes)
+    if needed > free:
+        raise UsageError(
+            f"a gate of a clone of {source} ({cluster_bytes / 1e9:.1f} GB of databases) needs "
+            f"about {needed / 1e9:.1f} GB in {directory} (the clone, its replica, the gated "
+            f"database's backup and its restore, WAL) and {free / 1e9:.1f} GB are free; set "
+            "PGCUTOVER_TMPDIR to a directory on a disk with room, or free space there"
         )
 
 

@@ -1,0 +1,347 @@
+"""``--clone-from``: the gate's primary is a physical copy of a server the user names.
+
+The source here is a cluster of its own (a primary and a streaming replica holding the
+retailer's database), started beside the harness's. The gate copies the source's
+*replica*, passes ``plans/kct``, and leaves the source exactly as it was: the same
+``pg_dump``, byte for byte, and not one byte more WAL on its primary or replayed on
+its replica. Every bad input exits 2 before any server of the harness starts, and a
+copy interrupted halfway leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from harness.cluster.binaries import find_binaries
+from harness.cluster.local import LocalCluster, default_base_dir, start_local_cluster
+from harness.cluster.processes import free_port, processes_under
+from harness.cluster.versions import parse_version
+from harness.connections import Conn, connect, insert_lsn
+from harness.dsn import with_database, with_login
+from harness.legacy import seed
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+KCT = ROOT / "plans" / "kct"
+HARNESS = [sys.executable, "-m", "harness.cli"]
+# The built-in database at scale 1: 3,369 customers.
+CUSTOMERS = 3369
+
+
+@dataclass(frozen=True)
+class Source:
+    cluster: LocalCluster
+    primary: str  # the source's own DSNs, to the database "shop"
+    replica: str
+
+
+def _quiet(src: Source, *, timeout: float = 60.0) -> None:
+    """Wait for the idle source's last WAL record of its own, written and replayed.
+
+    After a checkpoint, the background writer logs the running transactions once (it
+    does so at most every 15 sec, and only after WAL that matters), and the WAL writer
+    writes it out; then an idle server with nothing left to prune or vacuum writes
+    nothing: any WAL after that is someone else's doing.
+    """
+    deadline = time.monotonic() + timeout
+    with connect(with_database(src.primary, "postgres")) as conn, connect(src.replica) as replica:
+        while True:
+            records = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT record_type FROM pg_get_wal_records_info("
+                    "  (SELECT checkpoint_lsn FROM pg_control_checkpoint()),"
+                    "  pg_current_wal_flush_lsn())"
+                )
+            ]
+            position = _positions(conn, replica)
+            if records[1:] == ["RUNNING_XACTS"] and len(set(position)) == 1:
+                return
+            assert time.monotonic() < deadline, f"the source kept writing WAL: {records}"
+            time.sleep(0.5)
+
+
+def _positions(primary: Conn, replica: Conn) -> tuple[str, str, str]:
+    """The primary's WAL inserted and written, and what its replica replayed."""
+    row = primary.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    replayed = replica.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()
+    assert replayed is not None
+    return str(insert_lsn(primary)), str(row[0]), str(replayed[0])
+
+
+def _checkpointed_with_full_pages(conn: Conn) -> bool:
+    row = conn.execute("SELECT full_page_writes FROM pg_control_checkpoint()").fetchone()
+    return bool(row and row[0])
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[Source]:
+    """A source cluster, seeded, with a role that may log in but not copy it.
+
+    Made ready for copying as its operator would: full_page_writes on (a standby whose
+    primary runs without them refuses to be copied; the harness's own clusters run
+    without). And made idle: an idle server still writes WAL when a read prunes a page
+    of rows deleted before it, so every dead row is vacuumed away first, with nothing
+    holding them (autovacuum off, no replica's hot_standby_feedback).
+    """
+    base = tempfile.mkdtemp(prefix="clone-source-", dir=default_base_dir())
+    Path(base).chmod(0o755)
+    cluster = start_local_cluster(dbname="shop", base_dir=base)
+    try:
+        seed(cluster.endpoints.primary, scale=1)
+        admin = with_database(cluster.endpoints.primary, "postgres")
+        with connect(admin) as conn:
+            conn.execute("CREATE EXTENSION pg_walinspect")
+            conn.execute("CREATE ROLE reporting LOGIN")
+            conn.execute("ALTER SYSTEM SET full_page_writes = on")
+            conn.execute("ALTER SYSTEM SET autovacuum = off")
+            conn.execute("SELECT pg_reload_conf()")
+        with connect(cluster.endpoints.replica) as conn:
+            conn.execute("ALTER SYSTEM SET hot_standby_feedback = off")
+            conn.execute("SELECT pg_reload_conf()")
+        with connect(admin) as conn:
+            deadline = time.monotonic() + 30
+            while conn.execute(
+                "SELECT 1 FROM pg_stat_replication WHERE backend_xmin IS NOT NULL"
+            ).fetchone():
+                assert time.monotonic() < deadline, "the replica still holds rows back"
+                time.sleep(0.1)
+            conn.execute("VACUUM")
+        with connect(cluster.endpoints.primary) as conn:
+            conn.execute("VACUUM")
+            # The checkpointer takes up full_page_writes when it gets to the reload: until
+            # a checkpoint is made with them on, the standby refuses to be copied.
+            conn.execute("CHECKPOINT")
+            while not _checkpointed_with_full_pages(conn):
+                time.sleep(0.05)
+                conn.execute("CHECKPOINT")
+        cluster.wait_for_replica()
+        with connect(cluster.endpoints.replica) as conn:
+            conn.execute("CHECKPOINT")  # a restartpoint at the checkpoint made with them on
+        yield Source(cluster, cluster.endpoints.primary, cluster.endpoints.replica)
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def base_dir() -> Iterator[Path]:
+    """Where the harness's clusters go (PGCUTOVER_TMPDIR), to see what is left there."""
+    base = Path(tempfile.mkdtemp(prefix="clone-gate-", dir=default_base_dir()))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _left_in(base: Path) -> tuple[list[str], dict[int, list[str]]]:
+    dirs = [p.name for p in base.iterdir() if not p.name.startswith("pgcutover-initdb")]
+    return dirs, processes_under(base)
+
+
+def _harness(
+    *args: str | Path, base: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HARNESS, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PGCUTOVER_TMPDIR": str(base), **(env or {})},
+    )
+
+
+def _state(src: Source) -> tuple[bytes, tuple[str, str, str]]:
+    """What a clone must not change: the database's dump and both servers' WAL positions."""
+    dump = subprocess.run(
+        [find_binaries().path("pg_dump"), "-d", src.primary],
+        capture_output=True,
+        check=True,
+    ).stdout
+    # pg_dump (15.14 and later) fences its output with a \\restrict key drawn at random
+    # for each run; every other byte is the database's.
+    fences = (b"\\restrict ", b"\\unrestrict ")
+    dump = b"".join(s for s in dump.splitlines(keepends=True) if not s.startswith(fences))
+    with connect(src.primary) as primary, connect(src.replica) as replica:
+        return dump, _positions(primary, replica)
+
+
+# -- bad input: exit 2 before anything starts -------------------------------------------
+def _stand_in_binaries(directory: Path) -> Path:
+    """This machine's binaries, except that ``postgres --version`` names the next major:
+    the one way to meet a version mismatch with a single PostgreSQL installed."""
+    real = find_binaries()
+    version = parse_version(real.version())
+    assert version is not None
+    directory.mkdir()
+    for program in real.bindir.iterdir():
+        (directory / program.name).symlink_to(program)
+    (directory / "postgres").unlink()
+    fake = directory / "postgres"
+    fake.write_text(f'#!/bin/sh\necho "postgres (PostgreSQL) {version[0] + 1}.0"\n')
+    fake.chmod(0o755)
+    return directory
+
+
+def _plan_naming(database: str, directory: Path) -> Path:
+    plan = shutil.copytree(KCT, directory / "kct")
+    toml = plan / "plan.toml"
+    toml.write_text(f'database = "{database}"\n' + toml.read_text())
+    return plan
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unreachable",
+        "other_major",
+        "no_replication",
+        "no_room",
+        "no_database",
+        "plan_database_missing",
+        "docker",
+        "external",
+    ],
+)
+def test_bad_input_exits_2_naming_cause_and_fix_before_anything_starts(
+    source: Source, base_dir: Path, tmp_path: Path, case: str
+) -> None:
+    dsn, extra, cleanup = source.replica, [], None
+    plan: Path = KCT
+    if case == "unreachable":
+        dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/shop"
+        expected = ["cannot be reached", "Connection refused", "that the server is up"]
+    elif case == "other_major":
+        extra = ["--pg-bin", str(_stand_in_binaries(tmp_path / "bin"))]
+        expected = ["a physical copy starts only on the same major version", "give --pg-bin"]
+    elif case == "no_replication":
+        dsn = with_login(source.replica, user="reporting", password=None)
+        expected = ["role reporting may not copy", "ALTER ROLE reporting REPLICATION"]
+    elif case == "no_room":
+        # pg_database_size adds up the sizes of a database's files: a sparse one makes the
+        # source look larger than any disk here without taking a byte of it.
+        with connect(source.replica) as conn:
+            row = conn.execute("SELECT oid FROM pg_database WHERE datname = 'shop'").fetchone()
+        assert row is not None
+        sparse = source.cluster.workdir / "replica" / "base" / str(row[0]) / "pgcutover-sparse"
+        with sparse.open("wb") as fh:
+            fh.truncate(1 << 43)  # 8 TiB: within any file system's largest file
+        cleanup = sparse
+        expected = ["needs about", "GB are free", "set PGCUTOVER_TMPDIR"]
+    elif case == "no_database":
+        dsn = with_database(source.replica, "warehouse")
+        expected = ['database "warehouse" does not exist', "name a database the source has"]
+    elif case == "plan_database_missing":
+        plan = _plan_naming("warehouse", tmp_path)
+        expected = ["database 'warehouse' is not on the source", "fix database = in plan.toml"]
+    else:
+        extra = ["--provider", case]
+        expected = [f"the {case} provider", "run with --provider local"]
+    try:
+        done = _harness(
+            "gate", "--plan", plan, "--clone-from", dsn, "--reports", tmp_path / "reports",
+            *extra, base=base_dir,
+        )  # fmt: skip
+    finally:
+        if cleanup is not None:
+            cleanup.unlink()
+    assert done.returncode == 2, done.stderr
+    for words in expected:
+        assert words in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert _left_in(base_dir) == ([], {}), "a directory or a server was left behind"
+    assert not (tmp_path / "reports").exists()
+
+
+def test_an_interrupted_copy_leaves_nothing_behind(source: Source, base_dir: Path) -> None:
+    """Ctrl-C while pg_basebackup runs: its processes end, its directory goes."""
+    with subprocess.Popen(
+        [*HARNESS, "gate", "--plan", str(KCT), "--clone-from", source.replica],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A copy slowed to a crawl, so that the interrupt lands in the middle of it.
+        env={**os.environ, "PGCUTOVER_TMPDIR": str(base_dir), "PGCUTOVER_CLONE_MAX_RATE": "32k"},
+    ) as proc:
+        deadline = time.monotonic() + 60
+        while not any("pg_basebackup" in argv[0] for argv in processes_under(base_dir).values()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "pg_basebackup never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # files are arriving
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "pg_basebackup: copying the source's standby" in err
+    assert _left_in(base_dir) == ([], {})
+
+
+def test_up_serves_the_copy_of_the_source(source: Source, base_dir: Path) -> None:
+    """``harness up --clone-from``: the source's database, unloaded, behind the harness's
+    own primary, replica and PgBouncers."""
+    with subprocess.Popen(
+        [*HARNESS, "up", "--clone-from", source.replica],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PGCUTOVER_TMPDIR": str(base_dir)},
+    ) as proc:
+        assert proc.stdout is not None
+        env: dict[str, str] = {}
+        while len(env) < 4:
+            line = proc.stdout.readline()
+            assert line, f"harness up ended early: {proc.communicate()[1]}"
+            key, _, value = line.strip().partition("=")
+            env[key] = value
+        for key in ("PRIMARY_URL", "REPLICA_URL"):
+            with psycopg.connect(env[key], autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT current_database(), pg_is_in_recovery(), count(*) FROM customers"
+                ).fetchone()
+            assert row == ("shop", key == "REPLICA_URL", CUSTOMERS)
+        with psycopg.connect(env["PRIMARY_URL"], autocommit=True) as conn:
+            conninfo = conn.execute("SHOW primary_conninfo").fetchone()
+            assert conninfo == ("",), "the copy still follows the source"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "seeding" not in err
+    assert _left_in(base_dir) == ([], {})
+
+
+def test_gate_of_a_standby_copy_is_safe_and_the_source_unchanged(
+    source: Source, base_dir: Path, tmp_path: Path
+) -> None:
+    _quiet(source)
+    before = _state(source)
+    done = _harness(
+        "gate", "--plan", KCT, "--clone-from", source.replica, "--reports", tmp_path,
+        "--traffic-clients", "4", base=base_dir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "plan 'kct': SAFE" in done.stdout
+    assert "is a standby" in done.stderr
+    assert "seeding" not in done.stderr
+    report = json.loads((tmp_path / "gate.json").read_text())
+    assert report["clone"]["source_role"] == "standby"
+    assert report["clone"]["source_wal_written"] is False
+    assert "clone" in [p["name"] for p in report["phases"]]
+    after = _state(source)
+    assert after[0] == before[0], "the source's database changed"
+    assert after[1] == before[1], "the source's primary wrote WAL, or its replica replayed some"
+    assert _left_in(base_dir) == ([], {})
