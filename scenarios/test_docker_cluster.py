@@ -224,8 +224,9 @@ def test_the_gate_on_containers_finds_what_it_finds_locally(
             reports = tmp_path / f"{provider}-{plan}"
             started = time.perf_counter()
             done = harness(
-                "gate", "--provider", provider, "--plan", f"plans/{plan}", "--reports", str(reports)
-            )
+                "gate", "--provider", provider, "--plan", f"plans/{plan}",
+                "--reports", str(reports), "--traffic-clients", "4",
+            )  # fmt: skip
             timings[(plan, provider)] = time.perf_counter() - started
             assert done.returncode == expected, f"{provider} {plan}:\n{done.stdout}\n{done.stderr}"
         assert _failed_checks(tmp_path / f"docker-{plan}" / "gate.json") == _failed_checks(

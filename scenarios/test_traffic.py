@@ -98,37 +98,6 @@ def test_plan_as_written_breaks_the_application_at_its_move(
     assert summary["failed"] > 0
 
 
-@pytest.mark.slow
-def test_held_lock_is_a_stall_and_a_catalog_only_step_is_not(
-    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
-) -> None:
-    plan = _kct_with(
-        tmp_path,
-        {
-            "007_hold_lock.sql": (
-                "LOCK TABLE tenant_shared.products IN ACCESS EXCLUSIVE MODE;\n"
-                "SELECT pg_sleep(3);\n",
-                "-- nothing to undo\n",
-            ),
-            "008_comment.sql": (
-                "COMMENT ON TABLE tenant_shared.products IS 'the shared catalogue';\n",
-                "COMMENT ON TABLE tenant_shared.products IS NULL;\n",
-            ),
-        },
-    )
-    report = _gate(plan, cluster, legacy_database, tmp_path)
-    assert _failed(report) == {"traffic.stall"}, "\n".join(
-        str(c) for c in report.checks if not c.passed and c.name != "traffic.stall"
-    )
-    details = _check(report, "traffic.stall").details
-    assert details, "the held lock was not seen"
-    assert all(d.startswith("up/007_hold_lock.sql") for d in details), details
-    assert any("tenant_shared.products" in d for d in details), details
-    phases = {p["phase"]: p for p in report.context["traffic"]["phases"]}  # type: ignore[index]
-    assert phases["up/007_hold_lock.sql"]["max_ms"] >= 2000
-    assert phases["up/008_comment.sql"]["max_ms"] < 1000
-
-
 def test_corrected_plan_with_a_harmless_step_passes_under_traffic(
     cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:

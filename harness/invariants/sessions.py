@@ -70,15 +70,29 @@ class _Session:
 Outcome = tuple[bool, str]  # (succeeded, the rows as text or the error)
 
 
+def _run(conn: Conn, query: str) -> Outcome:
+    cur = conn.execute(query.encode(), prepare=False)
+    return True, repr(cur.fetchall() if cur.description is not None else [])[:200]
+
+
 def _outcome(conn: Conn, query: str) -> Outcome:
     """One query under a savepoint, so a failure leaves the snapshot's transaction usable."""
     try:
         with conn.transaction():
-            cur = conn.execute(query.encode(), prepare=False)
-            rows = cur.fetchall() if cur.description is not None else []
+            return _run(conn, query)
     except psycopg.Error as exc:
         return False, (exc.diag.message_primary or str(exc)).strip()
-    return True, repr(rows)[:200]
+
+
+def _outcomes(conn: Conn, queries: list[str]) -> dict[str, Outcome]:
+    """Every query on the transaction's snapshot: under one savepoint while none fails,
+    each under its own once one does. A savepoint each costs two more round trips per
+    query, after every step, while the traffic's clients share the harness's process."""
+    try:
+        with conn.transaction():
+            return {query: _run(conn, query) for query in queries}
+    except psycopg.Error:
+        return {query: _outcome(conn, query) for query in queries}
 
 
 class OldSessions:
@@ -150,7 +164,7 @@ class OldSessions:
             with fresh.transaction():
                 row = fresh.execute("SELECT pg_export_snapshot()").fetchone()
                 snapshot = str(row[0]) if row else ""
-                expected = {q: _outcome(fresh, q) for q in self.queries}
+                expected = _outcomes(fresh, self.queries)
                 for session in sessions:
                     failures += [
                         (session.label, query, message)
@@ -167,8 +181,7 @@ class OldSessions:
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-                for query in self.queries:
-                    ok, result = _outcome(conn, query)
+                for query, (ok, result) in _outcomes(conn, self.queries).items():
                     if not ok:
                         found.append((query, result))
                     elif expected[query][0] and expected[query][1] != result:
