@@ -116,6 +116,10 @@ def test_corrected_plan_passes_with_every_row_accounted_for(
     for name in ("data.unchanged", "rollback.exact", "roundtrip.migrate_again"):
         assert "the application changed, accounted for one by one" in checks[name].reason
     assert report.context["ledger"]["unaccounted"] == {}  # type: ignore[index]
+    # Per step: the WAL it wrote, and how far behind the replica was as it ended.
+    steps = report.context["ledger"]["steps"]  # type: ignore[index]
+    assert len(steps) == 18, steps  # 6 up, 6 down, 6 up again
+    assert all(s["wal_bytes"] > 0 and s["replica_behind_bytes"] >= 0 for s in steps), steps
     kept = checks["traffic.writes_kept"].reason
     acknowledged = report.context["traffic"]["writes_acknowledged"]  # type: ignore[index]
     assert f"all {acknowledged:,} acknowledged writes verified" in kept

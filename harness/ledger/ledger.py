@@ -256,7 +256,9 @@ class ChangeLedger:
         """What runs from now on is ``label``: changes committed after belong to it."""
         assert self.conn is not None
         names = {(str(s), str(n)): int(oid) for oid, s, n in self.conn.execute(_TABLES).fetchall()}
-        self.marks.append(_Mark(insert_lsn(self.conn), label, step, names))
+        lag = self.conn.execute(_BEHIND).fetchone()
+        behind = None if lag is None or lag[0] is None else (int(lag[0]), lag[1])
+        self.marks.append(_Mark(insert_lsn(self.conn), label, step, names, behind))
 
     def settle(self) -> Lsn:
         """A WAL position every commit acknowledged so far lies before, flushed for decoding.
