@@ -339,3 +339,19 @@ def test_statements_that_refuse_a_transaction_block(text: str, why: str | None) 
 )
 def test_created_roles_say_whether_each_can_log_in(sql: str, logins: dict[str, bool]) -> None:
     assert dict(created_roles(sql).logins) == logins
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1; -- trailing\n/* b */ SELECT 2\n-- c\n;\nSELECT 3 -- no semicolon at the end",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\n"
+        "AS $$ SELECT 1; -- inside $$;\nSELECT 'a;--b'",
+        "SELECT 1 /* x */",
+    ],
+)
+def test_a_script_of_terminated_statements_splits_back_into_the_same(sql: str) -> None:
+    """The runner sends a step as one script: no statement's end may be lost in a comment."""
+    statements = split_statements(sql)
+    script = "\n".join(s.terminated for s in statements)
+    assert [s.text for s in split_statements(script)] == [s.text for s in statements]

@@ -27,11 +27,10 @@ __all__ = ["ScriptFailed", "run_script"]
 
 
 class ScriptFailed(Exception):
-    """The server refused ``statement`` (``index`` in the step), with ``error``."""
+    """The server refused ``statement`` with ``error``; it ran none after it."""
 
-    def __init__(self, index: int, statement: Statement, error: psycopg.Error) -> None:
+    def __init__(self, statement: Statement, error: psycopg.Error) -> None:
         super().__init__(str(error))
-        self.index = index
         self.statement = statement
         self.error = error
 
@@ -54,4 +53,4 @@ def run_script(conn: Conn, statements: Sequence[Statement]) -> None:
             error = errors.error_from_result(result, encoding=encoding)
             if index >= len(statements):
                 raise error
-            raise ScriptFailed(index, statements[index], error)
+            raise ScriptFailed(statements[index], error)
