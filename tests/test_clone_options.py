@@ -28,6 +28,18 @@ def test_a_name_the_harness_cannot_carry_is_refused() -> None:
         gated_database("host=staging dbname='shop prod'", None)
 
 
+def _source(*, standby: bool, cluster_bytes: int, database_bytes: int) -> CloneSource:
+    return CloneSource(
+        dsn=DSN,
+        database="shop",
+        standby=standby,
+        version="15.8",
+        superuser="postgres",
+        cluster_bytes=cluster_bytes,
+        database_bytes=database_bytes,
+    )
+
+
 @pytest.mark.parametrize("provider", ["docker", "external"])
 def test_only_the_local_provider_clones(provider: str) -> None:
     with pytest.raises(UsageError, match=f"the {provider} provider .*--provider local"):
@@ -36,29 +48,13 @@ def test_only_the_local_provider_clones(provider: str) -> None:
 
 
 def test_start_cluster_refuses_a_clone_for_another_provider_before_starting_it() -> None:
-    source = CloneSource(
-        dsn=DSN,
-        database="shop",
-        standby=True,
-        version="15.8",
-        superuser="postgres",
-        cluster_bytes=1,
-        database_bytes=1,
-    )
+    source = _source(standby=True, cluster_bytes=1, database_bytes=1)
     with pytest.raises(UsageError, match="local provider only"):
         start_cluster("external", clone=source)
 
 
 def test_the_report_says_whether_the_source_wrote_and_hides_the_password() -> None:
-    source = CloneSource(
-        dsn=DSN,
-        database="shop",
-        standby=False,
-        version="15.8",
-        superuser="postgres",
-        cluster_bytes=10,
-        database_bytes=5,
-    )
+    source = _source(standby=False, cluster_bytes=10, database_bytes=5)
     report = source.to_json()
     assert report["source_role"] == "primary"
     assert report["source_wal_written"] is True

@@ -19,7 +19,7 @@ from harness.cluster.docker_image import DEFAULT_IMAGE
 from harness.cluster.local import INITDB_OPTIONS
 from harness.cluster.local import SERVER_SETTINGS as LOCAL_SETTINGS
 from harness.cluster.pooling import DEFAULT_POOLERS, Poolers, PoolSettings, render_ini
-from harness.cluster.processes import free_port
+from harness.cluster.processes import another_free_port
 from harness.errors import UsageError
 
 __all__ = [
@@ -198,14 +198,12 @@ def plan_docker_cluster(
     prefix = f"pgcutover-{token}"
     host = network == "host"
     chosen = dict(ports or {})
+    taken = set(chosen.values())
 
     def host_port(role: str) -> int | None:
-        # Every port is chosen before any container binds one, so the kernel may offer
-        # a port it offered a moment ago: a role must not get another role's port.
-        while host and role not in chosen:
-            port = free_port()
-            if port not in chosen.values():
-                chosen[role] = port
+        # Every port is chosen before any container binds one: no role gets another's.
+        if host and role not in chosen:
+            chosen[role] = another_free_port(taken)
         return chosen.get(role)
 
     listen = "127.0.0.1" if host else "*"

@@ -28,6 +28,7 @@ from harness.cluster.pgbouncer import PgBouncer
 from harness.cluster.pooling import DEFAULT_POOLERS, Poolers
 from harness.cluster.processes import (
     ServerProcess,
+    another_free_port,
     free_port,
     give_to_server_user,
     live_postmaster,
@@ -159,16 +160,6 @@ def default_base_dir() -> str:
     except OSError:
         pass
     return tempfile.gettempdir()
-
-
-def _another_port(taken: set[int]) -> int:
-    """A free port none of ours has: a PgBouncer binds its port only once it runs,
-    so the kernel may offer the writer's port again for the reader."""
-    port = free_port()
-    while port in taken:
-        port = free_port()
-    taken.add(port)
-    return port
 
 
 def _initdb(bins: PgBinaries, datadir: Path, *, progress: Progress) -> None:
@@ -318,7 +309,7 @@ class LocalCluster(Cluster):
                 settings,
                 executable=pgbouncer,
                 workdir=self.workdir / f"pgbouncer-{settings.role}",
-                listen_port=_another_port(taken),
+                listen_port=another_free_port(taken),
                 server_port=server_port,
                 dbname=self.dbname,
             )

@@ -26,6 +26,7 @@ from harness.errors import ClusterStartError, InfrastructureError
 
 __all__ = [
     "ServerProcess",
+    "another_free_port",
     "free_port",
     "give_to_server_user",
     "live_postmaster",
@@ -132,6 +133,19 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def another_free_port(taken: set[int]) -> int:
+    """A free port that is not in ``taken``, added to it.
+
+    A server binds its port only once it runs: choosing several ports before their
+    servers start, the kernel may offer one it offered a moment ago.
+    """
+    port = free_port()
+    while port in taken:
+        port = free_port()
+    taken.add(port)
+    return port
 
 
 def _tail(path: Path, lines: int = 20) -> str:

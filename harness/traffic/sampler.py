@@ -218,6 +218,11 @@ class LockSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pgcutover-locks", daemon=True)
 
+    @property
+    def _migration_like(self) -> str:
+        """A LIKE pattern of the runner's application_name."""
+        return self.migration.replace("%", r"\%") + "%"
+
     def start(self) -> None:
         self._thread.start()
 
@@ -352,7 +357,7 @@ class LockSampler:
     def _poll_queued(self, conn: Conn, server: str, *, exact: bool) -> None:
         if not self.migration:
             return
-        pattern = (self.migration.replace("%", r"\%") + "%",) if server == "primary" else None
+        pattern = (self._migration_like,) if server == "primary" else None
         rows = conn.execute(
             _QUEUED.format(who=_QUEUEING[server], began=_BEGAN[exact]), pattern, prepare=False
         ).fetchall()
@@ -370,9 +375,7 @@ class LockSampler:
     def _poll_holds(self, primary: Conn) -> None:
         if not self.migration:
             return
-        rows = primary.execute(
-            _MIGRATION_HOLDS, (self.migration.replace("%", r"\%") + "%",), prepare=False
-        ).fetchall()
+        rows = primary.execute(_MIGRATION_HOLDS, (self._migration_like,), prepare=False).fetchall()
         now, clock = time.monotonic(), float(rows[0][0])
         holding = set()
         for _clock, rel, oid, app, query in rows:
