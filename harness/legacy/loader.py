@@ -373,7 +373,11 @@ def _try_load(
 def _load_failed(path: Path, *, kind: str, database: str, failure: tuple[int, str]) -> UsageError:
     code, stderr = failure
     program = "psql" if kind == "plain SQL" else "pg_restore"
-    tail = "\n".join(stderr.strip().splitlines()[-_STDERR_LINES:]) or "(no error output)"
+    lines = stderr.strip().splitlines()[-_STDERR_LINES:]
+    # pg_restore -j's workers write to one stderr: the cut may fall in a line another
+    # worker broke. Start at the first whole message, when there is one.
+    whole = [i for i, line in enumerate(lines) if line.startswith(f"{program}:")]
+    tail = "\n".join(lines[whole[0] if whole else 0 :]) or "(no error output)"
     return UsageError(
         f"loading {path} into {database} failed: {program} exited with {code} and rolled "
         f"back, the database is still empty; {_hint(stderr)}\n"
