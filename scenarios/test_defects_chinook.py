@@ -129,3 +129,24 @@ def test_chinook_defect_is_rejected_for_its_reason(
     assert defect.check in found, found
     assert mode == "traffic" or set(found) == {defect.check}, found
     assert any(defect.message in d for d in found[defect.check]), found[defect.check]
+
+
+def test_the_default_traffic_reads_as_the_plans_roles(
+    cluster: Cluster, chinook_endpoints: Endpoints, tmp_path: Path
+) -> None:
+    """Chinook has no ``[workload]``: its traffic reads each table as a role its rules let
+    read it. Sessions opened before the migration read through the views left in
+    ``public``; a view grant forgotten for one role is an error the application sees
+    there, which traffic run as a superuser passed (and the privilege probe, which
+    tries what the rules name, does not look at)."""
+    forgotten = Edit(
+        GRANTS,
+        "    public.invoice_line, public.employee TO chinook_app, chinook_reporting;",
+        "    public.invoice_line, public.employee TO chinook_app;",
+    )
+    plan = planted(CHINOOK, tmp_path / "plan", (forgotten,))
+    report = run_gate(plan, cluster, chinook_endpoints, tmp_path, traffic=True)
+    found = failed(report)
+    errors = " ".join(found.get("traffic.no_errors", []))
+    assert "permission denied for view" in errors, found
+    assert report.context["traffic"]["roles"] == ["chinook_app", "chinook_reporting"]

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import PlanError
-from harness.plan import load_plan
-from harness.plan.workload import StallLimits, simple_workload
+from harness.plan import Plan, load_plan
+from harness.plan.default_workload import default_workload
+from harness.plan.workload import StallLimits
 from harness.traffic.checks import check_no_errors
 from harness.traffic.clients import BEFORE, Request, Timeline
 from harness.traffic.sampler import INTERVAL, LockSampler, LockWait, overlap
@@ -54,16 +55,78 @@ def test_shipped_plans_describe_the_shop() -> None:
         assert all(q.verify for q in workload.queries if q.kind == "write")
 
 
-def test_a_plan_without_workload_gets_the_simple_case() -> None:
-    workload = simple_workload(["public.orders", "public.products"], ("SELECT 1",))
+def _unworkloaded(tmp_path: Path, *, tables: str, rules: str) -> Plan:
+    directory = tmp_path / "plan"
+    (directory / "up").mkdir(parents=True)
+    (directory / "down").mkdir()
+    (directory / "up" / "001_a.sql").write_text("CREATE SCHEMA shop;\n")
+    (directory / "down" / "001_a.sql").write_text("DROP SCHEMA shop;\n")
+    head = """\
+        name = "tiny"
+        [layout]
+        schemas = ["shop", "vault"]
+        roles = ["app", "reports", "dropped"]
+        [rollback]
+        keeps_roles = ["app", "reports"]
+        [sessions]
+        queries = ["SELECT count(*) FROM orders"]
+        """
+    toml = "\n".join([textwrap.dedent(head), "[layout.tables]", tables, rules])
+    (directory / "plan.toml").write_text(toml)
+    return load_plan(directory)
+
+
+def _rule(role: str, on: str, allow: str = "SELECT", deny: str = "") -> str:
+    denied = f'["{deny}"]' if deny else "[]"
+    return f'[[privileges]]\nrole = "{role}"\non = "{on}"\nallow = ["{allow}"]\ndeny = {denied}\n'
+
+
+def test_a_plan_without_workload_reads_each_table_as_a_role_its_rules_let_read_it(
+    tmp_path: Path,
+) -> None:
+    plan = _unworkloaded(
+        tmp_path,
+        tables='"public.orders" = "shop"\n"public.products" = "shop"\n"public.keys" = "vault"',
+        rules="".join(
+            [
+                _rule("app", "shop.*"),
+                _rule("reports", "shop.*"),
+                _rule("reports", "public.*"),  # sessions opened before still read there
+                _rule("dropped", "vault.*"),  # the rollback drops it: never the login
+                _rule("app", "vault.*", allow="INSERT", deny="SELECT"),
+            ]
+        ),
+    )
+    workload = default_workload(plan)
     assert not workload.declared
-    assert [q.sql[0] for q in workload.queries] == [
-        'SELECT * FROM "orders" LIMIT 1',
-        'SELECT * FROM "products" LIMIT 1',
-        "SELECT 1",
+    assert [(q.sql[0], q.role) for q in workload.queries] == [
+        ('SELECT * FROM "keys" LIMIT 1', None),  # no kept role may read vault
+        ('SELECT * FROM "orders" LIMIT 1', "reports"),
+        ('SELECT * FROM "products" LIMIT 1', "reports"),
+        # nobody may read every table where it ends up: the harness runs it
+        ("SELECT count(*) FROM orders", None),
     ]
     assert {q.kind for q in workload.queries} == {"read"}
-    assert workload.roles == ()
+    assert workload.roles == ("reports",)
+
+
+def test_the_sessions_queries_go_to_the_widest_reader_and_reads_are_spread(
+    tmp_path: Path,
+) -> None:
+    plan = _unworkloaded(
+        tmp_path,
+        tables='"public.a" = "shop"\n"public.b" = "shop"\n"public.c" = "shop"',
+        rules=_rule("app", "shop.*") + _rule("reports", "shop.*") + _rule("reports", "public.a"),
+    )
+    roles = [q.role for q in default_workload(plan).queries]
+    # a: only reports reads it in both places; b and c: spread over both roles
+    assert roles == ["reports", "reports", "app", "reports"]
+
+
+def test_shipped_chinook_runs_as_its_roles() -> None:
+    workload = default_workload(load_plan(PLANS / "chinook"))
+    assert workload.roles == ("chinook_app", "chinook_reporting")
+    assert all(q.role is not None for q in workload.queries)
 
 
 @pytest.mark.parametrize(

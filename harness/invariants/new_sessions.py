@@ -22,7 +22,6 @@ new session, which reads everything, as before the workload had roles.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ from harness.connections import Conn, connect
 from harness.invariants.acting import LoginFor
 from harness.invariants.result import Check
 from harness.invariants.sessions import default_queries
-from harness.plan import Plan, PrivilegeRule
+from harness.plan import Plan
 from harness.plan.workload import Workload, WorkloadQuery
 
 __all__ = ["RoleQueries", "check_new_sessions_as_roles", "heaviest_reader", "role_queries"]
@@ -62,19 +61,6 @@ class RoleQueries:
         return sum(len(q.sql) for q in self.workload) + len(self.plain)
 
 
-def _readable(rules: Iterable[PrivilegeRule], role: str, schema: str, table: str) -> bool:
-    """Whether ``role``'s rules give it SELECT on ``schema.table`` and none denies it."""
-    allowed = denied = False
-    for rule in rules:
-        if rule.role != role or rule.is_schema or rule.schema != schema:
-            continue
-        if rule.relation not in (None, table):
-            continue
-        allowed |= "SELECT" in rule.allow
-        denied |= "SELECT" in rule.deny
-    return allowed and not denied
-
-
 def role_queries(
     plan: Plan, workload: Workload, after: Fingerprint, *, session_role: str | None
 ) -> list[RoleQueries]:
@@ -90,9 +76,7 @@ def role_queries(
     tables = list(plan.layout.tables)
     for role, queries in roles.items():
         readable = [
-            t
-            for t in tables
-            if _readable(plan.privileges, role, plan.layout.tables[t], t.split(".", 1)[1])
+            t for t in tables if plan.may_select(role, plan.layout.tables[t], t.split(".", 1)[1])
         ]
         queries.plain += default_queries(readable, catalog=after)
     if not roles:

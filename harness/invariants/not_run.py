@@ -144,7 +144,7 @@ def not_run_without_writes(*, declared: bool) -> Check:
     why = (
         "the plan's [workload] has no write query"
         if declared
-        else "the plan has no [workload]: the default one only reads its tables, as the harness"
+        else "the plan has no [workload]: the default one only reads its tables"
     )
     return Check.not_run(
         WRITES_CHECK,

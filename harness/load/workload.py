@@ -6,7 +6,8 @@ so there is one definition of it, ``[workload]`` in ``plan.toml``
 Locust user runs each query as an :class:`Operation` with parameters drawn
 from the rows of its ``params`` query, and the pgbench cross-check runs the
 same statements as scripts. A plan without a ``[workload]`` gets the gate's
-simple case: a one-row read of each of its tables by bare name.
+simple case: a one-row read of each of its tables by bare name
+(:mod:`harness.plan.default_workload`).
 
 The SQL keeps the application's unqualified names: they resolve in ``public``
 on the legacy database (the baseline) and through the migrated database's

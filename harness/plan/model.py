@@ -238,6 +238,18 @@ class Plan:
     def down_for(self, number: int) -> Step:
         return next(s for s in self.down if s.number == number)
 
+    def may_select(self, role: str, schema: str, table: str) -> bool:
+        """Whether ``role``'s rules give it SELECT on ``schema.table`` and none denies it."""
+        allowed = denied = False
+        for rule in self.privileges:
+            if rule.role != role or rule.is_schema or rule.schema != schema:
+                continue
+            if rule.relation not in (None, table):
+                continue
+            allowed |= "SELECT" in rule.allow
+            denied |= "SELECT" in rule.deny
+        return allowed and not denied
+
 
 def _parse_name(text: str, *, fold: bool = True) -> list[str] | None:
     """The parts of a dotted SQL name, folded as PostgreSQL folds them; None if malformed."""

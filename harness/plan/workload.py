@@ -6,7 +6,8 @@ one of the plan's roles through the path the application uses (reads on the
 PgBouncer reader in front of the replica, writes on the PgBouncer writer in front
 of the primary), with parameters drawn from the data. A plan without a
 ``[workload]`` section gets the simple case: its ``[sessions] queries`` and a
-one-row read of each table, run as the harness's own login.
+one-row read of each table, run as the roles its rules let read them
+(``harness/plan/default_workload.py``).
 
 The format (see also ``docs/workload.md``)::
 
@@ -62,7 +63,6 @@ __all__ = [
     "WorkloadQuery",
     "parse_duration",
     "parse_workload",
-    "simple_workload",
 ]
 
 KINDS = ("read", "write")
@@ -148,19 +148,6 @@ class Workload:
 
     def kinds_of(self, role: str) -> set[str]:
         return {q.kind for q in self.queries if q.role == role}
-
-
-def simple_workload(tables: list[str], session_queries: tuple[str, ...]) -> Workload:
-    """The simple case: a one-row read of each table by its bare name, and ``queries``."""
-    bare = sorted({t.split(".", 1)[-1] for t in tables})
-    # The names come from the plan's own layout, not from user data.
-    reads = [f'SELECT * FROM "{t}" LIMIT 1' for t in bare]  # noqa: S608
-    texts = reads + list(session_queries)
-    queries = tuple(
-        WorkloadQuery(name=f"query_{i}", role=None, kind="read", weight=1, sql=(text,))
-        for i, text in enumerate(texts, 1)
-    )
-    return Workload(queries=queries, declared=False)
 
 
 def _sql_list(value: object, *, where: str) -> tuple[str, ...]:

@@ -23,7 +23,8 @@ from harness.invariants.not_run import not_run_without_writes, path_labels
 from harness.invariants.result import Check
 from harness.ledger import Accounting, ChangeLedger, LedgerUnavailable, check_writes_accounted
 from harness.plan import Plan
-from harness.plan.workload import Workload, simple_workload
+from harness.plan.default_workload import default_workload
+from harness.plan.workload import Workload
 from harness.runner.locks import step_application_name
 from harness.traffic.checks import (
     check_no_errors,
@@ -58,7 +59,7 @@ def workload_of(plan: Plan) -> Workload:
     """The plan's ``[workload]``, or the simple case made from its ``[sessions] queries``."""
     if plan.workload is not None:
         return plan.workload
-    return simple_workload(list(plan.layout.tables), plan.session_queries)
+    return default_workload(plan)
 
 
 class TrafficRun:
@@ -202,7 +203,7 @@ class TrafficRun:
     @property
     def session_role(self) -> str | None:
         """The role the ``sessions.*`` checks log in as: the one that reads the most."""
-        return heaviest_reader(self.workload)
+        return heaviest_reader(self.plan.workload)
 
     def session_login(self, path: str) -> str:
         """A DSN for ``path`` (primary, replica, writer, reader) as :attr:`session_role`."""
