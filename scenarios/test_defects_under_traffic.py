@@ -6,11 +6,17 @@ ledger), so a step that changes rows of a table the application writes is no
 more hidden than one on a table it only reads. Each defect here touches a table
 the workload of ``plans/kct`` writes (orders, appointments, customers), and must
 fail its check, for its reason, with the traffic on. The corrected plan passes
-under the same traffic.
+under the same traffic. The last one is no flaw of the migration but of the run: a
+pooler configured so that the traffic cannot meet the stale-session hazard, which
+``traffic.old_connections_used`` must then say.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +195,27 @@ def test_a_backup_that_does_not_restore_fails_under_traffic(
         found = failed(run_gate(plan, cluster, endpoints, tmp_path, traffic=True))
     assert "backup.restores" in found, found
     assert any("price_list" in d for d in found["backup.restores"]), found["backup.restores"]
+
+
+def test_a_run_that_cannot_meet_the_stale_session_hazard_says_so(tmp_path: Path) -> None:
+    """No flaw of the migration, but of the run: a reader that uses each server
+    connection only once (``server_lifetime = 0``) never lets a read after the first
+    step meet a session opened before it, so the gate cannot show that hazard and must
+    not pass as if it had. The plan's poolers are the ones the command starts."""
+    plan = planted(
+        PLANS / "kct",
+        tmp_path / "plan",
+        (Edit("plan.toml", "server_lifetime = 7200", "server_lifetime = 0"),),
+    )
+    reports = tmp_path / "reports"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PG"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "gate", "--plan", str(plan),
+         "--reports", str(reports), "--traffic-clients", "4"],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    checks = {c["name"]: c for c in json.loads((reports / "gate.json").read_text())["checks"]}
+    failing = {name for name, c in checks.items() if c["verdict"] == "fail"}
+    assert failing == {"traffic.old_connections_used"}, done.stdout
+    assert "PgBouncer reader: none of" in done.stdout
