@@ -19,10 +19,11 @@ application's role rather than as the harness.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import IsolationLevel, sql
+from psycopg import IsolationLevel, errors, generators, pq, sql
 
 from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
@@ -70,29 +71,60 @@ class _Session:
 Outcome = tuple[bool, str]  # (succeeded, the rows as text or the error)
 
 
-def _run(conn: Conn, query: str) -> Outcome:
-    cur = conn.execute(query.encode(), prepare=False)
-    return True, repr(cur.fetchall() if cur.description is not None else [])[:200]
-
-
 def _outcome(conn: Conn, query: str) -> Outcome:
     """One query under a savepoint, so a failure leaves the snapshot's transaction usable."""
     try:
         with conn.transaction():
-            return _run(conn, query)
+            return _batch(conn, [query])[query]
     except psycopg.Error as exc:
         return False, (exc.diag.message_primary or str(exc)).strip()
+    except _Unbatched:
+        return False, "several statements in one query: give each its own"
 
 
 def _outcomes(conn: Conn, queries: list[str]) -> dict[str, Outcome]:
-    """Every query on the transaction's snapshot: under one savepoint while none fails,
-    each under its own once one does. A savepoint each costs two more round trips per
-    query, after every step, while the traffic's clients share the harness's process."""
+    """Every query on the transaction's snapshot: all in one message under one savepoint
+    while none fails, each under its own once one does. One round trip per query, after
+    every step, costs seconds while the traffic's clients share the harness's process."""
     try:
         with conn.transaction():
-            return {query: _run(conn, query) for query in queries}
-    except psycopg.Error:
+            return _batch(conn, queries)
+    except (psycopg.Error, _Unbatched):
         return {query: _outcome(conn, query) for query in queries}
+
+
+class _Unbatched(Exception):
+    """The server answered with more results than queries: one held several statements."""
+
+
+def _batch(conn: Conn, queries: list[str]) -> dict[str, Outcome]:
+    """The queries sent as one script (the simple query protocol), each answered alone,
+    rows as the server's text: the same form whether sent together or one by one."""
+    encoding = conn.info.encoding
+    # A ";" on a line of its own ends a query even after a trailing line comment.
+    script = "\n;\n".join(q.strip().rstrip(";") for q in queries)
+    with conn.lock:
+        conn.pgconn.send_query(script.encode(encoding))
+        results = conn.wait(generators.execute(conn.pgconn))
+    for result in results:
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            # Raised inside the savepoint's block, which rolls it back on the way out.
+            raise errors.error_from_result(result, encoding=encoding)
+    if len(results) != len(queries):
+        raise _Unbatched
+    answers = zip(queries, results, strict=True)
+    return {query: (True, _rows(result, encoding)) for query, result in answers}
+
+
+def _rows(result: pq.abc.PGresult, encoding: str) -> str:
+    rows = [
+        tuple(
+            None if (v := result.get_value(r, c)) is None else bytes(v).decode(encoding)
+            for c in range(result.nfields)
+        )
+        for r in range(result.ntuples)
+    ]
+    return repr(rows)[:200]
 
 
 class OldSessions:
@@ -146,15 +178,20 @@ class OldSessions:
             )
 
     def _run_all(self) -> list[tuple[str, str, str]]:
-        failures: list[tuple[str, str, str]] = []
-        for on_replica in (False, True):
-            sessions = [s for s in self.sessions if s.on_replica == on_replica]
-            if not sessions:
-                continue
-            if on_replica:
-                self._wait_for_replica()
-            failures += self._compare(sessions, fresh_dsn=self._fresh[on_replica])
-        return failures
+        """The primary's sessions and the replica's side by side: the replica's wait for
+        the replay and its queries need not queue behind the primary's."""
+        sides = [
+            [s for s in self.sessions if s.on_replica == on_replica] for on_replica in (False, True)
+        ]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            found = list(pool.map(self._side, [side for side in sides if side]))
+        return [failure for side in found for failure in side]
+
+    def _side(self, sessions: list[_Session]) -> list[tuple[str, str, str]]:
+        on_replica = sessions[0].on_replica
+        if on_replica:
+            self._wait_for_replica()
+        return self._compare(sessions, fresh_dsn=self._fresh[on_replica])
 
     def _compare(self, sessions: list[_Session], *, fresh_dsn: str) -> list[tuple[str, str, str]]:
         """Each old session against a session opened now, on one snapshot of one server."""
