@@ -12,6 +12,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,8 +288,8 @@ def gate_database(
 
         def after(label: str) -> None:
             run.after(label)
-            sessions.after(label)
-            prepared.after(label)
+            with ThreadPoolExecutor(max_workers=2) as pool:  # two sets of their own sessions
+                list(pool.map(lambda probes: probes.after(label), (sessions, prepared)))
 
         try:
             with (
