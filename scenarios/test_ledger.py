@@ -142,6 +142,38 @@ def test_a_change_by_anyone_else_is_named_with_its_columns(ledger_db: str) -> No
             conn.execute("TRUNCATE pairs")
 
 
+def test_a_change_the_copy_cannot_take_names_its_table_and_keeps_the_others(
+    ledger_db: str,
+) -> None:
+    """The copy takes the application's changes in batches; one change it refuses (here
+    a CHECK only the copy has, as a migrated column type's text would not fit) names
+    its table as not accounted for, and every other change is still replayed."""
+    ledger = ChangeLedger(ledger_db)
+    ledger.open()
+    xids: set[int] = set()
+    try:
+        assert ledger.copy is not None
+        ledger.copy.execute("ALTER TABLE pairs ADD CHECK (v < 100)")
+        ledger.copy.commit()
+        with connect(ledger_db) as conn:
+            for write in (("pair", 1, "x", 5.0), ("pair", 2, "y", 500.0), ("odd", "n", [], b"")):
+                with conn.transaction():
+                    xids.add(_xid(conn))
+                    _apply(conn, write)
+            ledger.catch_up(ledger.settle(), traffic=lambda: xids)
+            assert list(ledger.unaccounted) == ["public.pairs"]
+            assert "violates check constraint" in ledger.unaccounted["public.pairs"]
+            ours = table_checksum(conn, schema="public", table="Odd Table")
+            theirs = table_checksum(ledger.copy, schema="public", table="Odd Table")
+            ledger.copy.rollback()
+            assert ours == theirs
+            assert ours.rows == 1
+    finally:
+        ledger.close()
+        with connect(ledger_db) as conn:
+            conn.execute('TRUNCATE "Odd Table", pairs, loose')
+
+
 def test_a_login_without_replication_gets_the_reason_and_the_fix(
     ledger_db: str, cluster: Cluster
 ) -> None:
