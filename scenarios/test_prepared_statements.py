@@ -101,6 +101,7 @@ def test_the_corrected_plan_keeps_them_valid_and_a_preparing_driver_needs_pgboun
 
 
 MARKER = "pgcutover-prepare-probe"
+PROBE_NAME = "touch_customer"
 
 
 def _probe(run: str) -> WorkloadQuery:
@@ -109,7 +110,7 @@ def _probe(run: str) -> WorkloadQuery:
     in it, so it counts itself once prepared; a pooled server connection keeps an earlier
     run's), and ``others``, not a probe's at all (the harness's own queries)."""
     return WorkloadQuery(
-        name="touch_customer",
+        name=PROBE_NAME,
         role=None,
         kind="write",
         weight=1,
@@ -125,6 +126,19 @@ def _probe(run: str) -> WorkloadQuery:
     )
 
 
+def _another_write() -> WorkloadQuery:
+    """A write of two parameters beside the probe's one: psycopg names a client's first
+    statement ``_pg3_0``, so clients that ran the other first hold another ``_pg3_0``."""
+    return WorkloadQuery(
+        name="touch_phone",
+        role=None,
+        kind="write",
+        weight=1,
+        params="SELECT id AS customer_id FROM customers ORDER BY id LIMIT 20",
+        sql=("UPDATE customers SET phone = phone WHERE id = %(customer_id)s AND %(token)s <> ''",),
+    )
+
+
 # What a statement prepared on one server connection of a transaction pool meets on
 # another (PgBouncer before 1.21): not there (26000), another client's of the same name
 # there (42P05), or that one run with this request's parameters (08P01, 22P02 …).
@@ -135,6 +149,7 @@ def _traffic(
     legacy_database: LegacyDatabase,
     *,
     run: str,
+    also: tuple[WorkloadQuery, ...] = (),
     prepare_threshold: int | None,
     clients: int,
     until: Callable[[list[Request]], bool],
@@ -143,7 +158,7 @@ def _traffic(
     holds of them (or after 20 sec, when it never does)."""
     endpoints = legacy_database.endpoints
     workload = Workload(
-        queries=(_probe(run),),
+        queries=(_probe(run), *also),
         clients=clients,
         think_time=0.002,
         prepare_threshold=prepare_threshold,
@@ -196,12 +211,19 @@ def test_a_preparing_workload_fails_behind_a_transaction_pool_without_prepared_s
         failed = sum(not r.ok for r in requests)
         return failed >= 3 if broken else len(requests) >= 200
 
-    requests = _traffic(legacy_database, run="hazard", prepare_threshold=0, clients=4, until=enough)
+    requests = _traffic(
+        legacy_database,
+        run="hazard",
+        also=(_another_write(),),
+        prepare_threshold=0,
+        clients=4,
+        until=enough,
+    )
     failed = [r for r in requests if not r.ok]
     if not broken:
         # PgBouncer keeps each client's prepared statements across its server connections.
         assert [r.message for r in failed] == []
-        assert all(r.values["mine"] >= 1 for r in requests)
+        assert all(r.values["mine"] >= 1 for r in requests if r.query == PROBE_NAME)
         return
     assert len(failed) >= 3, f"{len(requests)} requests and none failed on PgBouncer {version}"
     assert {r.sqlstate for r in failed} <= PREPARING_ERRORS, {r.message for r in failed}
