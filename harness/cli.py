@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from harness.cluster import PROVIDERS, start_cluster
 from harness.cluster.clone import add_clone_option, clone_from_args
-from harness.cluster.versions import choose_for
+from harness.cluster.pgbouncer_builds import choose_images, pgbouncer_option
 from harness.dsn import redact
 from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.invariants import Check
@@ -106,14 +106,17 @@ def add_docker_options(parser: argparse.ArgumentParser) -> None:
         "bridge (a private network, ports published on 127.0.0.1)",
     )
     parser.add_argument("--pg-version", type=int, help="PostgreSQL major: docker 15 or 17")
+    bouncer = "PgBouncer MAJOR.MINOR: docker 1.18 or 1.24; local: this machine's"
+    parser.add_argument("--pgbouncer", type=pgbouncer_option, metavar="VERSION", help=bouncer)
 
 
 def docker_options(args: argparse.Namespace, plan: Plan | None = None) -> dict[str, str]:
     """The docker options given, for start_cluster; none for other providers."""
-    image = choose_for(args, plan)  # refuses versions that cannot run, before any server
+    # Refuses the versions that cannot run, before any server starts.
+    image, bouncer = choose_images(args, plan)
     if args.provider != "docker":
         return {}
-    given = {"image": image, "network": args.docker_network}
+    given = {"image": image, "pgbouncer_image": bouncer, "network": args.docker_network}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -191,6 +194,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         progress=progress,
         image=docker.get("image"),
         network=docker.get("network"),
+        pgbouncer_image=docker.get("pgbouncer_image"),
         poolers=plan.pgbouncer if plan is not None else None,
         clone=clone,
     ) as cluster:

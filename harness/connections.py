@@ -107,10 +107,17 @@ def connect(
 
 
 def connect_dicts(
-    dsn: str, *, timeout: float = 10.0, application_name: str | None = None, fix: str = DEFAULT_FIX
+    dsn: str,
+    *,
+    timeout: float = 10.0,
+    application_name: str | None = None,
+    prepare_threshold: int | None = None,
+    fix: str = DEFAULT_FIX,
 ) -> DictConn:
     """:func:`connect` whose rows are dicts by column name: for SQL a plan's authors wrote."""
-    kwargs = connect_kwargs(timeout=timeout, application_name=application_name)
+    kwargs = connect_kwargs(
+        timeout=timeout, application_name=application_name, prepare_threshold=prepare_threshold
+    )
     try:
         return psycopg.connect(dsn, autocommit=True, row_factory=dict_row, **kwargs)
     except psycopg.Error as exc:

@@ -464,6 +464,7 @@ def run_gate(
             progress=progress,
             image=(cluster_options or {}).get("image"),
             network=(cluster_options or {}).get("network"),
+            pgbouncer_image=(cluster_options or {}).get("pgbouncer_image"),
             poolers=plan.pgbouncer,
             clone=clone,
         ) as cluster,

@@ -277,6 +277,27 @@ def test_failures_are_named_from_the_step_they_start_at() -> None:
     )
 
 
+def test_a_preparing_drivers_failures_are_one_line_whatever_its_statements_are_named() -> None:
+    """psycopg names each prepared statement anew (``_pg3_0``, ``_pg3_1`` …): one failure
+    of a driver behind a transaction pool is one line, not one per name."""
+    timeline = _timeline((10.0, "up/003_move.sql"))
+    requests = _requests(timeline, [(1.0, 1.01), (2.0, 2.01), (3.0, 3.01), (10.5, 10.51)])
+    failures = [
+        ("26000", 'prepared statement "_pg3_0" does not exist'),
+        ("26000", 'prepared statement "_pg3_7" does not exist'),
+        ("08P01", 'bind message supplies 1 parameters, but prepared statement "_pg3_2" requires 3'),
+        ("08P01", 'bind message supplies 2 parameters, but prepared statement "_pg3_9" requires 1'),
+    ]
+    for r, (sqlstate, message) in zip(requests, failures, strict=True):
+        r.ok, r.sqlstate, r.message = False, sqlstate, message
+    assert check_no_errors(requests, timeline).details == (
+        "q as app via PgBouncer reader: 2 failed, from before the migration on: prepared "
+        'statement "_pg3_…" does not exist [SQLSTATE 26000]',
+        "q as app via PgBouncer reader: 2 failed, from before the migration on: bind message "
+        'supplies … parameters, but prepared statement "_pg3_…" requires … [SQLSTATE 08P01]',
+    )
+
+
 def test_failures_just_after_a_step_are_named_by_that_step() -> None:
     timeline = _timeline((10.0, "up/003_move.sql"))
     timeline.times.append(10.2)

@@ -30,10 +30,12 @@ def start_cluster(
     progress: Progress = quiet,
     image: str | None = None,
     network: str | None = None,
+    pgbouncer_image: str | None = None,
     poolers: Poolers | None = None,
     clone: CloneSource | None = None,
 ) -> Cluster:
-    """Start a cluster; ``image`` and ``network`` are the docker provider's choices.
+    """Start a cluster; ``image``, ``network`` and ``pgbouncer_image`` (the image its
+    PgBouncers run, None: ``image``) are the docker provider's choices.
 
     ``poolers`` configures the PgBouncers a provider starts (a plan's ``[pgbouncer]``;
     None: the defaults). The external provider starts none, so it has nothing to
@@ -55,7 +57,12 @@ def start_cluster(
         from harness.cluster.docker import start_docker_cluster
 
         return start_docker_cluster(
-            dbname=dbname, progress=progress, image=image, network=network, poolers=poolers
+            dbname=dbname,
+            progress=progress,
+            image=image,
+            pgbouncer_image=pgbouncer_image,
+            network=network,
+            poolers=poolers,
         )
     if provider == "external":
         from harness.cluster.external import from_env

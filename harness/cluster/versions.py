@@ -113,14 +113,17 @@ def check_pgbouncer_settings(keys: set[str], *, version: Version | None, where: 
     """Refuse, before any server starts, a setting ``version`` of PgBouncer would refuse."""
     if version is None:
         return
+    carried = {r.pgbouncer: r.pg_major for r in RELEASES.values() if r.pgbouncer is not None}
+    newest = max(carried)
     for key in sorted(keys):
         since = PGBOUNCER_SETTINGS_SINCE.get(key)
         if since is not None and version < since:
             raise UsageError(
                 f"{where} sets {key}, which PgBouncer {dotted(version)} does not know (it came "
                 f"in PgBouncer {dotted(since)}, and PgBouncer refuses keys it does not know); "
-                f"run a PgBouncer {dotted(since)} or later (--provider docker --pg-version 17 "
-                f"carries {dotted(RELEASES[17].pgbouncer or since)}), or leave {key} out"
+                f"run a PgBouncer {dotted(since)} or later (--provider docker --pgbouncer "
+                f"{dotted(newest)} with any --pg-version; --pg-version {carried[newest]} carries "
+                f"it too), or leave {key} out"
             )
 
 
@@ -152,18 +155,23 @@ def choose(
     pg_bin: str | None,
     pgbouncer_keys: set[str],
     where: str,
+    pgbouncer: Version | None = None,
 ) -> str | None:
     """The docker provider's image for ``pg_version`` (None: the one given or the default),
     after refusing what the chosen PostgreSQL or PgBouncer cannot run, before any server
     starts: a major with no image, a local provider of another major, a PgBouncer setting
-    the chosen PgBouncer does not know."""
+    the chosen PgBouncer does not know. ``pgbouncer``: the docker provider's PgBouncer,
+    when it is not the servers' image's (:mod:`harness.cluster.pgbouncer_builds`)."""
     if provider == "docker":
         if image is not None or (pg_version is None and os.environ.get(ENV_IMAGE)):
-            return image  # someone else's image: its PgBouncer is theirs to know
+            # Someone else's image: its PgBouncer is theirs to know, unless ours runs it.
+            check_pgbouncer_settings(pgbouncer_keys, version=pgbouncer, where=where)
+            return image
         from harness.cluster.docker_image import image_for
 
         release = release_for(pg_version or 15)
-        check_pgbouncer_settings(pgbouncer_keys, version=release.pgbouncer, where=where)
+        version = pgbouncer or release.pgbouncer
+        check_pgbouncer_settings(pgbouncer_keys, version=version, where=where)
         # Left unsaid, the provider's default (the same image) is chosen where it starts.
         return image_for(release.pg_major) if pg_version is not None else None
     if provider == "local":
@@ -192,4 +200,5 @@ def choose_for(args: argparse.Namespace, plan: Plan | None) -> str | None:
         pg_bin=getattr(args, "pg_bin", None),
         pgbouncer_keys=set().union(*(p.pgbouncer_keys for p in poolers.both)) if poolers else set(),
         where=f"{plan.directory / 'plan.toml'}: [pgbouncer]" if plan is not None else "[pgbouncer]",
+        pgbouncer=getattr(args, "pgbouncer", None),
     )

@@ -9,6 +9,7 @@ decoding), :func:`check_writes_kept` falls back to each write query's own
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,12 @@ __all__ = [
     "check_writes_kept",
     "latency_summary",
 ]
+
+
+_PSYCOPG_STATEMENT = re.compile(r'"_pg3_\d+"')
+_BIND_COUNTS = re.compile(
+    r"bind message supplies \d+ parameters, but (prepared statement \S+) requires \d+"
+)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -76,13 +83,23 @@ def _via(path: str, labels: Mapping[str, str] | None) -> str:
     return labels.get(path, path) if labels is not None else f"PgBouncer {path}"
 
 
+def _grouped(message: str) -> str:
+    """``message`` with what differs between clients of one failure masked: psycopg names
+    its prepared statements ``_pg3_0``, ``_pg3_1`` … per connection, so a preparing driver
+    behind a transaction pool that keeps no prepared statements (PgBouncer before 1.21)
+    fails under a new name, and with another client's parameter count, every time."""
+    message = _PSYCOPG_STATEMENT.sub('"_pg3_…"', message)
+    return _BIND_COUNTS.sub(r"bind message supplies … parameters, but \1 requires …", message)
+
+
 def check_no_errors(
     requests: list[Request], timeline: Timeline, *, labels: Mapping[str, str] | None = None
 ) -> Check:
     groups: dict[tuple[str, str | None, str, str | None, str], list[Request]] = {}
     for r in requests:
         if not r.ok:
-            groups.setdefault((r.query, r.role, r.path, r.sqlstate, r.message), []).append(r)
+            key = (r.query, r.role, r.path, r.sqlstate, _grouped(r.message))
+            groups.setdefault(key, []).append(r)
     offenders = []
     for (query, role, path, sqlstate, message), rs in sorted(
         groups.items(), key=lambda item: min(r.end for r in item[1])

@@ -10,6 +10,13 @@ records the server connection it ran on (backend pid and start), and each write
 the tables it changed (``pg_stat_xact_user_tables``, triggers included), so the
 checks that compare data know what the traffic touched.
 
+A workload whose driver prepares (``[workload] prepare_threshold``) has its
+statements prepared as that driver would (psycopg's threshold, on each client's
+connections), so what preparing does behind a pooler happens to the traffic too:
+behind a transaction pool that keeps no prepared statements (PgBouncer before 1.21,
+or ``max_prepared_statements = 0``), a statement prepared on one server connection
+is executed on another. The harness's own queries in a request never prepare.
+
 Bounded: at most the workload's clients, a think time between requests, a
 statement timeout per request, loopback DSNs only, and :meth:`Traffic.stop`
 joins every thread (they are daemons, so even a killed gate does not hang).
@@ -237,22 +244,25 @@ class _Client:
 
     def _attempt(self, conn: Conn, q: WorkloadQuery, req: Request, *, read_only: bool) -> None:
         with conn.transaction():
+            # The harness's own queries never prepare: only the application's statements
+            # run as its driver runs them, so only they can meet a preparing driver's errors.
             if read_only:  # a read on the writer's connection, as the router makes it
-                conn.execute("SET TRANSACTION READ ONLY")
-            info = conn.execute(_BACKEND, (REQUEST_TIMEOUT,)).fetchone()
+                conn.execute("SET TRANSACTION READ ONLY", prepare=False)
+            info = conn.execute(_BACKEND, (REQUEST_TIMEOUT,), prepare=False).fetchone()
             if info is not None:
                 req.pid, req.backend_start = info["pg_backend_pid"], info["backend_start"]
             if q.kind == "write":
-                got = conn.execute(_XID).fetchone()
+                got = conn.execute(_XID, prepare=False).fetchone()
                 req.xid = int(got["xid"]) if got is not None else None
             for statement in q.sql:
-                cur = conn.execute(statement.encode(), req.values, prepare=False)
+                cur = conn.execute(statement.encode(), req.values, prepare=self.prepare)
                 if cur.description is not None:
                     found = cur.fetchall()
                     if q.kind == "write" and found:
                         req.values.update(found[0])
             if q.kind == "write":
-                req.written = tuple(str(r["relname"]) for r in conn.execute(_WRITTEN).fetchall())
+                written = conn.execute(_WRITTEN, prepare=False).fetchall()
+                req.written = tuple(str(r["relname"]) for r in written)
 
     def _reopen(self, role: str | None, path: str) -> psycopg.Error | None:
         """Open again what broke; the error when the server (or pooler) refuses."""
@@ -267,10 +277,17 @@ class _Client:
             return exc
         return None
 
+    @property
+    def prepare(self) -> bool | None:
+        """``execute(prepare=...)`` for the application's statements: psycopg's choice
+        (by the connection's ``prepare_threshold``) where the workload's driver prepares."""
+        return None if self.traffic.workload.prepare_threshold is not None else False
+
     def _connect(self, role: str | None, path: str, *, read_only: bool) -> Conn:
         conn: Conn = connect_dicts(
             self.traffic.logins.dsn(role, path=path),
             application_name=f"pgcutover-traffic-{self.index}",
+            prepare_threshold=self.traffic.workload.prepare_threshold,
         )
         conn.read_only = read_only
         return conn
