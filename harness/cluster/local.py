@@ -237,8 +237,7 @@ class LocalCluster(Cluster):
 
     @staticmethod
     def _teardown(processes: Callable[[], list[ServerProcess]], workdir: Path) -> None:
-        for proc in processes():
-            proc.stop()
+        ServerProcess.discard_all(processes())
         # A server restarted by an operator (pg_ctl restart) has a pid we never held;
         # removing its directory under it would leave it running on the port.
         stop_processes_under(workdir)

@@ -47,6 +47,7 @@ class PgBouncer:
             log=self.workdir / "console.log",
             port=listen_port,
             stop_signal=signal.SIGINT,
+            discard_signal=signal.SIGTERM,  # PgBouncer's immediate shutdown
         )
 
     def _write_ini(self, settings: PoolSettings) -> Path:
@@ -118,6 +119,7 @@ class PgBouncer:
             log=self.process.log,
             port=self.port,
             stop_signal=signal.SIGINT,
+            discard_signal=signal.SIGTERM,  # PgBouncer's immediate shutdown
         )
         self.wait_ready()
 

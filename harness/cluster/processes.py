@@ -167,12 +167,16 @@ class ServerProcess:
         log: Path,
         port: int,
         stop_signal: signal.Signals = signal.SIGINT,
+        discard_signal: signal.Signals = signal.SIGQUIT,
     ) -> None:
+        """``stop_signal`` shuts the server down cleanly; ``discard_signal`` at once, for
+        a server whose files are thrown away next (PostgreSQL's immediate shutdown)."""
         self.name = name
         self.log = log
         self.port = port
         self.argv = list(argv)
         self._stop_signal = stop_signal
+        self._discard_signal = discard_signal
         with open(log, "ab") as out:
             give_to_server_user(log)
             # A session of its own: a Ctrl-C in the terminal reaches the harness,
@@ -225,16 +229,30 @@ class ServerProcess:
         return ClusterStartError(message, log_tail=tail)
 
     def stop(self, *, timeout: float = 15.0) -> None:
-        if not self.running():
-            return
+        self._signal(self._stop_signal)
+        self._wait_stopped(timeout)
+
+    @staticmethod
+    def discard_all(processes: Sequence[ServerProcess], *, timeout: float = 15.0) -> None:
+        """Stop every one of ``processes`` together and without a clean shutdown: for
+        servers whose files are removed next, a shutdown checkpoint and each server
+        waiting for the one before to finish only cost time."""
+        for proc in processes:
+            proc._signal(proc._discard_signal)
+        for proc in processes:
+            proc._wait_stopped(timeout)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(sig)
+
+    def _wait_stopped(self, timeout: float) -> None:
         try:
-            self._proc.send_signal(self._stop_signal)
             self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """Stop at once (SIGKILL): used by fault scenarios to make a server vanish."""
