@@ -19,7 +19,7 @@ application's role rather than as the harness.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
@@ -194,23 +194,26 @@ class OldSessions:
         return self._compare(sessions, fresh_dsn=self._fresh[on_replica])
 
     def _compare(self, sessions: list[_Session], *, fresh_dsn: str) -> list[tuple[str, str, str]]:
-        """Each old session against a session opened now, on one snapshot of one server."""
-        failures: list[tuple[str, str, str]] = []
+        """Each old session against a session opened now, on one snapshot of one server;
+        all of them at once, since the snapshot is shared and each has a session of its own."""
         with connect(fresh_dsn) as fresh:
             fresh.isolation_level = IsolationLevel.REPEATABLE_READ
             with fresh.transaction():
                 row = fresh.execute("SELECT pg_export_snapshot()").fetchone()
                 snapshot = str(row[0]) if row else ""
-                expected = _outcomes(fresh, self.queries)
-                for session in sessions:
-                    failures += [
-                        (session.label, query, message)
-                        for query, message in self._differences(session, snapshot, expected)
-                    ]
-        return failures
+                with ThreadPoolExecutor(max_workers=len(sessions) + 1) as pool:
+                    expected = pool.submit(_outcomes, fresh, self.queries)
+                    found = list(
+                        pool.map(lambda s: self._differences(s, snapshot, expected), sessions)
+                    )
+        return [
+            (session.label, query, message)
+            for session, differences in zip(sessions, found, strict=True)
+            for query, message in differences
+        ]
 
     def _differences(
-        self, session: _Session, snapshot: str, expected: dict[str, Outcome]
+        self, session: _Session, snapshot: str, expected: Future[dict[str, Outcome]]
     ) -> list[tuple[str, str]]:
         conn = session.conn
         found: list[tuple[str, str]] = []
@@ -218,21 +221,23 @@ class OldSessions:
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-                for query, (ok, result) in _outcomes(conn, self.queries).items():
-                    if not ok:
-                        found.append((query, result))
-                    elif expected[query][0] and expected[query][1] != result:
-                        found.append(
-                            (
-                                query,
-                                f"returns {result} here but {expected[query][1]} in a session "
-                                "opened now, on the same snapshot",
-                            )
-                        )
+                outcomes = _outcomes(conn, self.queries)
         except psycopg.Error as exc:
-            found += [(q, (exc.diag.message_primary or str(exc)).strip()) for q in self.queries]
+            return [(q, (exc.diag.message_primary or str(exc)).strip()) for q in self.queries]
         finally:
             conn.isolation_level = None
+        fresh = expected.result()
+        for query, (ok, result) in outcomes.items():
+            if not ok:
+                found.append((query, result))
+            elif fresh[query][0] and fresh[query][1] != result:
+                found.append(
+                    (
+                        query,
+                        f"returns {result} here but {fresh[query][1]} in a session "
+                        "opened now, on the same snapshot",
+                    )
+                )
         return found
 
     def after(self, step_label: str) -> None:
