@@ -149,4 +149,4 @@ def test_the_default_traffic_reads_as_the_plans_roles(
     found = failed(report)
     errors = " ".join(found.get("traffic.no_errors", []))
     assert "permission denied for view" in errors, found
-    assert report.context["traffic"]["roles"] == ["chinook_app", "chinook_reporting"]
+    assert report.context["traffic"]["roles"] == ["chinook_app", "chinook_reporting"]  # type: ignore[index]

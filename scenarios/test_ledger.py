@@ -156,7 +156,10 @@ def test_a_change_the_copy_cannot_take_names_its_table_and_keeps_the_others(
         ledger.copy.execute("ALTER TABLE pairs ADD CHECK (v < 100)")
         ledger.copy.commit()
         with connect(ledger_db) as conn:
-            for write in (("pair", 1, "x", 5.0), ("pair", 2, "y", 500.0), ("odd", "n", [], b"")):
+            writes: list[tuple[object, ...]] = [
+                ("pair", 1, "x", 5.0), ("pair", 2, "y", 500.0), ("odd", "n", [], b"")
+            ]  # fmt: skip
+            for write in writes:
                 with conn.transaction():
                     xids.add(_xid(conn))
                     _apply(conn, write)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 import pytest
+from waiting import wait_until
 
 from harness.routing import READER_POOL, WRITER_POOL, Database, ReplicaPolicy
 from harness.testing.fix_cluster import connect
@@ -23,18 +24,6 @@ Conn = psycopg.Connection[tuple[object, ...]]
 # Probe often and back off little, so that state changes show within a fraction of a second.
 QUICK = ReplicaPolicy(check_interval=0.05, retry_min=0.02, retry_max=0.2)
 _emails = itertools.count(1)
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> float:
-    """Poll ``condition`` until it holds; return how long that took."""
-    start = time.monotonic()
-    delay = 0.005
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what} did not happen within {timeout:.1f} sec")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return time.monotonic() - start
 
 
 @contextmanager

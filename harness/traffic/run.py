@@ -250,6 +250,7 @@ class TrafficRun:
                 requests,
                 limits=self.workload.stall,
                 held=self.sampler.held if self.sampler else None,
+                gaps=self.sampler.gaps if self.sampler else (),
             ),
             self._writes_kept(requests, replica=replica)
             if any(q.kind == "write" for q in self.workload.queries)

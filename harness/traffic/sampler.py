@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from harness.connections import Conn, connect
+from harness.connections import Conn, connect, describe
 from harness.traffic.clients import Timeline
 
 __all__ = ["LockSampler", "LockStats", "LockWait", "overlap"]
@@ -82,9 +82,12 @@ SELECT w.pid, l.locktype, l.mode, coalesce(l.relation::regclass::text, ''),
  WHERE w.wait_event_type = 'Lock' AND w.application_name LIKE 'pgcutover-traffic%'
 """
 # Who queues for the migration's locks: the runner's session on the primary, the startup
-# process replaying them on the replica. While it queues, whoever queues behind it waits
-# on the application it waits for, not on what the step does. The startup process may
-# show no waitstart: its wait is then dated from the sample that first saw it.
+# process replaying them on the replica. While it queues for a table's lock, whoever
+# queues behind it waits on the application it waits for, not on what the step does (and
+# the runner's lock_timeout cuts that queue). Only table locks: a step that waits on a row
+# an application transaction holds is doing its row work, and whoever waits on the rows
+# it has already locked waits on the step. The startup process may show no waitstart: its
+# wait is then dated from the sample that first saw it.
 _QUEUEING = {"primary": "a.application_name LIKE %s", "replica": "a.backend_type = 'startup'"}
 _QUEUED = """
 SELECT c.now, w.key, w.began
@@ -93,7 +96,7 @@ SELECT c.now, w.key, w.began
        SELECT DISTINCT concat_ws(' ', l.pid, l.locktype, l.relation, {began}) AS key,
               extract(epoch FROM {began})::float8 AS began
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE NOT l.granted AND {who}) w ON true
+        WHERE NOT l.granted AND l.locktype = 'relation' AND {who}) w ON true
 """
 # The migration's ACCESS EXCLUSIVE relation locks on the primary: what the replica replays.
 _MIGRATION_HOLDS = """
@@ -106,6 +109,9 @@ SELECT c.now, h.rel, h.oid, h.app, h.query
         WHERE l.granted AND l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
           AND a.application_name LIKE %s) h ON true
 """
+
+
+_GIVE_UP = 20  # samples failing in a row: the server is gone, not busy
 
 
 @dataclass
@@ -215,6 +221,7 @@ class LockSampler:
         # [first seen, last seen], on the server's clock.
         self._holds: dict[int, list[list[float]]] = {}
         self._holding: set[int] = set()
+        self.gaps: list[str] = []  # "phase: error" of each sample lost
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pgcutover-locks", daemon=True)
 
@@ -234,19 +241,47 @@ class LockSampler:
         return sorted(self.waits.values(), key=lambda w: -w.seconds)
 
     def _loop(self) -> None:
+        """Sample until stopped. A sample that fails (a replica cancelling the sampler's
+        query while it replays a step, a dropped connection) costs that sample and a
+        reconnection, and is recorded in :attr:`gaps`: a sampler that stopped silently
+        would pass every stall after it."""
+        conns: list[tuple[Conn, str, bool]] = []
+        try:
+            conns = self._connect()
+            failing = 0
+            while not self._stop.wait(INTERVAL):
+                try:
+                    self._sample(conns)
+                    failing = 0
+                except psycopg.Error as exc:
+                    self.gaps.append(f"{self.timeline.current}: {describe(exc)}")
+                    failing += 1
+                    self._close(conns)
+                    if failing >= _GIVE_UP:
+                        raise
+                    conns = self._connect()
+        except psycopg.Error as exc:
+            # Sampling is evidence: lose it rather than the gate, and say so.
+            self.gaps.append(f"{self.timeline.current}: stopped sampling: {describe(exc)}")
+        finally:
+            self._close(conns)
+
+    def _connect(self) -> list[tuple[Conn, str, bool]]:
         conns: list[tuple[Conn, str, bool]] = []
         try:
             for dsn in self.dsns:
                 conn = connect(dsn, timeout=5, application_name="pgcutover lock sampler")
                 exact = conn.info.server_version >= 140000
                 conns.append((conn, _WAITS.format(since=_SINCE[exact]), exact))
-            while not self._stop.wait(INTERVAL):
-                self._sample(conns)
-        except psycopg.Error:
-            pass  # sampling is evidence: lose it rather than the gate
-        finally:
-            for conn, _query, _exact in conns:
-                conn.close()
+        except BaseException:
+            self._close(conns)
+            raise
+        return conns
+
+    @staticmethod
+    def _close(conns: list[tuple[Conn, str, bool]]) -> None:
+        for conn, _query, _exact in conns:
+            conn.close()
 
     def _sample(self, conns: list[tuple[Conn, str, bool]]) -> None:
         phase = self.timeline.current
@@ -381,7 +416,14 @@ class LockSampler:
         for _clock, rel, oid, app, query in rows:
             if rel is None:
                 continue
-            self._held[str(rel)] = (now, _step_of(str(app), self.migration), _oneline(str(query)))
+            known = self._held.get(str(rel))
+            if int(oid) in self._holding and known is not None:
+                # Still the same hold: keep the statement that took the lock, not the
+                # COMMIT that will release it.
+                self._held[str(rel)] = (now, known[1], known[2])
+            else:
+                step = _step_of(str(app), self.migration)
+                self._held[str(rel)] = (now, step, _oneline(str(query)))
             holding.add(int(oid))
             if int(oid) not in self._holding:
                 self._holds.setdefault(int(oid), []).append([clock, clock])
