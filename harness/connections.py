@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+from psycopg import generators, pq
 from psycopg.rows import TupleRow, dict_row
 
 from harness.dsn import redact
@@ -48,6 +49,7 @@ __all__ = [
     "fetch_bounded",
     "insert_lsn",
     "is_standby",
+    "send_script",
     "standby_refusal",
     "wait_for_replay",
 ]
@@ -308,3 +310,12 @@ def connect_primary(
         conn.close()
         raise error(standby_refusal(subject or redact(dsn), fix=fix))
     return conn
+
+
+def send_script(conn: Conn, script: str) -> list[pq.abc.PGresult]:
+    """``script`` in one message (the simple query protocol): one round trip, and one
+    result per statement, up to and including the first that failed (the server runs
+    none after it)."""
+    with conn.lock:
+        conn.pgconn.send_query(script.encode(conn.info.encoding))
+        return conn.wait(generators.execute(conn.pgconn))

@@ -23,11 +23,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import IsolationLevel, errors, generators, pq, sql
+from psycopg import IsolationLevel, errors, pq, sql
 
 from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
-from harness.connections import Conn, connect
+from harness.connections import Conn, connect, send_script
 from harness.errors import UsageError
 from harness.invariants.not_run import path_label
 from harness.invariants.result import Check
@@ -102,10 +102,7 @@ def _batch(conn: Conn, queries: list[str]) -> dict[str, Outcome]:
     rows as the server's text: the same form whether sent together or one by one."""
     encoding = conn.info.encoding
     # A ";" on a line of its own ends a query even after a trailing line comment.
-    script = "\n;\n".join(q.strip().rstrip(";") for q in queries)
-    with conn.lock:
-        conn.pgconn.send_query(script.encode(encoding))
-        results = conn.wait(generators.execute(conn.pgconn))
+    results = send_script(conn, "\n;\n".join(q.strip().rstrip(";") for q in queries))
     for result in results:
         if result.status == pq.ExecStatus.FATAL_ERROR:
             # Raised inside the savepoint's block, which rolls it back on the way out.

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import psycopg
-from psycopg import errors, generators, pq
+from psycopg import errors, pq
 
-from harness.connections import Conn
+from harness.connections import Conn, send_script
 from harness.plan.sqltext import Statement
 
 __all__ = ["ScriptFailed", "run_script"]
@@ -44,10 +44,7 @@ def run_script(conn: Conn, statements: Sequence[Statement]) -> None:
     if not statements:
         return
     encoding = conn.info.encoding
-    script = "\n".join(s.terminated for s in statements)
-    with conn.lock:
-        conn.pgconn.send_query(script.encode(encoding))
-        results = conn.wait(generators.execute(conn.pgconn))
+    results = send_script(conn, "\n".join(s.terminated for s in statements))
     for index, result in enumerate(results):
         if result.status == pq.ExecStatus.FATAL_ERROR:
             error = errors.error_from_result(result, encoding=encoding)
