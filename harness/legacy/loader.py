@@ -31,7 +31,7 @@ from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.legacy.bulk import advance_sequences, bulk_load, checkpoint, drop_created, objects
 from harness.legacy.data import LEGACY_COUNTS, counts, generate
 from harness.progress import Progress, quiet
-from harness.runner.backup import restore_jobs
+from harness.runner.backup import PARALLEL_PASSES, restore_jobs
 
 __all__ = ["SeedReport", "seed"]
 
@@ -355,19 +355,27 @@ def _try_load(
         parallel = kind in _PARALLEL_KINDS
         at_once = ["-j", str(restore_jobs())] if parallel else ["--single-transaction"]
         argv = [bins.path("pg_restore"), "-w", *([] if owners else ["--no-owner"]),
-                "--exit-on-error", *at_once, "-d", conninfo, str(path)]  # fmt: skip
-    try:
-        done = subprocess.run(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
-        )
-    except OSError as exc:
-        raise InfrastructureError(
-            f"cannot run {argv[0]}: {exc.strerror}; install the PostgreSQL client programs "
-            "or pass --pg-bin DIR"
-        ) from None
-    if done.returncode == 0:
-        return None
-    return done.returncode, redact(done.stderr.decode("utf-8", "replace"))
+                "--exit-on-error", *at_once, "-d", conninfo]  # fmt: skip
+        passes = [[*argv, *sections, str(path)] for sections in PARALLEL_PASSES]
+        return _run_passes(passes if parallel else [[*argv, str(path)]], env=env)
+    return _run_passes([argv], env=env)
+
+
+def _run_passes(passes: list[list[str]], *, env: dict[str, str]) -> tuple[int, str] | None:
+    """Each command in turn, stopping at the first that fails: its exit code and errors."""
+    for argv in passes:
+        try:
+            done = subprocess.run(
+                argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+            )
+        except OSError as exc:
+            raise InfrastructureError(
+                f"cannot run {argv[0]}: {exc.strerror}; install the PostgreSQL client programs "
+                "or pass --pg-bin DIR"
+            ) from None
+        if done.returncode != 0:
+            return done.returncode, redact(done.stderr.decode("utf-8", "replace"))
+    return None
 
 
 def _load_failed(path: Path, *, kind: str, database: str, failure: tuple[int, str]) -> UsageError:
