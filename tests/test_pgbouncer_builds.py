@@ -150,3 +150,34 @@ def test_the_gate_refuses_a_pgbouncer_it_cannot_run_before_any_server_starts(
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert "starting" not in done.stderr
+
+
+def test_a_plan_names_its_pgbouncer_and_the_option_overrides_it(tmp_path: Path) -> None:
+    from harness.plan import load_plan
+
+    directory = _plan(tmp_path)
+    toml = directory / "plan.toml"
+    toml.write_text(toml.read_text() + '\n[cluster]\npgbouncer = "1.24"\n')
+    plan = load_plan(directory)
+    assert plan.pgbouncer_version == (1, 24)
+    parser = build_parser()
+    args = parser.parse_args(["gate", "--plan", str(directory), "--provider", "docker"])
+    assert choose_images(args, plan)[1] == image_for(17)
+    args = parser.parse_args(
+        ["gate", "--plan", str(directory), "--provider", "docker", "--pgbouncer", "1.18"]
+    )
+    # The option wins, and 1.18 does not know the plan's max_prepared_statements.
+    with pytest.raises(UsageError, match=r"PgBouncer 1\.18 does not know"):
+        choose_images(args, plan)
+
+
+@pytest.mark.parametrize("value", ['"1"', "1.24", '"latest"', '"1.24.1"'])
+def test_a_plan_pgbouncer_that_is_no_release_line_is_refused(tmp_path: Path, value: str) -> None:
+    from harness.errors import PlanError
+    from harness.plan import load_plan
+
+    directory = _plan(tmp_path)
+    toml = directory / "plan.toml"
+    toml.write_text(toml.read_text() + f"\n[cluster]\npgbouncer = {value}\n")
+    with pytest.raises(PlanError, match=r"\[cluster\] pgbouncer is a PgBouncer MAJOR\.MINOR"):
+        load_plan(directory)

@@ -91,7 +91,7 @@ def test_the_plans_cluster_version_and_the_option_choose_the_image(tmp_path: Pat
     ("section", "message"),
     [
         ("[cluster]\npg_version = '17'\n", "pg_version is a PostgreSQL major"),
-        ("[cluster]\nversion = 17\n", "has pg_version only"),
+        ("[cluster]\nversion = 17\n", "has pg_version and pgbouncer only"),
         ("[pgbouncer.writer]\nmax_prepared_statements = -1\n", "at least 0"),
         ("[workload]\nprepare_threshold = true\n", "prepare_threshold must be a whole number"),
     ],

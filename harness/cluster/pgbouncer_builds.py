@@ -1,4 +1,4 @@
-"""Which PgBouncer a cluster runs: ``--pgbouncer MAJOR.MINOR``.
+"""Which PgBouncer a cluster runs: ``--pgbouncer MAJOR.MINOR`` or ``[cluster] pgbouncer``.
 
 PgBouncer's version decides what a preparing driver meets behind a transaction pool
 (protocol-level prepared statements from 1.21, on by default from 1.24), so a team
@@ -19,6 +19,7 @@ from harness.cluster.versions import (
     RELEASES,
     Release,
     Version,
+    asked_pgbouncer,
     choose_for,
     dotted,
     local_pgbouncer_version,
@@ -100,6 +101,5 @@ def choose_pgbouncer(*, provider: str, pgbouncer: Version | None) -> str | None:
 def choose_images(args: argparse.Namespace, plan: Plan | None) -> tuple[str | None, str | None]:
     """(the servers' image, the PgBouncers' image) for a command's options, or the refusal
     of what the chosen PostgreSQL or PgBouncer cannot run (see :func:`choose_for`)."""
-    pgbouncer: Version | None = getattr(args, "pgbouncer", None)
-    pgbouncer_image = choose_pgbouncer(provider=args.provider, pgbouncer=pgbouncer)
-    return choose_for(args, plan), pgbouncer_image
+    bouncer = choose_pgbouncer(provider=args.provider, pgbouncer=asked_pgbouncer(args, plan))
+    return choose_for(args, plan), bouncer

@@ -40,6 +40,7 @@ __all__ = [
     "PG_VERSIONS",
     "RELEASES",
     "Release",
+    "asked_pgbouncer",
     "check_pgbouncer_settings",
     "choose",
     "choose_for",
@@ -200,5 +201,11 @@ def choose_for(args: argparse.Namespace, plan: Plan | None) -> str | None:
         pg_bin=getattr(args, "pg_bin", None),
         pgbouncer_keys=set().union(*(p.pgbouncer_keys for p in poolers.both)) if poolers else set(),
         where=f"{plan.directory / 'plan.toml'}: [pgbouncer]" if plan is not None else "[pgbouncer]",
-        pgbouncer=getattr(args, "pgbouncer", None),
+        pgbouncer=asked_pgbouncer(args, plan),
     )
+
+
+def asked_pgbouncer(args: argparse.Namespace, plan: Plan | None) -> Version | None:
+    """The PgBouncer asked for: ``--pgbouncer`` over ``[cluster] pgbouncer``."""
+    given: Version | None = getattr(args, "pgbouncer", None)
+    return given or (plan.pgbouncer_version if plan is not None else None)

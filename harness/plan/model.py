@@ -83,6 +83,8 @@ Layout of a plan directory::
     pg_version = 17                          # the PostgreSQL production runs: the docker
                                              # provider's image (--pg-version overrides);
                                              # the local provider must have that major
+    pgbouncer = "1.24"                       # the PgBouncer production runs (--pgbouncer
+                                             # overrides; see harness/cluster/pgbouncer_builds.py)
     [application.writer]                     # optional: each instance's own pools (the
     min_size = 1                             # plan's dbConfig) for harness load; full
     max_size = 10                            # format: harness/plan/application.py
@@ -141,6 +143,9 @@ _SEVERITIES = ("warn", "fail")
 _RUNNER_KEYS = frozenset({"lock_timeout", "statement_timeout", "lock_retries", "lock_budget"})
 # A step runs inside the runner's transaction: these would end it part way through.
 _TRANSACTION_CONTROL = ("BEGIN", "START TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT")
+
+
+_MAJOR_MINOR = re.compile(r"(\d+)\.(\d+)")
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,7 @@ class Plan:
     legacy: Path | None = None  # the dump it is gated against; None: the built-in database
     data_changes: tuple[DataChange, ...] = ()  # row changes steps make on purpose
     pg_version: int | None = None  # [cluster] pg_version: the PostgreSQL major it runs on
+    pgbouncer_version: tuple[int, int] | None = None  # [cluster] pgbouncer: MAJOR.MINOR
 
     def down_for(self, number: int) -> Step:
         return next(s for s in self.down if s.number == number)
@@ -510,11 +516,17 @@ def load_plan(directory: str | Path, *, legacy: Path | None = None) -> Plan:
     pgbouncer = parse_pgbouncer(doc.get("pgbouncer"), toml_path=toml_path)
     refuse_statement_pooling(pgbouncer, workload, toml_path=toml_path)
     cluster = _table(doc, "cluster", toml_path=toml_path)
-    if set(cluster) - {"pg_version"}:
-        raise PlanError(f"{toml_path}: [cluster] has pg_version only")
+    if set(cluster) - {"pg_version", "pgbouncer"}:
+        raise PlanError(f"{toml_path}: [cluster] has pg_version and pgbouncer only")
     pg_version = cluster.get("pg_version")
     if pg_version is not None and (isinstance(pg_version, bool) or not isinstance(pg_version, int)):
         raise PlanError(f"{toml_path}: [cluster] pg_version is a PostgreSQL major, like 17")
+    bouncer = cluster.get("pgbouncer")
+    found = _MAJOR_MINOR.fullmatch(bouncer) if isinstance(bouncer, str) else None
+    if bouncer is not None and found is None:
+        raise PlanError(
+            f'{toml_path}: [cluster] pgbouncer is a PgBouncer MAJOR.MINOR string, like "1.24"'
+        )
     application = parse_application(doc.get("application"), toml_path=toml_path)
     check_against_poolers(application, pgbouncer, toml_path=toml_path)
     return Plan(
@@ -546,6 +558,7 @@ def load_plan(directory: str | Path, *, legacy: Path | None = None) -> Plan:
             qualify=_qualify,
         ),
         pg_version=pg_version,
+        pgbouncer_version=(int(found[1]), int(found[2])) if found is not None else None,
     )
 
 
