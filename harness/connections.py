@@ -49,6 +49,7 @@ __all__ = [
     "fetch_bounded",
     "insert_lsn",
     "is_standby",
+    "replay_target",
     "send_script",
     "standby_refusal",
     "wait_for_replay",
@@ -244,6 +245,25 @@ def insert_lsn(conn: Conn) -> Lsn:
     lsn, offset, page = Lsn.parse(row[0]), int(row[1]), int(row[2])
     header = _LONG_PAGE_HEADER if offset == _LONG_PAGE_HEADER else _PAGE_HEADER
     return Lsn(lsn - header) if offset % page == header else lsn
+
+
+def replay_target(conn: Conn) -> Lsn:
+    """:func:`insert_lsn`, with the WAL flushed up to it: what a standby can replay now.
+
+    A standby is sent only flushed WAL, and nothing flushes the records of transactions
+    that never committed (rolled-back probes, a failed step's scratch transactions)
+    until the next commit: on a primary whose writers wait, up to 15 sec (the next
+    standby snapshot), and a wait for replay waited that long for nothing. A commit of
+    its own, synchronous, flushes everything before it. ``conn`` must be idle.
+    """
+    target = insert_lsn(conn)
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = on")
+            conn.execute("SELECT pg_current_xact_id()")  # an xid: a commit record to flush
+    except psycopg.Error:
+        pass  # a login that cannot write: the next commit flushes it, as before
+    return target
 
 
 def wait_for_replay(conn: Conn, target: Lsn, *, timeout: float) -> Lsn | None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from types import TracebackType
 
-from harness.connections import Lsn, connect, insert_lsn, wait_for_replay
+from harness.connections import Lsn, connect, replay_target, wait_for_replay
 from harness.dsn import redact, with_database
 from harness.errors import InfrastructureError
 
@@ -103,7 +103,7 @@ class Cluster(abc.ABC):
             return
         eps = self.endpoints
         with connect(eps.primary, timeout=5) as conn:
-            target: Lsn = insert_lsn(conn)
+            target: Lsn = replay_target(conn)
         with connect(eps.replica, timeout=5) as conn:
             if wait_for_replay(conn, target, timeout=timeout) is None:
                 raise InfrastructureError(

@@ -16,7 +16,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from harness.cluster import Endpoints
-from harness.connections import connect, insert_lsn, wait_for_replay
+from harness.connections import connect, replay_target, wait_for_replay
 from harness.errors import InfrastructureError
 from harness.invariants.new_sessions import heaviest_reader
 from harness.invariants.not_run import not_run_without_writes, path_labels
@@ -106,7 +106,7 @@ class TrafficRun:
         if self.endpoints.replica == self.endpoints.primary:
             return
         with connect(self.endpoints.primary) as primary:
-            target = insert_lsn(primary)
+            target = replay_target(primary)
         with connect(self.endpoints.replica) as replica:
             if wait_for_replay(replica, target, timeout=REPLAY_TIMEOUT) is None:
                 raise InfrastructureError(
