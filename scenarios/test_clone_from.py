@@ -29,7 +29,7 @@ from harness.cluster.binaries import find_binaries
 from harness.cluster.local import LocalCluster, default_base_dir, start_local_cluster
 from harness.cluster.processes import free_port, processes_under
 from harness.cluster.versions import parse_version
-from harness.connections import Conn, connect, insert_lsn
+from harness.connections import Conn, connect, insert_lsn, wait_for_replay
 from harness.dsn import with_database, with_login
 from harness.legacy import seed
 
@@ -130,7 +130,10 @@ def source() -> Iterator[Source]:
             while not _checkpointed_with_full_pages(conn):
                 time.sleep(0.05)
                 conn.execute("CHECKPOINT")
-        cluster.wait_for_replica()
+        # Not cluster.wait_for_replica(): it commits a transaction of its own to flush the
+        # WAL it waits for, and this source must stay quiet. The checkpoint is flushed.
+        with connect(cluster.endpoints.primary) as conn, connect(cluster.endpoints.replica) as rep:
+            assert wait_for_replay(rep, insert_lsn(conn), timeout=30) is not None
         with connect(cluster.endpoints.replica) as conn:
             conn.execute("CHECKPOINT")  # a restartpoint at the checkpoint made with them on
         yield Source(cluster, cluster.endpoints.primary, cluster.endpoints.replica)
