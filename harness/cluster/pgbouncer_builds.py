@@ -12,7 +12,6 @@ and runs only that. Everything here is refused before any server starts.
 from __future__ import annotations
 
 import argparse
-import re
 from typing import TYPE_CHECKING
 
 from harness.cluster.versions import (
@@ -23,6 +22,7 @@ from harness.cluster.versions import (
     choose_for,
     dotted,
     local_pgbouncer_version,
+    parse_release_line,
 )
 from harness.errors import UsageError
 
@@ -31,17 +31,15 @@ if TYPE_CHECKING:
 
 __all__ = ["choose_images", "choose_pgbouncer", "pgbouncer_option", "release_with_pgbouncer"]
 
-_MAJOR_MINOR = re.compile(r"(\d+)\.(\d+)")
-
 
 def pgbouncer_option(text: str) -> Version:
     """``--pgbouncer``'s value: a release line, ``1.24``; a build within it is Debian's choice."""
-    m = _MAJOR_MINOR.fullmatch(text.strip())
-    if m is None:
+    version = parse_release_line(text.strip())
+    if version is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a PgBouncer version; give MAJOR.MINOR, such as 1.24"
         )
-    return int(m[1]), int(m[2])
+    return version
 
 
 def _builds() -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "choose",
     "choose_for",
     "local_pgbouncer_version",
+    "parse_release_line",
     "parse_version",
     "release_for",
     "running_versions",
@@ -92,6 +93,12 @@ def release_for(pg_major: int) -> Release:
 def parse_version(text: str) -> Version | None:
     m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
     return tuple(int(g) for g in m.groups() if g is not None) if m else None
+
+
+def parse_release_line(text: str) -> tuple[int, int] | None:
+    """``"1.24"`` as ``(1, 24)``: a release line, as a user names one; None for anything else."""
+    m = re.fullmatch(r"(\d+)\.(\d+)", text)
+    return (int(m[1]), int(m[2])) if m else None
 
 
 def dotted(version: Version) -> str:

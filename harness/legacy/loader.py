@@ -356,8 +356,8 @@ def _try_load(
         at_once = ["-j", str(restore_jobs())] if parallel else ["--single-transaction"]
         argv = [bins.path("pg_restore"), "-w", *([] if owners else ["--no-owner"]),
                 "--exit-on-error", *at_once, "-d", conninfo]  # fmt: skip
-        passes = [[*argv, *sections, str(path)] for sections in PARALLEL_PASSES]
-        return _run_passes(passes if parallel else [[*argv, str(path)]], env=env)
+        passes = PARALLEL_PASSES if parallel else ((),)
+        return _run_passes([[*argv, *sections, str(path)] for sections in passes], env=env)
     return _run_passes([argv], env=env)
 
 

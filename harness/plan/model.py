@@ -104,6 +104,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cluster.pooling import Poolers
+from harness.cluster.versions import parse_release_line
 from harness.errors import PlanError
 from harness.plan.application import ApplicationPools, check_against_poolers, parse_application
 from harness.plan.data_changes import DataChange, parse_data_changes
@@ -143,9 +144,6 @@ _SEVERITIES = ("warn", "fail")
 _RUNNER_KEYS = frozenset({"lock_timeout", "statement_timeout", "lock_retries", "lock_budget"})
 # A step runs inside the runner's transaction: these would end it part way through.
 _TRANSACTION_CONTROL = ("BEGIN", "START TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT")
-
-
-_MAJOR_MINOR = re.compile(r"(\d+)\.(\d+)")
 
 
 @dataclass(frozen=True)
@@ -522,8 +520,8 @@ def load_plan(directory: str | Path, *, legacy: Path | None = None) -> Plan:
     if pg_version is not None and (isinstance(pg_version, bool) or not isinstance(pg_version, int)):
         raise PlanError(f"{toml_path}: [cluster] pg_version is a PostgreSQL major, like 17")
     bouncer = cluster.get("pgbouncer")
-    found = _MAJOR_MINOR.fullmatch(bouncer) if isinstance(bouncer, str) else None
-    if bouncer is not None and found is None:
+    release_line = parse_release_line(bouncer) if isinstance(bouncer, str) else None
+    if bouncer is not None and release_line is None:
         raise PlanError(
             f'{toml_path}: [cluster] pgbouncer is a PgBouncer MAJOR.MINOR string, like "1.24"'
         )
@@ -558,7 +556,7 @@ def load_plan(directory: str | Path, *, legacy: Path | None = None) -> Plan:
             qualify=_qualify,
         ),
         pg_version=pg_version,
-        pgbouncer_version=(int(found[1]), int(found[2])) if found is not None else None,
+        pgbouncer_version=release_line,
     )
 
 
