@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from psycopg import generators, pq
+from psycopg import errors, generators, pq
 from psycopg.rows import TupleRow, dict_row
 
 from harness.dsn import redact
@@ -50,6 +50,7 @@ __all__ = [
     "insert_lsn",
     "is_standby",
     "replay_target",
+    "script_error",
     "send_script",
     "standby_refusal",
     "wait_for_replay",
@@ -335,7 +336,15 @@ def connect_primary(
 def send_script(conn: Conn, script: str) -> list[pq.abc.PGresult]:
     """``script`` in one message (the simple query protocol): one round trip, and one
     result per statement, up to and including the first that failed (the server runs
-    none after it)."""
+    none after it: :func:`script_error`)."""
     with conn.lock:
         conn.pgconn.send_query(script.encode(conn.info.encoding))
         return conn.wait(generators.execute(conn.pgconn))
+
+
+def script_error(conn: Conn, results: list[pq.abc.PGresult]) -> tuple[int, psycopg.Error] | None:
+    """The failed statement of :func:`send_script`'s ``results``: its index, its error."""
+    for index, result in enumerate(results):
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            return index, errors.error_from_result(result, encoding=conn.info.encoding)
+    return None

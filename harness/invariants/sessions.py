@@ -23,11 +23,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import IsolationLevel, errors, pq, sql
+from psycopg import IsolationLevel, pq, sql
 
 from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
-from harness.connections import Conn, connect, send_script
+from harness.connections import Conn, connect, script_error, send_script
 from harness.errors import UsageError
 from harness.invariants.not_run import path_label
 from harness.invariants.result import Check
@@ -100,17 +100,15 @@ class _Unbatched(Exception):
 def _batch(conn: Conn, queries: list[str]) -> dict[str, Outcome]:
     """The queries sent as one script (the simple query protocol), each answered alone,
     rows as the server's text: the same form whether sent together or one by one."""
-    encoding = conn.info.encoding
     # A ";" on a line of its own ends a query even after a trailing line comment.
     results = send_script(conn, "\n;\n".join(q.strip().rstrip(";") for q in queries))
-    for result in results:
-        if result.status == pq.ExecStatus.FATAL_ERROR:
-            # Raised inside the savepoint's block, which rolls it back on the way out.
-            raise errors.error_from_result(result, encoding=encoding)
+    failed = script_error(conn, results)
+    if failed is not None:
+        raise failed[1]  # inside the savepoint's block, which rolls it back on the way out
     if len(results) != len(queries):
         raise _Unbatched
     answers = zip(queries, results, strict=True)
-    return {query: (True, _rows(result, encoding)) for query, result in answers}
+    return {query: (True, _rows(result, conn.info.encoding)) for query, result in answers}
 
 
 def _rows(result: pq.abc.PGresult, encoding: str) -> str:

@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import psycopg
-from psycopg import errors, pq
 
-from harness.connections import Conn, send_script
+from harness.connections import Conn, script_error, send_script
 from harness.plan.sqltext import Statement
 
 __all__ = ["ScriptFailed", "run_script"]
@@ -43,11 +42,10 @@ def run_script(conn: Conn, statements: Sequence[Statement]) -> None:
     """
     if not statements:
         return
-    encoding = conn.info.encoding
     results = send_script(conn, "\n".join(s.terminated for s in statements))
-    for index, result in enumerate(results):
-        if result.status == pq.ExecStatus.FATAL_ERROR:
-            error = errors.error_from_result(result, encoding=encoding)
-            if index >= len(statements):
-                raise error
-            raise ScriptFailed(statements[index], error)
+    failed = script_error(conn, results)
+    if failed is not None:
+        index, error = failed
+        if index >= len(statements):
+            raise error
+        raise ScriptFailed(statements[index], error)

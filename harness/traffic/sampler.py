@@ -416,14 +416,13 @@ class LockSampler:
         for _clock, rel, oid, app, query in rows:
             if rel is None:
                 continue
-            known = self._held.get(str(rel))
-            if int(oid) in self._holding and known is not None:
+            if int(oid) in self._holding and str(rel) in self._held:
                 # Still the same hold: keep the statement that took the lock, not the
                 # COMMIT that will release it.
-                self._held[str(rel)] = (now, known[1], known[2])
+                _seen, step, statement = self._held[str(rel)]
             else:
-                step = _step_of(str(app), self.migration)
-                self._held[str(rel)] = (now, step, _oneline(str(query)))
+                step, statement = _step_of(str(app), self.migration), _oneline(str(query))
+            self._held[str(rel)] = (now, step, statement)
             holding.add(int(oid))
             if int(oid) not in self._holding:
                 self._holds.setdefault(int(oid), []).append([clock, clock])
