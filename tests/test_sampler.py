@@ -58,3 +58,30 @@ def test_blockers_are_named_by_what_they_are(
     assert found[:1] + found[2:3] == (kind, step)
     if kind == "background":
         assert found[1] == "the autovacuum worker"
+
+
+class _Queue:
+    """The runner's ungranted table locks, one sample after another."""
+
+    def __init__(self, samples: list[tuple[float, list[tuple[str, float]]]]) -> None:
+        self.samples = samples
+        self.rows: list[tuple[object, ...]] = []
+
+    def execute(self, *_args: Any, **_kwargs: Any) -> _Queue:
+        clock, waits = self.samples.pop(0)
+        self.rows = [(clock, key, began) for key, began in waits] or [(clock, None, None)]
+        return self
+
+    def fetchall(self) -> list[tuple[object, ...]]:
+        return self.rows
+
+
+def test_a_queue_that_ended_is_not_stretched_by_later_samples() -> None:
+    """The step queued from 10.0 to between the samples at 10.1 and 10.15: that stretch,
+    and not every later moment, is left unjudged. A wait on the step at 12 is the step's."""
+    sampler = _sampler()
+    queue = _Queue([(10.05, [("k", 10.0)]), (10.1, [("k", 10.0)]), (10.15, []), (10.2, []),
+                    (12.0, [])])  # fmt: skip
+    for _ in range(5):
+        sampler._poll_queued(cast(Conn, queue), "primary", exact=True)
+    assert sampler._queued["primary"] == {"k": [10.0, 10.15]}

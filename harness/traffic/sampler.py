@@ -217,6 +217,7 @@ class LockSampler:
         # sampler cannot see the moment between).
         self._queued: dict[str, dict[str, list[float]]] = {"primary": {}, "replica": {}}
         self._sampled: dict[str, float] = {}  # server -> its clock at the last sample
+        self._waiting: dict[str, set[str]] = {}  # server -> the waits seen at that sample
         # The migration's ACCESS EXCLUSIVE holds on the primary, per relation: each hold's
         # [first seen, last seen], on the server's clock.
         self._holds: dict[int, list[list[float]]] = {}
@@ -295,6 +296,8 @@ class LockSampler:
             # The replay of a step's locks runs on after the step, and may queue there.
             for i, (conn, _query, exact) in enumerate(conns):
                 self._poll_queued(conn, "replica" if i else "primary", exact=exact)
+        else:
+            self._pause_queued()
         for i, (conn, query, _exact) in enumerate(conns):
             server = "replica" if i else "primary"
             rows = conn.execute(query, prepare=False).fetchall()
@@ -403,9 +406,17 @@ class LockSampler:
         waiting = {str(key): began for _now, key, began in rows if key is not None}
         for key, began in waiting.items():
             episodes.setdefault(key, [previous if began is None else float(began), now])
-        for key, span in episodes.items():
-            if key in waiting or span[1] == previous:
-                span[1] = now  # going on, or over since the last sample
+        # Going on, or seen at the last sample and over since: only those. A wait over
+        # before the last sample has its end already, and is not stretched again.
+        for key in set(waiting) | self._waiting.get(server, set()):
+            episodes[key][1] = now
+        self._waiting[server] = set(waiting)
+
+    def _pause_queued(self) -> None:
+        """Between polls of the queue (the gate's checks), a wait's end is not seen: it
+        keeps its last sighting, and the next poll starts afresh."""
+        self._sampled.clear()
+        self._waiting.clear()
 
     def _poll_holds(self, primary: Conn) -> None:
         if not self.migration:
