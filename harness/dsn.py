@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import quote, urlencode
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 __all__ = ["child_env", "make_dsn", "redact", "with_database", "with_login"]
 
 
-def make_dsn(*, host: str, port: int, user: str, dbname: str) -> str:
-    return f"postgresql://{user}@{host}:{port}/{dbname}"
+def make_dsn(
+    *, host: str, port: int, user: str, dbname: str, password: str | None = None, **params: str
+) -> str:
+    """A URL; ``params`` go into its query (``sslmode="require"``)."""
+    login = user if password is None else f"{user}:{quote(password, safe='')}"
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql://{login}@{host}:{port}/{dbname}{query}"
 
 
 def with_database(dsn: str, dbname: str) -> str:

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from harness.catalog import Fingerprint, fingerprint
 from harness.cluster import Cluster, Endpoints, start_cluster
+from harness.cluster.base import once
 from harness.cluster.clone import clone_for
 from harness.cluster.versions import running_versions
 from harness.comparisons import fingerprint_of, replica_check, rollback_checks, roundtrip_check
@@ -288,8 +289,13 @@ def gate_database(
 
         def after(label: str) -> None:
             run.after(label)
+            caught_up = once(wait)  # both need the replica past this step: one wait
             with ThreadPoolExecutor(max_workers=2) as pool:  # two sets of their own sessions
-                list(pool.map(lambda probes: probes.after(label), (sessions, prepared)))
+                for done in [
+                    pool.submit(probes.after, label, wait_for_replica=caught_up)
+                    for probes in (sessions, prepared)
+                ]:
+                    done.result()
 
         try:
             with (

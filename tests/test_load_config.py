@@ -113,6 +113,8 @@ def test_a_file_overrides_only_what_it_names(tmp_path: Path) -> None:
         ("[targets]\np95_reduction = 30\n", "fraction"),
         ("[instance]\nthink_time_min = 2.0\nthink_time_max = 1.0\n", "think_time_min"),
         ("[run\n", "not valid TOML"),
+        ("[network]\ntls = 'yes'\n", "[network] tls must be true or false"),
+        ("[network]\nssl = true\n", "unknown key ssl in [network]"),
     ],
 )
 def test_bad_config_is_refused_naming_the_problem(tmp_path: Path, text: str, named: str) -> None:

@@ -8,7 +8,8 @@ servers someone else runs); everything above this module only sees
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -17,6 +18,25 @@ from harness.dsn import redact, with_database
 from harness.errors import InfrastructureError
 
 __all__ = ["Cluster", "Endpoints"]
+
+
+def once(wait: Callable[[], None]) -> Callable[[], None]:
+    """``wait`` run by its first caller; a caller meanwhile (another thread) waits for it.
+
+    The probes run after one step each need the replica caught up with that step: one
+    wait answers all of them. A wait that raised is tried again by the next caller.
+    """
+    lock = threading.Lock()
+    done = False
+
+    def call() -> None:
+        nonlocal done
+        with lock:
+            if not done:
+                wait()
+                done = True
+
+    return call
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from harness import phases
 from harness.cluster.base import Cluster, Endpoints
@@ -36,10 +38,11 @@ from harness.cluster.processes import (
     run_as_owner,
     stop_processes_under,
 )
+from harness.cluster.security import CERT_NAME, KEY_NAME, Security, make_security
 from harness.connections import connect
 from harness.databases import create_database
-from harness.dsn import make_dsn
-from harness.errors import ClusterStartError
+from harness.dsn import child_env, make_dsn
+from harness.errors import ClusterStartError, UsageError
 from harness.progress import Progress, quiet
 
 if TYPE_CHECKING:
@@ -83,13 +86,17 @@ def write_settings(
     port: int,
     socket_dir: Path,
     max_connections: int,
+    ssl: bool = False,
 ) -> Path:
     """Put the server's settings in its data directory; a plain ``postgres -D`` then has them.
 
     A replica cloned by pg_basebackup gets the primary's file and include line;
-    writing the file again gives it its own port.
+    writing the file again gives it its own port. ``ssl``: serve TLS with the
+    certificate :meth:`Security.install` put in the data directory.
     """
     settings = dict(SERVER_SETTINGS)
+    if ssl:
+        settings.update(ssl="on", ssl_cert_file=CERT_NAME, ssl_key_file=KEY_NAME)
     settings["port"] = str(port)
     settings["unix_socket_directories"] = str(socket_dir)
     settings["max_connections"] = str(max_connections)
@@ -211,8 +218,11 @@ class LocalCluster(Cluster):
         poolers: Poolers = DEFAULT_POOLERS,
         max_connections: int | None = None,
         clone: CloneSource | None = None,
+        security: Security | None = None,
     ) -> None:
         self.bins = bins
+        #: None: trust on plain TCP; else every TCP client needs TLS and SCRAM
+        self.security = security
         #: the server the primary is a copy of (None: a fresh initdb and database)
         self.clone = clone
         self.poolers = poolers
@@ -255,6 +265,7 @@ class LocalCluster(Cluster):
             port=port,
             socket_dir=self.workdir / "sockets",
             max_connections=self.max_connections,
+            ssl=self.security is not None,
         )
         return ServerProcess(
             [self.bins.path("postgres"), "-D", str(datadir)],
@@ -271,27 +282,42 @@ class LocalCluster(Cluster):
             primary_port = self.clone.start_primary(self, progress=progress)
         else:
             _initdb(self.bins, primary_dir, progress=progress)
+            if self.security is not None:
+                self.security.install(primary_dir)
             primary_port = free_port()
             progress(f"starting the primary ({self.bins.version()}) on 127.0.0.1:{primary_port}")
             self.primary = self._server("primary", port=primary_port)
-            admin = make_dsn(
-                host="127.0.0.1", port=primary_port, user="postgres", dbname="postgres"
+            # On the Unix socket, trusted either way: the password is not set yet.
+            admin = make_conninfo(
+                "", host=str(self.workdir / "sockets"), port=primary_port, user="postgres"
             )
             self.primary.wait_ready(_accepts(admin))
+            if self.security is not None:
+                with connect(admin) as conn:
+                    conn.execute(
+                        sql.SQL("ALTER ROLE postgres PASSWORD {}").format(
+                            sql.Literal(self.security.password)
+                        )
+                    )
             if self.dbname != "postgres":
                 create_database(admin, self.dbname)
 
         progress("pg_basebackup: cloning the replica from the primary")
+        login = {} if self.security is None else self.security.client_params()
+        # -R writes the password and sslmode given here into the replica's primary_conninfo.
+        source, env = child_env(make_conninfo("", **login))
         run_as_owner(
             [
                 self.bins.path("pg_basebackup"),
                 "-h", "127.0.0.1",
                 "-p", str(primary_port),
                 "-U", "postgres",
+                *(["-d", source] if login else []),
                 "-D", str(replica_dir),
                 "-R", "-X", "stream", "-c", "fast", "--no-sync",
             ],
             what="pg_basebackup",
+            env=env,
             timeout=120.0 if self.clone is None else None,  # a clone is as large as its source
         )  # fmt: skip
         replica_port = free_port()
@@ -311,9 +337,10 @@ class LocalCluster(Cluster):
                 listen_port=another_free_port(taken),
                 server_port=server_port,
                 dbname=self.dbname,
+                security=self.security,
             )
         replica_admin = make_dsn(
-            host="127.0.0.1", port=replica_port, user="postgres", dbname="postgres"
+            host="127.0.0.1", port=replica_port, user="postgres", dbname="postgres", **login
         )
         self.replica.wait_ready(_streaming(replica_admin))
         for bouncer in self.bouncers.values():
@@ -322,7 +349,9 @@ class LocalCluster(Cluster):
         progress("cluster ready: replica streaming, PgBouncer accepting")
 
         def direct(port: int) -> str:
-            return make_dsn(host="127.0.0.1", port=port, user="postgres", dbname=self.dbname)
+            return make_dsn(
+                host="127.0.0.1", port=port, user="postgres", dbname=self.dbname, **login
+            )
 
         self._endpoints = Endpoints(
             primary=direct(primary_port),
@@ -406,6 +435,7 @@ def start_local_cluster(
     poolers: Poolers | None = None,
     max_connections: int | None = None,
     clone: CloneSource | None = None,
+    tls: bool = False,
 ) -> LocalCluster:
     """Start a local cluster; on any failure, stop what was started and re-raise.
 
@@ -413,7 +443,14 @@ def start_local_cluster(
     defaults); ``max_connections`` overrides what the servers' would be sized for them.
     ``clone``: start the primary from a copy of that server (``dbname`` is then one of
     its databases) instead of initdb. An interrupted copy goes with the directory.
+    ``tls``: every TCP client, PgBouncer included, needs TLS and SCRAM-SHA-256, as a
+    hosted database demands (a fresh cluster only).
     """
+    if tls and clone is not None:
+        raise UsageError(
+            "TLS is for a fresh cluster: a clone keeps its source's own authentication; "
+            "drop the clone or [network] tls"
+        )
     bins = find_binaries(pg_bin)
     find_pgbouncer()  # fail before creating anything when PgBouncer is missing
     workdir = prepare_dir(
@@ -428,6 +465,8 @@ def start_local_cluster(
         clone=clone,
     )
     try:
+        if tls:
+            cluster.security = make_security(workdir / "tls")
         cluster.start(progress=progress)
     except BaseException:
         cluster.stop()

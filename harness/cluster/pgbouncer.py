@@ -14,7 +14,9 @@ import psycopg
 
 from harness.cluster.pooling import READER, WRITER, PoolSettings, auth_file_text, render_ini
 from harness.cluster.processes import ServerProcess, give_to_server_user, prepare_dir
+from harness.cluster.security import Security
 from harness.connections import connect
+from harness.dsn import make_dsn
 
 __all__ = ["READER", "WRITER", "PgBouncer", "PoolSettings", "render_ini"]
 
@@ -32,8 +34,11 @@ class PgBouncer:
         server_port: int,
         dbname: str,
         users: Iterable[str] = ("postgres",),
+        security: Security | None = None,
     ) -> None:
         self.settings = settings
+        #: None: trust on plain TCP; else TLS and SCRAM from clients and to the server
+        self.security = security
         self.port = listen_port
         self.workdir = prepare_dir(workdir)
         self._users: list[str] = list(dict.fromkeys(users))
@@ -61,6 +66,9 @@ class PgBouncer:
                 dbname=dbname,
                 auth_file=str(self.workdir / "users.txt"),
                 files_in=str(self.workdir),
+                tls=None
+                if self.security is None
+                else (str(self.security.cert_file), str(self.security.key_file)),
             )
         )
         give_to_server_user(ini)
@@ -79,15 +87,17 @@ class PgBouncer:
 
     def _write_users(self) -> None:
         path = self.workdir / "users.txt"
-        path.write_text(auth_file_text(self._users))
+        password = "" if self.security is None else self.security.password
+        path.write_text(auth_file_text(self._users, password=password))
         give_to_server_user(path)
 
     @property
     def admin_dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/pgbouncer"
+        return self.dsn("pgbouncer")
 
     def dsn(self, dbname: str, *, user: str = "postgres") -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+        login = {} if self.security is None else self.security.client_params()
+        return make_dsn(host="127.0.0.1", port=self.port, user=user, dbname=dbname, **login)
 
     def _accepting(self) -> bool:
         try:

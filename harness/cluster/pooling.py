@@ -111,13 +111,36 @@ def max_connections_for(poolers: Poolers) -> int:
     return max(p.server_connections for p in poolers.both) + DIRECT_CONNECTIONS
 
 
-def auth_file_text(users: Iterable[str]) -> str:
-    """PgBouncer's ``auth_file`` letting ``users`` in: each quoted, with an empty password.
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
 
-    auth_type is trust, so the password is never read; a user missing from the
+
+def auth_file_text(users: Iterable[str], *, password: str = "") -> str:
+    """PgBouncer's ``auth_file`` letting ``users`` in, each with ``password``.
+
+    Under auth_type trust the password is never read, but a user missing from the
     file is refused all the same (PgBouncer 1.18: ``"trust" authentication failed``).
+    Under scram-sha-256 PgBouncer checks its clients against it and logs in to
+    the server with it.
     """
-    return "".join('"' + u.replace('"', '""') + '" ""\n' for u in dict.fromkeys(users))
+    return "".join(f"{_quoted(u)} {_quoted(password)}\n" for u in dict.fromkeys(users))
+
+
+def _auth_lines(tls: tuple[str, str] | None) -> str:
+    if tls is None:
+        return (
+            "; trust: the servers trust the harness's network; users must still be in auth_file\n"
+            "auth_type = trust\n"
+        )
+    cert, key = tls
+    return (
+        "; as a hosted database: TLS and SCRAM-SHA-256 from the clients and to the server\n"
+        "auth_type = scram-sha-256\n"
+        "client_tls_sslmode = require\n"
+        f"client_tls_cert_file = {cert}\n"
+        f"client_tls_key_file = {key}\n"
+        "server_tls_sslmode = require\n"
+    )
 
 
 def render_ini(
@@ -131,6 +154,7 @@ def render_ini(
     auth_file: str,
     admin_user: str = "postgres",
     files_in: str | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> str:
     """The pgbouncer.ini for one role, for local processes and containers alike.
 
@@ -138,7 +162,8 @@ def render_ini(
     alias named after its role (``writer`` / ``reader``) for the cluster's default
     database. ``files_in`` puts the log, pid file and Unix socket in a directory of
     ours; left out (a container), PgBouncer logs to stderr and keeps its image's
-    defaults.
+    defaults. ``tls`` (certificate and key files) asks every client for TLS and
+    SCRAM, and speaks both to the server; None: trust on plain TCP.
     """
     files = (
         f"unix_socket_dir = {files_in}\n"
@@ -155,9 +180,7 @@ def render_ini(
 [pgbouncer]
 listen_addr = {listen_addr}
 listen_port = {listen_port}
-{files}; trust: the servers trust the harness's network; users must still be in auth_file
-auth_type = trust
-auth_file = {auth_file}
+{files}{_auth_lines(tls)}auth_file = {auth_file}
 admin_users = {admin_user}
 stats_users = {admin_user}
 pool_mode = {settings.pool_mode}

@@ -76,13 +76,25 @@ class _Owner:
     user: int | None = None
     group: int | None = None
     extra_groups: list[int] | None = None
+    home: str | None = None
+
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str] | None:
+        """The child's environment: ``base`` (None: ours) with the server user's HOME.
+
+        libpq reads ``~/.postgresql`` (client certificates, a root CA) whenever it
+        speaks TLS; root's home is not the server user's to read, and a replica's
+        stream or a pg_basebackup over TLS would fail on it.
+        """
+        if self.home is None:
+            return base
+        return {**(os.environ if base is None else base), "HOME": self.home}
 
 
 def _owner() -> _Owner:
     user = server_user()
     if user is None:
         return _Owner()
-    return _Owner(user.pw_uid, user.pw_gid, [])
+    return _Owner(user.pw_uid, user.pw_gid, [], user.pw_dir)
 
 
 def run_as_owner(
@@ -106,7 +118,7 @@ def run_as_owner(
             text=True,
             timeout=timeout,
             check=False,
-            env=env,
+            env=owner.env(env),
             stdin=subprocess.DEVNULL,
             user=owner.user,
             group=owner.group,
@@ -188,6 +200,7 @@ class ServerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=owner.env(),
                 user=owner.user,
                 group=owner.group,
                 extra_groups=owner.extra_groups,

@@ -42,7 +42,7 @@ from psycopg import sql
 from harness.cluster import Endpoints
 from harness.cluster.pooling import Poolers, PoolSettings
 from harness.cluster.versions import parse_version
-from harness.connections import Conn, connect
+from harness.connections import Conn, connect, script_error, send_script
 from harness.dsn import with_database
 from harness.invariants.result import Check
 from harness.plan import Plan
@@ -145,6 +145,12 @@ class _Session:
     prepared: list[Statement]
 
 
+def _explain(statement: Statement) -> sql.Composed:
+    nulls = sql.SQL(", ").join([sql.NULL] * statement.params)
+    args = sql.SQL("({})").format(nulls) if statement.params else sql.SQL("")
+    return sql.SQL("EXPLAIN EXECUTE {}{}").format(sql.Identifier(statement.name), args)
+
+
 class PreparedStatements:
     """Sessions holding the application's statements prepared before the first step."""
 
@@ -220,32 +226,49 @@ class PreparedStatements:
 
     def _revalidate(self, conn: Conn, statement: Statement) -> psycopg.Error | None:
         """Re-analysed as on a real execution, and not run: the error a stale one raises."""
-        nulls = sql.SQL(", ").join([sql.NULL] * statement.params)
-        args = sql.SQL("({})").format(nulls) if statement.params else sql.SQL("")
         try:
-            conn.execute(
-                sql.SQL("EXPLAIN EXECUTE {}{}").format(sql.Identifier(statement.name), args)
-            )
+            conn.execute(_explain(statement))
         except psycopg.Error as exc:
             return exc
         return None
 
-    def after(self, step_label: str) -> None:
+    def _failing(self, conn: Conn, statements: list[Statement]) -> list[Statement]:
+        """The statements whose revalidation fails: all in one message while none does,
+        so a session costs one round trip per step instead of one per statement."""
+        failing: list[Statement] = []
+        while statements:
+            script = sql.SQL(";\n").join(_explain(st) for st in statements).as_string(conn)
+            failed = script_error(conn, send_script(conn, script))
+            if failed is None:
+                break
+            index = failed[0]  # the server ran none after it
+            failing.append(statements[index])
+            statements = statements[index + 1 :]
+        return failing
+
+    def after(self, step_label: str, *, wait_for_replica: Callable[[], None] | None = None) -> None:
         """Execute every statement in every session; remember the first step that broke each.
 
         A statement that fails is prepared again in the same session. Only when that
         works is the failure the prepared statement's own (this check's finding); when
         the text fails afresh too, the session cannot run the query at all, which is
         ``sessions.keep_working``'s finding, and the statement is no longer followed.
+        ``wait_for_replica``: this step's wait, when other probes share it.
         """
         for on_replica in (False, True):
             sessions = [s for s in self.sessions if s.on_replica == on_replica]
             if on_replica and sessions:
-                self._wait_for_replica()
+                (wait_for_replica or self._wait_for_replica)()
             for session in sessions:
-                session.prepared = [
-                    st for st in session.prepared if self._still(session, st, step_label)
+                followed = [
+                    st for st in session.prepared if (st.name, session.label) not in self.broken
                 ]
+                gone = [
+                    st
+                    for st in self._failing(session.conn, followed)
+                    if not self._still(session, st, step_label)
+                ]
+                session.prepared = [st for st in session.prepared if st not in gone]
 
     def _still(self, session: _Session, statement: Statement, step_label: str) -> bool:
         """Whether ``statement`` stays prepared in ``session``; a stale one is recorded."""

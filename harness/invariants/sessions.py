@@ -172,21 +172,22 @@ class OldSessions:
                 + "\n".join(f"  {s}: {q}: {e}" for s, q, e in failures)
             )
 
-    def _run_all(self) -> list[tuple[str, str, str]]:
+    def _run_all(self, wait: Callable[[], None] | None = None) -> list[tuple[str, str, str]]:
         """The primary's sessions and the replica's side by side: the replica's wait for
         the replay and its queries need not queue behind the primary's."""
         sides = [
             [s for s in self.sessions if s.on_replica == on_replica] for on_replica in (False, True)
         ]
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            found = list(pool.map(self._side, [side for side in sides if side]))
-        return [failure for side in found for failure in side]
 
-    def _side(self, sessions: list[_Session]) -> list[tuple[str, str, str]]:
-        on_replica = sessions[0].on_replica
-        if on_replica:
-            self._wait_for_replica()
-        return self._compare(sessions, fresh_dsn=self._fresh[on_replica])
+        def side(sessions: list[_Session]) -> list[tuple[str, str, str]]:
+            on_replica = sessions[0].on_replica
+            if on_replica:
+                (wait or self._wait_for_replica)()
+            return self._compare(sessions, fresh_dsn=self._fresh[on_replica])
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            found = list(pool.map(side, [side for side in sides if side]))
+        return [failure for side in found for failure in side]
 
     def _compare(self, sessions: list[_Session], *, fresh_dsn: str) -> list[tuple[str, str, str]]:
         """Each old session against a session opened now, on one snapshot of one server;
@@ -235,9 +236,11 @@ class OldSessions:
                 )
         return found
 
-    def after(self, step_label: str) -> None:
-        """Run every query in every session; remember the first step that broke each."""
-        for label, query, error in self._run_all():
+    def after(self, step_label: str, *, wait_for_replica: Callable[[], None] | None = None) -> None:
+        """Run every query in every session; remember the first step that broke each.
+
+        ``wait_for_replica``: this step's wait, when other probes share it."""
+        for label, query, error in self._run_all(wait_for_replica):
             self.broken.setdefault((label, query), (step_label, error))
 
     def check(self, *, phase: str) -> Check:

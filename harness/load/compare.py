@@ -368,7 +368,11 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
         samples = {a: load_samples(_urls(env, a)[0], workload) for a in ("baseline", "target")}
         outcome = CompareOutcome(
             config=config,
-            environment={"provider": env.provider, "plan": workload.name},
+            environment={
+                "provider": env.provider,
+                "plan": workload.name,
+                "connections": env.connections,
+            },
             runs={},
             verdicts=[],
         )

@@ -49,6 +49,8 @@ class LoadEnvironment:
     pgbouncer_admin: tuple[str, ...] = ()
     #: restarts the target's PgBouncers with other settings (local servers only)
     reconfigure: Callable[[Poolers], None] | None = None
+    #: what a new connection pays on either side, for the report
+    connections: str = "as the given URLs ask (the harness did not start these servers)"
 
 
 def check_loopback(url: str, *, what: str) -> None:
@@ -122,7 +124,10 @@ def local_environment(
             f"starting the baseline: one primary, max_connections {config.baseline.max_connections}"
         )
         baseline: LocalCluster = start_local_cluster(
-            pg_bin=pg_bin, dbname=dbname, max_connections=config.baseline.max_connections
+            pg_bin=pg_bin,
+            dbname=dbname,
+            max_connections=config.baseline.max_connections,
+            tls=config.network.tls,
         )
         stack.callback(baseline.stop)
         seed(baseline.endpoints.primary, scale=scale, legacy=legacy, create_roles=True)
@@ -141,6 +146,7 @@ def local_environment(
             dbname=dbname,
             max_connections=config.target.max_connections,
             poolers=poolers,
+            tls=config.network.tls,
         )
         stack.callback(target.stop)
         seed(target.endpoints.primary, scale=scale, legacy=legacy, create_roles=True)
@@ -156,6 +162,12 @@ def local_environment(
             provider="local",
             pgbouncer_admin=tuple(target.pgbouncer_admin.values()),
             reconfigure=functools.partial(_reconfigure, target),
+            connections=(
+                "TLS (sslmode=require) and SCRAM-SHA-256 on every TCP connection of both "
+                "sides, PgBouncer's to its servers included; loopback, no network delay"
+                if config.network.tls
+                else "trust authentication on plain loopback TCP ([network] tls = false)"
+            ),
         )
 
 

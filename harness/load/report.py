@@ -216,6 +216,9 @@ def closing_note(report: dict[str, Any]) -> str:
     for name, spread in report.get("intervals", {}).items():
         lines.append(side(name, spread))
     lines.append("The target's pooling: " + "; ".join(report.get("pooling", [])) + ".")
+    connections = report.get("environment", {}).get("connections")
+    if connections:
+        lines.append(f"Connections: {connections}.")
     lines += [f"{t['status'].upper()}: {t['reason']}" for t in report["targets"]]
     missed, total = len(report["missed"]), len(report["targets"])
     code = report.get("exit_code")

@@ -1,0 +1,80 @@
+"""A cluster started with TLS asks every TCP client for TLS and SCRAM, as a hosted database does.
+
+The load comparison starts its two systems this way, so that each new connection
+pays what it pays in production; these scenarios show, on the real servers, that
+every path (direct, PgBouncer's clients, PgBouncer to its server, the replica's
+stream) is encrypted and authenticated, and that a client without either is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from harness.cluster.local import LocalCluster, start_local_cluster
+from harness.errors import HarnessError
+from harness.testing.fix_cluster import connect, missing_capability
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[LocalCluster]:
+    try:
+        cluster = start_local_cluster(dbname="shop", tls=True)
+    except HarnessError as exc:
+        missing_capability(f"cannot start a local cluster with TLS: {exc}")
+        raise
+    with cluster:
+        yield cluster
+
+
+def _without(dsn: str, **changes: str | None) -> str:
+    params = {**conninfo_to_dict(dsn), **changes}
+    return make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None})
+
+
+def test_every_endpoint_speaks_tls_and_scram(secured: LocalCluster) -> None:
+    e = secured.endpoints
+    for dsn in (e.primary, e.replica, e.writer, e.reader):
+        with connect(dsn) as conn:
+            assert conn.pgconn.ssl_in_use, dsn
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    with connect(e.primary) as conn:
+        # the password is stored as a SCRAM verifier, not in md5 or plain
+        row = conn.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'"
+        ).fetchone()
+        assert row is not None and str(row[0]).startswith("SCRAM-SHA-256$")
+        # PgBouncer's own server connections and the replica's stream are encrypted too
+        with connect(e.writer) as through:
+            through.execute("SELECT 1")
+            rows = conn.execute(
+                "SELECT a.application_name, a.backend_type, s.ssl FROM pg_stat_activity a "
+                "JOIN pg_stat_ssl s USING (pid) WHERE a.pid <> pg_backend_pid() "
+                "AND a.backend_type IN ('client backend', 'walsender')"
+            ).fetchall()
+    kinds = {backend for _, backend, _ in rows}
+    assert kinds == {"client backend", "walsender"}, rows
+    assert all(ssl for _, _, ssl in rows), rows
+
+
+@pytest.mark.parametrize("path", ["primary", "writer"])
+def test_a_client_without_tls_or_the_password_is_refused(secured: LocalCluster, path: str) -> None:
+    dsn = getattr(secured.endpoints, path)
+    with pytest.raises(psycopg.OperationalError, match=r"no encryption|SSL required"):
+        psycopg.connect(_without(dsn, sslmode="disable"), connect_timeout=5).close()
+    refused = r"password authentication failed|SASL authentication failed"
+    with pytest.raises(psycopg.OperationalError, match=refused):
+        psycopg.connect(_without(dsn, password="not-it"), connect_timeout=5).close()
+
+
+def test_the_harness_keeps_its_trusted_socket(secured: LocalCluster) -> None:
+    """Its own sessions on the Unix socket need no password: only TCP clients pay."""
+    assert secured.primary is not None
+    socket = make_conninfo(
+        "", host=str(secured.workdir / "sockets"), port=secured.primary.port, user="postgres"
+    )
+    with connect(socket) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
