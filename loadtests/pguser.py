@@ -4,6 +4,10 @@ Each user is an instance of the application (a serverless function): it opens
 its connections on its first request (that request pays for them, as a cold
 start does), runs the workload's operations with a think time between them,
 and after its lifetime closes everything and starts again as a new instance.
+As a serverless fleet does, some instances are suspended instead (their connections
+left open and idle until the platform reclaims them), some end their lives together
+and cold-start in the same second, and the driver may connect per request
+(``[instance]`` in ``loadtests/compare.toml``).
 Every request reaches Locust with float milliseconds and, when it fails, an
 error named ``kind: ExceptionType`` by ``harness.routing.classify`` (pool_timeout,
 server_refused, pooler_refused, replica_unavailable, query_error).
@@ -24,13 +28,14 @@ from locust import User, task
 from locust.exception import StopUser
 
 from harness.load.config import LoadConfig
+from harness.load.fleet import Succession
 from harness.load.instance import (
     DirectInstance,
     Instance,
+    PerRequestInstance,
     RoutedInstance,
     Samples,
     failure_label,
-    lifetime,
     pick_params,
 )
 from harness.load.workload import Workload
@@ -66,28 +71,21 @@ class InstanceUser(User):
     def on_start(self) -> None:
         number = next(_numbers)
         self.rng = random.Random(self.config.run.seed * 1_000_003 + number)
-        self.instance: Instance | None = None
-        self.expires = 0.0
         self.name = f"{self.architecture}-instance-{os.getpid()}-{number}"
+        self.instances = Succession(self.config.instance, make=self._new_instance, rng=self.rng)
 
     def wait_time(self) -> float:
         inst = self.config.instance
         return self.rng.uniform(inst.think_time_min, inst.think_time_max)
 
     def _new_instance(self) -> Instance:
-        inst = self.config.instance
-        self.expires = time.monotonic() + lifetime(
-            inst.lifetime, jitter=inst.lifetime_jitter, rng=self.rng
-        )
         first, second = self.urls
+        if self.config.instance.driver == "per_request":
+            side = self.config.baseline if self.architecture == "baseline" else self.config.target
+            return PerRequestInstance(first, second, connect_timeout=side.connect_timeout)
         if self.architecture == "baseline":
             return DirectInstance(first, settings=self.config.baseline, application_name=self.name)
         return RoutedInstance(first, second, settings=self.config.target)
-
-    def _recycle_if_due(self) -> None:
-        if self.instance is not None and time.monotonic() >= self.expires:
-            self.instance.close()
-            self.instance = None
 
     def _measure(self, kind: str, name: str, action: Callable[[], None]) -> None:
         started = time.perf_counter()
@@ -113,18 +111,14 @@ class InstanceUser(User):
         if self.budget[0] <= 0:
             raise StopUser()
         self.budget[0] -= 1
-        self._recycle_if_due()
+        self.instances.recycle_if_due()
         operation = self.workload.choose(self.rng)
         params = pick_params(operation, self.samples, self.rng)
 
         def run() -> None:
-            if self.instance is None:
-                self.instance = self._new_instance()
-            self.instance.run(operation, params)
+            self.instances.instance().run(operation, params)
 
         self._measure(operation.kind, operation.name, run)
 
     def on_stop(self) -> None:
-        if self.instance is not None:
-            self.instance.close()
-            self.instance = None
+        self.instances.close()

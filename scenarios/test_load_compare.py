@@ -90,6 +90,16 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
     for bouncer in poolers.both:
         assert f"{bouncer.role}: {bouncer.pool_mode} pooling" in " ".join(report["pooling"])
     assert report["closing_note"].startswith("At 12 concurrent instances for 8 s")
+    # both sides paid for TLS and SCRAM (the shipped [network]), measured on each path
+    assert report["environment"]["connections"].startswith("TLS (sslmode=require) and SCRAM")
+    opened = report["connections"]["open_ms"]
+    assert set(opened) == {"baseline, direct", "target, writer", "target, reader"}
+    assert all(ms is not None and ms > 0 for ms in opened.values()), opened
+    # the baseline instances opened server connections of their own; counted per round
+    sessions = report["connections"]["server_sessions"]
+    assert len(sessions) == 2
+    assert all(r["baseline"] > 0 for r in sessions), sessions
+    assert "Server connections the instances' load opened" in report["closing_note"]
     assert (out / "report.html").read_text().count("<svg") >= 2
     # the plan's own [workload] ran on both sides, by its query names
     queries = {f"{op.kind} {op.name}" for op in workload_for(ROOT / "plans" / "kct").operations}

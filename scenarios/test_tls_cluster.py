@@ -46,7 +46,8 @@ def test_every_endpoint_speaks_tls_and_scram(secured: LocalCluster) -> None:
         row = conn.execute(
             "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'"
         ).fetchone()
-        assert row is not None and str(row[0]).startswith("SCRAM-SHA-256$")
+        assert row is not None
+        assert str(row[0]).startswith("SCRAM-SHA-256$")
         # PgBouncer's own server connections and the replica's stream are encrypted too
         with connect(e.writer) as through:
             through.execute("SELECT 1")

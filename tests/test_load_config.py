@@ -115,6 +115,10 @@ def test_a_file_overrides_only_what_it_names(tmp_path: Path) -> None:
         ("[run\n", "not valid TOML"),
         ("[network]\ntls = 'yes'\n", "[network] tls must be true or false"),
         ("[network]\nssl = true\n", "unknown key ssl in [network]"),
+        ("[instance]\ndriver = 'pgx'\n", "driver = 'pgx'; the drivers are pool, per_request"),
+        ("[instance]\nsuspended_share = 1.5\n", "suspended_share is a fraction"),
+        ("[instance]\ncold_start_share = -0.1\n", "cold_start_share is a fraction"),
+        ("[instance]\nsuspended_for = 45.0\n", "under the target pools' shortest max_idle (30 s)"),
     ],
 )
 def test_bad_config_is_refused_naming_the_problem(tmp_path: Path, text: str, named: str) -> None:

@@ -301,3 +301,21 @@ def test_a_missed_latency_target_is_explained_from_the_measurements(tmp_path: Pa
         "queued for a server connection"
         not in build_report(_outcome(tmp_path, 100, 0))["closing_note"]
     )
+
+
+def test_the_note_says_what_a_connection_cost_and_how_many_servers_opened(tmp_path: Path) -> None:
+    outcome = _outcome(tmp_path, 30, 1, rounds=2)
+    outcome.environment["connections"] = "TLS and SCRAM-SHA-256 on both sides"
+    outcome.open_ms = {"baseline, direct": 9.04, "target, writer": 3.5, "target, reader": None}
+    outcome.server_sessions = [{"baseline": 700, "target": 40}, {"baseline": 1500, "target": 2}]
+    note = build_report(outcome)["closing_note"]
+    assert "Connections: TLS and SCRAM-SHA-256 on both sides." in note
+    # a path that refused connections has no time, and is not shown as one
+    assert (
+        "took (median of 10, before any load): baseline, direct 9.0 ms; target, writer 3.5 ms."
+        in note
+    )
+    assert "all rounds: baseline 2,200, target 42 (pg_stat_database.sessions)" in note
+    # a server that does not count its sessions (before PostgreSQL 14): no total is made up
+    outcome.server_sessions = [{"baseline": 700, "target": None}]
+    assert "Server connections" not in build_report(outcome)["closing_note"]

@@ -31,6 +31,7 @@ from harness.load.environment import (
     check_reachable,
     local_environment,
 )
+from harness.load.handshake import open_ms, server_sessions
 from harness.load.instance import load_samples
 from harness.load.locust import LocustRun, run_locust
 from harness.load.planned import with_plan
@@ -103,6 +104,10 @@ class CompareOutcome:
     locust_cpu: list[dict[str, float]] = field(default_factory=list)
     sweep: dict[str, list[RunResult]] = field(default_factory=dict)
     pgbench: dict[str, Any] | None = None
+    #: the median time to open one connection on each path, before any load (ms)
+    open_ms: dict[str, float | None] = field(default_factory=dict)
+    #: the server connections each side opened in each round (None: not counted)
+    server_sessions: list[dict[str, int | None]] = field(default_factory=list)
 
     @property
     def missed(self) -> list[Verdict]:
@@ -176,6 +181,15 @@ def environment_for(
         migrate_with=options.migrate_with,
     ) as env:
         yield env
+
+
+def _paths(env: LoadEnvironment) -> list[tuple[str, str | None]]:
+    """Each path an instance connects by, named for the report."""
+    return [
+        ("baseline, direct", env.baseline_url),
+        ("target, writer", env.target_writer_url),
+        ("target, reader", env.target_reader_url),
+    ]
 
 
 def _urls(env: LoadEnvironment, architecture: str) -> tuple[str, str | None]:
@@ -376,12 +390,16 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
             runs={},
             verdicts=[],
         )
+        outcome.open_ms = {path: open_ms(url) for path, url in _paths(env) if url is not None}
         for number in range(1, options.repeat + 1):
             views: list[PoolerView] = []
             results: dict[str, RunResult] = {}
             busy: dict[str, float] = {}
             cores: dict[str, float] = {}
+            opened: dict[str, int | None] = {}
             for architecture in ("baseline", "target"):  # A B, A B, ...
+                servers = [url for url in _urls(env, architecture) if url is not None]
+                sessions_before = server_sessions(servers)
                 results[architecture] = run_one(
                     env,
                     config,
@@ -405,6 +423,13 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
                 # the kernel's 1-minute load average as the run ends: how many processes
                 # wanted this machine's cores while it ran (everyone's, not only ours)
                 busy[architecture] = os.getloadavg()[0]
+                sessions_after = server_sessions(servers)
+                opened[architecture] = (
+                    None
+                    if sessions_before is None or sessions_after is None
+                    else sessions_after - sessions_before
+                )
+            outcome.server_sessions.append(opened)
             outcome.rounds.append(results)
             outcome.poolers.append(views)
             outcome.load_average.append(busy)

@@ -56,14 +56,27 @@ class Targets:
     p95_reduction: float
 
 
+DRIVERS = ("pool", "per_request")
+
+
 @dataclass(frozen=True, kw_only=True)
 class InstanceSettings:
-    """One application instance: its pace and how long it lives (seconds)."""
+    """One application instance: its pace, how long it lives and how it ends (seconds)."""
 
     think_time_min: float
     think_time_max: float
     lifetime: float
     lifetime_jitter: float
+    #: "pool": each instance keeps pools for its lifetime; "per_request": a driver without
+    #: a pool opens a connection for every request and closes it after
+    driver: str
+    #: the share of instances the platform suspends at the end of their life instead of
+    #: stopping them: their connections stay open, idle, for ``suspended_for`` seconds
+    suspended_share: float
+    suspended_for: float
+    #: the share of instances whose lifetimes end together (at multiples of ``lifetime``
+    #: on the wall clock), so that they cold-start, and connect, in the same second
+    cold_start_share: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +188,22 @@ class LoadConfig:
             raise UsageError(
                 f"{where}: lifetime must be > 0 s and lifetime_jitter in [0, 1), got "
                 f"{inst.lifetime} and {inst.lifetime_jitter}"
+            )
+        if inst.driver not in DRIVERS:
+            raise UsageError(
+                f"{where}: [instance] driver = {inst.driver!r}; the drivers are "
+                f"{', '.join(DRIVERS)}"
+            )
+        for name in ("suspended_share", "cold_start_share"):
+            if not 0 <= getattr(inst, name) <= 1:
+                raise UsageError(f"{where}: [instance] {name} is a fraction in 0..1")
+        idle = min(self.target.writer_max_idle, self.target.reader_max_idle)
+        if inst.suspended_share and not 0 < inst.suspended_for < idle:
+            # A suspended instance's timers do not fire; the pools' idle timers here would,
+            # and close the connections the suspension is meant to leave open.
+            raise UsageError(
+                f"{where}: [instance] suspended_for must be above 0 and under the target "
+                f"pools' shortest max_idle ({idle:g} s), got {inst.suspended_for:g}"
             )
         if self.mix and (any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) < 1):
             raise UsageError(

@@ -11,6 +11,7 @@ first request, keeps them for its lifetime, and closes them when recycled.
   is left, and surfacing the server's refusal (SQLSTATE 53300) to that request.
 * :class:`RoutedInstance` is the target: ``harness.routing.Database`` with the
   plan's pools, writes to PgBouncer's writer and reads to its reader.
+* :class:`PerRequestInstance` is either, with a driver that keeps no pool.
 
 Neither imports Locust: the Locust user (``loadtests/pguser.py``) times them,
 and tests drive them directly.
@@ -34,6 +35,7 @@ __all__ = [
     "ARCHITECTURES",
     "DirectInstance",
     "Instance",
+    "PerRequestInstance",
     "RoutedInstance",
     "Samples",
     "failure_label",
@@ -212,6 +214,33 @@ class RoutedInstance:
 
     def close(self) -> None:
         self.db.close()
+
+
+class PerRequestInstance:
+    """A driver without a pool: every request opens a connection of its own and closes it.
+
+    A function that creates its client per invocation: each request pays a whole
+    connection set-up (with TLS and SCRAM, the most expensive part of a short query).
+    A one-statement read goes to the reader when there is one, everything else to
+    the writer; no router retries for it.
+    """
+
+    def __init__(self, writer_url: str, reader_url: str | None, *, connect_timeout: float) -> None:
+        self.urls = (writer_url, reader_url or writer_url)
+        self.connect_timeout = connect_timeout
+
+    def run(self, operation: Operation, params: Mapping[str, object]) -> None:
+        read = operation.kind == "read" and len(operation.statements) == 1
+        kwargs = connect_kwargs(timeout=self.connect_timeout, application_name="pgcutover_load")
+        with psycopg.connect(self.urls[read], autocommit=True, **kwargs) as conn:
+            if len(operation.statements) > 1:
+                with conn.transaction():
+                    _execute(conn, operation, params)
+            else:
+                _execute(conn, operation, params)
+
+    def close(self) -> None:
+        """Nothing is kept between requests."""
 
 
 def lifetime(base: float, *, jitter: float, rng: random.Random) -> float:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.dsn import child_env
 from harness.errors import InfrastructureError
 from harness.load.results import percentile
 from harness.load.workload import Workload
@@ -111,9 +112,15 @@ def run_pgbench(
         script = workdir / f"{architecture}-{op.name}.sql"
         script.write_text(op.pgbench_script(rows=samples[op.name]))
         argv += ["-f", f"{script}@{op.weight}"]
+    conninfo, env = child_env(url)  # a password goes in the environment, not on argv
     try:
         done = subprocess.run(
-            [*argv, url], capture_output=True, text=True, timeout=duration + 60, check=False
+            [*argv, conninfo],
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+            check=False,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         raise InfrastructureError(

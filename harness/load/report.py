@@ -86,6 +86,10 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
             )
         ],
         "cpus": os.cpu_count(),
+        "connections": {
+            "open_ms": outcome.open_ms,
+            "server_sessions": outcome.server_sessions,
+        },
         "intervals": _intervals(outcome),
         "reductions": {
             "pool_error_rate": reduction(base.pool_error_rate, target.pool_error_rate),
@@ -204,6 +208,31 @@ def _describe_run(name: str, run: dict[str, Any]) -> str:
     )
 
 
+def connection_lines(report: dict[str, Any]) -> list[str]:
+    """What a new connection paid on each path, and how many the servers opened."""
+    lines = []
+    how = report.get("environment", {}).get("connections")
+    if how:
+        lines.append(f"Connections: {how}.")
+    counts = report.get("connections", {})
+    opened = {path: ms for path, ms in counts.get("open_ms", {}).items() if ms is not None}
+    if opened:
+        lines.append(
+            "Opening one connection took (median of 10, before any load): "
+            + "; ".join(f"{path} {ms:.1f} ms" for path, ms in opened.items())
+            + "."
+        )
+    rounds = counts.get("server_sessions", [])
+    if rounds and all(v is not None for r in rounds for v in r.values()):
+        totals = {side: sum(r[side] for r in rounds) for side in rounds[0]}
+        lines.append(
+            "Server connections the instances' load opened, all rounds: "
+            + ", ".join(f"{side} {n:,}" for side, n in totals.items())
+            + " (pg_stat_database.sessions)."
+        )
+    return lines
+
+
 def closing_note(report: dict[str, Any]) -> str:
     p = report["parameters"]
     rounds = report.get("repeat", 1)
@@ -216,9 +245,7 @@ def closing_note(report: dict[str, Any]) -> str:
     for name, spread in report.get("intervals", {}).items():
         lines.append(side(name, spread))
     lines.append("The target's pooling: " + "; ".join(report.get("pooling", [])) + ".")
-    connections = report.get("environment", {}).get("connections")
-    if connections:
-        lines.append(f"Connections: {connections}.")
+    lines += connection_lines(report)
     lines += [f"{t['status'].upper()}: {t['reason']}" for t in report["targets"]]
     missed, total = len(report["missed"]), len(report["targets"])
     code = report.get("exit_code")
