@@ -214,25 +214,40 @@ def _failed_checks(report: Path) -> list[tuple[str, object]]:
     return [(c["name"], c.get("offenders")) for c in checks if c["verdict"] == "fail"]
 
 
+# PgBouncer 1.24 (trixie's, beside PostgreSQL 17) keeps protocol-level prepared statements
+# in transaction pooling: the as-written plan's preparing clients work behind its writer
+# there, and not behind this machine's 1.18. Every other finding is the same.
+DIFFER_ON_17 = {"sessions.prepared_statements"}
+
+
 @pytest.mark.slow
-def test_the_gate_on_containers_finds_what_it_finds_locally(
+def test_the_gate_on_postgresql_17_containers_finds_what_it_finds_on_15_locally(
     engine: docker.DockerClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The whole gate, with traffic, on 15 (this machine's binaries) and 17 (containers)."""
     timings: dict[tuple[str, str], float] = {}
+    targets = {"docker": ["--provider", "docker", "--pg-version", "17"], "local": []}
     for plan, expected in (("kct", 0), ("as-written", 1)):
-        for provider in ("docker", "local"):
+        for provider, options in targets.items():
             reports = tmp_path / f"{provider}-{plan}"
             started = time.perf_counter()
             done = harness(
-                "gate", "--provider", provider, "--plan", f"plans/{plan}",
+                "gate", "--plan", f"plans/{plan}", *options,
                 "--reports", str(reports), "--traffic-clients", "4",
             )  # fmt: skip
             timings[(plan, provider)] = time.perf_counter() - started
             assert done.returncode == expected, f"{provider} {plan}:\n{done.stdout}\n{done.stderr}"
-        assert _failed_checks(tmp_path / f"docker-{plan}" / "gate.json") == _failed_checks(
-            tmp_path / f"local-{plan}" / "gate.json"
-        )
-    assert len(_failed_checks(tmp_path / "docker-as-written" / "gate.json")) >= 5
+        ran = json.loads((tmp_path / f"docker-{plan}" / "gate.json").read_text())
+        assert str(ran["postgresql"]).startswith("17"), ran["postgresql"]
+        on_17, on_15 = (
+            [c for c in _failed_checks(tmp_path / f"{p}-{plan}" / "gate.json")
+             if c[0] not in DIFFER_ON_17]
+            for p in ("docker", "local")
+        )  # fmt: skip
+        assert on_17 == on_15
+    as_written = {c[0] for c in _failed_checks(tmp_path / "local-as-written" / "gate.json")}
+    assert as_written >= DIFFER_ON_17
+    assert len(as_written - DIFFER_ON_17) >= 5
     with capsys.disabled():
         print(
             "\ngate, same run: "

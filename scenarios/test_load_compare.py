@@ -100,6 +100,14 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
     assert len(sessions) == 2
     assert all(r["baseline"] > 0 for r in sessions), sessions
     assert "Server connections the instances' load opened" in report["closing_note"]
+    # what shared the cores: each node's CPU per request, in every round
+    for entry in report["cpu_ms_per_request"]:
+        assert set(entry["baseline"]) == {"primary", "Locust"}
+        assert set(entry["target"]) == {
+            "primary", "replica", "PgBouncer writer", "PgBouncer reader", "Locust"
+        }  # fmt: skip
+        assert entry["baseline"]["primary"] > 0
+        assert entry["target"]["Locust"] > 0
     assert (out / "report.html").read_text().count("<svg") >= 2
     # the plan's own [workload] ran on both sides, by its query names
     queries = {f"{op.kind} {op.name}" for op in workload_for(ROOT / "plans" / "kct").operations}

@@ -319,3 +319,15 @@ def test_the_note_says_what_a_connection_cost_and_how_many_servers_opened(tmp_pa
     # a server that does not count its sessions (before PostgreSQL 14): no total is made up
     outcome.server_sessions = [{"baseline": 700, "target": None}]
     assert "Server connections" not in build_report(outcome)["closing_note"]
+
+
+def test_the_note_says_what_shared_the_cores(tmp_path: Path) -> None:
+    outcome = _outcome(tmp_path, 30, 1, rounds=2)
+    outcome.node_cpu = [
+        {"baseline": {"primary": 1.0, "Locust": 2.0}, "target": {"replica": 0.5, "Locust": 3.0}},
+        {"baseline": {"primary": 3.0, "Locust": 2.0}, "target": {"replica": 0.7, "Locust": 1.0}},
+    ]
+    note = build_report(outcome)["closing_note"]
+    assert (
+        "baseline: primary 2.00 ms, Locust 2.00 ms; target: replica 0.60 ms, Locust 2.00 ms."
+    ) in note

@@ -25,6 +25,7 @@ from typing import Any
 from harness.errors import InfrastructureError, UsageError
 from harness.load.confidence import INCONCLUSIVE_EXIT
 from harness.load.config import LoadConfig, load_config
+from harness.load.cpu import cpu_seconds, per_request_ms
 from harness.load.environment import (
     LoadEnvironment,
     check_loopback,
@@ -102,6 +103,8 @@ class CompareOutcome:
     load_average: list[dict[str, float]] = field(default_factory=list)
     #: cores Locust used on average during each round's runs
     locust_cpu: list[dict[str, float]] = field(default_factory=list)
+    #: CPU ms per request each node (servers, PgBouncers, Locust) spent in each round's runs
+    node_cpu: list[dict[str, dict[str, float]]] = field(default_factory=list)
     sweep: dict[str, list[RunResult]] = field(default_factory=dict)
     pgbench: dict[str, Any] | None = None
     #: the median time to open one connection on each path, before any load (ms)
@@ -211,14 +214,18 @@ def run_one(
     spawn_rate: float | None = None,
     views: list[PoolerView] | None = None,
     cpu: dict[str, float] | None = None,
+    nodes: dict[str, dict[str, float]] | None = None,
 ) -> RunResult:
     """One Locust run; ``views`` gets PgBouncer's view of a target run, ``cpu`` the cores
     Locust's processes used on average over it (near 1 per process: the load generator
-    itself was saturated, and its requests waited for it)."""
+    itself was saturated, and its requests waited for it); ``nodes`` the CPU ms per request
+    each of this machine's nodes of the run spent, Locust's included."""
     writer, reader = _urls(env, architecture)
     for stale in prefix.parent.glob(prefix.name + "_*"):
         stale.unlink()
     consoles = env.pgbouncer_admin if views is not None and architecture == "target" else ()
+    pids = env.processes(architecture) if env.processes is not None else {}
+    servers_before = cpu_seconds(pids)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     with sample_poolers(consoles) as sampled:
@@ -227,12 +234,19 @@ def run_one(
             prefix=prefix, progress=progress, spawn_rate=spawn_rate, writer=writer, reader=reader,
         )  # fmt: skip
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    servers_after = cpu_seconds(pids)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if cpu is not None:
-        used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         cpu[architecture] = used / max(1e-9, time.monotonic() - started)
     if views is not None:
         views.extend(sampled)
     result = read_run(prefix, architecture=architecture, users=users)
+    if nodes is not None:
+        nodes[architecture] = per_request_ms(
+            {**servers_before, "Locust": 0.0},
+            {**servers_after, "Locust": used},
+            requests=result.requests,
+        )
     progress(
         f"{architecture}: {result.requests} requests, {result.failures} failed "
         f"({result.error_rate:.1%}), p95 {result.p95_ms:.0f} ms"
@@ -397,6 +411,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
             busy: dict[str, float] = {}
             cores: dict[str, float] = {}
             opened: dict[str, int | None] = {}
+            spent: dict[str, dict[str, float]] = {}
             for architecture in ("baseline", "target"):  # A B, A B, ...
                 servers = [url for url in _urls(env, architecture) if url is not None]
                 sessions_before = server_sessions(servers)
@@ -411,6 +426,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
                     progress=progress,
                     views=views,
                     cpu=cores,
+                    nodes=spent,
                 )
                 if results[architecture].requests == 0:
                     # Locust counts its -t from the test's start, and each process reads its
@@ -430,6 +446,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
                     else sessions_after - sessions_before
                 )
             outcome.server_sessions.append(opened)
+            outcome.node_cpu.append(spent)
             outcome.rounds.append(results)
             outcome.poolers.append(views)
             outcome.load_average.append(busy)

@@ -51,6 +51,8 @@ class LoadEnvironment:
     reconfigure: Callable[[Poolers], None] | None = None
     #: what a new connection pays on either side, for the report
     connections: str = "as the given URLs ask (the harness did not start these servers)"
+    #: each architecture's processes on this machine, by node (local servers only)
+    processes: Callable[[str], dict[str, int]] | None = None
 
 
 def check_loopback(url: str, *, what: str) -> None:
@@ -162,6 +164,7 @@ def local_environment(
             provider="local",
             pgbouncer_admin=tuple(target.pgbouncer_admin.values()),
             reconfigure=functools.partial(_reconfigure, target),
+            processes=functools.partial(_processes, baseline, target),
             connections=(
                 "TLS (sslmode=require) and SCRAM-SHA-256 on every TCP connection of both "
                 "sides, PgBouncer's to its servers included; loopback, no network delay"
@@ -169,6 +172,20 @@ def local_environment(
                 else "trust authentication on plain loopback TCP ([network] tls = false)"
             ),
         )
+
+
+def _processes(baseline: LocalCluster, target: LocalCluster, architecture: str) -> dict[str, int]:
+    """The servers and PgBouncers an architecture's load reaches, by node (read afresh:
+    a PgBouncer restarted with other settings has another pid)."""
+    if architecture == "baseline":
+        return {"primary": baseline.primary.pid} if baseline.primary is not None else {}
+    nodes = {
+        name: server.pid
+        for name, server in (("primary", target.primary), ("replica", target.replica))
+        if server is not None
+    }
+    nodes.update({f"PgBouncer {role}": b.process.pid for role, b in target.bouncers.items()})
+    return nodes
 
 
 def _reconfigure(cluster: LocalCluster, poolers: Poolers) -> None:

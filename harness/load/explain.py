@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["latency_lines", "pooler_lines", "side"]
+__all__ = ["cpu_lines", "latency_lines", "pooler_lines", "side"]
 
 
 def side(name: str, spread: dict[str, Any]) -> str:
@@ -98,3 +98,24 @@ def latency_lines(report: dict[str, Any]) -> list[str]:
                 "load generator itself was saturated and requests waited for it)."
             )
     return lines
+
+
+def cpu_lines(report: dict[str, Any]) -> list[str]:
+    """What shared this machine's cores: each node's CPU per request, mean of the rounds."""
+    rounds = [r for r in report.get("cpu_ms_per_request", []) if r]
+    if not rounds:
+        return []
+    parts = []
+    for name in ("baseline", "target"):
+        nodes: dict[str, list[float]] = {}
+        for entry in rounds:
+            for node, ms in entry.get(name, {}).items():
+                nodes.setdefault(node, []).append(ms)
+        if nodes:
+            each = ", ".join(f"{node} {sum(v) / len(v):.2f} ms" for node, v in nodes.items())
+            parts.append(f"{name}: {each}")
+    cpus = report.get("cpus") or "?"
+    return [
+        "CPU per request, mean of the rounds, every node on this machine's "
+        f"{cpus} cores: " + "; ".join(parts) + "."
+    ]

@@ -19,7 +19,7 @@ from typing import Any
 from harness.load.capacity import capped_by, describe_pooling, limits
 from harness.load.compare import CompareOutcome
 from harness.load.confidence import interval
-from harness.load.explain import latency_lines, pooler_lines, side
+from harness.load.explain import cpu_lines, latency_lines, pooler_lines, side
 from harness.load.results import KINDS, RunResult, reduction
 
 __all__ = ["break_point", "build_report", "closing_note", "write_report"]
@@ -90,6 +90,7 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
             "open_ms": outcome.open_ms,
             "server_sessions": outcome.server_sessions,
         },
+        "cpu_ms_per_request": outcome.node_cpu,
         "intervals": _intervals(outcome),
         "reductions": {
             "pool_error_rate": reduction(base.pool_error_rate, target.pool_error_rate),
@@ -260,6 +261,7 @@ def closing_note(report: dict[str, Any]) -> str:
         )
         + ")."
     )
+    lines += cpu_lines(report)
     lines += pooler_lines(report)
     lines += latency_lines(report)
     runs = list(report["architectures"].values())
