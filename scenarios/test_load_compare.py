@@ -85,6 +85,11 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
     # a busy machine may time a console out once; PgBouncer's view must be there
     views = [v for e in report["rounds"] for v in e["pgbouncer"]]
     assert sum(v["samples"] >= 1 and v["error"] is None for v in views) >= 2, views
+    # per transaction over the run, from SHOW STATS' totals: a transaction holds its queries
+    for view in views:
+        avg = view["averages_ms"]
+        if "avg_xact_time" in avg and "avg_query_time" in avg:
+            assert 0 <= avg["avg_query_time"] <= avg["avg_xact_time"] + 0.01, avg
     # the capacity text says the pool mode each PgBouncer of the run used
     poolers = load_plan(ROOT / "plans" / "kct").pgbouncer or DEFAULT_POOLERS
     for bouncer in poolers.both:

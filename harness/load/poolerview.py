@@ -2,11 +2,16 @@
 
 Locust sees a request's whole time; PgBouncer knows which part of it was spent
 queued for a server connection (``SHOW POOLS``: ``cl_waiting``, ``maxwait``) and
-how long its transactions and queries took on the server (``SHOW STATS``:
-``avg_wait_time``, ``avg_xact_time``, ``avg_query_time``, in microseconds). So
-while the target runs, a thread of this process samples each PgBouncer's admin
-console once a second; the report shows the worst queue and the last averages,
-which say whether a slow target waits in the pooler or somewhere else.
+how long its transactions and queries took on the server (``SHOW STATS``' totals,
+in microseconds). So while the target runs, a thread of this process samples each
+PgBouncer's admin console once a second; the report shows the worst queue and the
+run's averages per transaction, which say whether a slow target waits in the
+pooler or somewhere else.
+
+The averages are the totals' growth over the run divided by the transactions (or
+queries) run meanwhile, not ``SHOW STATS``' ``avg_*`` columns: those cover only
+PgBouncer's last stats period, and before 1.21 its ``avg_wait_time`` is waiting per
+second of wall time (all clients together), not per transaction.
 """
 
 from __future__ import annotations
@@ -26,8 +31,12 @@ __all__ = ["PoolerView", "sample_poolers"]
 
 #: seconds between two samples
 INTERVAL = 1.0
-#: SHOW STATS' averages (microseconds) the report keeps
-AVERAGES = ("avg_wait_time", "avg_xact_time", "avg_query_time")
+#: each average the report keeps: (SHOW STATS total in µs, the count it is divided by)
+AVERAGES = {
+    "avg_wait_time": ("total_wait_time", "total_xact_count"),
+    "avg_xact_time": ("total_xact_time", "total_xact_count"),
+    "avg_query_time": ("total_query_time", "total_query_count"),
+}
 
 
 @dataclass(kw_only=True)
@@ -41,6 +50,8 @@ class PoolerView:
     max_sv_active: int = 0
     max_maxwait_ms: float = 0.0
     averages_ms: dict[str, float] = field(default_factory=dict)
+    #: SHOW STATS' totals over the application's databases, at the first sample
+    first_totals: dict[str, int] | None = None
     #: the pool mode PgBouncer reports for the application's pools (what really ran)
     pool_mode: str | None = None
     error: str | None = None
@@ -79,9 +90,17 @@ def _sample(conn: Conn, view: PoolerView) -> None:
         view.pool_mode = str(pool.get("pool_mode") or view.pool_mode or "") or None
         wait = int(pool["maxwait"]) * 1000 + int(pool.get("maxwait_us") or 0) / 1000
         view.max_maxwait_ms = max(view.max_maxwait_ms, wait)
-    busiest = max(stats, key=lambda s: int(s.get("total_xact_count") or 0), default=None)
-    if busiest is not None:
-        view.averages_ms = {k: int(busiest[k]) / 1000 for k in AVERAGES if k in busiest}
+    keys = {key for pair in AVERAGES.values() for key in pair}
+    totals = {k: sum(int(s.get(k) or 0) for s in stats) for k in keys}
+    if view.first_totals is None:
+        view.first_totals = totals
+        return
+    grown = {k: totals[k] - view.first_totals[k] for k in keys}
+    view.averages_ms = {
+        name: grown[total] / grown[count] / 1000
+        for name, (total, count) in AVERAGES.items()
+        if grown[count] > 0
+    }
 
 
 def _watch(dsn: str, view: PoolerView, stop: threading.Event) -> None:
