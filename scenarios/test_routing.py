@@ -90,6 +90,27 @@ def test_a_write_sent_to_the_reader_fails_wherever_the_read_lands(
             conn.execute(INSERT, (new_email(),))  # the writer still writes
 
 
+def test_a_one_statement_read_runs_alone_on_the_replica_and_read_only_on_the_writer(
+    legacy_database: LegacyDatabase,
+) -> None:
+    """On the replica no BEGIN and COMMIT: two round trips fewer through the pooler per read.
+
+    Inside a transaction opened by an earlier BEGIN, ``now()`` (the transaction's start)
+    is before ``statement_timestamp()``; a statement run alone starts its own transaction.
+    """
+    eps = legacy_database.endpoints
+    alone = "SELECT pg_is_in_recovery(), now() = statement_timestamp()"
+    with Database(eps.writer, eps.reader, replica=QUICK) as split:
+        assert split.fetchall(alone) == [(True, True)]
+        assert split.fetchone(alone) == (True, True)
+        with split.reader() as conn:  # a block may run several statements: a transaction
+            assert conn.execute(alone).fetchone() == (True, False)
+        assert split.fetchone(alone) == (True, True)  # the pooled connection was put back
+    with Database(eps.writer) as writer_only:
+        read_only = "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"
+        assert writer_only.fetchone(read_only) == (False, "on")
+
+
 def test_from_env_without_a_reader_reads_from_the_writer(
     legacy_database: LegacyDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:

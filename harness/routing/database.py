@@ -3,7 +3,10 @@
 Behind PgBouncer in transaction pooling nothing may live in the session:
 connections never prepare statements (see ``pools``), a search_path is only
 ever set with ``SET LOCAL``, and a read that must not touch the primary's data
-by mistake runs in ``BEGIN READ ONLY`` wherever it lands.
+by mistake runs in ``BEGIN READ ONLY`` on the writer. A one-statement read
+(:meth:`Database.fetchall`, :meth:`Database.fetchone`) on the replica runs alone,
+outside a transaction: a hot standby refuses every write itself, and ``BEGIN`` and
+``COMMIT`` would cost it two more round trips through the pooler.
 """
 
 from __future__ import annotations
@@ -313,10 +316,19 @@ class Database:
 
     @contextmanager
     def _reading(
-        self, *, search_path: Sequence[str], after: Lsn | None, force_writer: str | None
+        self,
+        *,
+        search_path: Sequence[str],
+        after: Lsn | None,
+        force_writer: str | None,
+        statement: bool = False,
     ) -> Iterator[Conn]:
+        """``statement``: the block runs one statement, alone on the replica (see above)."""
         conn, pool, on_replica = self._checkout_read(after=after, force_writer=force_writer)
+        alone = statement and on_replica and not search_path
         try:
+            if alone:
+                conn.autocommit = True
             try:
                 with conn:
                     if search_path:
@@ -330,6 +342,9 @@ class Database:
                     ) from exc
                 raise
         finally:
+            if alone:
+                with contextlib.suppress(psycopg.Error):  # broken: the pool discards it
+                    conn.autocommit = False
             if on_replica:
                 self._inflight.discard(conn)
             elif pool is self._writer_pool:
@@ -340,7 +355,9 @@ class Database:
     def _read_retrying(self, work: Callable[[Conn], T], *, after: ReadToken | None) -> T:
         lsn, force_writer = _after(after)
         try:
-            with self._reading(search_path=(), after=lsn, force_writer=force_writer) as conn:
+            with self._reading(
+                search_path=(), after=lsn, force_writer=force_writer, statement=True
+            ) as conn:
                 return work(conn)
         except ReplicaUnavailable:
             with self._reading(search_path=(), after=None, force_writer="replica_error") as conn:
