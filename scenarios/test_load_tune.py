@@ -56,6 +56,10 @@ def test_small_tune_measures_candidates_smallest_first(tmp_path: Path) -> None:
     assert seen, report["trials"]
     sizes = [t["server_connections"] for t in report["trials"]]
     assert sizes == sorted(sizes)
+    # the page beside it shows the same candidates, one row each
+    page = (tmp_path / "load" / "tune.html").read_text()
+    assert page.count("<tr>") == 1 + len(report["trials"])
+    assert page.count("<svg") == 1
     # the session-mode reader cannot admit 6 instances at its smallest pools: pruned, not run
     assert any("session pooling" in p["reason"] for p in report["pruned"])
     assert all(t["candidate"]["reader_mode"] == "transaction" for t in report["trials"][:1])

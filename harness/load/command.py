@@ -87,6 +87,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     import json
 
     from harness.load.tune import TuneOptions, capacity_lines, run_tune, snippet, to_json
+    from harness.load.tune_page import tune_html
 
     options = TuneOptions(
         plan=args.plan,
@@ -102,7 +103,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     outcome = run_tune(options, progress=_progress)
     out = args.reports / "load"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tune.json").write_text(json.dumps(to_json(outcome), indent=1, sort_keys=True) + "\n")
+    doc = to_json(outcome)
+    (out / "tune.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    wanted = outcome.config.targets
+    (out / "tune.html").write_text(
+        tune_html(doc, p95_reduction=wanted.p95_reduction, error_reduction=wanted.error_reduction)
+    )
     for trial in outcome.trials:
         print(
             f"{'MEETS' if trial.meets else 'misses'} {trial.candidate.label()}: "
@@ -123,7 +129,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         for line in capacity_lines(outcome, found):
             print(f"  {line}", flush=True)
         print("\n# plan.toml\n" + snippet(outcome, found), flush=True)
-    _progress(f"tune took {outcome.seconds:.0f} s; written to {out / 'tune.json'}")
+    _progress(f"tune took {outcome.seconds:.0f} s; written to {out / 'tune.json'} and tune.html")
     return outcome.exit_code
 
 

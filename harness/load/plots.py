@@ -18,12 +18,12 @@ from matplotlib.figure import Figure
 
 from harness.load.results import RunResult
 
-__all__ = ["over_time", "sweep_curves"]
+__all__ = ["COLOURS", "over_time", "svg_of", "sweep_curves"]
 
 COLOURS = {"baseline": "#b8860b", "target": "#1f6fb4"}
 
 
-def _svg(fig: Figure) -> str:
+def svg_of(fig: Figure) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
@@ -52,7 +52,7 @@ def over_time(runs: Sequence[RunResult], *, what: str) -> str:
         ax.set_title(f"{run.architecture}: {run.users} instances", fontsize=10)
         ax.set_xlabel("seconds into the run")
         ax.grid(alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def sweep_curves(
@@ -75,4 +75,4 @@ def sweep_curves(
         ax.set_xlabel("concurrent instances")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _svg(fig)
+    return svg_of(fig)
