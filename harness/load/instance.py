@@ -226,13 +226,15 @@ class PerRequestInstance:
     """
 
     def __init__(self, writer_url: str, reader_url: str | None, *, connect_timeout: float) -> None:
-        self.urls = (writer_url, reader_url or writer_url)
+        self.writer_url = writer_url
+        self.reader_url = reader_url or writer_url
         self.connect_timeout = connect_timeout
 
     def run(self, operation: Operation, params: Mapping[str, object]) -> None:
         read = operation.kind == "read" and len(operation.statements) == 1
+        url = self.reader_url if read else self.writer_url
         kwargs = connect_kwargs(timeout=self.connect_timeout, application_name="pgcutover_load")
-        with psycopg.connect(self.urls[read], autocommit=True, **kwargs) as conn:
+        with psycopg.connect(url, autocommit=True, **kwargs) as conn:
             if len(operation.statements) > 1:
                 with conn.transaction():
                     _execute(conn, operation, params)
