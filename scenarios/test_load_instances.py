@@ -7,30 +7,15 @@ one per request, and pays a whole set-up (here TLS and SCRAM) each time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from hosted import hosted_cluster  # noqa: F401  (the fixture "hosted")
 
-import pytest
-
-from harness.cluster.local import LocalCluster, start_local_cluster
-from harness.errors import HarnessError
+from harness.cluster.local import LocalCluster
 from harness.load.config import load_config
 from harness.load.handshake import open_ms, server_sessions
 from harness.load.instance import DirectInstance, PerRequestInstance
 from harness.load.workload import Operation
-from harness.testing.fix_cluster import missing_capability
 
 READ = Operation(name="one", kind="read", weight=1, statements=("SELECT 1",))
-
-
-@pytest.fixture(scope="module")
-def hosted() -> Iterator[LocalCluster]:
-    try:
-        cluster = start_local_cluster(dbname="shop", tls=True)
-    except HarnessError as exc:
-        missing_capability(f"cannot start a local cluster with TLS: {exc}")
-        raise
-    with cluster:
-        yield cluster
 
 
 def test_a_driver_without_a_pool_opens_a_server_connection_per_request(

@@ -8,26 +8,13 @@ stream) is encrypted and authenticated, and that a client without either is refu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
+from hosted import hosted_cluster  # noqa: F401  (the fixture "hosted")
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from harness.cluster.local import LocalCluster, start_local_cluster
-from harness.errors import HarnessError
-from harness.testing.fix_cluster import connect, missing_capability
-
-
-@pytest.fixture(scope="module")
-def secured() -> Iterator[LocalCluster]:
-    try:
-        cluster = start_local_cluster(dbname="shop", tls=True)
-    except HarnessError as exc:
-        missing_capability(f"cannot start a local cluster with TLS: {exc}")
-        raise
-    with cluster:
-        yield cluster
+from harness.cluster.local import LocalCluster
+from harness.testing.fix_cluster import connect
 
 
 def _without(dsn: str, **changes: str | None) -> str:
@@ -35,8 +22,8 @@ def _without(dsn: str, **changes: str | None) -> str:
     return make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None})
 
 
-def test_every_endpoint_speaks_tls_and_scram(secured: LocalCluster) -> None:
-    e = secured.endpoints
+def test_every_endpoint_speaks_tls_and_scram(hosted: LocalCluster) -> None:
+    e = hosted.endpoints
     for dsn in (e.primary, e.replica, e.writer, e.reader):
         with connect(dsn) as conn:
             assert conn.pgconn.ssl_in_use, dsn
@@ -62,8 +49,8 @@ def test_every_endpoint_speaks_tls_and_scram(secured: LocalCluster) -> None:
 
 
 @pytest.mark.parametrize("path", ["primary", "writer"])
-def test_a_client_without_tls_or_the_password_is_refused(secured: LocalCluster, path: str) -> None:
-    dsn = getattr(secured.endpoints, path)
+def test_a_client_without_tls_or_the_password_is_refused(hosted: LocalCluster, path: str) -> None:
+    dsn = getattr(hosted.endpoints, path)
     with pytest.raises(psycopg.OperationalError, match=r"no encryption|SSL required"):
         psycopg.connect(_without(dsn, sslmode="disable"), connect_timeout=5).close()
     refused = r"password authentication failed|SASL authentication failed"
@@ -71,11 +58,11 @@ def test_a_client_without_tls_or_the_password_is_refused(secured: LocalCluster, 
         psycopg.connect(_without(dsn, password="not-it"), connect_timeout=5).close()
 
 
-def test_the_harness_keeps_its_trusted_socket(secured: LocalCluster) -> None:
+def test_the_harness_keeps_its_trusted_socket(hosted: LocalCluster) -> None:
     """Its own sessions on the Unix socket need no password: only TCP clients pay."""
-    assert secured.primary is not None
+    assert hosted.primary is not None
     socket = make_conninfo(
-        "", host=str(secured.workdir / "sockets"), port=secured.primary.port, user="postgres"
+        "", host=str(hosted.workdir / "sockets"), port=hosted.primary.port, user="postgres"
     )
     with connect(socket) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
