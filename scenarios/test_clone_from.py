@@ -27,7 +27,7 @@ import pytest
 
 from harness.cluster.binaries import find_binaries
 from harness.cluster.local import LocalCluster, default_base_dir, start_local_cluster
-from harness.cluster.processes import free_port, processes_under
+from harness.cluster.processes import free_port, processes_under, stop_processes_under
 from harness.cluster.versions import parse_version
 from harness.connections import Conn, connect, insert_lsn, wait_for_replay
 from harness.dsn import with_database, with_login
@@ -288,7 +288,13 @@ def test_an_interrupted_copy_leaves_nothing_behind(source: Source, base_dir: Pat
             time.sleep(0.05)
         time.sleep(0.5)  # files are arriving
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # not left to Popen's exit, which would wait for the throttled copy to end
+            proc.kill()
+            stop_processes_under(base_dir)
+            raise
     assert proc.returncode == 130, err
     assert "pg_basebackup: copying the source's standby" in err
     assert _left_in(base_dir) == ([], {})
