@@ -1,7 +1,7 @@
 """``--repeat``: how runs are counted, which checks flipped, the exit code, the cap.
 
 The runs here are gate reports built in the test: what is under test is the
-counting across runs, not a gate (the measured series are in docs/repeat.md).
+counting across runs, not a gate (the measured series are in docs/verdict.md).
 """
 
 from __future__ import annotations
