@@ -331,14 +331,15 @@ def test_an_interrupted_up_leaves_no_container_network_or_volume(
         # Something of this run exists now, or the scenario proves nothing.
         assert any(name.startswith("container ") for name in _labelled(engine, owner_pid=proc.pid))
         proc.send_signal(sent)
-        assert proc.wait(timeout=60) == exit_code
+        _, said = proc.communicate(timeout=60)
+        assert proc.returncode == exit_code, said
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
-    assert _labelled(engine, owner_pid=proc.pid) == set()
+    assert _labelled(engine, owner_pid=proc.pid) == set(), said
 
 
 def test_a_killed_run_is_cleaned_up_at_the_next_start(engine: docker.DockerClient) -> None:

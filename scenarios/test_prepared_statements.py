@@ -169,7 +169,7 @@ def _traffic(
     try:
         deadline = time.monotonic() + 20
         while not until(list(traffic.requests)) and time.monotonic() < deadline:
-            traffic.wait(0.02)
+            traffic.stopping.wait(0.02)
     finally:
         traffic.stop()
     return list(traffic.requests)

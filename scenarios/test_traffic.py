@@ -17,8 +17,11 @@ from harness.gate import GateReport, cluster_login, gate_database
 from harness.invariants import Check
 from harness.invariants.prepared import PREPARED_SINCE, pgbouncer_version
 from harness.plan import load_plan
+from harness.plan.workload import Workload, WorkloadQuery
 from harness.testing.fix_legacy import LegacyDatabase
 from harness.traffic import TrafficOptions
+from harness.traffic.clients import Traffic, prepare_params
+from harness.traffic.logins import Logins
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
 CLIENTS = 8
@@ -206,3 +209,31 @@ def test_lock_timeout_and_retry_keep_the_application_moving_behind_a_long_transa
     assert move["max_ms"] < 1000
     assert move["queue_depth"] >= 1
     assert "long report" in str(move["blocker"]), move
+
+
+def test_the_baseline_lasts_until_a_rare_path_has_served_a_request(
+    legacy_database: LegacyDatabase,
+) -> None:
+    """A write among a hundred slow reads: a baseline of no time at all still ends with a
+    server connection on each path, opened before the first step would start."""
+    endpoints = legacy_database.endpoints
+    slow_read = WorkloadQuery(
+        name="slow_read", role=None, kind="read", weight=100, sql=("SELECT pg_sleep(0.02)",)
+    )
+    rare_write = WorkloadQuery(
+        name="rare_write",
+        role=None,
+        kind="write",
+        weight=1,
+        sql=("UPDATE customers SET phone = phone WHERE id = (SELECT min(id) FROM customers)",),
+    )
+    workload = Workload(queries=(slow_read, rare_write), clients=2, think_time=0.002)
+    logins = Logins(endpoints=endpoints, admin=endpoints.primary, passwords={})
+    traffic = Traffic(workload, logins, prepare_params(endpoints.primary, workload))
+    traffic.start()
+    try:
+        traffic.warm_up(0.0)
+        served = {r.path for r in list(traffic.requests) if r.ok and r.backend_start}
+    finally:
+        traffic.stop()
+    assert served == {"reader", "writer"}

@@ -319,6 +319,11 @@ SETTLE_BOUND = 10.0
 
 def _remove_and_close(client: docker.DockerClient, token: str, interrupted: list[bool]) -> None:
     try:
+        if interrupted[0]:
+            # The request the signal cut short may have left this client's connection
+            # half-read: remove through a connection of its own.
+            client.close()
+            client = open_engine(timeout=120)
         done = remove_cluster(client, token)
         if interrupted[0]:
             started = quiet_since = time.monotonic()
@@ -410,7 +415,9 @@ def start_docker_cluster(
     except BaseException:
         # Ctrl-C (or an exit) mid-request: the engine may still be making a container.
         cluster._interrupted[0] = True
-        _stop_quietly(cluster)
+        problems = _stop_quietly(cluster)
+        if problems:
+            say(f"could not remove {problems}")
         raise
     return cluster
 

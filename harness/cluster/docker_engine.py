@@ -214,7 +214,8 @@ def _remove(client: docker.DockerClient, selector: str) -> Removal:
     done = Removal(removed=[], problems=[])
     filters: dict[str, Any] = {"label": selector}
     # Containers first: a network or volume in use cannot go.
-    for container in client.containers.list(all=True, filters=filters):
+    # ignore_removed: a container that goes while the list is read is not an error here.
+    for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
         try:
             container.remove(force=True, v=True)
             done.removed.append(f"container {container.name}")

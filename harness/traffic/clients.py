@@ -47,6 +47,7 @@ __all__ = ["BEFORE", "Request", "Timeline", "Traffic", "prepare_params"]
 BEFORE = "before the migration"
 REQUEST_TIMEOUT = "10s"
 _MAX_PARAM_ROWS = 1000
+WARM_UP_BOUND = 30.0  # sec past the baseline for every path to have served a request
 _BACKEND = """
 SELECT pg_backend_pid(), backend_start, set_config('statement_timeout', %s, true)
   FROM pg_stat_activity WHERE pid = pg_backend_pid()"""
@@ -438,8 +439,23 @@ class Traffic:
             thread.start()
             self._threads.append(thread)
 
-    def wait(self, seconds: float) -> None:
-        self.stopping.wait(seconds)
+    def warm_up(self, seconds: float, *, bound: float = WARM_UP_BOUND) -> None:
+        """Run ``seconds``, and on until each path has served a request (within ``bound``).
+
+        A path with no request before the first step holds no server connection opened
+        before it, so its requests after the step could never meet the stale-session
+        hazard: ``traffic.old_connections_used`` would fail or pass by chance. A rare
+        query on its own path (a write among slow reports) can miss a short baseline.
+        """
+        if self.stopping.wait(seconds):
+            return
+        wanted = {q.path for q in self.workload.queries}
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            served = {r.path for r in list(self.requests) if r.ok and r.backend_start}
+            if wanted <= served:
+                return
+            self.stopping.wait(0.02)
 
     def stop(self) -> None:
         self.stopping.set()

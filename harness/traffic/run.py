@@ -125,7 +125,7 @@ class TrafficRun:
         self.sampler.start()
         assert self.options is not None  # traffic is on
         baseline = self.options.baseline
-        self.traffic.wait(self.workload.baseline if baseline is None else baseline)
+        self.traffic.warm_up(self.workload.baseline if baseline is None else baseline)
 
     def _open_ledger(self) -> None:
         """The ledger starts before the baseline; without it, say what goes uncompared."""
