@@ -228,14 +228,13 @@ def _backup_check(endpoints: Endpoints, baseline: Fingerprint, backup_dir: Path)
 
 @contextmanager
 def _traffic_running(run: TrafficRun, progress: Progress) -> Iterator[None]:
-    """The traffic runs inside, and always stops: on a failed check, an error or Ctrl-C."""
-    if run.options is None:
-        yield
-        return
-    progress(
-        f"application traffic: {run.options.clients or run.workload.clients} clients, "
-        f"{run.workload.baseline:.1f} sec of baseline before the first step"
-    )
+    """The ledger and the traffic run inside; the traffic always stops: on a failed
+    check, an error or Ctrl-C."""
+    if run.options is not None:
+        progress(
+            f"application traffic: {run.options.clients or run.workload.clients} clients, "
+            f"{run.workload.baseline:.1f} sec of baseline before the first step"
+        )
     try:
         run.start()
         yield

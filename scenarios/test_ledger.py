@@ -21,7 +21,7 @@ from harness.testing.fix_legacy import fresh_name
 
 SCHEMA = """
 CREATE TYPE mood AS ENUM ('calm', 'busy');
-CREATE TABLE "Odd Table" (
+CREATE TABLE "Odd: Table" (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     "Note" text, tags text[], blob bytea, price numeric(10, 2), feel mood,
     doc jsonb, at timestamptz, twice bigint GENERATED ALWAYS AS (id * 2) STORED
@@ -62,7 +62,7 @@ def _apply(conn: psycopg.Connection[tuple[object, ...]], write: tuple[object, ..
     kind = write[0]
     if kind == "odd":
         conn.execute(
-            'INSERT INTO "Odd Table" ("Note", tags, blob, price, feel, doc, at) '
+            'INSERT INTO "Odd: Table" ("Note", tags, blob, price, feel, doc, at) '
             "VALUES (%s, %s, %s, 12.5, 'busy', %s, now())",
             (write[1], write[2], write[3], psycopg.types.json.Jsonb({"n": write[1]})),
         )
@@ -73,7 +73,7 @@ def _apply(conn: psycopg.Connection[tuple[object, ...]], write: tuple[object, ..
         )
     elif kind == "update":
         conn.execute(
-            'UPDATE "Odd Table" SET "Note" = %s, price = price + 1 WHERE id %% 4 = %s',
+            'UPDATE "Odd: Table" SET "Note" = %s, price = price + 1 WHERE id %% 4 = %s',
             (write[2], write[1]),
         )
     else:
@@ -97,6 +97,7 @@ def test_the_applications_writes_replay_onto_the_copy_exactly(
     columns, arrays, bytea, enums, json, quoted names), the copy equals the database."""
     ledger = ChangeLedger(ledger_db)
     ledger.open()
+    ledger.start()
     xids: set[int] = set()
     try:
         with connect(ledger_db) as conn:
@@ -106,7 +107,7 @@ def test_the_applications_writes_replay_onto_the_copy_exactly(
                     _apply(conn, write)
             ledger.catch_up(ledger.settle(), traffic=lambda: xids)
             assert ledger.copy is not None
-            for table in ('"Odd Table"', "pairs"):
+            for table in ('"Odd: Table"', "pairs"):
                 name = table.strip('"')
                 ours = table_checksum(conn, schema="public", table=name)
                 theirs = table_checksum(ledger.copy, schema="public", table=name)
@@ -116,7 +117,7 @@ def test_the_applications_writes_replay_onto_the_copy_exactly(
     finally:
         ledger.close()
         with connect(ledger_db) as conn:
-            conn.execute('TRUNCATE "Odd Table", pairs, loose')
+            conn.execute('TRUNCATE "Odd: Table", pairs, loose')
 
 
 def test_a_change_by_anyone_else_is_named_with_its_columns(ledger_db: str) -> None:
@@ -124,6 +125,7 @@ def test_a_change_by_anyone_else_is_named_with_its_columns(ledger_db: str) -> No
         conn.execute("INSERT INTO pairs VALUES (1, 'x', 1), (2, 'y', 2)")
     ledger = ChangeLedger(ledger_db)
     ledger.open()
+    ledger.start()
     try:
         with connect(ledger_db) as conn:
             ledger.mark("up/001_fix.sql", step=True)
@@ -150,6 +152,7 @@ def test_a_change_the_copy_cannot_take_names_its_table_and_keeps_the_others(
     its table as not accounted for, and every other change is still replayed."""
     ledger = ChangeLedger(ledger_db)
     ledger.open()
+    ledger.start()
     xids: set[int] = set()
     try:
         assert ledger.copy is not None
@@ -166,15 +169,15 @@ def test_a_change_the_copy_cannot_take_names_its_table_and_keeps_the_others(
             ledger.catch_up(ledger.settle(), traffic=lambda: xids)
             assert list(ledger.unaccounted) == ["public.pairs"]
             assert "violates check constraint" in ledger.unaccounted["public.pairs"]
-            ours = table_checksum(conn, schema="public", table="Odd Table")
-            theirs = table_checksum(ledger.copy, schema="public", table="Odd Table")
+            ours = table_checksum(conn, schema="public", table="Odd: Table")
+            theirs = table_checksum(ledger.copy, schema="public", table="Odd: Table")
             ledger.copy.rollback()
             assert ours == theirs
             assert ours.rows == 1
     finally:
         ledger.close()
         with connect(ledger_db) as conn:
-            conn.execute('TRUNCATE "Odd Table", pairs, loose')
+            conn.execute('TRUNCATE "Odd: Table", pairs, loose')
 
 
 def test_a_login_without_replication_gets_the_reason_and_the_fix(
@@ -187,7 +190,7 @@ def test_a_login_without_replication_gets_the_reason_and_the_fix(
     try:
         ledger = ChangeLedger(with_login(ledger_db, user=role, password=None))
         with pytest.raises(LedgerUnavailable, match="needs REPLICATION"):
-            ledger.open()
+            ledger.open()  # session_replication_role needs superuser
         assert ledger.conn is None  # nothing left behind
         assert ledger.copy_name is None
     finally:

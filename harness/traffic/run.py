@@ -115,6 +115,12 @@ class TrafficRun:
                 )
 
     def start(self) -> None:
+        """The ledger's slot, then the traffic: both see every step from the first."""
+        if self.ledger is not None:
+            try:
+                self.ledger.start()
+            except LedgerUnavailable as exc:
+                self._without_ledger(exc)
         if self.traffic is None:
             return
         dsns = [self.endpoints.primary]
@@ -128,19 +134,23 @@ class TrafficRun:
         self.traffic.warm_up(self.workload.baseline if baseline is None else baseline)
 
     def _open_ledger(self) -> None:
-        """The ledger starts before the baseline; without it, say what goes uncompared."""
+        """The ledger's copy is the baseline; without it, say what goes uncompared."""
         # The copy takes the application's writes and the changes the plan declares,
         # and shows which columns an undeclared change touched: with traffic or without.
         ledger = ChangeLedger(self.endpoints.primary, declared=self.plan.data_changes)
         try:
             ledger.open()
         except LedgerUnavailable as exc:
-            # Without traffic the comparisons are exact anyway; with it, the tables
-            # the application writes are left out, and named with this reason.
-            self.accounting = Accounting(why=str(exc))
+            self._without_ledger(exc)
             return
         self.ledger = ledger
         self.accounting = Accounting(ledger)
+
+    def _without_ledger(self, why: LedgerUnavailable) -> None:
+        # Without traffic the comparisons are exact anyway; with it, the tables
+        # the application writes are left out, and named with this reason.
+        self.ledger = None
+        self.accounting = Accounting(why=str(why))
 
     def __enter__(self) -> TrafficRun:
         return self
