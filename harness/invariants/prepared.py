@@ -272,9 +272,6 @@ class PreparedStatements:
 
     def _still(self, session: _Session, statement: Statement, step_label: str) -> bool:
         """Whether ``statement`` stays prepared in ``session``; a stale one is recorded."""
-        key = (statement.name, session.label)
-        if key in self.broken:
-            return True
         exc = self._revalidate(session.conn, statement)
         if exc is None or not _stale(exc):
             return True
@@ -282,7 +279,7 @@ class PreparedStatements:
         if self._prepare(session.conn, statement) is not None:
             self.unresolved += 1
             return False
-        self.broken[key] = (step_label, _error(exc))
+        self.broken[(statement.name, session.label)] = (step_label, _error(exc))
         return True
 
     def _fixes(self, errors: set[str]) -> str:

@@ -378,13 +378,30 @@ def _run_passes(passes: list[list[str]], *, env: dict[str, str]) -> tuple[int, s
     return None
 
 
+def _untangled(lines: list[str], *, prefix: str) -> list[str]:
+    """pg_restore -j's workers share one stderr and write a message's prefix apart from
+    its text, so one worker's prefix can land before another's whole line
+    (``pg_restore:pg_restore: error: …``) and its text on the next line (`` error: …``).
+    Each stray prefix goes back to the next line that starts without one."""
+    out = []
+    stray = 0
+    for line in lines:
+        while line.startswith(prefix + prefix):
+            line = line[len(prefix) :]
+            stray += 1
+        if stray and line.startswith(" "):
+            line = prefix + line
+            stray -= 1
+        out.append(line)
+    return out
+
+
 def _load_failed(path: Path, *, kind: str, database: str, failure: tuple[int, str]) -> UsageError:
     code, stderr = failure
     program = "psql" if kind == "plain SQL" else "pg_restore"
-    lines = stderr.strip().splitlines()[-_STDERR_LINES:]
-    # pg_restore -j's workers write to one stderr: the cut may fall in a line another
-    # worker broke. Start at the first whole message, when there is one.
-    whole = [i for i, line in enumerate(lines) if line.startswith(f"{program}:")]
+    lines = _untangled(stderr.strip().splitlines(), prefix=f"{program}:")[-_STDERR_LINES:]
+    # The cut may fall in a message of several lines: start at the first whole one.
+    whole = [i for i, line in enumerate(lines) if line.startswith(f"{program}: ")]
     tail = "\n".join(lines[whole[0] if whole else 0 :]) or "(no error output)"
     return UsageError(
         f"loading {path} into {database} failed: {program} exited with {code} and rolled "
