@@ -237,8 +237,9 @@ class ChangeLedger:
         Apart from :meth:`open` so that what the gate does before its first step — the
         backup's proof restores a whole database on this server — is not in the WAL
         the slot reads: decoding skips another database's changes but still reads
-        them, 34 of a 234 sec gate at scale 100. Nothing commits in this database in
-        between (the traffic starts after), so the copy is still where it starts from.
+        them (780 MB of WAL at scale 100, about 15 s of the gate). Nothing commits in
+        this database in between (the traffic starts after), so the copy is still
+        where the slot starts from.
         """
         assert self.conn is not None
         try:
