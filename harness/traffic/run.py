@@ -27,6 +27,7 @@ from harness.plan.default_workload import default_workload
 from harness.plan.workload import Workload
 from harness.runner.locks import step_application_name
 from harness.traffic.checks import (
+    Backend,
     check_no_errors,
     check_old_connections,
     check_writes_kept,
@@ -41,6 +42,7 @@ from harness.traffic.stall import check_stall
 __all__ = ["TrafficOptions", "TrafficRun", "workload_of"]
 
 FAILURES_KEPT = 200  # in reports/gate.json; traffic.no_errors counts all of them
+_IDLE = "SELECT pid, backend_start FROM pg_stat_activity WHERE state = 'idle'"
 REPLAY_TIMEOUT = 600.0  # sec: a replica catching up with a freshly loaded large database
 
 
@@ -73,6 +75,8 @@ class TrafficRun:
         self.sampler: LockSampler | None = None
         self.ledger: ChangeLedger | None = None
         self.accounting = Accounting()
+        #: the server connections idle as the first step ended (traffic.old_connections_used)
+        self.idle_after_first_step: set[Backend] | None = None
 
     @property
     def migration(self) -> str:
@@ -133,6 +137,15 @@ class TrafficRun:
         baseline = self.options.baseline
         self.traffic.warm_up(self.workload.baseline if baseline is None else baseline)
 
+    def _idle_backends(self) -> set[Backend]:
+        """The server connections open and idle on the primary and the replica now."""
+        found: set[Backend] = set()
+        for dsn in dict.fromkeys([self.endpoints.primary, self.endpoints.replica]):
+            with connect(dsn) as conn:
+                rows = conn.execute(_IDLE).fetchall()
+            found |= {(int(pid), started) for pid, started in rows}
+        return found
+
     def _open_ledger(self) -> None:
         """The ledger's copy is the baseline; without it, say what goes uncompared."""
         # The copy takes the application's writes and the changes the plan declares,
@@ -169,6 +182,8 @@ class TrafficRun:
     def after(self, step: str) -> None:
         if self.traffic is not None:
             self.traffic.timeline.mark_after(step)
+            if self.idle_after_first_step is None:
+                self.idle_after_first_step = self._idle_backends()
         if self.ledger is not None:
             self.ledger.mark(f"after {step}", step=False)
 
@@ -265,7 +280,12 @@ class TrafficRun:
             self._writes_kept(requests, replica=replica)
             if any(q.kind == "write" for q in self.workload.queries)
             else not_run_without_writes(declared=self.workload.declared),
-            check_old_connections(requests, timeline, labels=path_labels(self.endpoints)),
+            check_old_connections(
+                requests,
+                timeline,
+                labels=path_labels(self.endpoints),
+                idle_after_first_step=self.idle_after_first_step or (),
+            ),
             check_recovery_conflicts(requests, timeline),
         ]
 
