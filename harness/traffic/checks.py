@@ -201,12 +201,10 @@ def check_old_connections(
     """
     first_steps = [timeline.started(label) for label in timeline.steps]
     started = min((t for t in first_steps if t is not None), default=None)
-    before_at: datetime | None = None
     early = [r for r in requests if r.backend_start is not None and r.ok]
-    if started is not None:
-        pre = [r for r in early if r.start < started]
-        if pre:
-            before_at = max(r.backend_start for r in pre if r.backend_start is not None)
+    pre = [r for r in early if started is not None and r.start < started]
+    before_at = max((r.backend_start for r in pre if r.backend_start is not None), default=None)
+    idle = set(idle_after_first_step)
     offenders = []
     counts: dict[str, int] = {}
     kept: dict[str, int] = {}
@@ -225,11 +223,7 @@ def check_old_connections(
             and r.backend_start <= before_at
         ]
         counts[path] = len(old)
-        waiting = {
-            (r.pid, r.backend_start)
-            for r in early
-            if _via(r.path, labels) == path and started is not None and r.start < started
-        } & set(idle_after_first_step)
+        waiting = {(r.pid, r.backend_start) for r in pre if _via(r.path, labels) == path} & idle
         if not old and waiting:
             kept[path] = len(waiting)
         elif not old:
