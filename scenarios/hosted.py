@@ -6,17 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.cluster.local import LocalCluster, start_local_cluster
-from harness.errors import HarnessError
-from harness.testing.fix_cluster import missing_capability
+from harness.cluster.local import LocalCluster
+from harness.testing.fix_cluster import own_local_cluster
 
 
 @pytest.fixture(scope="module", name="hosted")
 def hosted_cluster() -> Iterator[LocalCluster]:
-    try:
-        cluster = start_local_cluster(dbname="shop", tls=True)
-    except HarnessError as exc:
-        missing_capability(f"cannot start a local cluster with TLS: {exc}")
-        raise
-    with cluster:
+    with own_local_cluster(dbname="shop", tls=True) as cluster:
         yield cluster

@@ -8,11 +8,10 @@ from contextlib import ExitStack
 import psycopg
 import pytest
 
-from harness.cluster.local import LocalCluster, start_local_cluster
+from harness.cluster.local import LocalCluster
 from harness.cluster.pooling import Poolers, PoolSettings
 from harness.dsn import make_dsn
-from harness.errors import HarnessError
-from harness.testing.fix_cluster import connect, missing_capability
+from harness.testing.fix_cluster import connect, own_local_cluster
 
 # Unlike the defaults in every key that is checked: modes swapped, small pools. The
 # writer's session pool holds as many server connections as it admits clients, so
@@ -43,12 +42,7 @@ POOLERS = Poolers(
 
 @pytest.fixture(scope="module")
 def pooled() -> Iterator[LocalCluster]:
-    try:
-        cluster = start_local_cluster(dbname="pools", poolers=POOLERS)
-    except HarnessError as exc:
-        missing_capability(f"cannot start a local cluster: {exc}")
-        raise
-    with cluster:
+    with own_local_cluster(dbname="pools", poolers=POOLERS) as cluster:
         yield cluster
 
 

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from harness.cluster.local import LocalCluster, start_local_cluster
+from harness.cluster.local import LocalCluster
 from harness.cluster.processes import live_postmaster, run_as_owner
-from harness.errors import HarnessError
 from harness.routing import (
     CommitOutcomeUnknown,
     Database,
@@ -33,7 +32,7 @@ from harness.routing import (
     classify,
     run_transaction,
 )
-from harness.testing.fix_cluster import connect, missing_capability
+from harness.testing.fix_cluster import connect, own_local_cluster
 
 WRITERS = 4
 STEADY = 0.4  # seconds of traffic before and after the fault, at least
@@ -46,18 +45,11 @@ RETRY = RetryPolicy(attempts=50, budget=15.0)
 
 @pytest.fixture(scope="module")
 def faulty() -> Iterator[LocalCluster]:
-    try:
-        cluster = start_local_cluster(dbname="faults")
-    except HarnessError as exc:
-        missing_capability(f"cannot start a local cluster: {exc}")
-        raise
-    try:
+    with own_local_cluster(dbname="faults") as cluster:
         with connect(cluster.endpoints.primary) as conn:
             conn.execute("CREATE TABLE acks (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
         cluster.wait_for_replica()
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def pg_ctl(cluster: LocalCluster, role: str, action: str) -> float:

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import Cluster, start_cluster
+from harness.cluster import Cluster
 from harness.cluster.binaries import find_binaries
 from harness.databases import create_database
 from harness.dsn import with_database
-from harness.errors import HarnessError
-from harness.testing.fix_cluster import connect, missing_capability
+from harness.testing.fix_cluster import connect, own_local_cluster
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
 
@@ -33,12 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def staging() -> Iterator[Cluster]:
     """A server of its own: plans create cluster-wide roles that other scenarios must not see."""
-    try:
-        cluster = start_cluster("local")
-    except HarnessError as exc:
-        missing_capability(f"cannot start a local cluster: {exc}")
-        raise
-    with cluster:
+    with own_local_cluster() as cluster:
         yield cluster
 
 

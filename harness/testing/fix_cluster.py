@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 from harness.cluster import PROVIDERS, Cluster, Poolers, start_cluster
+from harness.cluster.local import LocalCluster, start_local_cluster
 from harness.connections import Conn
 from harness.connections import connect as _connect
 from harness.errors import HarnessError
 
-__all__ = ["CLUSTER_POOLERS", "cluster", "in_ci", "missing_capability"]
+__all__ = ["CLUSTER_POOLERS", "cluster", "in_ci", "missing_capability", "own_local_cluster"]
 
 #: The PgBouncers' settings for the session's cluster: a plan's ``[pgbouncer]``, set
 #: by the plugin that loads the plan; unset, the defaults.
@@ -32,6 +35,19 @@ def missing_capability(reason: str) -> None:
     if in_ci():
         pytest.fail(f"CI=true and a required capability is missing: {reason}")
     pytest.skip(reason)
+
+
+@contextmanager
+def own_local_cluster(**options: Any) -> Iterator[LocalCluster]:
+    """A local cluster of a scenario's own (``start_local_cluster``'s ``options``),
+    stopped after it; one that cannot start is a missing capability."""
+    try:
+        started = start_local_cluster(**options)
+    except HarnessError as exc:
+        missing_capability(f"cannot start a local cluster: {exc}")
+        raise  # unreachable: missing_capability always raises
+    with started:
+        yield started
 
 
 def pytest_configure(config: pytest.Config) -> None:
