@@ -113,6 +113,16 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
         }  # fmt: skip
         assert entry["baseline"]["primary"] > 0
         assert entry["target"]["Locust"] > 0
+    # the separate-machines projection is made of these rounds' numbers, and says it is one
+    projection = report["projection"]
+    assert projection is not None and "not a measurement" in projection["label"]
+    succeeded = [
+        r["architectures"]["target"]["succeeded_p95_ms"] for r in report["rounds"]
+    ]
+    assert projection["sides"]["target"]["measured_p95_ms"] == pytest.approx(
+        sum(succeeded) / len(succeeded)
+    )
+    assert "PROJECTION for separate machines" in report["closing_note"]
     assert (out / "report.html").read_text().count("<svg") >= 2
     # the plan's own [workload] ran on both sides, by its query names
     queries = {f"{op.kind} {op.name}" for op in workload_for(ROOT / "plans" / "kct").operations}

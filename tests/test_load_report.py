@@ -16,6 +16,7 @@ from harness.errors import InfrastructureError, UsageError
 from harness.load.compare import CompareOutcome, round_prefix, verdicts
 from harness.load.confidence import INCONCLUSIVE_EXIT, interval, t_quantile
 from harness.load.config import load_config
+from harness.load.projection import projection_lines
 from harness.load.report import break_point, build_report, write_report
 from harness.load.results import KINDS, RunResult, kind_of, pool_rounds, read_run, verdict
 from harness.load.workload import Operation, workload_for
@@ -331,3 +332,33 @@ def test_the_note_says_what_shared_the_cores(tmp_path: Path) -> None:
     assert (
         "baseline: primary 2.00 ms, Locust 2.00 ms; target: replica 0.60 ms, Locust 2.00 ms."
     ) in note
+
+
+def test_no_cpu_measured_no_projection(tmp_path: Path) -> None:
+    """Servers that are not this machine's own: no CPU per node, so nothing is claimed."""
+    report = build_report(_outcome(tmp_path, 30, 1, rounds=2))
+    assert report["projection"] is None
+    assert "PROJECTION" not in report["closing_note"]
+
+
+def test_the_report_labels_the_projection_and_keeps_the_measured_verdict(tmp_path: Path) -> None:
+    outcome = _outcome(tmp_path, 30, 1, rounds=2)
+    outcome.node_cpu = [
+        {"baseline": {"primary": 2.0, "Locust": 1.2},
+         "target": {"primary": 0.3, "replica": 0.4, "PgBouncer writer": 0.3,
+                    "PgBouncer reader": 0.3, "Locust": 1.2}},
+    ] * 2  # fmt: skip
+    report = build_report(outcome)
+    projection = report["projection"]
+    assert projection is not None
+    assert projection["label"].startswith("projection")
+    measured = [r["architectures"]["target"] for r in report["rounds"]]
+    assert projection["sides"]["target"]["measured_p95_ms"] == pytest.approx(
+        sum(r["succeeded_p95_ms"] or r["p95_ms"] for r in measured) / len(measured)
+    )
+    # the exit code is the measured verdict's, whatever the projection says
+    assert report["exit_code"] == outcome.exit_code
+    lines = projection_lines(projection)
+    assert all(line.startswith("PROJECTION") for line in lines)
+    assert "not a measurement" in lines[0]
+    assert "\n".join(lines) in report["closing_note"]

@@ -20,6 +20,7 @@ from harness.load.capacity import capped_by, describe_pooling, limits
 from harness.load.compare import CompareOutcome
 from harness.load.confidence import interval
 from harness.load.explain import cpu_lines, latency_lines, pooler_lines, side
+from harness.load.projection import project, projection_lines
 from harness.load.results import KINDS, RunResult, reduction
 
 __all__ = ["break_point", "build_report", "closing_note", "write_report"]
@@ -137,6 +138,7 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
             "p95": _agreement(report["reductions"]["p95"], pg["p95_reduction"]),
         }
         report["reference"] = {"pgbench": pg}
+    report["projection"] = project(report)
     report["closing_note"] = closing_note(report)
     report.update(report_page_section(outcome))
     return report
@@ -264,6 +266,7 @@ def closing_note(report: dict[str, Any]) -> str:
     lines += cpu_lines(report)
     lines += pooler_lines(report)
     lines += latency_lines(report)
+    lines += projection_lines(report.get("projection"))
     runs = list(report["architectures"].values())
     runs += [r for results in report.get("sweep", {}).get("results", {}).values() for r in results]
     for run in runs:
@@ -396,6 +399,7 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
                 for name, r in entry["architectures"].items()
             ],
         ),
+        *_projection_section(report.get("projection")),
         "<h2>PgBouncer's view of the target</h2>",
         _table(
             [
@@ -505,6 +509,33 @@ def render_html(report: dict[str, Any], outcome: CompareOutcome) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>pgcutover load comparison"
         f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     )
+
+
+def _projection_section(projection: dict[str, Any] | None) -> list[str]:
+    if projection is None:
+        return []
+    return [
+        "<h2>Projection: each node on a machine of its own (a model, not a measurement)</h2>",
+        _table(
+            [
+                "",
+                "p95 ms measured (shared cores)",
+                "p95 ms, model on shared cores",
+                "p95 ms, model on separate machines",
+                "pool errors (as measured)",
+            ],
+            [
+                [
+                    name,
+                    f"{s['measured_p95_ms']:.1f}",
+                    _ms(s["shared_p95_ms"]),
+                    _ms(s["separate_p95_ms"]),
+                    f"{s['pool_error_rate']:.2%}",
+                ]
+                for name, s in projection["sides"].items()
+            ],
+        ),
+    ]
 
 
 def write_report(outcome: CompareOutcome, *, directory: Path) -> tuple[Path, Path]:

@@ -1,0 +1,234 @@
+"""What the comparison would show with each node on a machine of its own: a projection.
+
+On one machine the primary, the replica, the PgBouncers and Locust share the cores,
+so each hop of a request also waits for a core, which separate machines would give
+it. The model, a queueing model calibrated on the run it projects:
+
+* a request costs the CPU its nodes spend on it (measured per node and round, from
+  ``/proc``), plus, at each wake-up on its way (the client, the server, a PgBouncer
+  twice: the query in, the answer out), a wait for a core;
+* that wait is M/M/c's: Erlang C's chance that all ``c`` cores are busy, times
+  ``hold / (c - a)``, where ``a`` is the cores the load keeps busy (rate times CPU per
+  request) and ``hold`` how long a process keeps a core it has;
+* ``hold`` is the one number not measured: it is fitted to the baseline's rounds,
+  taking an exponential tail (p95 = ln 20 times mean).
+
+The model is checked where a measurement exists: from the target's own CPU and rate
+it predicts the target's p95 on this machine, and the report gives its error. Then
+every node gets a machine of its own with as many cores as this one, at the rate
+measured, with no network delay (each network round trip would add its time to both
+sides, one hop more to the target). Pool errors are refusals by connection limits,
+which do not move with the machines: they are projected as measured.
+
+The verdict stays the measured one; this is labelled a projection everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from harness.load.results import reduction
+
+__all__ = ["NODE_CLIENT", "Point", "erlang_c", "project", "projection_lines"]
+
+#: the load generator's node name in ``cpu_ms_per_request``
+NODE_CLIENT = "Locust"
+POOLER_PREFIX = "PgBouncer"
+#: p95 / mean of an exponential distribution
+P95_PER_MEAN = math.log(20)
+#: how close the shared-machine prediction must come to call the model validated
+VALIDATED_WITHIN = 0.15
+
+
+def erlang_c(cores: int, busy: float) -> float | None:
+    """The chance an arrival finds all ``cores`` busy when the load keeps ``busy`` of them
+    busy on average; None when the load needs every core or more (no steady state)."""
+    if busy >= cores:
+        return None
+    below = sum(busy**k / math.factorial(k) for k in range(cores))
+    full = busy**cores / math.factorial(cores) * cores / (cores - busy)
+    return full / (below + full)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Point:
+    """One side of one round: its successful requests' p95, its rate (every request),
+    and the CPU ms each node spent per request."""
+
+    p95_ms: float
+    rate: float
+    cpu_ms: dict[str, float]
+
+    @property
+    def cpu_total_ms(self) -> float:
+        return sum(self.cpu_ms.values())
+
+    def visits(self) -> dict[str, float]:
+        """Wake-ups per request at each node: the client once, the servers once between
+        them and the PgBouncers twice between them, each shared by the CPU it spent (a
+        read wakes the reader's PgBouncer and the replica, a write the writer's and the
+        primary)."""
+        poolers = {n: ms for n, ms in self.cpu_ms.items() if n.startswith(POOLER_PREFIX)}
+        servers = {n: ms for n, ms in self.cpu_ms.items() if n not in poolers and n != NODE_CLIENT}
+        out = {n: 1.0 for n in self.cpu_ms if n == NODE_CLIENT}
+        for group, each in ((servers, 1.0), (poolers, 2.0)):
+            total = sum(group.values())
+            for name, ms in group.items():
+                out[name] = each * (ms / total if total > 0 else 1 / len(group))
+        return out
+
+    def _waits(self, cores: int, busy: float) -> float | None:
+        chance = erlang_c(cores, busy)
+        return None if chance is None else chance / (cores - busy)
+
+    def shared_wait_factor(self, cores: int) -> float | None:
+        """Wake-ups times the M/M/c wait per unit of ``hold``, every node on the same cores."""
+        per_visit = self._waits(cores, self.rate * self.cpu_total_ms / 1000)
+        return None if per_visit is None else per_visit * sum(self.visits().values())
+
+    def mean_ms(self, cores: int, hold_ms: float, *, separate: bool) -> float | None:
+        """The model's mean latency: on one machine's cores, or each node on its own."""
+        if not separate:
+            factor = self.shared_wait_factor(cores)
+            return None if factor is None else self.cpu_total_ms + factor * hold_ms
+        total = 0.0
+        visits = self.visits()
+        for node, ms in self.cpu_ms.items():
+            per_visit = self._waits(cores, self.rate * ms / 1000)
+            if per_visit is None:
+                return None
+            total += ms + visits[node] * per_visit * hold_ms
+        return total
+
+
+def _points(report: dict[str, Any], side: str) -> list[Point]:
+    out = []
+    for entry, cpu in zip(report["rounds"], report.get("cpu_ms_per_request") or [], strict=False):
+        run, spent = entry["architectures"].get(side), cpu.get(side)
+        if not run or not spent:
+            continue
+        p95 = run["succeeded_p95_ms"] if run["succeeded_p95_ms"] is not None else run["p95_ms"]
+        out.append(Point(p95_ms=p95, rate=run["requests_per_s"], cpu_ms=dict(spent)))
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Side:
+    measured_p95_ms: float
+    #: the model's p95 with every node on this machine's cores (None: saturated)
+    shared_p95_ms: float | None
+    #: the model's p95 with every node on a machine of its own (None: saturated)
+    separate_p95_ms: float | None
+    pool_error_rate: float
+
+
+def project(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The separate-machines projection of both targets, with the model's error on this
+    machine; None (with no claim) when the nodes' CPU was not measured (servers that are
+    not this machine's own)."""
+    cores = int(report.get("cpus") or 0)
+    base, target = _points(report, "baseline"), _points(report, "target")
+    if cores < 1 or not base or not target:
+        return None
+    fits = []
+    for p in base:
+        factor = p.shared_wait_factor(cores)
+        if factor is not None and factor > 0:
+            fits.append(max(0.0, (p.p95_ms / P95_PER_MEAN - p.cpu_total_ms) / factor))
+    if not fits:
+        return None  # the baseline saturated the cores in every round: nothing to fit
+    hold = _mean(fits)
+
+    def p95(points: list[Point], *, separate: bool) -> float | None:
+        means = [p.mean_ms(cores, hold, separate=separate) for p in points]
+        known = [m for m in means if m is not None]
+        return P95_PER_MEAN * _mean(known) if len(known) == len(means) else None
+
+    architectures = report["architectures"]
+    sides = {
+        name: Side(
+            measured_p95_ms=_mean([p.p95_ms for p in points]),
+            shared_p95_ms=p95(points, separate=False),
+            separate_p95_ms=p95(points, separate=True),
+            pool_error_rate=architectures[name]["pool_error_rate"],
+        )
+        for name, points in (("baseline", base), ("target", target))
+    }
+    predicted, measured = sides["target"].shared_p95_ms, sides["target"].measured_p95_ms
+    error = None if predicted is None or measured <= 0 else predicted / measured - 1
+    wanted = report["config"]["targets"]
+    b, t = sides["baseline"], sides["target"]
+    p95_cut = (
+        reduction(b.separate_p95_ms, t.separate_p95_ms)
+        if b.separate_p95_ms is not None and t.separate_p95_ms is not None
+        else None
+    )
+    errors_cut = reduction(b.pool_error_rate, t.pool_error_rate)
+    return {
+        "label": "projection: a queueing model calibrated on this run, not a measurement",
+        "cores_per_machine": cores,
+        "hold_ms": hold,
+        "validation": {
+            "predicted_target_p95_ms": predicted,
+            "measured_target_p95_ms": measured,
+            "error": error,
+            "validated": error is not None and abs(error) <= VALIDATED_WITHIN,
+        },
+        "sides": {name: asdict(s) for name, s in sides.items()},
+        "reductions": {"p95": p95_cut, "pool_error_rate": errors_cut},
+        "targets": {
+            "p95": _status(p95_cut, wanted["p95_reduction"]),
+            "pool_error_rate": _status(errors_cut, wanted["error_reduction"]),
+        },
+    }
+
+
+def _status(cut: float | None, wanted: float) -> str:
+    if cut is None:
+        return "not measurable"
+    return "met" if cut >= wanted else "missed"
+
+
+def projection_lines(projection: dict[str, Any] | None) -> list[str]:
+    """The projection in sentences, each saying it is one."""
+    if projection is None:
+        return []
+    v, sides = projection["validation"], projection["sides"]
+    if v["error"] is None:
+        check = "the model saturates on the target's numbers: it could not be checked"
+    else:
+        check = (
+            f"checked on this machine, it predicts the target's p95 at "
+            f"{v['predicted_target_p95_ms']:.3g} ms where {v['measured_target_p95_ms']:.3g} ms "
+            f"was measured ({v['error']:+.0%}: "
+            f"{'within' if v['validated'] else 'NOT within'} {VALIDATED_WITHIN:.0%})"
+        )
+    lines = [
+        f"PROJECTION for separate machines ({projection['cores_per_machine']} cores each, no "
+        f"network delay; a model, not a measurement; the verdict above is the measured one): "
+        f"a process holds a core {projection['hold_ms']:.2f} ms (fitted to the baseline); "
+        + check
+        + "."
+    ]
+    for name in ("baseline", "target"):
+        s = sides[name]
+        sep = s["separate_p95_ms"]
+        lines.append(
+            f"PROJECTION, {name}: p95 {s['measured_p95_ms']:.3g} ms measured on shared cores -> "
+            + (f"{sep:.3g} ms on machines of its own" if sep is not None else "saturated")
+            + f"; pool errors {s['pool_error_rate']:.1%} (connection limits: as measured)."
+        )
+    for metric, label in (("p95", "p95 latency"), ("pool_error_rate", "connection pool errors")):
+        cut = projection["reductions"][metric]
+        shown = "n/a" if cut is None else f"{cut:+.0%}"
+        lines.append(
+            f"PROJECTION, {label}: reduction {shown}: {projection['targets'][metric]} "
+            "on separate machines (projected)."
+        )
+    return lines
