@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py                      # scales 1, 10 and 100
     python benchmarks/scale.py --scales 1,100,1000  # 1000 is about 36 M rows and 8 GB
+    python benchmarks/scale.py --scales 100 --clone # and the gate on a copy of a server
 
 For each scale it measures, one after the other:
 
@@ -23,6 +24,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,7 @@ from harness.legacy import seed
 from harness.legacy.capacity import check_gate_room
 from harness.progress import Progress
 from harness.runner.backup import restore_jobs
+from harness.testing.clone_source import make_copyable, source_state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,10 +135,11 @@ def _disk_peak(roots: list[Path]) -> Iterator[list[int]]:
         thread.join()
 
 
-def gate(scale: int, *, plan: Path, traffic: bool) -> GateRun:
+def gate(source: list[str], *, plan: Path, traffic: bool) -> GateRun:
+    """``harness gate`` on the database ``source`` names (``--scale N`` or ``--clone-from``)."""
     with tempfile.TemporaryDirectory(prefix="scale-reports-") as reports:
         argv = [sys.executable, "-m", "harness.cli", "gate", "--plan", str(plan),
-                "--scale", str(scale), "--reports", reports]  # fmt: skip
+                *source, "--reports", reports]  # fmt: skip
         if not traffic:
             argv.append("--no-traffic")
         roots = sorted({Path(default_base_dir()), Path(tempfile.gettempdir())})
@@ -154,11 +158,46 @@ def gate(scale: int, *, plan: Path, traffic: bool) -> GateRun:
         return GateRun(seconds, done.returncode, rss, peak[0] / 1e6, phases)
 
 
+@dataclass
+class CloneRun:
+    seed: float
+    run: GateRun
+    source_unchanged: bool
+
+
+def clone_gate(scale: int, *, plan: Path, traffic: bool, say: Progress) -> CloneRun:
+    """The gate on a physical copy of a separately started server holding the same
+    database: its streaming replica is copied, and must be left exactly as it was."""
+    base = tempfile.mkdtemp(prefix="pgcutover-clone-source-", dir=default_base_dir())
+    Path(base).chmod(0o755)
+    cluster = start_local_cluster(dbname="shop", base_dir=base)
+    try:
+        primary, replica = cluster.endpoints.primary, cluster.endpoints.replica
+        assert replica is not None
+        seeded = seed(primary, scale=scale).seconds
+        make_copyable(cluster)
+        say(f"  clone: source seeded in {seeded:.1f} s and made ready to copy")
+        before = source_state(primary, replica)
+        run = gate(["--clone-from", replica], plan=plan, traffic=traffic)
+        unchanged = source_state(primary, replica) == before
+        say(f"  clone: gate exit {run.exit_code} in {run.seconds:.1f} s; source unchanged "
+            f"(pg_dump and WAL positions): {'yes' if unchanged else 'NO'}")  # fmt: skip
+        return CloneRun(seeded, run, unchanged)
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scales", default="1,10,100", help="comma-separated (default 1,10,100)")
     parser.add_argument("--plan", type=Path, default=ROOT / "plans" / "kct")
     parser.add_argument("--no-traffic", action="store_true")
+    parser.add_argument(
+        "--clone",
+        action="store_true",
+        help="also gate a --clone-from copy of a separately started server at each scale",
+    )
     args = parser.parse_args(argv)
     try:
         scales = [int(s) for s in args.scales.split(",")]
@@ -175,13 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     say(f"{os.cpu_count()} cores, load average {load:.1f} at the start (a shared machine is noisy)")
     rows = []
+    clones: dict[int, CloneRun] = {}
     for scale in scales:
         say(f"scale {scale}: raw floor")
         floor = raw_floor(scale, say=say)
         say(f"scale {scale}: harness gate")
-        run = gate(scale, plan=args.plan, traffic=not args.no_traffic)
+        run = gate(["--scale", str(scale)], plan=args.plan, traffic=not args.no_traffic)
         say(f"  gate: exit {run.exit_code} in {run.seconds:.1f} s")
         rows.append((scale, floor, run))
+        if args.clone:
+            say(f"scale {scale}: harness gate --clone-from a server of its own")
+            clones[scale] = clone_gate(scale, plan=args.plan, traffic=not args.no_traffic, say=say)
     say("")
     say("scale   gate s  floor s (seed+dump+restore)   ratio  peak RSS MB  peak disk MB  exit")
     for scale, floor, run in rows:
@@ -191,8 +234,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{run.seconds / floor.total:>6.2f} {run.peak_rss_mb:>12.0f} {run.peak_disk_mb:>13.0f}"
             f"  {run.exit_code}"
         )
-    for scale, _, run in rows:
-        say(f"\nscale {scale}: where the gate's time went")
+    if clones:
+        say("")
+        say("scale  load s   gate s | copy s  gate --clone-from s  source unchanged")
+        for scale, _, run in rows:
+            clone = clones[scale]
+            say(
+                f"{scale:>5} {_phase(run, 'load'):>7.1f} {run.seconds:>8.1f} | "
+                f"{_phase(clone.run, 'clone'):>6.1f} {clone.run.seconds:>20.1f}  "
+                f"{'yes' if clone.source_unchanged else 'NO'}"
+            )
+    timed = [(f"scale {scale}", run) for scale, _, run in rows]
+    timed += [(f"scale {scale}, --clone-from", c.run) for scale, c in clones.items()]
+    for name, run in timed:
+        say(f"\n{name}: where the gate's time went")
         for phase in run.phases:
             if phase.get("kind") == "check" and float(str(phase.get("seconds", 0))) < 0.5:
                 continue
@@ -203,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"  {phase.get('kind', ''):<6} {phase.get('name', '')!s:<48} "
                 f"{float(str(phase.get('seconds', 0))):>8.2f} s{extra}")  # fmt: skip
     return 0
+
+
+def _phase(run: GateRun, name: str) -> float:
+    return sum(float(str(p.get("seconds", 0))) for p in run.phases if p.get("name") == name)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,10 @@ from harness.cluster.binaries import find_binaries
 from harness.cluster.local import LocalCluster, default_base_dir, start_local_cluster
 from harness.cluster.processes import free_port, processes_under, stop_processes_under
 from harness.cluster.versions import parse_version
-from harness.connections import Conn, connect, insert_lsn, wait_for_replay
+from harness.connections import connect
 from harness.dsn import with_database, with_login
 from harness.legacy import seed
+from harness.testing.clone_source import make_copyable, positions, source_state
 
 pytestmark = pytest.mark.slow
 
@@ -68,74 +69,26 @@ def _quiet(src: Source, *, timeout: float = 60.0) -> None:
                     "  pg_current_wal_flush_lsn())"
                 )
             ]
-            position = _positions(conn, replica)
+            position = positions(conn, replica)
             if records[1:] == ["RUNNING_XACTS"] and len(set(position)) == 1:
                 return
             assert time.monotonic() < deadline, f"the source kept writing WAL: {records}"
             time.sleep(0.5)
 
 
-def _positions(primary: Conn, replica: Conn) -> tuple[str, str, str]:
-    """The primary's WAL inserted and written, and what its replica replayed."""
-    row = primary.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-    assert row is not None
-    replayed = replica.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()
-    assert replayed is not None
-    return str(insert_lsn(primary)), str(row[0]), str(replayed[0])
-
-
-def _checkpointed_with_full_pages(conn: Conn) -> bool:
-    row = conn.execute("SELECT full_page_writes FROM pg_control_checkpoint()").fetchone()
-    return bool(row and row[0])
-
-
 @pytest.fixture(scope="module")
 def source() -> Iterator[Source]:
-    """A source cluster, seeded, with a role that may log in but not copy it.
-
-    Made ready for copying as its operator would: full_page_writes on (a standby whose
-    primary runs without them refuses to be copied; the harness's own clusters run
-    without). And made idle: an idle server still writes WAL when a read prunes a page
-    of rows deleted before it, so every dead row is vacuumed away first, with nothing
-    holding them (autovacuum off, no replica's hot_standby_feedback).
-    """
+    """A source cluster, seeded, with a role that may log in but not copy it, made ready
+    to be copied and idle (:func:`make_copyable`)."""
     base = tempfile.mkdtemp(prefix="clone-source-", dir=default_base_dir())
     Path(base).chmod(0o755)
     cluster = start_local_cluster(dbname="shop", base_dir=base)
     try:
         seed(cluster.endpoints.primary, scale=1)
-        admin = with_database(cluster.endpoints.primary, "postgres")
-        with connect(admin) as conn:
+        with connect(with_database(cluster.endpoints.primary, "postgres")) as conn:
             conn.execute("CREATE EXTENSION pg_walinspect")
             conn.execute("CREATE ROLE reporting LOGIN")
-            conn.execute("ALTER SYSTEM SET full_page_writes = on")
-            conn.execute("ALTER SYSTEM SET autovacuum = off")
-            conn.execute("SELECT pg_reload_conf()")
-        with connect(cluster.endpoints.replica) as conn:
-            conn.execute("ALTER SYSTEM SET hot_standby_feedback = off")
-            conn.execute("SELECT pg_reload_conf()")
-        with connect(admin) as conn:
-            deadline = time.monotonic() + 30
-            while conn.execute(
-                "SELECT 1 FROM pg_stat_replication WHERE backend_xmin IS NOT NULL"
-            ).fetchone():
-                assert time.monotonic() < deadline, "the replica still holds rows back"
-                time.sleep(0.1)
-            conn.execute("VACUUM")
-        with connect(cluster.endpoints.primary) as conn:
-            conn.execute("VACUUM")
-            # The checkpointer takes up full_page_writes when it gets to the reload: until
-            # a checkpoint is made with them on, the standby refuses to be copied.
-            conn.execute("CHECKPOINT")
-            while not _checkpointed_with_full_pages(conn):
-                time.sleep(0.05)
-                conn.execute("CHECKPOINT")
-        # Not cluster.wait_for_replica(): it commits a transaction of its own to flush the
-        # WAL it waits for, and this source must stay quiet. The checkpoint is flushed.
-        with connect(cluster.endpoints.primary) as conn, connect(cluster.endpoints.replica) as rep:
-            assert wait_for_replay(rep, insert_lsn(conn), timeout=30) is not None
-        with connect(cluster.endpoints.replica) as conn:
-            conn.execute("CHECKPOINT")  # a restartpoint at the checkpoint made with them on
+        make_copyable(cluster)
         yield Source(cluster, cluster.endpoints.primary, cluster.endpoints.replica)
     finally:
         cluster.stop()
@@ -167,21 +120,6 @@ def _harness(
         check=False,
         env={**os.environ, "PGCUTOVER_TMPDIR": str(base), **(env or {})},
     )
-
-
-def _state(src: Source) -> tuple[bytes, tuple[str, str, str]]:
-    """What a clone must not change: the database's dump and both servers' WAL positions."""
-    dump = subprocess.run(
-        [find_binaries().path("pg_dump"), "-d", src.primary],
-        capture_output=True,
-        check=True,
-    ).stdout
-    # pg_dump (15.14 and later) fences its output with a \\restrict key drawn at random
-    # for each run; every other byte is the database's.
-    fences = (b"\\restrict ", b"\\unrestrict ")
-    dump = b"".join(s for s in dump.splitlines(keepends=True) if not s.startswith(fences))
-    with connect(src.primary) as primary, connect(src.replica) as replica:
-        return dump, _positions(primary, replica)
 
 
 # -- bad input: exit 2 before anything starts -------------------------------------------
@@ -337,7 +275,7 @@ def test_gate_of_a_standby_copy_is_safe_and_the_source_unchanged(
     source: Source, base_dir: Path, tmp_path: Path
 ) -> None:
     _quiet(source)
-    before = _state(source)
+    before = source_state(source.primary, source.replica)
     done = _harness(
         "gate", "--plan", KCT, "--clone-from", source.replica, "--reports", tmp_path,
         "--traffic-clients", "4", base=base_dir,
@@ -350,7 +288,7 @@ def test_gate_of_a_standby_copy_is_safe_and_the_source_unchanged(
     assert report["clone"]["source_role"] == "standby"
     assert report["clone"]["source_wal_written"] is False
     assert "clone" in [p["name"] for p in report["phases"]]
-    after = _state(source)
+    after = source_state(source.primary, source.replica)
     assert after[0] == before[0], "the source's database changed"
     assert after[1] == before[1], "the source's primary wrote WAL, or its replica replayed some"
     assert _left_in(base_dir) == ([], {})

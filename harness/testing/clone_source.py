@@ -1,0 +1,93 @@
+"""A cluster made ready to be copied by ``--clone-from``, and what a copy must not change.
+
+Shared by the clone scenario and the scale benchmark: both start a source of their own,
+prepare it as its operator would, and compare its state before and after the gate.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from harness.cluster.binaries import find_binaries
+from harness.cluster.local import LocalCluster
+from harness.connections import Conn, connect, insert_lsn, wait_for_replay
+from harness.dsn import child_env, with_database
+
+__all__ = ["make_copyable", "positions", "source_state"]
+
+#: pg_dump (15.14 and later) fences its output with a \\restrict key drawn at random for
+#: each run; every other byte is the database's.
+_FENCES = (b"\\restrict ", b"\\unrestrict ")
+
+
+def make_copyable(cluster: LocalCluster, *, timeout: float = 60.0) -> None:
+    """Ready the source for copying, as its operator would, and make it idle.
+
+    Full page writes on (a standby whose primary runs without them refuses to be
+    copied; the harness's own clusters run without). Idle: a server still writes WAL
+    when a read prunes a page of rows deleted before it, so every dead row is vacuumed
+    away first, with nothing holding them (autovacuum off, no replica's
+    hot_standby_feedback).
+    """
+    endpoints = cluster.endpoints
+    assert endpoints.replica is not None, "a source to copy needs its streaming replica"
+    admin = with_database(endpoints.primary, "postgres")
+    with connect(admin) as conn:
+        conn.execute("ALTER SYSTEM SET full_page_writes = on")
+        conn.execute("ALTER SYSTEM SET autovacuum = off")
+        conn.execute("SELECT pg_reload_conf()")
+    with connect(endpoints.replica) as conn:
+        conn.execute("ALTER SYSTEM SET hot_standby_feedback = off")
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + timeout
+    with connect(admin) as conn:
+        while conn.execute(
+            "SELECT 1 FROM pg_stat_replication WHERE backend_xmin IS NOT NULL"
+        ).fetchone():
+            assert time.monotonic() < deadline, "the replica still holds rows back"
+            time.sleep(0.1)
+        conn.execute("VACUUM")
+    with connect(endpoints.primary) as conn:
+        conn.execute("VACUUM")
+        # The checkpointer takes up full_page_writes when it gets to the reload: until a
+        # checkpoint is made with them on, the standby refuses to be copied.
+        conn.execute("CHECKPOINT")
+        while not _checkpointed_with_full_pages(conn):
+            assert time.monotonic() < deadline, "no checkpoint with full_page_writes on"
+            time.sleep(0.05)
+            conn.execute("CHECKPOINT")
+    # Not cluster.wait_for_replica(): it commits a transaction of its own to flush the WAL
+    # it waits for, and this source must stay quiet. The checkpoint is flushed.
+    with connect(endpoints.primary) as conn, connect(endpoints.replica) as replica:
+        assert wait_for_replay(replica, insert_lsn(conn), timeout=timeout) is not None
+    with connect(endpoints.replica) as conn:
+        conn.execute("CHECKPOINT")  # a restartpoint at the checkpoint made with them on
+
+
+def _checkpointed_with_full_pages(conn: Conn) -> bool:
+    row = conn.execute("SELECT full_page_writes FROM pg_control_checkpoint()").fetchone()
+    return bool(row and row[0])
+
+
+def positions(primary: Conn, replica: Conn) -> tuple[str, str, str]:
+    """The primary's WAL inserted and written, and what its replica replayed."""
+    row = primary.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    replayed = replica.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()
+    assert replayed is not None
+    return str(insert_lsn(primary)), str(row[0]), str(replayed[0])
+
+
+def source_state(primary: str, replica: str) -> tuple[bytes, tuple[str, str, str]]:
+    """What a clone must not change: the database's dump and both servers' WAL positions."""
+    conninfo, env = child_env(primary)
+    dump = subprocess.run(
+        [find_binaries().path("pg_dump"), "-d", conninfo],
+        capture_output=True,
+        check=True,
+        env=env,
+    ).stdout
+    dump = b"".join(s for s in dump.splitlines(keepends=True) if not s.startswith(_FENCES))
+    with connect(primary) as p, connect(replica) as r:
+        return dump, positions(p, r)
