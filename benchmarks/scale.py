@@ -44,7 +44,7 @@ from harness.legacy import seed
 from harness.legacy.capacity import check_gate_room
 from harness.progress import Progress
 from harness.runner.backup import restore_jobs
-from harness.testing.clone_source import make_copyable, source_state
+from harness.testing.clone_source import make_copyable, source_state, wait_until_quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,11 +177,16 @@ def clone_gate(scale: int, *, plan: Path, traffic: bool, say: Progress) -> Clone
         seeded = seed(primary, scale=scale).seconds
         make_copyable(cluster)
         say(f"  clone: source seeded in {seeded:.1f} s and made ready to copy")
+        wait_until_quiet(primary, replica)
         before = source_state(primary, replica)
         run = gate(["--clone-from", replica], plan=plan, traffic=traffic)
-        unchanged = source_state(primary, replica) == before
+        after = source_state(primary, replica)
+        unchanged = after == before
         say(f"  clone: gate exit {run.exit_code} in {run.seconds:.1f} s; source unchanged "
             f"(pg_dump and WAL positions): {'yes' if unchanged else 'NO'}")  # fmt: skip
+        if not unchanged:
+            say(f"  clone: the same dump: {after[0] == before[0]}; WAL positions (primary "
+                f"inserted, written; replica replayed) {before[1]} -> {after[1]}")  # fmt: skip
         return CloneRun(seeded, run, unchanged)
     finally:
         cluster.stop()

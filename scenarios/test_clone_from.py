@@ -32,7 +32,7 @@ from harness.cluster.versions import parse_version
 from harness.connections import connect
 from harness.dsn import with_database, with_login
 from harness.legacy import seed
-from harness.testing.clone_source import make_copyable, positions, source_state
+from harness.testing.clone_source import make_copyable, source_state, wait_until_quiet
 
 pytestmark = pytest.mark.slow
 
@@ -50,32 +50,6 @@ class Source:
     replica: str
 
 
-def _quiet(src: Source, *, timeout: float = 60.0) -> None:
-    """Wait for the idle source's last WAL record of its own, written and replayed.
-
-    After a checkpoint, the background writer logs the running transactions once (it
-    does so at most every 15 sec, and only after WAL that matters), and the WAL writer
-    writes it out; then an idle server with nothing left to prune or vacuum writes
-    nothing: any WAL after that is someone else's doing.
-    """
-    deadline = time.monotonic() + timeout
-    with connect(with_database(src.primary, "postgres")) as conn, connect(src.replica) as replica:
-        while True:
-            records = [
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT record_type FROM pg_get_wal_records_info("
-                    "  (SELECT checkpoint_lsn FROM pg_control_checkpoint()),"
-                    "  pg_current_wal_flush_lsn())"
-                )
-            ]
-            position = positions(conn, replica)
-            if records[1:] == ["RUNNING_XACTS"] and len(set(position)) == 1:
-                return
-            assert time.monotonic() < deadline, f"the source kept writing WAL: {records}"
-            time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def source() -> Iterator[Source]:
     """A source cluster, seeded, with a role that may log in but not copy it, made ready
@@ -86,7 +60,6 @@ def source() -> Iterator[Source]:
     try:
         seed(cluster.endpoints.primary, scale=1)
         with connect(with_database(cluster.endpoints.primary, "postgres")) as conn:
-            conn.execute("CREATE EXTENSION pg_walinspect")
             conn.execute("CREATE ROLE reporting LOGIN")
         make_copyable(cluster)
         yield Source(cluster, cluster.endpoints.primary, cluster.endpoints.replica)
@@ -274,7 +247,7 @@ def test_up_serves_the_copy_of_the_source(source: Source, base_dir: Path) -> Non
 def test_gate_of_a_standby_copy_is_safe_and_the_source_unchanged(
     source: Source, base_dir: Path, tmp_path: Path
 ) -> None:
-    _quiet(source)
+    wait_until_quiet(source.primary, source.replica)
     before = source_state(source.primary, source.replica)
     done = _harness(
         "gate", "--plan", KCT, "--clone-from", source.replica, "--reports", tmp_path,

@@ -29,33 +29,37 @@ __all__ = [
 #: machine here can hold; a larger database is a dump of the team's own (--legacy).
 MAX_SCALE = 10_000
 # Measured at scale 100 (PostgreSQL 15): 827 MB of tables and indexes, a 154 MB
-# pg_dump -Fc archive, about 10 MB of WAL per unit of scale. The sum below was short at
-# scale 1000: 31 GB reckoned, 56.7 GB measured at the gate's peak (every file under the
-# cluster's and the backup's directories). A restore of the whole database writes its
-# data's worth of WAL on both servers faster than checkpoints recycle it (max_wal_size
-# is a soft limit), the restored copy is replicated too, and the checks' and the plan's
-# joins and sorts spill to temporary files.
+# pg_dump -Fc archive. The gate's peak (every file under the cluster's and the backup's
+# directories) was 7.7 GB at scale 100 and 56.7 GB at scale 1000, where an earlier sum
+# had reckoned 4.8 and 31 GB: each server keeps WAL up to max_wal_size (2 GB) before
+# its checkpoints recycle it, and past that a restore of the whole database writes WAL
+# faster than they do; the restored copy is replicated too; and the checks' and the
+# plan's joins and sorts spill to temporary files.
 _DATABASE_PER_SCALE = 8_300_000
 _BACKUP_PER_SCALE = 1_600_000
+#: WAL a server keeps: up to max_wal_size at 20 MB per unit of scale, then 10 MB more
+_WAL_KEPT_PER_SCALE = 20_000_000
+_WAL_KEPT_CAP = 2_100_000_000
 _WAL_PER_SCALE = 10_000_000
 _CLUSTER = 200_000_000  # two initdb'd servers, logs, PgBouncer
 
 
-def _room(*, cluster: int, database: int, backup: int, wal: int) -> int:
-    """The primary and the replica each hold the whole cluster and the backup's restore
-    of the gated database; then the backup itself, each server's WAL, and temporary
-    files of half the gated database."""
-    return _CLUSTER + 2 * cluster + 2 * database + backup + 2 * wal + database // 2
+def _room(*, cluster: int, database: int, backup: int, wal_scale: float) -> int:
+    """The primary and the replica each hold the whole cluster, the backup's restore of
+    the gated database and their WAL; then the backup itself, and temporary files of
+    half the gated database. ``wal_scale``: the gated database in units of scale."""
+    wal = min(_WAL_KEPT_PER_SCALE * wal_scale, _WAL_KEPT_CAP) + _WAL_PER_SCALE * wal_scale
+    return int(_CLUSTER + 2 * (cluster + database + wal) + backup + database // 2)
 
 
 def room_needed(*, scale: int) -> int:
-    """Bytes a gate at ``scale`` writes at its peak: three copies, the backup, the WAL."""
+    """Bytes a gate at ``scale`` writes at its peak: four copies, the backup, the WAL."""
     database = _DATABASE_PER_SCALE * scale
     return _room(
         cluster=database,
         database=database,
         backup=_BACKUP_PER_SCALE * scale,
-        wal=_WAL_PER_SCALE * scale,
+        wal_scale=scale,
     )
 
 
@@ -67,7 +71,7 @@ def clone_room_needed(*, cluster_bytes: int, database_bytes: int) -> int:
         cluster=cluster_bytes,
         database=database_bytes,
         backup=database_bytes * _BACKUP_PER_SCALE // _DATABASE_PER_SCALE,
-        wal=database_bytes * _WAL_PER_SCALE // _DATABASE_PER_SCALE,
+        wal_scale=database_bytes / _DATABASE_PER_SCALE,
     )
 
 

@@ -14,7 +14,7 @@ from harness.cluster.local import LocalCluster
 from harness.connections import Conn, connect, insert_lsn, wait_for_replay
 from harness.dsn import child_env, with_database
 
-__all__ = ["make_copyable", "positions", "source_state"]
+__all__ = ["make_copyable", "positions", "source_state", "wait_until_quiet"]
 
 #: pg_dump (15.14 and later) fences its output with a \\restrict key drawn at random for
 #: each run; every other byte is the database's.
@@ -34,6 +34,7 @@ def make_copyable(cluster: LocalCluster, *, timeout: float = 60.0) -> None:
     assert endpoints.replica is not None, "a source to copy needs its streaming replica"
     admin = with_database(endpoints.primary, "postgres")
     with connect(admin) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")  # wait_until_quiet's
         conn.execute("ALTER SYSTEM SET full_page_writes = on")
         conn.execute("ALTER SYSTEM SET autovacuum = off")
         conn.execute("SELECT pg_reload_conf()")
@@ -63,6 +64,32 @@ def make_copyable(cluster: LocalCluster, *, timeout: float = 60.0) -> None:
         assert wait_for_replay(replica, insert_lsn(conn), timeout=timeout) is not None
     with connect(endpoints.replica) as conn:
         conn.execute("CHECKPOINT")  # a restartpoint at the checkpoint made with them on
+
+
+def wait_until_quiet(primary: str, replica: str, *, timeout: float = 60.0) -> None:
+    """Wait for the idle source's last WAL record of its own, written and replayed.
+
+    After a checkpoint, the background writer logs the running transactions once (it
+    does so at most every 15 sec, and only after WAL that matters), and the WAL writer
+    writes it out; then an idle server with nothing left to prune or vacuum writes
+    nothing: any WAL after that is someone else's doing.
+    """
+    deadline = time.monotonic() + timeout
+    with connect(with_database(primary, "postgres")) as conn, connect(replica) as standby:
+        while True:
+            records = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT record_type FROM pg_get_wal_records_info("
+                    "  (SELECT checkpoint_lsn FROM pg_control_checkpoint()),"
+                    "  pg_current_wal_flush_lsn())"
+                )
+            ]
+            position = positions(conn, standby)
+            if records[1:] == ["RUNNING_XACTS"] and len(set(position)) == 1:
+                return
+            assert time.monotonic() < deadline, f"the source kept writing WAL: {records}"
+            time.sleep(0.5)
 
 
 def _checkpointed_with_full_pages(conn: Conn) -> bool:
