@@ -4,6 +4,8 @@
     python benchmarks/scale.py --scales 1,100,1000  # 1000 is about 36 M rows and 8 GB
     python benchmarks/scale.py --scales 100 --clone # and the gate on a copy of a server
 
+Each gate's gate.json and gate.log stay in reports/scale/scale-N/ (``--reports``).
+
 For each scale it measures, one after the other:
 
 * the raw floor: what a person with the PostgreSQL tools alone would pay for the
@@ -135,27 +137,29 @@ def _disk_peak(roots: list[Path]) -> Iterator[list[int]]:
         thread.join()
 
 
-def gate(source: list[str], *, plan: Path, traffic: bool) -> GateRun:
-    """``harness gate`` on the database ``source`` names (``--scale N`` or ``--clone-from``)."""
-    with tempfile.TemporaryDirectory(prefix="scale-reports-") as reports:
-        argv = [sys.executable, "-m", "harness.cli", "gate", "--plan", str(plan),
-                *source, "--reports", reports]  # fmt: skip
-        if not traffic:
-            argv.append("--no-traffic")
-        roots = sorted({Path(default_base_dir()), Path(tempfile.gettempdir())})
-        with _disk_peak(roots) as peak:
-            started = time.perf_counter()
-            with (Path(reports) / "gate.log").open("w") as log:
-                done = subprocess.run(argv, cwd=ROOT, stdout=log, stderr=log, check=False)
-            seconds = time.perf_counter() - started
-        # Linux: ru_maxrss in KiB, the largest of the processes waited for (servers included).
-        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if done.returncode not in (0, 1):
-            tail = (Path(reports) / "gate.log").read_text().splitlines()[-15:]
-            print("\n".join(["  the gate could not run; its last lines:", *tail]))
-        report = Path(reports) / "gate.json"
-        phases = json.loads(report.read_text()).get("phases", []) if report.exists() else []
-        return GateRun(seconds, done.returncode, rss, peak[0] / 1e6, phases)
+def gate(source: list[str], *, plan: Path, traffic: bool, reports: Path) -> GateRun:
+    """``harness gate`` on the database ``source`` names (``--scale N`` or ``--clone-from``);
+    its report and log are kept in ``reports``, to read a check's outcome afterwards."""
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "gate.json").unlink(missing_ok=True)  # an earlier run's, not this one's
+    argv = [sys.executable, "-m", "harness.cli", "gate", "--plan", str(plan),
+            *source, "--reports", str(reports)]  # fmt: skip
+    if not traffic:
+        argv.append("--no-traffic")
+    roots = sorted({Path(default_base_dir()), Path(tempfile.gettempdir())})
+    with _disk_peak(roots) as peak:
+        started = time.perf_counter()
+        with (reports / "gate.log").open("w") as log:
+            done = subprocess.run(argv, cwd=ROOT, stdout=log, stderr=log, check=False)
+        seconds = time.perf_counter() - started
+    # Linux: ru_maxrss in KiB, the largest of the processes waited for (servers included).
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if done.returncode not in (0, 1):
+        tail = (reports / "gate.log").read_text().splitlines()[-15:]
+        print("\n".join(["  the gate could not run; its last lines:", *tail]))
+    report = reports / "gate.json"
+    phases = json.loads(report.read_text()).get("phases", []) if report.exists() else []
+    return GateRun(seconds, done.returncode, rss, peak[0] / 1e6, phases)
 
 
 @dataclass
@@ -165,7 +169,7 @@ class CloneRun:
     source_unchanged: bool
 
 
-def clone_gate(scale: int, *, plan: Path, traffic: bool, say: Progress) -> CloneRun:
+def clone_gate(scale: int, *, plan: Path, traffic: bool, reports: Path, say: Progress) -> CloneRun:
     """The gate on a physical copy of a separately started server holding the same
     database: its streaming replica is copied, and must be left exactly as it was."""
     base = tempfile.mkdtemp(prefix="pgcutover-clone-source-", dir=default_base_dir())
@@ -179,7 +183,7 @@ def clone_gate(scale: int, *, plan: Path, traffic: bool, say: Progress) -> Clone
         say(f"  clone: source seeded in {seeded:.1f} s and made ready to copy")
         wait_until_quiet(primary, replica)
         before = source_state(primary, replica)
-        run = gate(["--clone-from", replica], plan=plan, traffic=traffic)
+        run = gate(["--clone-from", replica], plan=plan, traffic=traffic, reports=reports)
         after = source_state(primary, replica)
         unchanged = after == before
         say(f"  clone: gate exit {run.exit_code} in {run.seconds:.1f} s; source unchanged "
@@ -198,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="1,10,100", help="comma-separated (default 1,10,100)")
     parser.add_argument("--plan", type=Path, default=ROOT / "plans" / "kct")
     parser.add_argument("--no-traffic", action="store_true")
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        default=ROOT / "reports" / "scale",
+        help="each gate's gate.json and gate.log go in scale-N/ here (default reports/scale)",
+    )
     parser.add_argument(
         "--clone",
         action="store_true",
@@ -224,12 +234,23 @@ def main(argv: list[str] | None = None) -> int:
         say(f"scale {scale}: raw floor")
         floor = raw_floor(scale, say=say)
         say(f"scale {scale}: harness gate")
-        run = gate(["--scale", str(scale)], plan=args.plan, traffic=not args.no_traffic)
+        run = gate(
+            ["--scale", str(scale)],
+            plan=args.plan,
+            traffic=not args.no_traffic,
+            reports=args.reports / f"scale-{scale}",
+        )
         say(f"  gate: exit {run.exit_code} in {run.seconds:.1f} s")
         rows.append((scale, floor, run))
         if args.clone:
             say(f"scale {scale}: harness gate --clone-from a server of its own")
-            clones[scale] = clone_gate(scale, plan=args.plan, traffic=not args.no_traffic, say=say)
+            clones[scale] = clone_gate(
+                scale,
+                plan=args.plan,
+                traffic=not args.no_traffic,
+                reports=args.reports / f"scale-{scale}-clone",
+                say=say,
+            )
     say("")
     say("scale   gate s  floor s (seed+dump+restore)   ratio  peak RSS MB  peak disk MB  exit")
     for scale, floor, run in rows:
