@@ -52,6 +52,12 @@ def erlang_c(cores: int, busy: float) -> float | None:
     return full / (below + full)
 
 
+def _wait_per_hold(cores: int, busy: float) -> float | None:
+    """M/M/c's mean wait for a core, in units of how long a process holds one."""
+    chance = erlang_c(cores, busy)
+    return None if chance is None else chance / (cores - busy)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Point:
     """One side of one round: its successful requests' p95, its rate (every request),
@@ -79,13 +85,9 @@ class Point:
                 out[name] = each * (ms / total if total > 0 else 1 / len(group))
         return out
 
-    def _waits(self, cores: int, busy: float) -> float | None:
-        chance = erlang_c(cores, busy)
-        return None if chance is None else chance / (cores - busy)
-
     def shared_wait_factor(self, cores: int) -> float | None:
         """Wake-ups times the M/M/c wait per unit of ``hold``, every node on the same cores."""
-        per_visit = self._waits(cores, self.rate * self.cpu_total_ms / 1000)
+        per_visit = _wait_per_hold(cores, self.rate * self.cpu_total_ms / 1000)
         return None if per_visit is None else per_visit * sum(self.visits().values())
 
     def mean_ms(self, cores: int, hold_ms: float, *, separate: bool) -> float | None:
@@ -96,7 +98,7 @@ class Point:
         total = 0.0
         visits = self.visits()
         for node, ms in self.cpu_ms.items():
-            per_visit = self._waits(cores, self.rate * ms / 1000)
+            per_visit = _wait_per_hold(cores, self.rate * ms / 1000)
             if per_visit is None:
                 return None
             total += ms + visits[node] * per_visit * hold_ms
