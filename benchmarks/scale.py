@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,12 @@ from harness.legacy import seed
 from harness.legacy.capacity import check_gate_room
 from harness.progress import Progress
 from harness.runner.backup import restore_jobs
-from harness.testing.clone_source import make_copyable, source_state, wait_until_quiet
+from harness.testing.clone_source import (
+    make_copyable,
+    seeded_source,
+    source_state,
+    wait_until_quiet,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,7 +168,6 @@ def gate(source: list[str], *, plan: Path, traffic: bool, reports: Path) -> Gate
 
 @dataclass
 class CloneRun:
-    seed: float
     run: GateRun
     source_unchanged: bool
 
@@ -172,15 +175,13 @@ class CloneRun:
 def clone_gate(scale: int, *, plan: Path, traffic: bool, reports: Path, say: Progress) -> CloneRun:
     """The gate on a physical copy of a separately started server holding the same
     database: its streaming replica is copied, and must be left exactly as it was."""
-    base = tempfile.mkdtemp(prefix="pgcutover-clone-source-", dir=default_base_dir())
-    Path(base).chmod(0o755)
-    cluster = start_local_cluster(dbname="shop", base_dir=base)
-    try:
+    started = time.perf_counter()
+    with seeded_source(scale=scale) as cluster:
         primary, replica = cluster.endpoints.primary, cluster.endpoints.replica
         assert replica is not None
-        seeded = seed(primary, scale=scale).seconds
         make_copyable(cluster)
-        say(f"  clone: source seeded in {seeded:.1f} s and made ready to copy")
+        ready = time.perf_counter() - started
+        say(f"  clone: source seeded and made ready to copy in {ready:.1f} s")
         wait_until_quiet(primary, replica)
         before = source_state(primary, replica)
         run = gate(["--clone-from", replica], plan=plan, traffic=traffic, reports=reports)
@@ -191,10 +192,7 @@ def clone_gate(scale: int, *, plan: Path, traffic: bool, reports: Path, say: Pro
         if not unchanged:
             say(f"  clone: the same dump: {after[0] == before[0]}; WAL positions (primary "
                 f"inserted, written; replica replayed) {before[1]} -> {after[1]}")  # fmt: skip
-        return CloneRun(seeded, run, unchanged)
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        return CloneRun(run, unchanged)
 
 
 def main(argv: list[str] | None = None) -> int:

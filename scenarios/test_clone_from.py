@@ -26,13 +26,17 @@ import psycopg
 import pytest
 
 from harness.cluster.binaries import find_binaries
-from harness.cluster.local import LocalCluster, default_base_dir, start_local_cluster
+from harness.cluster.local import LocalCluster, default_base_dir
 from harness.cluster.processes import free_port, processes_under, stop_processes_under
 from harness.cluster.versions import parse_version
 from harness.connections import connect
 from harness.dsn import with_database, with_login
-from harness.legacy import seed
-from harness.testing.clone_source import make_copyable, source_state, wait_until_quiet
+from harness.testing.clone_source import (
+    make_copyable,
+    seeded_source,
+    source_state,
+    wait_until_quiet,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -54,18 +58,12 @@ class Source:
 def source() -> Iterator[Source]:
     """A source cluster, seeded, with a role that may log in but not copy it, made ready
     to be copied and idle (:func:`make_copyable`)."""
-    base = tempfile.mkdtemp(prefix="clone-source-", dir=default_base_dir())
-    Path(base).chmod(0o755)
-    cluster = start_local_cluster(dbname="shop", base_dir=base)
-    try:
-        seed(cluster.endpoints.primary, scale=1)
+    with seeded_source(scale=1) as cluster:
         with connect(with_database(cluster.endpoints.primary, "postgres")) as conn:
             conn.execute("CREATE ROLE reporting LOGIN")
         make_copyable(cluster)
+        assert cluster.endpoints.replica is not None
         yield Source(cluster, cluster.endpoints.primary, cluster.endpoints.replica)
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

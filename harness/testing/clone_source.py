@@ -6,19 +6,40 @@ prepare it as its operator would, and compare its state before and after the gat
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from harness.cluster.binaries import find_binaries
-from harness.cluster.local import LocalCluster
+from harness.cluster.local import LocalCluster, default_base_dir, start_local_cluster
 from harness.connections import Conn, connect, insert_lsn, wait_for_replay
 from harness.dsn import child_env, with_database
+from harness.legacy import seed
 
-__all__ = ["make_copyable", "positions", "source_state", "wait_until_quiet"]
+__all__ = ["make_copyable", "positions", "seeded_source", "source_state", "wait_until_quiet"]
 
 #: pg_dump (15.14 and later) fences its output with a \\restrict key drawn at random for
 #: each run; every other byte is the database's.
 _FENCES = (b"\\restrict ", b"\\unrestrict ")
+
+
+@contextmanager
+def seeded_source(*, scale: int) -> Iterator[LocalCluster]:
+    """A server of its own (a primary and its streaming replica) holding the built-in
+    database at ``scale`` in ``shop``, stopped and removed after."""
+    base = Path(tempfile.mkdtemp(prefix="pgcutover-clone-source-", dir=default_base_dir()))
+    base.chmod(0o755)
+    cluster = start_local_cluster(dbname="shop", base_dir=str(base))
+    try:
+        seed(cluster.endpoints.primary, scale=scale)
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def make_copyable(cluster: LocalCluster, *, timeout: float = 60.0) -> None:
