@@ -1,6 +1,6 @@
 """The gate's comparisons with the database as it was, made while the application writes.
 
-Each comparison is read while the application's writes wait (``TrafficRun.settled``),
+Each comparison is read while the application's traffic waits (``TrafficRun.settled``),
 and held against the baseline as those writes left it (``harness.ledger``): after
 the rollback on the primary and on the replica, and after migrating again.
 """

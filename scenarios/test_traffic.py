@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from waiting import wait_until
 
 from harness.cluster import Cluster
 from harness.errors import UsageError
@@ -237,3 +239,40 @@ def test_the_baseline_lasts_until_a_rare_path_has_served_a_request(
     finally:
         traffic.stop()
     assert served == {"reader", "writer"}
+
+
+def test_no_request_runs_while_the_traffic_is_on_hold(legacy_database: LegacyDatabase) -> None:
+    """The harness's comparisons read while the application waits, reads and writes alike:
+    a request in flight finishes first, none starts inside, and they resume after."""
+    endpoints = legacy_database.endpoints
+    read = WorkloadQuery(
+        name="slow_read", role=None, kind="read", weight=3, sql=("SELECT pg_sleep(0.05)",)
+    )
+    write = WorkloadQuery(
+        name="touch",
+        role=None,
+        kind="write",
+        weight=1,
+        sql=("UPDATE customers SET phone = phone WHERE id = (SELECT min(id) FROM customers)",),
+    )
+    workload = Workload(queries=(read, write), clients=4, think_time=0.002)
+    logins = Logins(endpoints=endpoints, admin=endpoints.primary, passwords={})
+    traffic = Traffic(workload, logins, prepare_params(endpoints.primary, workload))
+    traffic.start()
+    try:
+        traffic.warm_up(0.2)
+        with traffic.on_hold():
+            held_at = time.monotonic()
+            assert traffic.running == 0
+            time.sleep(0.3)  # the window observed: the clients would fill it many times over
+            released_at = time.monotonic()
+        wait_until(
+            lambda: any(r.start > released_at for r in list(traffic.requests)),
+            timeout=10,
+            what="a request after the hold",
+        )
+    finally:
+        traffic.stop()
+    inside = [r for r in traffic.requests if r.end > held_at and r.start < released_at]
+    assert inside == [], inside
+    assert {r.kind for r in traffic.requests if r.start < held_at} == {"read", "write"}

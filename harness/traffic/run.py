@@ -198,12 +198,12 @@ class TrafficRun:
 
     @contextmanager
     def settled(self) -> Iterator[None]:
-        """Inside, the application's writes wait and the ledger has every one before.
+        """Inside, the application's traffic waits and the ledger has every write before.
 
         A comparison read inside sees the database at one point of the WAL, the point
         the ledger's copy is brought to: so the two are comparable, row for row.
         """
-        with self.traffic.writes_on_hold() if self.traffic is not None else nullcontext():
+        with self.traffic.on_hold() if self.traffic is not None else nullcontext():
             self._catch_up()
             yield
 
@@ -256,7 +256,7 @@ class TrafficRun:
     @contextmanager
     def checking(self) -> Iterator[None]:
         """Around the checks of the migrated database: only the plan's own grants count
-        (the roles' legacy access is off), and the writes wait, because
+        (the roles' legacy access is off), and the traffic waits, because
         ``privileges.tried`` puts sequences back where they were after its trial
         inserts, and an insert meanwhile would take a value that is handed out again."""
         if self.traffic is None or self.logins is None:
