@@ -28,7 +28,7 @@ import bisect
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -299,9 +299,9 @@ class _Client:
         while not traffic.stopping.is_set():
             q = self.pick()
             with traffic._lock:  # see Traffic.on_hold
-                held = traffic.held.is_set()
+                held = q.kind in traffic.held
                 if not held:
-                    traffic.running += 1
+                    traffic.running[q.kind] += 1
             if held:
                 traffic.stopping.wait(think)
                 continue
@@ -309,7 +309,7 @@ class _Client:
                 self._request(q)
             finally:
                 with traffic._lock:
-                    traffic.running -= 1
+                    traffic.running[q.kind] -= 1
             traffic.stopping.wait(think * (0.5 + self.random.random()))
 
     def _request(self, q: WorkloadQuery) -> None:
@@ -357,8 +357,8 @@ class Traffic:
         self.timeline = Timeline()
         self.requests: list[Request] = []
         self.stopping = threading.Event()
-        self.held = threading.Event()
-        self.running = 0  # clients inside a request
+        self.held: frozenset[str] = frozenset()  # kinds of request (read, write) on hold
+        self.running = {"read": 0, "write": 0}  # clients inside a request, by kind
         self._lock = threading.Lock()
         self._clients = [_Client(self, i) for i in range(self.clients)]
         self._threads: list[threading.Thread] = []
@@ -462,22 +462,41 @@ class Traffic:
             client.close()
 
     @contextmanager
-    def on_hold(self, *, timeout: float = 15.0) -> Iterator[None]:
-        """No request inside, once those in flight are done.
+    def on_hold(
+        self, kinds: Collection[str] = ("read", "write"), *, timeout: float = 15.0
+    ) -> Iterator[None]:
+        """No request of ``kinds`` inside, once those in flight are done.
 
         The harness's own comparisons read every row: beside the application's reads
         (at scale 100 its reports scan whole tables on both cores) they took five times
         as long, and no step of the plan runs meanwhile for the traffic to exercise.
         """
         with self._lock:  # no client between "not held" and counting itself in
-            self.held.set()
+            before = self.held
+            self.held = before | frozenset(kinds)
         deadline = time.monotonic() + timeout
-        while self.running and time.monotonic() < deadline:
+        while any(self.running[k] for k in kinds) and time.monotonic() < deadline:
             time.sleep(0.005)
         try:
             yield
         finally:
-            self.held.clear()
+            with self._lock:
+                self.held = before
+
+    def each_sent(self, kind: str, *, bound: float = WARM_UP_BOUND) -> bool:
+        """Run until every query of ``kind`` has been sent once from now on (within ``bound``).
+
+        A window that must show how each query fares, whatever the random draw: a rare
+        query (weight 1 of 44) is otherwise left out of a short one as often as not.
+        """
+        since = time.monotonic()
+        wanted = {q.name for q in self.workload.queries if q.kind == kind}
+        deadline = since + bound
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if wanted <= {r.query for r in list(self.requests) if r.start >= since}:
+                return True
+            self.stopping.wait(0.01)
+        return False
 
     def written_tables(self) -> set[str]:
         return {t for r in list(self.requests) if r.ok for t in r.written}
