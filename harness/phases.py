@@ -40,7 +40,7 @@ _OPENERS: tuple[tuple[str, str], ...] = (
     ("seeding the legacy database", "load"),
     ("application traffic: logins", "traffic logins"),
     ("application traffic:", "traffic start"),
-    ("pg_dump -Fc backup", "backup"),
+    ("pg_dump backup", "backup"),
     ("migrating with plan", "migrate"),
     ("rolling back", "rollback"),
     ("migrating again", "migrate again"),

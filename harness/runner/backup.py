@@ -1,6 +1,6 @@
 """A real backup before the first step, and proof that it restores.
 
-A backup nobody has restored is a hope. ``pg_dump -Fc`` writes it; it is then
+A backup nobody has restored is a hope. ``pg_dump`` writes it; it is then
 restored into a scratch database on the same server and the two fingerprints
 (structure and data checksums) are compared. pg_dump leaves database-level
 settings (``ALTER DATABASE … SET``) out unless it dumps with ``--create``, so
@@ -63,18 +63,32 @@ class _Failed(InfrastructureError):
         self.stderr = stderr
 
 
-def take_backup(dsn: str, *, directory: Path, bins: PgBinaries | None = None) -> Backup:
+def take_backup(
+    dsn: str, *, directory: Path, bins: PgBinaries | None = None, throwaway: bool = False
+) -> Backup:
+    """A ``pg_dump -Fc`` archive of ``dsn``'s database in ``directory``.
+
+    ``throwaway``: a backup removed once its restore is proven (the gate's, of a database
+    it made): a directory archive (``-Fd``) dumped by one session per core, uncompressed.
+    At scale 100 it took 2.1 s against 4.5 s, and restored in 10.9 s against 11.8 s, for
+    447 MB on disk against 173 MB.
+    """
     bins = bins or client_binaries()
     directory.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
-    path = directory / f"{database_of(dsn) or 'database'}-{stamp}.dump"
+    name = f"{database_of(dsn) or 'database'}-{stamp}"
     started = time.perf_counter()
-    # -Z 1: zlib's fastest level. The default (6) spent two thirds of the dump compressing:
-    # 15.1 s against 4.9 s at scale 100, for a file 12 % smaller; restoring either takes
-    # the same time.
-    argv = [bins.path("pg_dump"), "-Fc", "-Z", "1", "-f", str(path), "-d", dsn]
-    _run(argv, dsn=dsn, what="pg_dump")
-    size = path.stat().st_size
+    if throwaway:
+        path = directory / name
+        form = ["-Fd", "-j", str(restore_jobs()), "-Z", "0"]
+    else:
+        path = directory / f"{name}.dump"
+        # -Z 1: zlib's fastest level. The default (6) spent two thirds of the dump
+        # compressing: 15.1 s against 4.9 s at scale 100, for a file 12 % smaller;
+        # restoring either takes the same time.
+        form = ["-Fc", "-Z", "1"]
+    _run([bins.path("pg_dump"), *form, "-f", str(path), "-d", dsn], dsn=dsn, what="pg_dump")
+    size = sum(f.stat().st_size for f in path.iterdir()) if throwaway else path.stat().st_size
     phases.note(nbytes=size)
     return Backup(path, size, time.perf_counter() - started)
 
