@@ -29,12 +29,12 @@ __all__ = [
 #: machine here can hold; a larger database is a dump of the team's own (--legacy).
 MAX_SCALE = 10_000
 # Measured at scale 100 (PostgreSQL 15): 827 MB of tables and indexes, and the gate's
-# backup (an uncompressed directory archive) 447 MB. The gate's peak (every file under the cluster's and the backup's
-# directories) was 7.7 GB at scale 100 and 56.7 GB at scale 1000, where an earlier sum
-# had reckoned 4.8 and 31 GB: each server keeps WAL up to max_wal_size (2 GB) before
-# its checkpoints recycle it, and past that a restore of the whole database writes WAL
-# faster than they do; the restored copy is replicated too; and the checks' and the
-# plan's joins and sorts spill to temporary files.
+# backup (an uncompressed directory archive) 447 MB. The gate's peak (every file under
+# the cluster's and the backup's directories) was 7.7 GB at scale 100 and 56.7 GB at
+# scale 1000, where an earlier sum had reckoned 4.8 and 31 GB: each server keeps WAL up
+# to max_wal_size (2 GB) before its checkpoints recycle it, and past that a restore of
+# the whole database writes WAL faster than they do; the restored copy is replicated
+# too; and the checks' and the plan's joins and sorts spill to temporary files.
 _DATABASE_PER_SCALE = 8_300_000
 _BACKUP_PER_SCALE = 4_500_000
 #: WAL a server keeps: up to max_wal_size at 20 MB per unit of scale, then 10 MB more

@@ -66,10 +66,10 @@ class _Failed(InfrastructureError):
 def take_backup(
     dsn: str, *, directory: Path, bins: PgBinaries | None = None, throwaway: bool = False
 ) -> Backup:
-    """A ``pg_dump -Fc`` archive of ``dsn``'s database in ``directory``.
+    """A ``pg_dump`` archive of ``dsn``'s database in ``directory``: one compressed file.
 
     ``throwaway``: a backup removed once its restore is proven (the gate's, of a database
-    it made): a directory archive (``-Fd``) dumped by one session per core, uncompressed.
+    it made), so a directory archive (``-Fd``) dumped by one session per core, uncompressed.
     At scale 100 it took 2.1 s against 4.5 s, and restored in 10.9 s against 11.8 s, for
     447 MB on disk against 173 MB.
     """

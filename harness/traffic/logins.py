@@ -21,8 +21,9 @@ before the migration what the application has in production today:
 
 Between the migration and the checks of the migrated database the harness
 takes the group membership away (:meth:`Logins.without_legacy_access`), so
-``privileges.tried`` and the new sessions' check see only what the plan itself
-granted, and gives it back for the rollback.
+``privileges.tried``, the new sessions' check and the traffic's reads sent then (each
+read query once, from the connections opened before the migration) see only what
+the plan itself granted, and gives it back for the rollback.
 """
 
 from __future__ import annotations
