@@ -46,9 +46,10 @@ def test_more_scale_needs_more_room() -> None:
     assert sizes == sorted(sizes)
     # Scale 100 is 827 MB of database: three copies of it at least.
     assert room_needed(scale=100) > 3 * 827_000_000
-    # The gate's peaks measured at scales 100 and 1000: every file under its directories.
-    assert room_needed(scale=100) > 7_700_000_000
-    assert room_needed(scale=1000) > 56_700_000_000
+    # The gate's peaks measured at scales 100 and 1000 (every file under its directories;
+    # at 1000, the disk's own use), with its backup an uncompressed directory archive.
+    assert room_needed(scale=100) > 8_000_000_000
+    assert room_needed(scale=1000) > 59_500_000_000
 
 
 def test_the_gate_exits_2_before_starting_anything(tmp_path: Path) -> None:
