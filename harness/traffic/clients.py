@@ -486,8 +486,9 @@ class Traffic:
     def each_sent(self, kind: str, *, bound: float = WARM_UP_BOUND) -> bool:
         """Run until every query of ``kind`` has been sent once from now on (within ``bound``).
 
-        A window that must show how each query fares, whatever the random draw: a rare
-        query (weight 1 of 44) is otherwise left out of a short one as often as not.
+        A window that must show how each query fares, whatever the random draw: how many
+        requests a window holds depends on the machine, and a query of weight 1 in 44 is
+        absent from 100 requests one time in ten.
         """
         since = time.monotonic()
         wanted = {q.name for q in self.workload.queries if q.kind == kind}
