@@ -28,7 +28,7 @@ import bisect
 import random
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -447,12 +447,19 @@ class Traffic:
         if self.stopping.wait(seconds):
             return
         wanted = {q.path for q in self.workload.queries}
+        self._run_until(
+            lambda: wanted <= {r.path for r in list(self.requests) if r.ok and r.backend_start},
+            bound=bound,
+        )
+
+    def _run_until(self, done: Callable[[], bool], *, bound: float) -> bool:
+        """Let the clients run until ``done`` holds (True), ``bound`` passes or they stop."""
         deadline = time.monotonic() + bound
         while time.monotonic() < deadline and not self.stopping.is_set():
-            served = {r.path for r in list(self.requests) if r.ok and r.backend_start}
-            if wanted <= served:
-                return
-            self.stopping.wait(0.02)
+            if done():
+                return True
+            self.stopping.wait(0.01)
+        return False
 
     def stop(self) -> None:
         self.stopping.set()
@@ -492,12 +499,10 @@ class Traffic:
         """
         since = time.monotonic()
         wanted = {q.name for q in self.workload.queries if q.kind == kind}
-        deadline = since + bound
-        while time.monotonic() < deadline and not self.stopping.is_set():
-            if wanted <= {r.query for r in list(self.requests) if r.start >= since}:
-                return True
-            self.stopping.wait(0.01)
-        return False
+        return self._run_until(
+            lambda: wanted <= {r.query for r in list(self.requests) if r.start >= since},
+            bound=bound,
+        )
 
     def written_tables(self) -> set[str]:
         return {t for r in list(self.requests) if r.ok for t in r.written}
