@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from waiting import wait_until
 
-from harness.cluster import Cluster
+from harness.cluster import Cluster, Endpoints
 from harness.errors import UsageError
 from harness.gate import GateReport, cluster_login, gate_database
 from harness.invariants import Check
@@ -82,6 +82,26 @@ def _kct_with(tmp_path: Path, steps: dict[str, tuple[str, str]]) -> Path:
         (target / "up" / name).write_text(up)
         (target / "down" / name).write_text(down)
     return target
+
+
+def _touch(name: str, *, weight: int) -> WorkloadQuery:
+    """A write that changes no value: the traffic's writes, without moving the data."""
+    return WorkloadQuery(
+        name=name,
+        role=None,
+        kind="write",
+        weight=weight,
+        sql=("UPDATE customers SET phone = phone WHERE id = (SELECT min(id) FROM customers)",),
+    )
+
+
+def _traffic(endpoints: Endpoints, *queries: WorkloadQuery, clients: int) -> Traffic:
+    """Traffic of ``queries`` as the harness itself, started; the caller stops it."""
+    workload = Workload(queries=queries, clients=clients, think_time=0.002)
+    logins = Logins(endpoints=endpoints, admin=endpoints.primary, passwords={})
+    traffic = Traffic(workload, logins, prepare_params(endpoints.primary, workload))
+    traffic.start()
+    return traffic
 
 
 def test_plan_as_written_breaks_the_application_at_its_move(
@@ -218,21 +238,12 @@ def test_the_baseline_lasts_until_a_rare_path_has_served_a_request(
 ) -> None:
     """A write among a hundred slow reads: a baseline of no time at all still ends with a
     server connection on each path, opened before the first step would start."""
-    endpoints = legacy_database.endpoints
     slow_read = WorkloadQuery(
         name="slow_read", role=None, kind="read", weight=100, sql=("SELECT pg_sleep(0.02)",)
     )
-    rare_write = WorkloadQuery(
-        name="rare_write",
-        role=None,
-        kind="write",
-        weight=1,
-        sql=("UPDATE customers SET phone = phone WHERE id = (SELECT min(id) FROM customers)",),
+    traffic = _traffic(
+        legacy_database.endpoints, slow_read, _touch("rare_write", weight=1), clients=2
     )
-    workload = Workload(queries=(slow_read, rare_write), clients=2, think_time=0.002)
-    logins = Logins(endpoints=endpoints, admin=endpoints.primary, passwords={})
-    traffic = Traffic(workload, logins, prepare_params(endpoints.primary, workload))
-    traffic.start()
     try:
         traffic.warm_up(0.0)
         served = {r.path for r in list(traffic.requests) if r.ok and r.backend_start}
@@ -245,22 +256,13 @@ def test_no_request_runs_while_the_traffic_is_on_hold(legacy_database: LegacyDat
     """The harness's comparisons read while the application waits, reads and writes alike:
     a request in flight finishes first, none starts inside, and they resume after. With
     only the writes held, every read query is sent while no write is."""
-    endpoints = legacy_database.endpoints
     read = WorkloadQuery(
         name="slow_read", role=None, kind="read", weight=30, sql=("SELECT pg_sleep(0.05)",)
     )
     rare_read = WorkloadQuery(name="rare_read", role=None, kind="read", weight=1, sql=("SELECT 1",))
-    write = WorkloadQuery(
-        name="touch",
-        role=None,
-        kind="write",
-        weight=10,
-        sql=("UPDATE customers SET phone = phone WHERE id = (SELECT min(id) FROM customers)",),
+    traffic = _traffic(
+        legacy_database.endpoints, read, rare_read, _touch("touch", weight=10), clients=4
     )
-    workload = Workload(queries=(read, rare_read, write), clients=4, think_time=0.002)
-    logins = Logins(endpoints=endpoints, admin=endpoints.primary, passwords={})
-    traffic = Traffic(workload, logins, prepare_params(endpoints.primary, workload))
-    traffic.start()
     try:
         traffic.warm_up(0.2)
         with traffic.on_hold():
