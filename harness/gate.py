@@ -46,6 +46,7 @@ from harness.invariants import (
 from harness.invariants.acting import Login, LoginFor
 from harness.invariants.new_sessions import check_new_sessions_as_roles
 from harness.invariants.not_run import LoginsTried, not_run_in_gate, not_run_in_verify
+from harness.invariants.old_path import check_old_sessions_as_roles
 from harness.invariants.prepared import PreparedStatements
 from harness.invariants.roles import left_without_login
 from harness.ledger import Accounting
@@ -154,6 +155,7 @@ def verify_database(
     tried by ``SET ROLE``.
     """
     out = _Collector(report, emit)
+    judged: set[tuple[str, str]] = set()  # the refusals privileges.tried fails
     with connect(endpoints.primary) as conn:
         after = fingerprint(conn)
         out.add(check_layout(plan.layout, after, conn))
@@ -171,6 +173,7 @@ def verify_database(
                 login=(tried := LoginsTried(login)),
                 must_log_in=_logins_kept_from(plan, baseline),
                 before=baseline,
+                judged=judged,
             )
         )
         if baseline is not None:
@@ -183,7 +186,14 @@ def verify_database(
                 compatibility_views=plan.compatibility_views,
             )
         )
-    out.add(check_new_sessions_as_roles(plan, after, harness_dsn=endpoints.primary, login=login))
+    dsn = endpoints.primary
+    out.add(check_new_sessions_as_roles(plan, after, harness_dsn=dsn, login=login, judged=judged))
+    if baseline is not None:
+        out.add(
+            check_old_sessions_as_roles(
+                plan, after, baseline, harness_dsn=dsn, login=login, judged=judged
+            )
+        )
     if wait_for_replica is not None:
         wait_for_replica()
         out.add(

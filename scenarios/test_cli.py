@@ -101,7 +101,13 @@ VERIFY_CHECKS = {
     "dependencies.resolve",
     "sessions.new_sessions_work",
 }
-BASELINE_CHECKS = {"data.unchanged", "tables.intact", "sequences.not_reset", "privileges.granted"}
+BASELINE_CHECKS = {
+    "data.unchanged",
+    "tables.intact",
+    "sequences.not_reset",
+    "privileges.granted",
+    "sessions.old_sessions_as_roles",
+}
 
 
 def test_migrate_backs_up_then_applies_and_verify_passes(

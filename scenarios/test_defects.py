@@ -308,6 +308,22 @@ DEFECTS = (
             Edit("plan.toml", None, '\n[dependencies]\ncompatibility_views = "fail"\n'),
         ),
     ),
+    Defect(
+        "the compatibility views' grant forgotten for one role (met only by its old sessions)",
+        "sessions.old_sessions_as_roles",
+        'as kct_readonly, search_path "$user", public (sessions opened before the migration '
+        "keep it): `SELECT segment, count(*), avg(lifetime_value) FROM customer_insights",
+        (
+            Edit(
+                GRANTS,
+                "GRANT SELECT ON public.products, public.product_variants, public.suppliers, "
+                "public.collections, public.customers, public.orders, public.order_items, "
+                "public.appointments, public.measurements, public.customer_insights, "
+                "public.product_recommendations TO kct_readonly;",
+                "",
+            ),
+        ),
+    ),
 )
 
 # The same kinds of change, done right: none of them is a finding.

@@ -89,6 +89,18 @@ DEFECTS = (
             ),
         ),
     ),
+    Defect(
+        "a view grant forgotten for one role (met only by its sessions opened before)",
+        "sessions.old_sessions_as_roles",
+        "as chinook_reporting, search_path",
+        (
+            Edit(
+                GRANTS,
+                "    public.invoice_line, public.employee TO chinook_app, chinook_reporting;",
+                "    public.invoice_line, public.employee TO chinook_app;",
+            ),
+        ),
+    ),
 )
 
 

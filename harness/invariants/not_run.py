@@ -43,7 +43,13 @@ TRAFFIC_CHECKS = (
     "traffic.writes_kept",
     "traffic.old_connections_used",
 )
-BASELINE_CHECKS = ("data.unchanged", "tables.intact", "sequences.not_reset", "privileges.granted")
+BASELINE_CHECKS = (
+    "data.unchanged",
+    "tables.intact",
+    "sequences.not_reset",
+    "privileges.granted",
+    "sessions.old_sessions_as_roles",
+)
 POOLER_CHECK = "pooler.sessions_exercised"
 LOGIN_CHECK = "privileges.logged_in"
 WRITES_CHECK = "traffic.writes_kept"

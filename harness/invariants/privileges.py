@@ -289,6 +289,7 @@ def probe_privileges(
     login: LoginFor | None = None,
     must_log_in: Collection[str] = (),
     before: Fingerprint | None = None,
+    judged: set[tuple[str, str]] | None = None,
 ) -> Check:
     """Try every (role, operation, object) of ``rules``; one check naming each surprise.
 
@@ -298,6 +299,10 @@ def probe_privileges(
     database before the migration; with it, a probe stopped by a trigger or a
     constraint the migration added (a trigger that raises on every INSERT) is a
     finding naming it, not "allowed".
+
+    ``judged`` collects (role, the server's message) of each refusal this check fails
+    (an operation the plan allows, refused): other checks meeting the same refusal
+    leave it to this one rather than fail a second time for one missing grant.
     """
     known = Known.of(before) if before is not None else None
     offenders: list[str] = []
@@ -337,6 +342,12 @@ def probe_privileges(
             tried += sum(a.outcome != "not applicable" for a in attempts)
             skipped += sum(a.outcome == "not applicable" for a in attempts)
             offenders.extend(_judge(rule, attempts))
+            if judged is not None:
+                judged.update(
+                    (a.role, a.error.strip())
+                    for a in attempts
+                    if a.op in rule.allow and a.outcome == "refused"
+                )
         how = sessions.summary()
     not_applicable = (
         f"; {skipped} did not apply (views no one can write through, materialized views)"

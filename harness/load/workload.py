@@ -177,7 +177,7 @@ def from_plan_workload(workload: PlanWorkload, *, name: str) -> Workload:
 def workload_for(plan_dir: Path) -> Workload:
     """The workload of the plan in ``plan_dir``: the same definition the gate's traffic runs."""
     from harness.plan import load_plan
-    from harness.traffic.run import workload_of
+    from harness.plan.default_workload import workload_of
 
     plan = load_plan(plan_dir)  # a PlanError: exit 2 before any load
     return from_plan_workload(workload_of(plan), name=plan.name)

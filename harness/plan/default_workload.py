@@ -25,7 +25,12 @@ from __future__ import annotations
 from harness.plan.model import Plan, split_name
 from harness.plan.workload import Workload, WorkloadQuery
 
-__all__ = ["default_workload"]
+__all__ = ["default_workload", "workload_of"]
+
+
+def workload_of(plan: Plan) -> Workload:
+    """The plan's ``[workload]``, or the simple case made from its tables and ``[sessions]``."""
+    return plan.workload if plan.workload is not None else default_workload(plan)
 
 
 def default_workload(plan: Plan) -> Workload:
