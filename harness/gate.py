@@ -299,7 +299,7 @@ def gate_database(
         def after(label: str) -> None:
             run.after(label)
             caught_up = once(wait)  # both need the replica past this step: one wait
-            with ThreadPoolExecutor(max_workers=2) as pool:  # two sets of their own sessions
+            with run.between_steps(), ThreadPoolExecutor(max_workers=2) as pool:  # own sessions
                 for done in [
                     pool.submit(probes.after, label, wait_for_replica=caught_up)
                     for probes in (sessions, prepared)

@@ -28,7 +28,7 @@ import bisect
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -306,13 +306,13 @@ class _Client:
                 traffic.stopping.wait(think)
                 continue
             try:
-                self._request(q)
+                self.request(q)
             finally:
                 with traffic._lock:
                     traffic.running[q.kind] -= 1
             traffic.stopping.wait(think * (0.5 + self.random.random()))
 
-    def _request(self, q: WorkloadQuery) -> None:
+    def request(self, q: WorkloadQuery) -> None:
         if (q.role, q.path) not in self.conns:
             start = time.monotonic()
             refused = self._reopen(q.role, q.path)
@@ -447,19 +447,11 @@ class Traffic:
         if self.stopping.wait(seconds):
             return
         wanted = {q.path for q in self.workload.queries}
-        self._run_until(
-            lambda: wanted <= {r.path for r in list(self.requests) if r.ok and r.backend_start},
-            bound=bound,
-        )
-
-    def _run_until(self, done: Callable[[], bool], *, bound: float) -> bool:
-        """Let the clients run until ``done`` holds (True), ``bound`` passes or they stop."""
         deadline = time.monotonic() + bound
         while time.monotonic() < deadline and not self.stopping.is_set():
-            if done():
-                return True
+            if wanted <= {r.path for r in list(self.requests) if r.ok and r.backend_start}:
+                return
             self.stopping.wait(0.01)
-        return False
 
     def stop(self) -> None:
         self.stopping.set()
@@ -490,19 +482,20 @@ class Traffic:
             with self._lock:
                 self.held = before
 
-    def each_sent(self, kind: str, *, bound: float = WARM_UP_BOUND) -> bool:
-        """Run until every query of ``kind`` has been sent once from now on (within ``bound``).
+    def sweep(self, kinds: Collection[str] = ("read", "write")) -> None:
+        """Every query of ``kinds`` sent once now, each from one client's connections
+        (opened before the migration), while no client runs a request of its own.
 
-        A window that must show how each query fares, whatever the random draw: how many
-        requests a window holds depends on the machine, and a query of weight 1 in 44 is
-        absent from 100 requests one time in ten.
+        A window that must show how each query fares in the state the database is in,
+        whatever the random draw: a query of weight 1 in 44 is absent from 100 requests
+        one time in ten, and waiting for the draw to reach it took a second a window.
         """
-        since = time.monotonic()
-        wanted = {q.name for q in self.workload.queries if q.kind == kind}
-        return self._run_until(
-            lambda: wanted <= {r.query for r in list(self.requests) if r.start >= since},
-            bound=bound,
-        )
+        chosen = [q for q in self.workload.queries if q.kind in kinds]
+        with self.on_hold():  # no client thread uses its connections meanwhile
+            for i, q in enumerate(chosen):
+                if self.stopping.is_set():
+                    return
+                self._clients[i % len(self._clients)].request(q)
 
     def written_tables(self) -> set[str]:
         return {t for r in list(self.requests) if r.ok for t in r.written}

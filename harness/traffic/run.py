@@ -25,8 +25,7 @@ from harness.invariants.not_run import not_run_without_writes, path_labels
 from harness.invariants.result import Check
 from harness.ledger import Accounting, ChangeLedger, LedgerUnavailable, check_writes_accounted
 from harness.plan import Plan
-from harness.plan.default_workload import default_workload
-from harness.plan.workload import Workload
+from harness.plan.default_workload import workload_of
 from harness.runner.locks import step_application_name
 from harness.traffic.checks import (
     Backend,
@@ -57,13 +56,6 @@ class TrafficOptions:
     #: False on a server someone else runs: a role that exists there is theirs, and
     #: giving it a password of ours would lock out whoever logs in as it today
     may_alter_roles: bool = True
-
-
-def workload_of(plan: Plan) -> Workload:
-    """The plan's ``[workload]``, or the simple case made from its ``[sessions] queries``."""
-    if plan.workload is not None:
-        return plan.workload
-    return default_workload(plan)
 
 
 class TrafficRun:
@@ -197,6 +189,20 @@ class TrafficRun:
             self.ledger.mark(f"after {step}", step=False)
 
     @contextmanager
+    def between_steps(self) -> Iterator[None]:
+        """Around the harness's probes after a step: the traffic waits (at scale 100 they
+        took 16 s beside it and 2 s alone, and no step runs meanwhile for it to exercise);
+        then, before the next step, every query of the workload is sent once on the
+        state the step left, so each state between two steps meets each query every run
+        rather than as the draw falls inside whatever time the probes took."""
+        if self.traffic is None:
+            yield
+            return
+        with self.traffic.on_hold():
+            yield
+            self.traffic.sweep()
+
+    @contextmanager
     def settled(self) -> Iterator[None]:
         """Inside, the application's traffic waits and the ledger has every write before.
 
@@ -269,7 +275,7 @@ class TrafficRun:
                 yield
             return
         with self.logins.without_legacy_access(), self.traffic.on_hold(("write",)):
-            self.traffic.each_sent("read")
+            self.traffic.sweep(("read",))
             with self.settled():
                 yield
 
