@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +60,9 @@ from harness.runner import Runner, StepOutcome, take_backup, verify_backup
 from harness.traffic import TrafficOptions, TrafficRun
 
 __all__ = ["GateReport", "cluster_login", "run_gate", "verify_database"]
+
+#: a server beside the cluster to prove the backup on (see Cluster.scratch_server)
+Scratch = Callable[[], AbstractContextManager[str | None]]
 
 Emit = Callable[[Check], None]
 GATE_DATABASE_PREFIX = "pgcutover_gate"
@@ -225,13 +228,18 @@ def _logins_kept_from(plan: Plan, baseline: Fingerprint | None) -> list[str]:
     return [r for r in roles if (r not in before or before[r].login) and r not in stated]
 
 
-def _backup_check(endpoints: Endpoints, baseline: Fingerprint, backup_dir: Path) -> Check:
+def _backup_check(
+    endpoints: Endpoints, baseline: Fingerprint, backup_dir: Path, scratch: Scratch
+) -> Check:
     backup = take_backup(endpoints.primary, directory=backup_dir, throwaway=True)
+    with scratch() as on:
+        offenders = verify_backup(endpoints.primary, backup, expected=baseline, on=on)
     return Check.of(
         "backup.restores",
-        offenders=verify_backup(endpoints.primary, backup, expected=baseline),
+        offenders=offenders,
         ok=f"the pg_dump backup ({backup.bytes:,} bytes, {backup.seconds:.2f} sec) "
-        "restores to a database identical to the original",
+        "restores to a database identical to the original"
+        + ("" if on is None else ", on a server of its own"),
         failed="the backup does not restore to the same database",
     )
 
@@ -264,6 +272,7 @@ def gate_database(
     traffic: TrafficOptions | None = None,
     existed_roles: Collection[str] | None = None,
     login: LoginFor | None = None,
+    scratch: Scratch = lambda: nullcontext(None),
 ) -> None:
     """Migrate, verify, roll back, verify, migrate again, on a seeded database.
 
@@ -285,7 +294,7 @@ def gate_database(
         run.prepare()
         baseline = fingerprint_of(endpoints.primary)
         progress("pg_dump backup, then a restore to prove it")
-        out.add(_backup_check(endpoints, baseline, backup_dir))
+        out.add(_backup_check(endpoints, baseline, backup_dir, scratch))
         sessions = OldSessions(
             endpoints,
             default_queries(plan.layout.tables, plan.session_queries, catalog=baseline),
@@ -517,6 +526,7 @@ def run_gate(
                 # The roles seeding made for the dump existed before the plan ran.
                 existed_roles=_roles(cluster.endpoints.primary),
                 login=cluster_login(cluster, endpoints),
+                scratch=cluster.scratch_server,
                 traffic=TrafficOptions(
                     clients=traffic_clients,
                     allow_users=cluster.allow_users,

@@ -87,6 +87,7 @@ def run_gate(
         report=report,
         backup_dir=tmp / "backups",
         login=cluster_login(cluster, endpoints),
+        scratch=cluster.scratch_server,
         traffic=TrafficOptions(
             clients=clients, baseline=TRAFFIC_BASELINE, allow_users=cluster.allow_users
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -112,6 +113,11 @@ class Cluster(abc.ABC):
         A provider that can repair something (restart a pooler) does so here and says so.
         """
         return []
+
+    def scratch_server(self) -> AbstractContextManager[str | None]:
+        """A DSN of a server of its own beside the cluster, for work whose writes must not
+        reach the primary's WAL (the backup's proof); None where the provider has none."""
+        return nullcontext(None)
 
     @abc.abstractmethod
     def stop(self) -> None:

@@ -15,7 +15,8 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,6 +88,7 @@ def write_settings(
     socket_dir: Path,
     max_connections: int,
     ssl: bool = False,
+    overrides: Mapping[str, str] | None = None,
 ) -> Path:
     """Put the server's settings in its data directory; a plain ``postgres -D`` then has them.
 
@@ -100,6 +102,7 @@ def write_settings(
     settings["port"] = str(port)
     settings["unix_socket_directories"] = str(socket_dir)
     settings["max_connections"] = str(max_connections)
+    settings.update(overrides or {})
     # Slow-query monitoring uses pg_stat_statements where the server has it (Debian's
     # postgresql-15 does, next to its bin/); a server without it still starts.
     if (bins.bindir.parent / "lib" / "pg_stat_statements.so").exists():
@@ -256,8 +259,10 @@ class LocalCluster(Cluster):
     def stop(self) -> None:
         self._finalizer()
 
-    def _server(self, role: str, *, port: int) -> ServerProcess:
-        """Start the primary or the replica from its data directory (same name as role)."""
+    def _server(
+        self, role: str, *, port: int, overrides: Mapping[str, str] | None = None
+    ) -> ServerProcess:
+        """Start a server of the cluster from its data directory (same name as role)."""
         datadir = self.workdir / role
         write_settings(
             self.bins,
@@ -266,6 +271,7 @@ class LocalCluster(Cluster):
             socket_dir=self.workdir / "sockets",
             max_connections=self.max_connections,
             ssl=self.security is not None,
+            overrides=overrides,
         )
         return ServerProcess(
             [self.bins.path("postgres"), "-D", str(datadir)],
@@ -359,6 +365,32 @@ class LocalCluster(Cluster):
             writer=self.bouncers["writer"].dsn(self.dbname),
             reader=self.bouncers["reader"].dsn(self.dbname),
         )
+
+    @contextmanager
+    def scratch_server(self) -> Iterator[str]:
+        """A third server from the same binaries and initdb, reached on its Unix socket,
+        stopped and removed on the way out.
+
+        The backup's proof restores a whole database: on the primary that went into the
+        WAL the replica replays and the change ledger's slot reads (780 MB at scale
+        100). Here nothing is replicated, so nothing is logged but what a crash needs.
+        """
+        name = "scratch"
+        _initdb(self.bins, self.workdir / name, progress=quiet)
+        if self.security is not None:  # its settings ask for TLS as the primary's do
+            self.security.install(self.workdir / name)
+        port = free_port()
+        minimal = {"wal_level": "minimal", "max_wal_senders": "0", "hot_standby": "off"}
+        server = self._server(name, port=port, overrides=minimal)
+        try:
+            admin = make_conninfo(
+                "", host=str(self.workdir / "sockets"), port=port, user="postgres"
+            )
+            server.wait_ready(_accepts(admin))
+            yield admin
+        finally:
+            ServerProcess.discard_all([server])
+            shutil.rmtree(self.workdir / name, ignore_errors=True)
 
     # -- Cluster interface ---------------------------------------------------------
     @property

@@ -1,8 +1,11 @@
 """A real backup before the first step, and proof that it restores.
 
 A backup nobody has restored is a hope. ``pg_dump`` writes it; it is then
-restored into a scratch database on the same server and the two fingerprints
-(structure and data checksums) are compared. pg_dump leaves database-level
+restored into a scratch database and the two fingerprints (structure and data
+checksums) are compared: on a server of its own where the cluster offers one
+(``Cluster.scratch_server``: the restore then reaches neither the primary's WAL, which
+the replica replays and the change ledger decodes, nor the replica), else on the
+same server. pg_dump leaves database-level
 settings (``ALTER DATABASE … SET``) out unless it dumps with ``--create``, so
 those are compared separately from the restored copy.
 """
@@ -99,12 +102,20 @@ def verify_backup(
     *,
     expected: Fingerprint | None = None,
     bins: PgBinaries | None = None,
+    on: str | None = None,
 ) -> list[str]:
-    """Restore ``backup`` into a scratch database; the differences from ``dsn``, if any."""
+    """Restore ``backup`` into a scratch database; the differences from ``dsn``, if any.
+
+    ``on``: a DSN of another server to restore on (see ``Cluster.scratch_server``); it is
+    given ``dsn``'s roles first, since a dump names owners and grantees but holds no role.
+    """
     bins = bins or client_binaries()
     if expected is None:
         with connect(dsn) as conn:
             expected = fingerprint(conn)
+    if on is not None:
+        _copy_roles(dsn, on, bins=bins)
+        dsn = on
     scratch = f"{scratch_prefix(dsn)}{os.getpid()}"
     drop_database(dsn, scratch)
     create_database(dsn, scratch)
@@ -129,6 +140,33 @@ def verify_backup(
         drop_database(dsn, scratch)
     # Settings of the database itself are not in a dump made without --create.
     return [str(d) for d in diff(expected, restored, ignore=(IGNORE_DATABASE,))]
+
+
+def _copy_roles(source: str, target: str, *, bins: PgBinaries) -> None:
+    """``source``'s roles, their attributes and memberships, made on ``target``'s server."""
+    conninfo, env = child_env(source)
+    done = subprocess.run(
+        [bins.path("pg_dumpall"), "-w", "--roles-only", "--no-role-passwords", "-d", conninfo],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        env=env,
+    )
+    if done.returncode != 0:
+        raise _Failed(f"pg_dumpall --roles-only failed: {redact(done.stderr.strip())}", done.stderr)
+    with connect(target) as conn:
+        existing = {str(r[0]) for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+        for statement in done.stdout.split(";\n"):
+            text = "\n".join(
+                line  # not comments, nor psql's own commands (\restrict, in recent releases)
+                for line in statement.splitlines()
+                if line and not line.startswith(("--", "\\"))
+            )
+            made = text.split()[2:3] if text.startswith("CREATE ROLE ") else []
+            if not text or (made and made[0].strip('"') in existing):
+                continue  # the bootstrap superuser, there already
+            conn.execute(text.encode())
 
 
 #: pg_restore -j in two passes: every table's data first, then what comes after it.
