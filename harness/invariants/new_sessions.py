@@ -17,7 +17,13 @@ its settings, its grants), where it runs
 - and, for the role the old sessions log in as, the plan's ``[sessions]`` queries.
 
 A role the harness cannot log in as (no login known) is tried by the harness's own
-new session, which reads everything, as before the workload had roles.
+new session, which reads everything, as before the workload had roles. A plan without
+``[workload]`` runs the reads its traffic would (see harness.plan.default_workload).
+
+A statement refused for lack of a privilege fails here unless ``privileges.tried``
+fails the same refusal for the same role: one forgotten grant, one failed check. A
+refusal no privilege rule covers (a view left in the old schema, a privilege no rule
+names) is met by the application and by no other check.
 """
 
 from __future__ import annotations

@@ -4,10 +4,9 @@ A backup nobody has restored is a hope. ``pg_dump`` writes it; it is then
 restored into a scratch database and the two fingerprints (structure and data
 checksums) are compared: on a server of its own where the cluster offers one
 (``Cluster.scratch_server``: the restore then reaches neither the primary's WAL, which
-the replica replays and the change ledger decodes, nor the replica), else on the
-same server. pg_dump leaves database-level
-settings (``ALTER DATABASE … SET``) out unless it dumps with ``--create``, so
-those are compared separately from the restored copy.
+the replica replays and the change ledger decodes, nor the replica), else on the same
+server. pg_dump leaves database-level settings (``ALTER DATABASE … SET``) out unless it
+dumps with ``--create``, so those are compared separately from the restored copy.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from harness.traffic.clients import Request, Timeline, Traffic
 from harness.traffic.logins import Logins, provision_logins
-from harness.traffic.run import TrafficOptions, TrafficRun, workload_of
+from harness.traffic.run import TrafficOptions, TrafficRun
 from harness.traffic.sampler import LockSampler, LockStats
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "TrafficOptions",
     "TrafficRun",
     "provision_logins",
-    "workload_of",
 ]
