@@ -175,6 +175,7 @@ class _Client:
         self.random = random.Random(index)
         self.conns: dict[tuple[str | None, str], Conn] = {}
         self.serial = 0
+        self.busy = False  # inside a request of its own (under the traffic's lock)
 
     def open(self) -> None:
         for q in self.traffic.workload.queries:
@@ -302,6 +303,7 @@ class _Client:
                 held = q.kind in traffic.held
                 if not held:
                     traffic.running[q.kind] += 1
+                    self.busy = True
             if held:
                 traffic.stopping.wait(think)
                 continue
@@ -310,6 +312,7 @@ class _Client:
             finally:
                 with traffic._lock:
                     traffic.running[q.kind] -= 1
+                    self.busy = False
             traffic.stopping.wait(think * (0.5 + self.random.random()))
 
     def request(self, q: WorkloadQuery) -> None:
@@ -491,11 +494,13 @@ class Traffic:
         one time in ten, and waiting for the draw to reach it took a second a window.
         """
         chosen = [q for q in self.workload.queries if q.kind in kinds]
-        with self.on_hold():  # no client thread uses its connections meanwhile
-            for i, q in enumerate(chosen):
+        with self.on_hold():
+            with self._lock:  # a request the hold stopped waiting for keeps its client
+                idle = [c for c in self._clients if not c.busy]
+            for i, q in enumerate(chosen if idle else ()):
                 if self.stopping.is_set():
                     return
-                self._clients[i % len(self._clients)].request(q)
+                idle[i % len(idle)].request(q)
 
     def written_tables(self) -> set[str]:
         return {t for r in list(self.requests) if r.ok for t in r.written}
