@@ -287,3 +287,25 @@ def test_no_request_runs_while_the_traffic_is_on_hold(legacy_database: LegacyDat
     window = [r for r in traffic.requests if r.end > reads_from and r.start < reads_until]
     assert {r.query for r in window} >= {"slow_read", "rare_read"}
     assert "touch" not in {r.query for r in window}
+
+
+def test_a_connection_left_in_a_failed_transaction_fails_one_request_not_every_later_one(
+    legacy_database: LegacyDatabase,
+) -> None:
+    """The application's pool rolls back a connection given back inside a transaction; the
+    traffic's clients do the same, so one cancelled request does not turn every later
+    one on that connection into "current transaction is aborted"."""
+    read = WorkloadQuery(name="read", role=None, kind="read", weight=1, sql=("SELECT 1",))
+    traffic = _traffic(legacy_database.endpoints, read, clients=1)
+    try:
+        with traffic.on_hold():
+            client = traffic._clients[0]
+            conn = client.conns[(None, "reader")]
+            conn.execute("BEGIN")
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("SELECT 1 / 0")
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+            done = client.run(read)
+    finally:
+        traffic.stop()
+    assert done.ok, done.message

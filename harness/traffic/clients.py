@@ -245,6 +245,10 @@ class _Client:
         return req
 
     def _attempt(self, conn: Conn, q: WorkloadQuery, req: Request, *, read_only: bool) -> None:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            # As the application's pool does with a connection given back inside a
+            # transaction: one request's failure is not every later request's.
+            conn.rollback()
         with conn.transaction():
             # The harness's own queries never prepare: only the application's statements
             # run as its driver runs them, so only they can meet a preparing driver's errors.
