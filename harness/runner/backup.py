@@ -41,8 +41,9 @@ class Backup:
     seconds: float
 
 
-def _run(argv: list[str], *, dsn: str, what: str) -> None:
-    """Run a client program on ``dsn``; its password goes in the environment, never in argv."""
+def _run(argv: list[str], *, dsn: str, what: str) -> str:
+    """Run a client program on ``dsn``, its output; its password goes in the environment,
+    never in argv."""
     conninfo, env = child_env(dsn)
     argv = [conninfo if arg == dsn else arg for arg in argv]
     done = subprocess.run(
@@ -57,6 +58,7 @@ def _run(argv: list[str], *, dsn: str, what: str) -> None:
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-10:])
         raise _Failed(f"{what} failed (exit code {done.returncode}): {redact(tail)}", tail)
+    return done.stdout
 
 
 class _Failed(InfrastructureError):
@@ -143,20 +145,11 @@ def verify_backup(
 
 def _copy_roles(source: str, target: str, *, bins: PgBinaries) -> None:
     """``source``'s roles, their attributes and memberships, made on ``target``'s server."""
-    conninfo, env = child_env(source)
-    done = subprocess.run(
-        [bins.path("pg_dumpall"), "-w", "--roles-only", "--no-role-passwords", "-d", conninfo],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-        env=env,
-    )
-    if done.returncode != 0:
-        raise _Failed(f"pg_dumpall --roles-only failed: {redact(done.stderr.strip())}", done.stderr)
+    argv = [bins.path("pg_dumpall"), "--roles-only", "--no-role-passwords", "-d", source]
+    script = _run(argv, dsn=source, what="pg_dumpall --roles-only")
     with connect(target) as conn:
         existing = {str(r[0]) for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-        for statement in done.stdout.split(";\n"):
+        for statement in script.split(";\n"):
             text = "\n".join(
                 line  # not comments, nor psql's own commands (\restrict, in recent releases)
                 for line in statement.splitlines()
