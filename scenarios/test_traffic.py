@@ -162,6 +162,36 @@ def test_corrected_plan_with_a_harmless_step_passes_under_traffic(
     assert "PgBouncer writer" in old
 
 
+_VIEW = """CREATE VIEW public.appointments AS SELECT * FROM tenant_kct.appointments;
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.appointments TO kct_app;
+GRANT SELECT ON public.appointments TO kct_readonly;
+"""
+
+
+def test_a_state_between_two_steps_meets_every_query_of_the_workload(
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    """One step drops the view old sessions write appointments through and the next one
+    puts it back: the application is broken only between the two. The traffic waits
+    while the harness probes after a step, then sends every query once before the next
+    one, so both writes that go through that view meet the gap every run (without the
+    sweep, the rarer of them met it in some runs and not in others)."""
+    plan = _kct_with(
+        tmp_path,
+        {
+            "007_drop_view.sql": ("DROP VIEW public.appointments;\n", _VIEW),
+            "008_view_again.sql": (_VIEW, "DROP VIEW public.appointments;\n"),
+        },
+    )
+    report = _gate(plan, cluster, legacy_database, tmp_path)
+    details = _check(report, "traffic.no_errors").details
+    for query in ("book_appointment", "walk_in_cancelled"):  # weights 2 and 1 in 44
+        assert any(
+            d.startswith(f"{query} as kct_app") and "from up/007_drop_view.sql on" in d
+            for d in details
+        ), details
+
+
 def test_bad_workload_is_refused_before_any_step(
     cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
