@@ -14,13 +14,14 @@ import hashlib
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from harness.catalog import Fingerprint, diff, fingerprint
+from harness.cluster import Cluster
 from harness.dsn import redact
 from harness.errors import (
     InfrastructureError,
@@ -514,6 +515,38 @@ def test_backup_restores_to_an_identical_database(
     assert backup.path.read_bytes()[:5] == b"PGDMP"  # pg_dump's custom-format magic
     assert backup.bytes == backup.path.stat().st_size > 0
     assert verify_backup(dsn, backup) == []
+    assert _restore_scratch_databases(dsn, legacy_database.name) == []
+
+
+def _wal_written(dsn: str, during: Callable[[], object]) -> int:
+    """Bytes of WAL the server of ``dsn`` wrote while ``during`` ran."""
+    with connect(dsn) as conn:
+        start = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+        assert start is not None
+        during()
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", start
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_backup_proven_on_a_server_of_its_own_leaves_the_primary_wal_alone(
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    """The restore on the primary goes into the WAL the replica replays and the change
+    ledger decodes; on the cluster's scratch server, given the primary's roles first, it
+    proves the same backup identical and writes next to nothing on the primary."""
+    dsn = legacy_database.endpoints.primary
+    backup = take_backup(dsn, directory=tmp_path / "backups", throwaway=True)
+    on_primary = _wal_written(dsn, lambda: verify_backup(dsn, backup))
+    found: list[list[str]] = []
+    with cluster.scratch_server() as on:
+        assert on is not None
+        beside = _wal_written(dsn, lambda: found.append(verify_backup(dsn, backup, on=on)))
+    assert found == [[]]
+    assert on_primary > backup.bytes // 2
+    assert beside < backup.bytes // 20, (beside, on_primary, backup.bytes)
     assert _restore_scratch_databases(dsn, legacy_database.name) == []
 
 
