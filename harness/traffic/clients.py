@@ -304,18 +304,14 @@ class _Client:
         while not traffic.stopping.is_set():
             q = self.pick()
             with traffic._lock:  # see Traffic.on_hold
-                held = q.kind in traffic.held
-                if not held:
-                    traffic.running[q.kind] += 1
-                    self.busy = True
-            if held:
+                self.busy = not traffic.held
+            if not self.busy:
                 traffic.stopping.wait(think)
                 continue
             try:
                 self.request(q)
             finally:
                 with traffic._lock:
-                    traffic.running[q.kind] -= 1
                     self.busy = False
             traffic.stopping.wait(think * (0.5 + self.random.random()))
 
@@ -364,8 +360,7 @@ class Traffic:
         self.timeline = Timeline()
         self.requests: list[Request] = []
         self.stopping = threading.Event()
-        self.held: frozenset[str] = frozenset()  # kinds of request (read, write) on hold
-        self.running = {"read": 0, "write": 0}  # clients inside a request, by kind
+        self.held = False  # no client starts a request while it is on hold
         self._lock = threading.Lock()
         self._clients = [_Client(self, i) for i in range(self.clients)]
         self._threads: list[threading.Thread] = []
@@ -468,20 +463,17 @@ class Traffic:
             client.close()
 
     @contextmanager
-    def on_hold(
-        self, kinds: Collection[str] = ("read", "write"), *, timeout: float = 15.0
-    ) -> Iterator[None]:
-        """No request of ``kinds`` inside, once those in flight are done.
+    def on_hold(self, *, timeout: float = 15.0) -> Iterator[None]:
+        """No request inside, once those in flight are done (within ``timeout``).
 
         The harness's own comparisons read every row: beside the application's reads
         (at scale 100 its reports scan whole tables on both cores) they took five times
         as long, and no step of the plan runs meanwhile for the traffic to exercise.
         """
-        with self._lock:  # no client between "not held" and counting itself in
-            before = self.held
-            self.held = before | frozenset(kinds)
+        with self._lock:  # no client between "not held" and marking itself busy
+            before, self.held = self.held, True
         deadline = time.monotonic() + timeout
-        while any(self.running[k] for k in kinds) and time.monotonic() < deadline:
+        while any(c.busy for c in self._clients) and time.monotonic() < deadline:
             time.sleep(0.005)
         try:
             yield

@@ -274,10 +274,9 @@ class TrafficRun:
             with self.settled():
                 yield
             return
-        with self.logins.without_legacy_access(), self.traffic.on_hold(("write",)):
+        with self.logins.without_legacy_access(), self.settled():
             self.traffic.sweep(("read",))
-            with self.settled():
-                yield
+            yield
 
     def stop(self) -> None:
         if self.traffic is not None:
