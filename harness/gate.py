@@ -49,6 +49,7 @@ from harness.invariants.not_run import LoginsTried, not_run_in_gate, not_run_in_
 from harness.invariants.old_path import check_old_sessions_as_roles
 from harness.invariants.prepared import PreparedStatements
 from harness.invariants.roles import left_without_login
+from harness.invariants.stand_ins import check_compatibility_views
 from harness.ledger import Accounting
 from harness.legacy.capacity import check_gate_room
 from harness.lint import lint_plan
@@ -168,6 +169,7 @@ def verify_database(
             out.add(account.judge(data, window="migrate"))
             out.add(check_table_parts(plan.layout, baseline, after, conn))
             out.add(check_sequences(plan.layout, baseline, after))
+            out.add(check_compatibility_views(plan.layout, baseline, after, conn))
         out.add(check_foreign_keys(conn))
         out.add(
             probe_privileges(

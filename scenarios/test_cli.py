@@ -105,6 +105,7 @@ BASELINE_CHECKS = {
     "data.unchanged",
     "tables.intact",
     "sequences.not_reset",
+    "compatibility_views.faithful",
     "privileges.granted",
     "sessions.old_sessions_as_roles",
 }

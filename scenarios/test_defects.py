@@ -309,6 +309,21 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "a compatibility view that shows two columns under each other's names",
+        "compatibility_views.faithful",
+        "`public.customers`: columns first_name, last_name hold other values than the table's",
+        (
+            Edit(
+                MOVE,
+                "CREATE VIEW public.customers AS SELECT * FROM tenant_kct.customers;",
+                "CREATE VIEW public.customers AS SELECT id, email, last_name AS first_name,\n"
+                "    first_name AS last_name, phone, date_of_birth, marketing_opt_in,\n"
+                "    loyalty_points, preferred_store, created_at, updated_at\n"
+                "  FROM tenant_kct.customers;",
+            ),
+        ),
+    ),
+    Defect(
         "the compatibility views' grant forgotten for one role (met only by its old sessions)",
         "sessions.old_sessions_as_roles",
         'as kct_readonly, search_path "$user", public (sessions opened before the migration '
