@@ -106,6 +106,7 @@ BASELINE_CHECKS = {
     "tables.intact",
     "sequences.not_reset",
     "compatibility_views.faithful",
+    "connections.room",
     "privileges.granted",
     "sessions.old_sessions_as_roles",
 }

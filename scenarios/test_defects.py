@@ -324,6 +324,31 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "a connection limit on an application role below what its PgBouncer opens",
+        "connections.room",
+        "kct_readonly may open 20 connections per server (CONNECTION LIMIT 20, set by the "
+        "migration), but the plan's PgBouncer reader opens up to 55 as kct_readonly",
+        _step(
+            7,
+            "limit",
+            up="ALTER ROLE kct_readonly CONNECTION LIMIT 20;\n",
+            down="ALTER ROLE kct_readonly CONNECTION LIMIT -1;\n",
+        ),
+    ),
+    Defect(
+        "an application role's password expired (its logins trusted here)",
+        "connections.room",
+        "kct_readonly's password expired at 2020-01-01 00:00:00+00 (VALID UNTIL, set by the "
+        "migration)",
+        # Roles outlive a gate on the shared cluster: the rollback gives the password back.
+        _step(
+            7,
+            "expire",
+            up="ALTER ROLE kct_readonly VALID UNTIL '2020-01-01 00:00:00+00';\n",
+            down="ALTER ROLE kct_readonly VALID UNTIL 'infinity';\n",
+        ),
+    ),
+    Defect(
         "the compatibility views' grant forgotten for one role (met only by its old sessions)",
         "sessions.old_sessions_as_roles",
         'as kct_readonly, search_path "$user", public (sessions opened before the migration '

@@ -27,7 +27,8 @@ def _acl(column: str, kind: str, owner: str) -> sql.Composed:
 DATABASE = sql.SQL("""
 SELECT pg_get_userbyid(d.datdba)::text,
   {acl},
-  pg_encoding_to_char(d.encoding)::text, d.datcollate::text, d.datctype::text, pg_is_in_recovery()
+  pg_encoding_to_char(d.encoding)::text, d.datcollate::text, d.datctype::text,
+  d.datconnlimit, d.datallowconn, pg_is_in_recovery()
 FROM pg_database d WHERE d.datname = current_database()""").format(
     acl=_acl("d.datacl", "d", "d.datdba")
 )
@@ -173,6 +174,8 @@ ROLES = sql.SQL("""
 SELECT r.rolname::text, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin,
   r.rolreplication, r.rolbypassrls, r.rolconnlimit,
   ARRAY(SELECT g.rolname::text COLLATE "C" FROM pg_auth_members m
-        JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1)
+        JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1),
+  -- 'infinity' is how ALTER ROLE says never again, which a new role's NULL also means
+  nullif(r.rolvaliduntil, 'infinity')::text
 FROM pg_roles r WHERE r.rolname = ANY(%(roles)s::text[]) OR r.rolname !~ '^pg_'
 ORDER BY 1""")

@@ -150,6 +150,8 @@ _LABELS = {
     "create_db": "create database",
     "bypass_rls": "bypass RLS",
     "connection_limit": "connection limit",
+    "valid_until": "password valid until",
+    "allow_connections": "allowing connections",
     "config": "settings",
 }
 _MULTILINE = {"definition"}  # for views and functions; constraints and indexes fit one line

@@ -12,7 +12,7 @@ pg_get_*def prints is schema-qualified and does not depend on the caller's sessi
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Protocol, TypeVar
 
 import psycopg
@@ -223,6 +223,8 @@ class Role:
     bypass_rls: bool
     connection_limit: int
     member_of: tuple[str, ...]
+    #: when its password stops working (text, in the fingerprint's UTC); None: never
+    valid_until: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,9 @@ class Database:
     encoding: str
     collate: str
     ctype: str
+    #: CONNECTION LIMIT (-1: none) and ALLOW_CONNECTIONS
+    connection_limit: int = -1
+    allow_connections: bool = True
 
 
 @dataclass(frozen=True)
@@ -310,6 +315,8 @@ _PARTS: dict[str, type[Any]] = {
 def _load(kind: type[Any], data: Mapping[str, Any]) -> Any:
     values: dict[str, Any] = {}
     for f in fields(kind):
+        if f.name not in data and f.default is not MISSING:
+            continue  # a field added later: a fingerprint saved before keeps its default
         value = data[f.name]
         if kind is Relation and f.name in _PARTS:
             value = tuple(_load(_PARTS[f.name], part) for part in value)

@@ -103,6 +103,10 @@ END $$;
 """
 
 _CURSOR = "pgcutover_probe_row"
+_PROBE_BOUNDS = (
+    "SET LOCAL statement_timeout = '30s';"
+    " SET LOCAL idle_in_transaction_session_timeout = 0"
+)
 
 
 @dataclass
@@ -121,6 +125,10 @@ class RoleSession:
         with self.conn.transaction(force_rollback=True):
             if self.set_role:
                 self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.role)))
+            # The role's own timeouts (ALTER ROLE … SET statement_timeout) are what its
+            # sessions meet, sessions.new_sessions_work's finding; a probe of its
+            # privileges runs under the harness's bound instead, or a tiny one stops it.
+            self.conn.execute(_PROBE_BOUNDS, prepare=False)
             if freeze_sequences:
                 self.conn.execute(
                     sql.SQL("SELECT {}.freeze_sequences()").format(self.helper), prepare=False
