@@ -105,9 +105,44 @@ def connect(
         timeout=timeout, application_name=application_name, prepare_threshold=prepare_threshold
     )
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
+        conn = psycopg.connect(dsn, autocommit=autocommit, **kwargs)
     except psycopg.Error as exc:
         raise _refused(dsn, exc, fix=fix) from None
+    _own_bounds(conn)
+    return conn
+
+
+# A migration may give every session of its database a setting (ALTER DATABASE … SET
+# statement_timeout = '1ms', default_transaction_read_only = on, session_replication_role
+# = replica): what the application's sessions then meet is a finding, but the harness's
+# own sessions must go on reading and repairing the database. They are the superuser's
+# (the server reports it at login, no round trip); the application's roles keep theirs.
+_OWN_SESSION = (
+    "SELECT set_config('statement_timeout', '0', false),"
+    " set_config('idle_in_transaction_session_timeout', '0', false),"
+    " set_config('default_transaction_read_only', 'off', false),"
+    " set_config('session_replication_role', 'origin', false)"
+)
+
+
+def _own_bounds(conn: psycopg.Connection[Any]) -> None:
+    if conn.info.parameter_status("is_superuser") != "on" or conn.info.dbname == "pgbouncer":
+        return  # an application's role, or PgBouncer's console (which has no SET)
+    try:
+        for attempt in range(3):  # a timeout of a millisecond may cancel this very statement
+            try:
+                conn.execute(_OWN_SESSION, prepare=False)
+                break
+            except psycopg.errors.QueryCanceled:
+                if not conn.autocommit:
+                    conn.rollback()
+                if attempt == 2:
+                    raise
+        if not conn.autocommit:
+            conn.commit()
+    except BaseException:
+        conn.close()
+        raise
 
 
 def connect_dicts(

@@ -29,6 +29,7 @@ from harness.comparisons import fingerprint_of, replica_check, rollback_checks, 
 from harness.connections import describe
 from harness.databases import connect, create_database, drop_database, unique_name
 from harness.dsn import redact, with_login
+from harness.ended_sessions import SessionsEnded, ended_check, sessions_ended_after
 from harness.invariants import (
     Check,
     OldSessions,
@@ -310,14 +311,16 @@ def gate_database(
         )
 
         def after(label: str) -> None:
-            run.after(label)
-            caught_up = once(wait)  # both need the replica past this step: one wait
-            with run.between_steps(), ThreadPoolExecutor(max_workers=2) as pool:  # own sessions
-                for done in [
-                    pool.submit(probes.after, label, wait_for_replica=caught_up)
-                    for probes in (sessions, prepared)
-                ]:
-                    done.result()
+            with sessions_ended_after(label):
+                run.after(label)
+                caught_up = once(wait)  # both need the replica past this step: one wait
+                # the probes' own sessions, side by side
+                with run.between_steps(), ThreadPoolExecutor(max_workers=2) as pool:
+                    for done in [
+                        pool.submit(probes.after, label, wait_for_replica=caught_up)
+                        for probes in (sessions, prepared)
+                    ]:
+                        done.result()
 
         try:
             with (
@@ -369,6 +372,9 @@ def gate_database(
                     run, again, migrated, plan=plan, baseline=baseline, dsn=endpoints.primary
                 )
             )
+        except SessionsEnded as exc:
+            out.add(ended_check(exc))
+            return
         finally:
             sessions.close()
             prepared.close()

@@ -104,8 +104,7 @@ END $$;
 
 _CURSOR = "pgcutover_probe_row"
 _PROBE_BOUNDS = (
-    "SET LOCAL statement_timeout = '30s';"
-    " SET LOCAL idle_in_transaction_session_timeout = 0"
+    "SET LOCAL statement_timeout = '30s'; SET LOCAL idle_in_transaction_session_timeout = 0"
 )
 
 

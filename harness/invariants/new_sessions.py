@@ -123,6 +123,9 @@ def run_queries(conn: Conn, queries: RoleQueries) -> list[tuple[str, str]]:
     failures: list[tuple[str, str]] = []
     with conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
+        # The queries run one after another inside one transaction here, which the
+        # application's do not: a role's idle-in-transaction timeout must not end it.
+        conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
         for text in queries.plain:
             try:
                 with conn.transaction():

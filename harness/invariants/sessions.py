@@ -27,7 +27,7 @@ from psycopg import IsolationLevel, pq, sql
 
 from harness.catalog import Fingerprint
 from harness.cluster import Endpoints
-from harness.connections import Conn, connect, script_error, send_script
+from harness.connections import Conn, connect, describe, script_error, send_script
 from harness.errors import ConnectionFailed, UsageError
 from harness.invariants.not_run import path_label
 from harness.invariants.result import Check
@@ -208,24 +208,26 @@ class OldSessions:
     def _compare(self, sessions: list[_Session], *, fresh_dsn: str) -> list[tuple[str, str, str]]:
         """Each old session against a session opened now, on one snapshot of one server;
         all of them at once, since the snapshot is shared and each has a session of its own."""
+        # A step that stops new sessions (a connection limit, a statement timeout of a
+        # millisecond for the database) is a finding of its own; the old sessions wait
+        # for the next round.
+        server = "the replica" if sessions[0].on_replica else "the primary"
         try:
             opened = connect(fresh_dsn)
         except ConnectionFailed as exc:
-            # A step that stops new logins (a connection limit, the database closed to
-            # them) is a finding of its own; the old sessions wait for the next round.
-            server = "the replica" if sessions[0].on_replica else "the primary"
             return [(server, _LOGIN, exc.reason)]
         with opened as fresh:
-            fresh.isolation_level = IsolationLevel.REPEATABLE_READ
-            with fresh.transaction():
+            try:
+                fresh.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
                 row = fresh.execute("SELECT pg_export_snapshot()").fetchone()
-                snapshot = str(row[0]) if row else ""
                 fresh.execute(_SERIAL)
-                with ThreadPoolExecutor(max_workers=len(sessions) + 1) as pool:
-                    expected = pool.submit(_outcomes, fresh, self.queries)
-                    found = list(
-                        pool.map(lambda s: self._differences(s, snapshot, expected), sessions)
-                    )
+            except psycopg.Error as exc:
+                return [(server, _LOGIN, describe(exc))]
+            snapshot = str(row[0]) if row else ""
+            with ThreadPoolExecutor(max_workers=len(sessions) + 1) as pool:
+                expected = pool.submit(_outcomes, fresh, self.queries)
+                found = list(pool.map(lambda s: self._differences(s, snapshot, expected), sessions))
+            fresh.execute("ROLLBACK")
         return [
             (session.label, query, message)
             for session, differences in zip(sessions, found, strict=True)
@@ -275,7 +277,7 @@ class OldSessions:
             if query == _LOGIN:
                 offenders.append(
                     f"a session opened on {label} after {step}, as the application logs in, "
-                    f"cannot log in: {error}"
+                    f"fails: {error}"
                 )
             else:
                 by_query.setdefault((query, step, error), []).append(label)
