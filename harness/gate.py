@@ -51,6 +51,7 @@ from harness.invariants.old_path import check_old_sessions_as_roles
 from harness.invariants.prepared import PreparedStatements
 from harness.invariants.roles import left_without_login
 from harness.invariants.room import check_connection_room
+from harness.invariants.session_settings import check_session_settings
 from harness.invariants.stand_ins import check_compatibility_views
 from harness.ledger import Accounting
 from harness.legacy.capacity import check_gate_room
@@ -173,6 +174,7 @@ def verify_database(
             out.add(check_sequences(plan.layout, baseline, after))
             out.add(check_compatibility_views(plan.layout, baseline, after, conn))
             out.add(check_connection_room(plan, baseline, after, conn))
+            out.add(check_session_settings(plan, baseline, after))
         out.add(check_foreign_keys(conn))
         out.add(
             probe_privileges(

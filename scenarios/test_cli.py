@@ -107,6 +107,7 @@ BASELINE_CHECKS = {
     "sequences.not_reset",
     "compatibility_views.faithful",
     "connections.room",
+    "settings.for_sessions",
     "privileges.granted",
     "sessions.old_sessions_as_roles",
 }

@@ -349,6 +349,20 @@ DEFECTS = (
         ),
     ),
     Defect(
+        "every session of the database set to fire no trigger and check no foreign key",
+        "settings.for_sessions",
+        "database: session_replication_role = replica, set by the migration: its sessions fire "
+        "no trigger and check no foreign key",
+        _step(
+            7,
+            "replica_role",
+            up="DO $x$ BEGIN EXECUTE format('ALTER DATABASE %I SET session_replication_role = "
+            "replica', current_database()); END $x$;\n",
+            down="DO $x$ BEGIN EXECUTE format('ALTER DATABASE %I RESET "
+            "session_replication_role', current_database()); END $x$;\n",
+        ),
+    ),
+    Defect(
         "the compatibility views' grant forgotten for one role (met only by its old sessions)",
         "sessions.old_sessions_as_roles",
         'as kct_readonly, search_path "$user", public (sessions opened before the migration '
