@@ -61,6 +61,7 @@ from harness.plan import Plan
 from harness.progress import Progress, quiet
 from harness.report.schema import SCHEMA_VERSION
 from harness.runner import Runner, StepOutcome, take_backup, verify_backup
+from harness.runner.backup import worth_own_server
 from harness.traffic import TrafficOptions, TrafficRun
 
 __all__ = ["GateReport", "cluster_login", "run_gate", "verify_database"]
@@ -239,7 +240,7 @@ def _backup_check(
     endpoints: Endpoints, baseline: Fingerprint, backup_dir: Path, scratch: Scratch
 ) -> Check:
     backup = take_backup(endpoints.primary, directory=backup_dir, throwaway=True)
-    with scratch() as on:
+    with scratch() if worth_own_server(backup) else nullcontext(None) as on:
         offenders = verify_backup(endpoints.primary, backup, expected=baseline, on=on)
     return Check.of(
         "backup.restores",

@@ -41,7 +41,7 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
     config.write_text("[baseline]\nmax_connections = 8\n[instance]\nlifetime = 2.0\n")
     done = subprocess.run(
         [sys.executable, "-m", "harness.cli", "load", "compare", "--users", "12",
-         "--spawn-rate", "12", "--duration", "8", "--repeat", "2", "--config", str(config),
+         "--spawn-rate", "12", "--duration", "5", "--repeat", "2", "--config", str(config),
          "--reports", str(tmp_path)],
         capture_output=True, text=True, cwd=ROOT, timeout=170, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -94,7 +94,7 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
     poolers = load_plan(ROOT / "plans" / "kct").pgbouncer or DEFAULT_POOLERS
     for bouncer in poolers.both:
         assert f"{bouncer.role}: {bouncer.pool_mode} pooling" in " ".join(report["pooling"])
-    assert report["closing_note"].startswith("At 12 concurrent instances for 8 s")
+    assert report["closing_note"].startswith("At 12 concurrent instances for 5 s")
     # both sides paid for TLS and SCRAM (the shipped [network]), measured on each path
     assert report["environment"]["connections"].startswith("TLS (sslmode=require) and SCRAM")
     opened = report["connections"]["open_ms"]
