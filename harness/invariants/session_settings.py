@@ -10,7 +10,8 @@ makes transactions that never failed fail with serialization errors. Those, set 
 changed by the migration for the database or for a role the application logs in
 as, are findings; any other setting it changes (a timeout, ``work_mem``) is named in
 the verdict, and its effects are the sessions checks' to meet (``search_path`` is
-the dependencies' and the sessions checks' own subject).
+the dependencies' and the sessions checks' own subject, and a read-only default is
+``privileges.tried``'s, whose writes meet it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ _MEANING: Mapping[str, tuple[frozenset[str], str]] = {
         "a commit is acknowledged before it is on disk: a crash loses what the application "
         "was told was saved",
     ),
-    "default_transaction_read_only": (frozenset({"off"}), "every write of its sessions fails"),
     "default_transaction_isolation": (
         frozenset({"read committed"}),
         "transactions that never failed now fail with serialization errors under "
