@@ -104,7 +104,8 @@ END $$;
 
 _CURSOR = "pgcutover_probe_row"
 _PROBE_BOUNDS = (
-    "SET LOCAL statement_timeout = '30s'; SET LOCAL idle_in_transaction_session_timeout = 0"
+    "SELECT set_config('statement_timeout', '30s', true),"
+    " set_config('idle_in_transaction_session_timeout', '0', true)"
 )
 
 

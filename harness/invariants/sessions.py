@@ -42,7 +42,8 @@ COUNTED = 10_000
 #: kct plan's view of orders at scale 100 three times took 4.1-4.8 s with them, 1.3-1.4 s
 #: without (alone: 236 ms against 97 ms). Only for the probe's own transaction.
 _SERIAL = "SET LOCAL max_parallel_workers_per_gather = 0"
-# Stands for the query when the session opened to compare with could not log in.
+# Stands for the query when the session opened to compare with could not log in, or
+# could not even begin its transaction (a statement timeout of a millisecond).
 _LOGIN = "(log in)"
 
 

@@ -22,6 +22,9 @@ compares:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from harness.catalog import Fingerprint, Relation
 from harness.catalog.checksum import DataChecksum, table_checksum
 from harness.connections import Conn
@@ -71,14 +74,20 @@ def _column_findings(was: Relation, view: Relation) -> list[str]:
     return out
 
 
+@contextmanager
+def _one_snapshot(conn: Conn) -> Iterator[None]:
+    """Reads of the view and of its table that see the same rows."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
 def _sums(conn: Conn, view: Relation, table: Relation, columns: list[str]) -> tuple[
     DataChecksum, DataChecksum
 ]:  # fmt: skip
-    """Both checksums on ``columns``, read in one snapshot."""
-    with conn.transaction(force_rollback=True):
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        shown = table_checksum(conn, schema=view.schema, table=view.name, only=columns)
-        held = table_checksum(conn, schema=table.schema, table=table.name, only=columns)
+    """Both checksums on ``columns``; call inside :func:`_one_snapshot`."""
+    shown = table_checksum(conn, schema=view.schema, table=view.name, only=columns)
+    held = table_checksum(conn, schema=table.schema, table=table.name, only=columns)
     return shown, held
 
 
@@ -93,7 +102,8 @@ def _row_findings(conn: Conn, view: Relation, table: Relation) -> list[str]:
         shown = table_checksum(conn, schema=view.schema, table=view.name, only=columns)
         if (shown.rows, shown.digest) == (table.rows, table.checksum):
             return []
-    shown, held = _sums(conn, view, table, columns)
+    with _one_snapshot(conn):
+        shown, held = _sums(conn, view, table, columns)
     if shown.rows != held.rows:
         return [
             f"`{view.qualified}` shows {shown.rows:,} rows where `{table.qualified}`, the table "
@@ -102,13 +112,10 @@ def _row_findings(conn: Conn, view: Relation, table: Relation) -> list[str]:
     if shown.digest == held.digest:
         return []
     differ = []
-    with conn.transaction(force_rollback=True):
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    with _one_snapshot(conn):
         for name in columns:
-            one = [name]
-            a = table_checksum(conn, schema=view.schema, table=view.name, only=one)
-            b = table_checksum(conn, schema=table.schema, table=table.name, only=one)
-            if a.digest != b.digest:
+            shown_one, held_one = _sums(conn, view, table, [name])
+            if shown_one.digest != held_one.digest:
                 differ.append(name)
     what = (
         f"column{'s' if len(differ) > 1 else ''} {', '.join(differ)} hold"
