@@ -106,7 +106,8 @@ def _row_findings(conn: Conn, view: Relation, table: Relation) -> list[str]:
         shown, held = _sums(conn, view, table, columns)
     if shown.rows != held.rows:
         return [
-            f"`{view.qualified}` shows {shown.rows:,} rows where `{table.qualified}`, the table "
+            f"`{view.qualified}` shows {shown.rows:,} row{'' if shown.rows == 1 else 's'} "
+            f"where `{table.qualified}`, the table "
             f"it stands for, holds {held.rows:,}: old sessions see another table"
         ]
     if shown.digest == held.digest:
