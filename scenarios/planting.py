@@ -86,29 +86,35 @@ def run_gate(
 @contextmanager
 def _role_limits_kept(cluster: Cluster) -> Iterator[None]:
     """Roles are the cluster's, and the gate ends migrated (its round trip migrates again):
-    a role's connection limit or password validity a planted step set would meet the
-    next test's baseline. Put back as they were."""
+    a role's connection limit, password validity or powers a planted step set would meet
+    the next test's baseline. Put back as they were."""
     with connect(cluster.endpoints.primary) as conn:
         before = conn.execute(_ROLE_LIMITS).fetchall()
     try:
         yield
     finally:
         with connect(cluster.endpoints.primary) as conn:
-            known = [name for name, _, _ in before]
+            known = [name for name, *_ in before]
             conn.execute(
                 # the roles the gate's plan created get the defaults they were created with
-                "UPDATE pg_authid SET rolconnlimit = -1, rolvaliduntil = NULL"
+                "UPDATE pg_authid SET rolconnlimit = -1, rolvaliduntil = NULL,"
+                " rolcreaterole = false, rolcreatedb = false, rolbypassrls = false"
                 " WHERE rolname !~ '^pg_' AND rolname <> ALL(%s)",
                 (known,),
             )
-            for name, limit, valid_until in before:
+            for name, *kept in before:
                 conn.execute(
-                    "UPDATE pg_authid SET rolconnlimit = %s, rolvaliduntil = %s WHERE rolname = %s",
-                    (limit, valid_until, name),
+                    "UPDATE pg_authid SET rolconnlimit = %s, rolvaliduntil = %s,"
+                    " rolcreaterole = %s, rolcreatedb = %s, rolbypassrls = %s"
+                    " WHERE rolname = %s",
+                    (*kept, name),
                 )
 
 
-_ROLE_LIMITS = "SELECT rolname, rolconnlimit, rolvaliduntil FROM pg_authid WHERE rolname !~ '^pg_'"
+_ROLE_LIMITS = (
+    "SELECT rolname, rolconnlimit, rolvaliduntil, rolcreaterole, rolcreatedb, rolbypassrls"
+    " FROM pg_authid WHERE rolname !~ '^pg_'"
+)
 
 
 def _gate_into(

@@ -398,6 +398,9 @@ HARMLESS = (
         # A trigger disabled for a bulk fix, and enabled again in the same step.
         "ALTER TABLE tenant_kct.orders DISABLE TRIGGER orders_set_updated_at;\n"
         "ALTER TABLE tenant_kct.orders ENABLE TRIGGER orders_set_updated_at;\n"
+        # Storage tuning for a hot table: no value or write depends on it.
+        "ALTER TABLE tenant_kct.orders\n"
+        "    SET (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.05);\n"
         # A default set on a new table, the same every time.
         "ALTER TABLE audit.audit_log ALTER COLUMN actor SET DEFAULT 'system';\n"
         # A function qualified instead of pinned (with the views still there).
@@ -406,6 +409,7 @@ HARMLESS = (
             + STOCK.replace("FROM product_variants", "FROM tenant_shared.product_variants")
         ),
         down="ALTER TABLE audit.audit_log ALTER COLUMN actor DROP DEFAULT;\n"
+        "ALTER TABLE tenant_kct.orders RESET (fillfactor, autovacuum_vacuum_scale_factor);\n"
         "ALTER TABLE tenant_kct.order_items DROP CONSTRAINT order_items_discount_check;\n"
         + STOCK_BODY.format(body="    " + STOCK),
     ),
@@ -481,6 +485,54 @@ def test_harmless_counterparts_pass_every_check(
     report = run_gate(plan, cluster, legacy_database.endpoints, tmp_path, traffic=mode == "traffic")
     assert failed(report) == {}
     assert [c.name for c in report.checks if c.verdict == "warn"] == ["lint.squawk"]
+
+
+# Changes no statement of the application errors on, and that the down step undoes, so
+# only the checks of the migrated database can see them.
+QUIET = _step(
+    7,
+    "quiet",
+    up="ALTER TABLE tenant_kct.orders DISABLE TRIGGER orders_audit;\n"
+    "ALTER SEQUENCE tenant_kct.orders_order_number_seq INCREMENT BY -1;\n"
+    "ALTER ROLE kct_readonly CREATEROLE;\n"
+    "ALTER TABLE tenant_kct.customers SET (autovacuum_enabled = off);\n"
+    "ALTER TABLE tenant_kct.appointments SET UNLOGGED;\n",
+    down="ALTER TABLE tenant_kct.appointments SET LOGGED;\n"
+    "ALTER TABLE tenant_kct.customers RESET (autovacuum_enabled);\n"
+    "ALTER ROLE kct_readonly NOCREATEROLE;\n"
+    "ALTER SEQUENCE tenant_kct.orders_order_number_seq INCREMENT BY 1;\n"
+    "ALTER TABLE tenant_kct.orders ENABLE TRIGGER orders_audit;\n",
+)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_changes_no_statement_fails_on_are_each_named(
+    mode: str, cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    """A trigger the plan adds switched off, a sequence counting back, a power no grant
+    gives, autovacuum off, a table no longer replicated: each named by its check, and
+    the gate's report written (the unlogged table cannot be read on the replica)."""
+    found = _gate(QUIET, cluster, legacy_database, tmp_path, traffic=mode == "traffic")
+    expected = {
+        "tables.intact": [
+            "`tenant_kct.orders`: trigger orders_audit was added disabled: it never fires",
+            "`tenant_kct.customers`: options changed from none to autovacuum_enabled=off",
+            "`tenant_kct.appointments`: persistence changed from permanent to unlogged",
+        ],
+        "sequences.not_reset": [
+            "`tenant_kct.orders_order_number_seq`: INCREMENT BY -1 after, 1 before: it now "
+            "counts back over the values it handed out"
+        ],
+        "privileges.granted": [
+            "role kct_readonly was given CREATEROLE, with which it can grant itself any role "
+            "but a superuser — take it back (ALTER ROLE kct_readonly NO…)"
+        ],
+    }
+    for check, details in expected.items():
+        assert sorted(found.get(check, [])) == sorted(details), (check, found)
+    # the old sessions read the unlogged table on the replica, and cannot
+    assert "sessions.keep_working" in found, found
+    assert mode == "traffic" or set(found) == {*expected, "sessions.keep_working"}, found
 
 
 def test_a_check_added_not_valid_that_rows_violate_is_named_twice(

@@ -99,7 +99,8 @@ SELECT n.nspname::text, c.relname::text, format_type(s.seqtypid, NULL), s.seqsta
    JOIN pg_class dc ON dc.oid = d.refobjid JOIN pg_namespace dn ON dn.oid = dc.relnamespace
    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')
-     AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0)
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0),
+  c.relpersistence::text
 FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE {ns} AND NOT EXISTS (SELECT FROM pg_depend d

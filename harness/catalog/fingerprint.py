@@ -479,8 +479,11 @@ def _read(cur: psycopg.Cursor[Any], *, params: dict[str, Any], data: bool) -> Fi
         relations.append(Relation(*(*head, *children, rows, digest)))
 
     seq_rows = _fetch(cur, Q.SEQUENCES, params)
-    values = checksum.sequence_values(cur, [(r[0], r[1]) for r in seq_rows])
-    sequences = [Sequence(*(*r, *values[r[0], r[1]])) for r in seq_rows]
+    # A table made unlogged takes its sequences along, and a standby cannot read those
+    # either; they read as their start there (a standby's values are never compared).
+    readable = [(r[0], r[1]) for r in seq_rows if not (in_recovery and r[-1] == "u")]
+    values = checksum.sequence_values(cur, readable)
+    sequences = [Sequence(*r[:-1], *values.get((r[0], r[1]), (r[3], False))) for r in seq_rows]
     functions = [Function(*r) for r in _fetch(cur, Q.FUNCTIONS, params)]
     types = [TypeDef(*r) for r in _fetch(cur, Q.TYPES, params)]
     default_privileges = [DefaultPrivilege(*r) for r in _fetch(cur, Q.DEFAULT_ACLS, params)]

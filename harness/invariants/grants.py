@@ -211,6 +211,42 @@ def _default_privileges(
                 )
 
 
+# What a role attribute or a predefined role's membership gives, beyond any grant.
+_POWERS = {
+    "superuser": "SUPERUSER, which passes every privilege check",
+    "create_role": "CREATEROLE, with which it can grant itself any role but a superuser",
+    "create_db": "CREATEDB",
+    "replication": "REPLICATION, with which it can stream every table's changes",
+    "bypass_rls": "BYPASSRLS, which lets it past every row-level security policy",
+}
+_PREDEFINED = {
+    "pg_read_all_data": "SELECT on every table",
+    "pg_write_all_data": "INSERT, UPDATE and DELETE on every table",
+    "pg_execute_server_program": "running programs on the server as its OS user",
+    "pg_read_server_files": "reading any file the server can",
+    "pg_write_server_files": "writing any file the server can",
+    "pg_signal_backend": "cancelling and ending other sessions",
+}
+
+
+def _powers(roles: Iterable[str], before: Fingerprint, after: Fingerprint) -> Iterator[str]:
+    """Powers the migration gave the plan's roles: no ``[[privileges]]`` rule gives these,
+    and no probe of a table's privileges shows them."""
+    for name in sorted(roles):
+        now, was = after.roles.get(name), before.roles.get(name)
+        if now is None:
+            continue
+        for attribute, power in _POWERS.items():
+            if getattr(now, attribute) and not (was is not None and getattr(was, attribute)):
+                yield f"role {name} was given {power} — take it back (ALTER ROLE {name} NO…)"
+        for group in sorted(set(now.member_of) - set(was.member_of if was else ())):
+            if group in _PREDEFINED:
+                yield (
+                    f"role {name} was made a member of {group}: {_PREDEFINED[group]}, beyond "
+                    f"any rule of the plan — REVOKE {group} FROM {name}"
+                )
+
+
 def check_grants(
     layout: Layout, rules: Sequence[PrivilegeRule], before: Fingerprint, after: Fingerprint
 ) -> Check:
@@ -237,6 +273,7 @@ def check_grants(
                 "allows — revoke it, or add a [[privileges]] rule that allows it"
             )
     offenders.extend(_default_privileges(before, after, schemas, allowance))
+    offenders.extend(_powers(allowance.roles, before, after))
     return Check.of(
         "privileges.granted",
         offenders=offenders,

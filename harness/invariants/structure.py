@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import psycopg
 from pglast import keywords
 from psycopg import sql
 
-from harness.catalog import Fingerprint, Relation, diff
+from harness.catalog import Fingerprint, Relation, Sequence, diff
 from harness.catalog.checksum import table_checksum
 from harness.connections import Conn
 from harness.invariants.result import Check
@@ -343,6 +343,23 @@ def _not_valid(conn: Conn | None, was: Relation, now: Relation) -> list[str]:
     return found
 
 
+def _unvacuumed(options: Iterable[str]) -> bool:
+    """A table's storage options are tuning (fillfactor, autovacuum thresholds), except
+    switching autovacuum off: dead rows pile up and only wraparound vacuums freeze it."""
+    settings = dict(o.partition("=")[::2] for o in options)
+    return any(
+        settings.get(name, "on").lower() in ("false", "off", "no", "0", "f", "n")
+        for name in ("autovacuum_enabled", "toast.autovacuum_enabled")
+    )
+
+
+_SILENT = {
+    "D": "disabled: it never fires",
+    "R": "to fire on replicas only (ENABLE REPLICA TRIGGER): it never fires for the "
+    "application's sessions (session_replication_role origin)",
+}
+
+
 def check_table_parts(
     layout: Layout, before: Fingerprint, after: Fingerprint, conn: Conn | None = None
 ) -> Check:
@@ -358,6 +375,7 @@ def check_table_parts(
     offenders: list[str] = []
     added: list[str] = []
     triggers: list[str] = []
+    tuned: list[str] = []
     renames = _renames(before, after)
     for qualified in sorted(before.tables):
         target = _counterpart(layout, before, after, qualified)
@@ -370,12 +388,16 @@ def check_table_parts(
         for key in sorted(was.keys() - now.keys()):
             offenders.append(f"`{target}`: {key} is gone")
         # An added trigger is named: whether it lets the application's writes through
-        # is tried by privileges.tried's probes (and the traffic), not read here.
-        triggers += [
-            f"{key.removeprefix('trigger ')} on {target}"
-            for key in sorted(now.keys() - was.keys())
-            if key.startswith("trigger ")
-        ]
+        # is tried by privileges.tried's probes (and the traffic), not read here. One
+        # added switched off is a finding: what the plan adds it for never happens.
+        for trigger in after.tables[target].triggers:
+            if f"trigger {trigger.name}" in was:
+                continue
+            triggers.append(f"{trigger.name} on {target}")
+            if trigger.enabled in _SILENT:
+                offenders.append(
+                    f"`{target}`: trigger {trigger.name} was added {_SILENT[trigger.enabled]}"
+                )
         for column in after.tables[target].columns:
             if f"column {column.name}" in was:
                 continue
@@ -399,12 +421,17 @@ def check_table_parts(
             if key.startswith("column ") and _widened(was[key], now[key]):
                 added.append(f"`{target}`.{key.removeprefix('column ')} widened to {now[key]}")
                 continue
+            if key == "options" and not _unvacuumed(after.tables[target].options):
+                tuned.append(f"`{target}` ({now[key]})")
+                continue
             offenders.append(f"`{target}`: {key} changed from {was[key]} to {now[key]}")
     gained = (
         f"; columns added or widened, no value or write of today's affected: {', '.join(added)}"
         if added
         else ""
     )
+    if tuned:
+        gained += "; storage options set, which no value or write depends on: " + ", ".join(tuned)
     if triggers:
         gained += "; triggers added (privileges.tried tries writes through them): " + ", ".join(
             triggers
@@ -423,6 +450,34 @@ def check_table_parts(
 def _column_of(owned_by: str | None) -> tuple[str, ...] | None:
     """``table.column`` of a sequence's owner; where the table is, check_layout says."""
     return None if owned_by is None else tuple(owned_by.split(".")[-2:])
+
+
+def _next(seq: Sequence) -> int:
+    return seq.last_value + seq.increment if seq.is_called else seq.last_value
+
+
+def _counting_back(was: Sequence, now: Sequence) -> list[str]:
+    """What makes a sequence, at the same value, hand out numbers it handed out before
+    the migration or none at all: counting the other way, cycling, no room left."""
+    found = []
+    if (was.increment > 0) != (now.increment > 0):
+        found.append(
+            f"INCREMENT BY {now.increment} after, {was.increment} before: it now counts "
+            "back over the values it handed out"
+        )
+    if now.cycle and not was.cycle:
+        found.append(
+            "CYCLE after, NO CYCLE before: at its last value it starts again, handing out "
+            "values it handed out"
+        )
+    fits = was.minimum <= _next(was) <= was.maximum
+    if fits and not now.minimum <= _next(now) <= now.maximum:
+        found.append(
+            f"its next value {_next(now):,} is outside MINVALUE {now.minimum:,} .. MAXVALUE "
+            f"{now.maximum:,} after ({was.minimum:,} .. {was.maximum:,} before): the next "
+            "nextval fails"
+        )
+    return found
 
 
 def check_sequences(layout: Layout, before: Fingerprint, after: Fingerprint) -> Check:
@@ -444,6 +499,8 @@ def check_sequences(layout: Layout, before: Fingerprint, after: Fingerprint) -> 
                 f"`{now.qualified}`: owned by {now.owned_by or 'no column'} after, "
                 f"{seq.owned_by} before"
             )
+        else:
+            offenders += [f"`{now.qualified}`: {why}" for why in _counting_back(seq, now)]
     return Check.of(
         "sequences.not_reset",
         offenders=offenders,
