@@ -17,6 +17,8 @@ The format (see also ``docs/workload.md``)::
     baseline = "1s"               # traffic before the first step: the stall baseline
     prepare_threshold = 0         # the driver prepares from a statement's n-th run on
                                   # (0: every one, as Prisma does); left out: it never does
+    request_timeout = "10s"       # the application's bound on a request (its statement
+                                  # timeout): one that runs longer is cancelled and fails
 
     [workload.stall]              # traffic.stall: a step fails when an application
     lock_wait = "200ms"           # request waited longer than this on a lock the
@@ -74,12 +76,22 @@ _WRITE_WORDS = re.compile(
 _PLACEHOLDER = re.compile(r"%\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)s")
 _QUERY_KEYS = frozenset({"name", "role", "kind", "weight", "params", "sql", "verify"})
 _WORKLOAD_KEYS = frozenset(
-    {"clients", "think_time", "baseline", "stall", "queries", "prepare_threshold"}
+    {
+        "clients",
+        "think_time",
+        "baseline",
+        "stall",
+        "queries",
+        "prepare_threshold",
+        "request_timeout",
+    }
 )
 _STALL_KEYS = frozenset({"lock_wait"})
 # The latency bounds traffic.stall used before it judged lock waits; still accepted.
 _FORMER_STALL_KEYS = frozenset({"p99", "max", "ratio"})
 MAX_CLIENTS = 64
+# sec: a request bounded below this fails on a busy machine; above it, a gate waits long
+MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT = 0.1, 300.0
 
 
 def parse_duration(value: object, *, where: str) -> float:
@@ -141,6 +153,7 @@ class Workload:
     # prepare_threshold; 0: every statement, as Prisma without pgbouncer=true); None:
     # it never prepares. See harness/invariants/prepared.py.
     prepare_threshold: int | None = None
+    request_timeout: float = 10.0  # sec: the application's statement timeout per request
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -271,4 +284,15 @@ def parse_workload(raw: object, *, toml_path: Path, roles: tuple[str, ...]) -> W
         baseline=parse_duration(raw.get("baseline", "1s"), where=f"{where} baseline"),
         stall=stall,
         prepare_threshold=threshold,
+        request_timeout=_request_timeout(raw.get("request_timeout", "10s"), where=where),
     )
+
+
+def _request_timeout(value: object, *, where: str) -> float:
+    seconds = parse_duration(value, where=f"{where} request_timeout")
+    if not MIN_REQUEST_TIMEOUT <= seconds <= MAX_REQUEST_TIMEOUT:
+        raise PlanError(
+            f"{where}: request_timeout must be {MIN_REQUEST_TIMEOUT * 1000:.0f}ms to "
+            f"{MAX_REQUEST_TIMEOUT:.0f}s (the application's own bound on a request), got {value!r}"
+        )
+    return seconds

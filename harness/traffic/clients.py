@@ -28,7 +28,7 @@ import bisect
 import random
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,7 +45,6 @@ from harness.traffic.logins import Logins
 __all__ = ["BEFORE", "Request", "Timeline", "Traffic", "prepare_params"]
 
 BEFORE = "before the migration"
-REQUEST_TIMEOUT = "10s"
 _MAX_PARAM_ROWS = 1000
 WARM_UP_BOUND = 30.0  # sec past the baseline for every path to have served a request
 _BACKEND = """
@@ -203,9 +202,11 @@ class _Client:
             i = self.random.randrange(len(rows))
         return i, rows[i]
 
-    def run(self, q: WorkloadQuery) -> Request:
+    def run(self, q: WorkloadQuery, *, again: Request | None = None, keep: bool = True) -> Request:
+        """One request of ``q``; ``again``: with that request's parameters; ``keep=False``:
+        its transaction rolled back."""
         self.serial += 1
-        key, row = self._row(q)
+        key, row = (again.key, again.values) if again is not None else self._row(q)
         token = f"pgcutover-{self.index}-{self.serial}-{self.random.getrandbits(32):08x}"
         req = Request(
             query=q.name,
@@ -221,7 +222,7 @@ class _Client:
         while True:
             conn = self.conns[(q.role, path)]
             try:
-                self._attempt(conn, q, req, read_only=path != q.path)
+                self._attempt(conn, q, req, read_only=path != q.path, keep=keep)
                 req.ok, req.sqlstate, req.message = True, None, ""
             except psycopg.Error as exc:
                 req.sqlstate = exc.sqlstate
@@ -244,17 +245,20 @@ class _Client:
         req.end = time.monotonic()
         return req
 
-    def _attempt(self, conn: Conn, q: WorkloadQuery, req: Request, *, read_only: bool) -> None:
+    def _attempt(
+        self, conn: Conn, q: WorkloadQuery, req: Request, *, read_only: bool, keep: bool = True
+    ) -> None:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             # As the application's pool does with a connection given back inside a
             # transaction: one request's failure is not every later request's.
             conn.rollback()
-        with conn.transaction():
+        with conn.transaction(force_rollback=not keep):
             # The harness's own queries never prepare: only the application's statements
             # run as its driver runs them, so only they can meet a preparing driver's errors.
             if read_only:  # a read on the writer's connection, as the router makes it
                 conn.execute("SET TRANSACTION READ ONLY", prepare=False)
-            info = conn.execute(_BACKEND, (REQUEST_TIMEOUT,), prepare=False).fetchone()
+            bound = f"{self.traffic.workload.request_timeout * 1000:.0f}ms"
+            info = conn.execute(_BACKEND, (bound,), prepare=False).fetchone()
             if info is not None:
                 req.pid, req.backend_start = info["pg_backend_pid"], info["backend_start"]
             if q.kind == "write":
@@ -514,6 +518,21 @@ class Traffic:
                 if self.stopping.is_set():
                     return
                 idle[i % len(idle)].request(q)
+
+    def again_alone(self, requests: Sequence[Request]) -> list[Request]:
+        """Each of ``requests`` once more, with its parameters, on new sessions of its role
+        and path, one after another, its transaction rolled back: run once the traffic has
+        stopped, whether it fits the workload's ``request_timeout`` with nothing else
+        running (:mod:`harness.traffic.timeouts`). None when the sessions cannot open."""
+        queries = {q.name: q for q in self.workload.queries}
+        client = _Client(self, self.clients)
+        try:
+            client.open()
+            return [client.run(queries[r.query], again=r, keep=False) for r in requests]
+        except psycopg.Error:
+            return []
+        finally:
+            client.close()
 
     def written_tables(self) -> set[str]:
         return {t for r in list(self.requests) if r.ok for t in r.written}

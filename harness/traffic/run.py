@@ -39,6 +39,7 @@ from harness.traffic.conflicts import check_recovery_conflicts
 from harness.traffic.logins import Logins, provision_logins
 from harness.traffic.sampler import LockSampler
 from harness.traffic.stall import check_stall
+from harness.traffic.timeouts import cancelled_unblocked
 
 __all__ = ["TrafficOptions", "TrafficRun", "workload_of"]
 
@@ -289,10 +290,12 @@ class TrafficRun:
             return []
         requests = list(self.traffic.requests)
         timeline = self.traffic.timeline
+        waits = self.sampler.all_waits() if self.sampler else []
+        again = cancelled_unblocked(requests, waits, self.traffic.again_alone)
         return [
-            check_no_errors(requests, timeline, labels=path_labels(self.endpoints)),
+            check_no_errors(requests, timeline, labels=path_labels(self.endpoints), again=again),
             check_stall(
-                self.sampler.all_waits() if self.sampler else [],
+                waits,
                 requests,
                 limits=self.workload.stall,
                 held=self.sampler.held if self.sampler else None,
