@@ -45,6 +45,7 @@ from harness.invariants import (
     probe_privileges,
 )
 from harness.invariants.acting import Login, LoginFor
+from harness.invariants.answers import check_same_answers
 from harness.invariants.new_sessions import check_new_sessions_as_roles
 from harness.invariants.not_run import LoginsTried, not_run_in_gate, not_run_in_verify
 from harness.invariants.old_path import check_old_sessions_as_roles
@@ -171,6 +172,10 @@ def verify_database(
             account = accounting or Accounting()
             data = check_data(plan.layout, *account.align(baseline, after), conn)
             out.add(account.judge(data, window="migrate"))
+            if accounting is not None:  # the gate's: the ledger's copy answers as it was
+                ledger = accounting.ledger
+                copy = ledger.copy if ledger is not None else None
+                out.add(check_same_answers(plan, baseline, after, copy=copy, primary=conn))
             out.add(check_table_parts(plan.layout, baseline, after, conn))
             out.add(check_sequences(plan.layout, baseline, after))
             out.add(check_compatibility_views(plan.layout, baseline, after, conn))

@@ -41,6 +41,17 @@ STOCK = "SELECT coalesce(sum(v.stock), 0) FROM product_variants v WHERE v.produc
 
 DEFECTS = (
     Defect(
+        "a function rewritten to answer otherwise",
+        "reads.same_answers",
+        "stock_check (as kct_app, product_id=",
+        _step(
+            7,
+            "halve_stock",
+            up=STOCK_BODY.format(body="    " + STOCK.replace("coalesce(", "1 + coalesce(")),
+            down=STOCK_BODY.format(body="    " + STOCK),
+        ),
+    ),
+    Defect(
         "a foreign key left NOT VALID",
         "foreign_keys.hold",
         "`tenant_kct.orders`: foreign key orders_customer_id_fkey is NOT VALID",
