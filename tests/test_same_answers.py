@@ -23,7 +23,7 @@ ROWS = [(1, "a"), (2, "b")]
     ],
 )
 def test_answers_are_compared_as_the_query_orders_them(
-    text: str, after: list[tuple[object, ...]], expected: bool
+    text: str, after: list[tuple[object, ...]], expected: object
 ) -> None:
     assert _same(text, ROWS, after) is expected
 
