@@ -59,3 +59,35 @@ def test_a_partition_left_behind_is_caught(
     found = failed(run_gate(plan, cluster, booking_endpoints, tmp_path))
     assert set(found) == {"layout.as_planned"}, found
     assert "`public.bookings_2027`: expected in stay, found in public" in found["layout.as_planned"]
+
+
+def test_a_domain_loosened_and_a_function_rewritten_are_caught_though_the_rollback_restores_them(
+    cluster: Cluster, booking_endpoints: Endpoints, tmp_path: Path
+) -> None:
+    """Both put back exactly by the down step, so rollback.exact cannot see them: the
+    migrated database lets an e-mail without "@" in, and counts another night's rooms."""
+    plan = planted(
+        PLAN,
+        tmp_path / "plan",
+        (
+            Edit(
+                "up/002_move.sql", None, "ALTER DOMAIN public.email DROP CONSTRAINT email_check;\n"
+            ),
+            Edit(
+                "down/002_move.sql",
+                None,
+                "ALTER DOMAIN public.email ADD CONSTRAINT email_check"
+                " CHECK (VALUE::text ~ '@'::text);\n",
+            ),
+            Edit("up/002_move.sql", "AND b.state <> 'cancelled')", "AND b.state = 'held')"),
+        ),
+    )
+    found = failed(run_gate(plan, cluster, booking_endpoints, tmp_path))
+    assert set(found) == {"tables.intact", "reads.same_answers"}, found
+    assert found["tables.intact"] == [
+        "domain `public.email`: CONSTRAINT email_check CHECK (((VALUE)::text ~ '@'::text)) is gone"
+    ]
+    [answer] = found["reads.same_answers"]
+    assert answer.startswith("free_rooms (as svc_ro): the same row counted, other values: ("), (
+        answer
+    )

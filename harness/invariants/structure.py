@@ -343,6 +343,34 @@ def _not_valid(conn: Conn | None, was: Relation, now: Relation) -> list[str]:
     return found
 
 
+def _domains_loosened(before: Fingerprint, after: Fingerprint) -> list[str]:
+    """A domain's NOT NULL, CHECK constraints and base type guard every column of it as a
+    table's own constraints do; one the migration dropped or changed lets through what it
+    refused. Followed by name where the plan moved the domain to another schema."""
+    moved = {d.name: d for d in after.types.values() if d.kind == "d"}
+    found = []
+    for key, was in sorted(before.types.items()):
+        if was.kind != "d":
+            continue
+        now = after.types.get(key) or moved.get(was.name)
+        if now is None:
+            continue  # gone with its columns: their tables' finding
+        parts = {_domain_part(x): x for x in now.definition}
+        for part in was.definition:
+            other = parts.get(_domain_part(part))
+            if other is None:
+                found.append(f"domain `{was.qualified}`: {part} is gone")
+            elif other != part:
+                found.append(f"domain `{was.qualified}`: {part} changed to {other}")
+    return found
+
+
+def _domain_part(text: str) -> str:
+    """What a domain's part is (``BASE``, ``NOT NULL``, ``DEFAULT``, ``CONSTRAINT name``)."""
+    words = text.split(" ", 2)
+    return " ".join(words[:2]) if words[0] in ("CONSTRAINT", "NOT") else words[0]
+
+
 def _unvacuumed(options: Iterable[str]) -> bool:
     """A table's storage options are tuning (fillfactor, autovacuum thresholds), except
     switching autovacuum off: dead rows pile up and only wraparound vacuums freeze it."""
@@ -425,6 +453,7 @@ def check_table_parts(
                 tuned.append(f"`{target}` ({now[key]})")
                 continue
             offenders.append(f"`{target}`: {key} changed from {was[key]} to {now[key]}")
+    offenders += _domains_loosened(before, after)
     gained = (
         f"; columns added or widened, no value or write of today's affected: {', '.join(added)}"
         if added
