@@ -525,10 +525,12 @@ QUIET = _step(
     up="ALTER TABLE tenant_kct.orders DISABLE TRIGGER orders_audit;\n"
     "ALTER SEQUENCE tenant_kct.orders_order_number_seq INCREMENT BY -1;\n"
     "ALTER ROLE kct_readonly CREATEROLE;\n"
+    "ALTER FUNCTION public.customer_lifetime_value(text) SECURITY DEFINER;\n"
     "ALTER TABLE tenant_kct.customers SET (autovacuum_enabled = off);\n"
     "ALTER TABLE tenant_kct.appointments SET UNLOGGED;\n",
     down="ALTER TABLE tenant_kct.appointments SET LOGGED;\n"
     "ALTER TABLE tenant_kct.customers RESET (autovacuum_enabled);\n"
+    "ALTER FUNCTION public.customer_lifetime_value(text) SECURITY INVOKER;\n"
     "ALTER ROLE kct_readonly NOCREATEROLE;\n"
     "ALTER SEQUENCE tenant_kct.orders_order_number_seq INCREMENT BY 1;\n"
     "ALTER TABLE tenant_kct.orders ENABLE TRIGGER orders_audit;\n",
@@ -539,8 +541,9 @@ QUIET = _step(
 def test_changes_no_statement_fails_on_are_each_named(
     mode: str, cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:
-    """A trigger the plan adds switched off, a sequence counting back, a power no grant
-    gives, autovacuum off, a table no longer replicated: each named by its check, and
+    """A trigger the plan adds switched off, a sequence counting back, powers no grant
+    gives (a role's attribute, a function made to run as its owner for every role),
+    autovacuum off, a table no longer replicated: each named by its check, and
     the gate's report written (the unlogged table cannot be read on the replica)."""
     found = _gate(QUIET, cluster, legacy_database, tmp_path, traffic=mode == "traffic")
     expected = {
@@ -554,8 +557,11 @@ def test_changes_no_statement_fails_on_are_each_named(
             "counts back over the values it handed out"
         ],
         "privileges.granted": [
+            "`public.customer_lifetime_value(customer_id text)`: PUBLIC, that is every role, may "
+            "EXECUTE this SECURITY DEFINER function, which runs with its owner's rights "
+            "(PostgreSQL's default for a function) — REVOKE EXECUTE ON FUNCTION … FROM PUBLIC",
             "role kct_readonly was given CREATEROLE, with which it can grant itself any role "
-            "but a superuser — take it back (ALTER ROLE kct_readonly NO…)"
+            "but a superuser — take it back (ALTER ROLE kct_readonly NO…)",
         ],
     }
     for check, details in expected.items():

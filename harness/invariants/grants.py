@@ -120,14 +120,20 @@ class _Allowance:
         return privilege in self.anywhere(role, schemas=obj.kind == "schema")
 
 
+def _earlier(before: Mapping[str, Any], key: str, name: str, moved_from: Mapping[str, str]) -> Any:
+    """The same object before the migration, under its old name; None for a new one."""
+    source = moved_from.get(key, key)
+    if source in before:
+        return before[source]
+    same = [o for o in before.values() if o.name == name]
+    return same[0] if len(same) == 1 else None
+
+
 def _before_acl(
     before: Mapping[str, Any], key: str, name: str, moved_from: Mapping[str, str]
 ) -> tuple[str, ...] | None:
-    source = moved_from.get(key, key)
-    if source in before:
-        return tuple(before[source].acl)
-    same = [o for o in before.values() if o.name == name]
-    return tuple(same[0].acl) if len(same) == 1 else None
+    earlier = _earlier(before, key, name, moved_from)
+    return None if earlier is None else tuple(earlier.acl)
 
 
 def _objects(
@@ -158,8 +164,13 @@ def _objects(
     for kind, old_objects, new_objects in kinds:
         for key, obj in new_objects.items():
             if obj.schema in schemas:
-                acl = _before_acl(old_objects, key, obj.name, {})
+                earlier = _earlier(old_objects, key, obj.name, {})
+                acl = None if earlier is None else tuple(earlier.acl)
                 definer = kind == "function" and "SECURITY DEFINER" in obj.definition
+                if definer and earlier is not None and "SECURITY DEFINER" not in earlier.definition:
+                    # Made to run as its owner: whoever could EXECUTE it now acts with the
+                    # owner's rights, so no grant it had before excuses itself.
+                    acl = None
                 yield _Object(kind, f"`{key}`", obj.schema, obj.name, obj.owner, obj.acl, acl,
                               definer)  # fmt: skip
 
@@ -265,7 +276,7 @@ def check_grants(
                 offenders.append(
                     f"{obj.key}: PUBLIC, that is every role, may EXECUTE this SECURITY DEFINER "
                     "function, which runs with its owner's rights (PostgreSQL's default for a "
-                    "new function) — REVOKE EXECUTE ON FUNCTION … FROM PUBLIC"
+                    "function) — REVOKE EXECUTE ON FUNCTION … FROM PUBLIC"
                 )
                 continue
             offenders.append(
