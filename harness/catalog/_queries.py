@@ -84,6 +84,12 @@ TRIGGERS = sql.SQL("""
 SELECT g.tgrelid, g.tgname::text, pg_get_triggerdef(g.oid), g.tgenabled::text
 FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT g.tgisinternal AND {ns}""").format(ns=NS)
+# A view's own _RETURN rule is its definition; any other rule rewrites what a statement does.
+RULES = sql.SQL("""
+SELECT r.ev_class, r.rulename::text, pg_get_ruledef(r.oid), r.ev_enabled::text
+FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE r.rulename <> '_RETURN' AND {ns}""").format(ns=NS)
 POLICIES = sql.SQL("""
 SELECT p.polrelid, p.polname::text, p.polcmd::text, p.polpermissive,
   ARRAY(SELECT (CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r)::text END) COLLATE "C"

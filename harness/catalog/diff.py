@@ -104,6 +104,12 @@ _WORDS: dict[tuple[str, str], dict[Any, str]] = {
     ("Relation", "persistence"): {"p": "permanent", "u": "unlogged", "t": "temporary"},
     ("Function", "kind"): {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"},
     ("TypeDef", "kind"): {"e": "enum", "d": "domain", "c": "composite", "r": "range", "b": "base"},
+    ("Rule", "enabled"): {
+        "O": "enabled",
+        "D": "disabled",
+        "R": "enabled on replicas only",
+        "A": "always enabled",
+    },
     ("Trigger", "enabled"): {
         "O": "enabled",
         "D": "disabled",
@@ -328,6 +334,7 @@ class _Differ:
                 ("indexes", "index"),
                 ("triggers", "trigger"),
                 ("policies", "policy"),
+                ("rules", "rule"),
             ):
                 self.parts(noun, key, getattr(old, part), getattr(new, part))
         self.columns(key, old, new, moved=moved)
@@ -442,6 +449,7 @@ _RELATION_PARTS = (
     "indexes",
     "triggers",
     "policies",
+    "rules",
     "rows",
     "checksum",
 )

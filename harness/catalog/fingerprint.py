@@ -92,6 +92,13 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class Rule:
+    name: str
+    definition: str  # pg_get_ruledef: CREATE RULE … DO [INSTEAD] …
+    enabled: str  # pg_rewrite.ev_enabled: O (on), D (off), R (replica only), A (always)
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     command: str  # pg_policy.polcmd: r, a, w, d or * (all)
@@ -126,6 +133,7 @@ class Relation:
     policies: tuple[Policy, ...]
     rows: int | None  # None when data was not read (data=False, unlogged on a standby)
     checksum: str | None
+    rules: tuple[Rule, ...] = ()  # a view's own _RETURN rule left out
 
     @property
     def qualified(self) -> str:
@@ -309,6 +317,7 @@ _PARTS: dict[str, type[Any]] = {
     "indexes": Index,
     "triggers": Trigger,
     "policies": Policy,
+    "rules": Rule,
 }
 
 
@@ -463,6 +472,7 @@ def _read(cur: psycopg.Cursor[Any], *, params: dict[str, Any], data: bool) -> Fi
         ("indexes", Q.INDEXES),
         ("triggers", Q.TRIGGERS),
         ("policies", Q.POLICIES),
+        ("rules", Q.RULES),
     ):
         for oid, *rest in _fetch(cur, query, params):
             parts.setdefault(oid, {}).setdefault(name, []).append(_PARTS[name](*rest))
@@ -475,8 +485,9 @@ def _read(cur: psycopg.Cursor[Any], *, params: dict[str, Any], data: bool) -> Fi
         if data and populated and kind in "rm" and not (in_recovery and persistence == "u"):
             rows, digest = checksum.run(cur, schema=schema, table=name, columns=hashable.get(oid))
         mine = parts.get(oid, {})
-        children = (tuple(sorted(mine.get(p, []), key=_order)) for p in _PARTS)
-        relations.append(Relation(*(*head, *children, rows, digest)))
+        *nested, rules = (tuple(sorted(mine.get(p, []), key=_order)) for p in _PARTS)
+        # rules came last, after the data, with a default: fingerprints saved before load
+        relations.append(Relation(*(*head, *nested, rows, digest, rules)))
 
     seq_rows = _fetch(cur, Q.SEQUENCES, params)
     # A table made unlogged takes its sequences along, and a standby cannot read those

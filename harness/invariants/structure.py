@@ -266,9 +266,11 @@ def _parts(table: Relation, renames: Mapping[str, str]) -> dict[str, str]:
         )
     for i in table.indexes:
         parts[f"index {i.name}"] = n(i.definition)
+    state = {"O": "enabled", "D": "DISABLED", "R": "replica only", "A": "always"}
     for t in table.triggers:
-        state = {"O": "enabled", "D": "DISABLED", "R": "replica only", "A": "always"}
         parts[f"trigger {t.name}"] = f"{n(t.definition)} ({state.get(t.enabled, t.enabled)})"
+    for r in table.rules:
+        parts[f"rule {r.name}"] = f"{n(r.definition)} ({state.get(r.enabled, r.enabled)})"
     for p in table.policies:
         parts[f"policy {p.name}"] = (
             f"{p.command} {'permissive' if p.permissive else 'restrictive'} TO "
