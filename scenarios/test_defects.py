@@ -577,6 +577,25 @@ def test_changes_no_statement_fails_on_are_each_named(
     assert mode == "traffic" or set(found) == {*expected, "sessions.keep_working"}, found
 
 
+def test_tables_moved_out_of_a_schema_its_publication_covers_are_named(
+    cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
+) -> None:
+    """A CDC pipeline subscribed to ``FOR TABLES IN SCHEMA public`` gets no change of a
+    moved table any more, and no statement fails; a publication that names its table
+    keeps it through ``SET SCHEMA``."""
+    with connect(legacy_database.endpoints.primary) as conn:
+        conn.execute("CREATE PUBLICATION cdc_public FOR TABLES IN SCHEMA public")
+        conn.execute("CREATE PUBLICATION cdc_orders FOR TABLE public.orders")
+    found = _gate((), cluster, legacy_database, tmp_path)
+    assert set(found) == {"tables.intact"}, found
+    plan = load_plan(PLANS / "kct")
+    assert sorted(found["tables.intact"]) == sorted(
+        f"`{schema}.{table.split('.')[1]}`: no longer in publication cdc_public (FOR TABLES IN "
+        "SCHEMA public): its changes stop reaching the publication's subscribers"
+        for table, schema in plan.layout.tables.items()
+    )
+
+
 def test_a_check_added_not_valid_that_rows_violate_is_named_twice(
     cluster: Cluster, legacy_database: LegacyDatabase, tmp_path: Path
 ) -> None:

@@ -162,6 +162,18 @@ SELECT pg_get_userbyid(d.defaclrole)::text, n.nspname::text, d.defaclobjtype::te
   ARRAY(SELECT x::text COLLATE "C" FROM unnest(d.defaclacl) x ORDER BY 1)
 FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
 WHERE d.defaclnamespace = 0 OR ({ns})""").format(ns=NS)
+# Logical replication's publications of this database, with the tables each publishes in
+# effect (FOR ALL TABLES and FOR TABLES IN SCHEMA resolved to today's tables).
+PUBLICATIONS = sql.SQL("""
+SELECT p.pubname::text, pg_get_userbyid(p.pubowner)::text, p.puballtables,
+  concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate THEN 'update' END,
+    CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN 'truncate' END),
+  p.pubviaroot,
+  ARRAY(SELECT n.nspname::text COLLATE "C" FROM pg_publication_namespace pn
+        JOIN pg_namespace n ON n.oid = pn.pnnspid WHERE pn.pnpubid = p.oid ORDER BY 1),
+  ARRAY(SELECT (t.schemaname || '.' || t.tablename)::text COLLATE "C"
+        FROM pg_publication_tables t WHERE t.pubname = p.pubname ORDER BY 1)
+FROM pg_publication p ORDER BY 1""")
 EXTENSIONS = sql.SQL("""
 SELECT e.extname::text, e.extversion, n.nspname::text, pg_get_userbyid(e.extowner)::text
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace

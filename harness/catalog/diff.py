@@ -242,6 +242,7 @@ class _Differ:
         if IGNORE_PRIVILEGES not in self.ignore:
             self.default_privileges(e.default_privileges, a.default_privileges)
         self.by_key("extension", e.extensions, a.extensions)
+        self.by_key("publication", e.publications, a.publications)
         self.settings(e.settings, a.settings)
         if IGNORE_ROLES not in self.ignore:
             for name in sorted(e.roles.keys() | a.roles.keys()):

@@ -12,7 +12,7 @@ pg_get_*def prints is schema-qualified and does not depend on the caller's sessi
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Protocol, TypeVar
 
 import psycopg
@@ -250,6 +250,19 @@ class Database:
 
 
 @dataclass(frozen=True)
+class Publication:
+    """What logical replication's subscribers (a CDC pipeline, an analytics replica) get."""
+
+    name: str
+    owner: str
+    all_tables: bool
+    operations: str  # "insert, update, delete, truncate", those it publishes
+    via_root: bool
+    schemas: tuple[str, ...]  # FOR TABLES IN SCHEMA
+    tables: tuple[str, ...]  # every table it publishes in effect, qualified
+
+
+@dataclass(frozen=True)
 class Fingerprint:
     """Everything compared, keyed by qualified name (``schema.name``; functions add arguments).
 
@@ -270,6 +283,7 @@ class Fingerprint:
     extensions: Mapping[str, Extension]
     settings: Mapping[str, Mapping[str, str]]
     roles: Mapping[str, Role]
+    publications: Mapping[str, Publication] = field(default_factory=dict)
 
     def table_schema(self, name: str) -> list[str]:
         """The schemas holding a table called ``name``: where did ``suppliers`` go?"""
@@ -296,7 +310,11 @@ class Fingerprint:
         return cls(
             database=_load(Database, data["database"]),
             settings={k: dict(v) for k, v in data["settings"].items()},
-            **{name: {k: _load(kind, v) for k, v in data[name].items()} for name, kind in _MAPS},
+            # a collection added later (publications) is empty in a fingerprint saved before
+            **{
+                name: {k: _load(kind, v) for k, v in data.get(name, {}).items()}
+                for name, kind in _MAPS
+            },
         )
 
 
@@ -310,6 +328,7 @@ _MAPS: tuple[tuple[str, type[Any]], ...] = (
     ("default_privileges", DefaultPrivilege),
     ("extensions", Extension),
     ("roles", Role),
+    ("publications", Publication),
 )
 _PARTS: dict[str, type[Any]] = {
     "columns": Column,
@@ -533,6 +552,7 @@ def _read(cur: psycopg.Cursor[Any], *, params: dict[str, Any], data: bool) -> Fi
         extensions=extensions,
         settings={k: dict(sorted(v.items())) for k, v in sorted(settings.items())},
         roles=roles,
+        publications={r[0]: Publication(*r) for r in _fetch(cur, Q.PUBLICATIONS, params)},
     )
 
 

@@ -345,6 +345,36 @@ def _not_valid(conn: Conn | None, was: Relation, now: Relation) -> list[str]:
     return found
 
 
+def _unpublished(layout: Layout, before: Fingerprint, after: Fingerprint) -> list[str]:
+    """A table a publication published before the migration, and no longer: its changes
+    stop reaching that publication's subscribers (a CDC pipeline, an analytics replica)
+    without an error anywhere. ``FOR TABLES IN SCHEMA`` loses every table moved out."""
+    found = []
+    for name, publication in sorted(before.publications.items()):
+        now = after.publications.get(name)
+        if now is None:
+            found.append(f"publication {name} is gone: its subscribers get no change any more")
+            continue
+        lost = [
+            target
+            for qualified in publication.tables
+            if qualified in before.tables
+            and (target := _counterpart(layout, before, after, qualified)) not in now.tables
+        ]
+        for target in lost:
+            found.append(
+                f"`{target}`: no longer in publication {name}"
+                + (f" (FOR TABLES IN SCHEMA {', '.join(now.schemas)})" if now.schemas else "")
+                + ": its changes stop reaching the publication's subscribers"
+            )
+        if now.operations != publication.operations:
+            found.append(
+                f"publication {name}: publishes {now.operations or 'nothing'} after, "
+                f"{publication.operations} before"
+            )
+    return found
+
+
 def _domains_loosened(before: Fingerprint, after: Fingerprint) -> list[str]:
     """A domain's NOT NULL, CHECK constraints and base type guard every column of it as a
     table's own constraints do; one the migration dropped or changed lets through what it
@@ -456,6 +486,7 @@ def check_table_parts(
                 continue
             offenders.append(f"`{target}`: {key} changed from {was[key]} to {now[key]}")
     offenders += _domains_loosened(before, after)
+    offenders += _unpublished(layout, before, after)
     gained = (
         f"; columns added or widened, no value or write of today's affected: {', '.join(added)}"
         if added
