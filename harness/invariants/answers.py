@@ -35,8 +35,8 @@ from psycopg import sql
 
 from harness.catalog import Fingerprint
 from harness.connections import Conn
-from harness.invariants.new_sessions import _Unknown
-from harness.invariants.old_path import old_search_path
+from harness.invariants.new_sessions import NullForMissing
+from harness.invariants.old_path import built_in_search_path, search_path_in
 from harness.invariants.result import Check
 from harness.plan import Plan
 from harness.plan.default_workload import workload_of
@@ -52,7 +52,6 @@ _BOUNDS = (
 )
 _LIMIT = re.compile(r"\blimit\b", re.IGNORECASE)
 _ORDER = re.compile(r"\border\s+by\b", re.IGNORECASE)
-_BUILT_IN = "SELECT boot_val FROM pg_settings WHERE name = 'search_path'"
 
 Rows = list[tuple[Any, ...]]
 
@@ -72,7 +71,7 @@ def _answer(conn: Conn, text: str, values: dict[str, Any], path: str) -> Rows | 
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute(_BOUNDS)
             conn.execute("SELECT set_config('search_path', %s, true)", (path,))
-            cur = conn.execute(text.encode(), _Unknown(values), prepare=False)
+            cur = conn.execute(text.encode(), NullForMissing(values), prepare=False)
             return cur.fetchall() if cur.description is not None else None
     except psycopg.Error:
         return None
@@ -125,14 +124,13 @@ def _compared(
     plan: Plan, before: Fingerprint, after: Fingerprint, *, copy: Conn, primary: Conn
 ) -> Iterator[tuple[str, str | None]]:
     """(what, finding) for each statement compared or left out; finding None when equal."""
-    row = primary.execute(_BUILT_IN).fetchone()
-    default = str(row[0]) if row else '"$user", public'
+    default = built_in_search_path(primary)
     matviews = sorted({v.name for f in (before, after) for v in f.views.values() if v.kind == "m"})
     for q in workload_of(plan).queries:
         if q.kind != "read":
             continue
-        old = _as_role(old_search_path(before, q.role or "", default), q.role)
-        new = _as_role(old_search_path(after, q.role or "", default), q.role)
+        old = _as_role(search_path_in(before, q.role or "", default), q.role)
+        new = _as_role(search_path_in(after, q.role or "", default), q.role)
         for text in q.sql:
             view = _reads_view(text, matviews)
             if view is not None:

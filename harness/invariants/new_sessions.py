@@ -57,7 +57,7 @@ HARNESS = "the harness"
 REFUSED = "refused: "
 
 
-class _Unknown(dict[str, Any]):
+class NullForMissing(dict[str, Any]):
     """A parameter row that answers NULL for a value only a previous statement returns."""
 
     def __missing__(self, key: str) -> None:
@@ -145,7 +145,7 @@ def run_queries(conn: Conn, queries: RoleQueries) -> list[tuple[str, str]]:
                 statement = text if q.kind == "read" else f"EXPLAIN {text}"
                 try:
                     with conn.transaction():
-                        conn.execute(statement.encode(), _Unknown(row), prepare=False)
+                        conn.execute(statement.encode(), NullForMissing(row), prepare=False)
                 except psycopg.Error as exc:
                     failures.append((text, _failure(exc)))
     return failures

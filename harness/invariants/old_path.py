@@ -41,20 +41,27 @@ from harness.invariants.result import Check
 from harness.plan import Plan
 from harness.plan.default_workload import workload_of
 
-__all__ = ["check_old_sessions_as_roles", "old_search_path"]
+__all__ = ["built_in_search_path", "check_old_sessions_as_roles", "search_path_in"]
 
 NAME = "sessions.old_sessions_as_roles"
 _APPLICATION = "pgcutover old-path session"
 _BUILT_IN = "SELECT boot_val FROM pg_settings WHERE name = 'search_path'"
 
 
-def old_search_path(before: Fingerprint, role: str, default: str) -> str:
-    """The search_path a session of ``role`` opened before the migration started with."""
+def search_path_in(state: Fingerprint, role: str, default: str) -> str:
+    """The search_path a session of ``role`` opened in ``state`` starts with (before the
+    migration: the one old sessions keep); ``default``: the server's built-in one."""
     for scope in (f"role {role} in database", f"role {role}", "database"):
-        value = before.settings.get(scope, {}).get("search_path")
+        value = state.settings.get(scope, {}).get("search_path")
         if value is not None:
             return value
     return default
+
+
+def built_in_search_path(conn: Conn) -> str:
+    """The search_path a session gets where no setting gives it one."""
+    row = conn.execute(_BUILT_IN).fetchone()
+    return str(row[0]) if row else '"$user", public'
 
 
 def check_old_sessions_as_roles(
@@ -77,15 +84,14 @@ def check_old_sessions_as_roles(
     done: list[str] = []
     refused = 0
     with connect(harness_dsn) as admin:
-        row = admin.execute(_BUILT_IN).fetchone()
-        default = str(row[0]) if row else '"$user", public'
+        default = built_in_search_path(admin)
         roles = {str(r[0]) for r in admin.execute("SELECT rolname FROM pg_roles").fetchall()}
     for queries in everyone:
         role = str(queries.role)
         if role not in roles:  # roles.created and privileges.tried say so
             done.append(f"{role}: not tried, no such role")
             continue
-        path = old_search_path(before, role, default)
+        path = search_path_in(before, role, default)
         try:
             failures, how = _run_as(role, queries, path, harness_dsn=harness_dsn, login=login)
         except psycopg.Error as exc:  # no login, and the harness may not SET ROLE to it
