@@ -47,6 +47,7 @@ __all__ = ["BEFORE", "Request", "Timeline", "Traffic", "prepare_params"]
 BEFORE = "before the migration"
 _MAX_PARAM_ROWS = 1000
 WARM_UP_BOUND = 30.0  # sec past the baseline for every path to have served a request
+PRIME_BOUND = 5.0  # sec the traffic's connections wait for a server connection each at once
 _BACKEND = """
 SELECT pg_backend_pid(), backend_start, set_config('statement_timeout', %s, true)
   FROM pg_stat_activity WHERE pid = pg_backend_pid()"""
@@ -436,12 +437,50 @@ class Traffic:
             for client in self._clients:
                 client.close()
             raise
+        self._hold_every_connection_at_once()
         for client in self._clients:
             thread = threading.Thread(
                 target=client.loop, name=f"pgcutover-traffic-{client.index}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
+
+    def _hold_every_connection_at_once(self, *, bound: float = PRIME_BOUND) -> None:
+        """A transaction open on every client connection at once, then rolled back.
+
+        A transaction pool gives a transaction any idle server connection, the most
+        recently used first, and opens one more only when all are busy. Without this,
+        how many server connections it held before the first step was the baseline's
+        busiest instant, and a later burst opened more, which start with the migrated
+        database's settings (its ``search_path``, a role's): which requests met the
+        stale-session hazard then varied between runs. Held at once, every client
+        connection has had a server connection of its own before the migration, so no
+        burst of the traffic needs a new one. A pool smaller than that keeps the rest
+        waiting: they are let go after ``bound`` seconds.
+        """
+        conns = [conn for client in self._clients for conn in client.conns.values()]
+        opened = threading.Semaphore(0)
+        release = threading.Event()
+
+        def hold(conn: Conn) -> None:
+            try:
+                with conn.transaction(force_rollback=True):
+                    conn.execute("SELECT 1", prepare=False)
+                    opened.release()
+                    release.wait(bound)
+            except psycopg.Error:
+                opened.release()  # the requests will meet and report what broke here
+
+        threads = [threading.Thread(target=hold, args=(c,), daemon=True) for c in conns]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + bound
+        for _ in conns:
+            if not opened.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                break
+        release.set()
+        for thread in threads:
+            thread.join(timeout=bound)
 
     def warm_up(self, seconds: float, *, bound: float = WARM_UP_BOUND) -> None:
         """Run ``seconds``, and on until each path has served a request (within ``bound``).
