@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from planting import MODES, PLANS, Defect, Edit, failed, new_step, planted, run_gate
+from planting import MODES, PLANS, Defect, Edit, failed, modes_for, new_step, planted, run_gate
 
 from harness.catalog import fingerprint
 from harness.cluster import Cluster
@@ -470,23 +470,10 @@ def _gate(
     return failed(run_gate(plan, cluster, legacy_database.endpoints, tmp, traffic=traffic))
 
 
-# Read from the catalog of the migrated database alone: the application's traffic cannot
-# change what they see, so each is run with it once, beside other defects, by
-# test_changes_no_statement_fails_on_are_each_named and the harmless plan, not per defect.
-CATALOG_CHECKS = {
-    "foreign_keys.hold",
-    "tables.intact",
-    "layout.as_planned",
-    "privileges.granted",
-    "dependencies.resolve",
-    "connections.room",
-    "settings.for_sessions",
-}
 CASES = [
     pytest.param(defect, mode, id=f"{defect.name}-{mode.replace(' ', '-')}")
     for defect in DEFECTS
-    for mode in MODES
-    if mode == "no traffic" or defect.check not in CATALOG_CHECKS
+    for mode in modes_for(defect.check)
 ]
 
 
