@@ -3,9 +3,11 @@
 Each client is a thread holding its own connections, opened before the first step
 and kept to the end, one per (role, path) it needs: reads through the PgBouncer
 reader (session pooling on the replica), writes through the PgBouncer writer
-(transaction pooling on the primary). PgBouncer keeps its server connections for
-up to ``server_lifetime``, so the requests after a step mostly run on server
-connections opened before it: the stale-session hazard, exercised. Each request
+(transaction pooling on the primary). Before the first step every client
+connection holds a transaction at once, so a pool opens a server connection per
+client then; PgBouncer keeps them for up to ``server_lifetime``, so the requests
+after a step run on server connections opened before it: the stale-session
+hazard, exercised every run. Each request
 records the server connection it ran on (backend pid and start), and each write
 the tables it changed (``pg_stat_xact_user_tables``, triggers included), so the
 checks that compare data know what the traffic touched.
