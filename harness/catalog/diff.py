@@ -93,6 +93,8 @@ def same(expected: Fingerprint, actual: Fingerprint, *, ignore: Collection[str] 
 
 
 _ORDER = {name: i for i, name in enumerate(ACL_PRIVILEGES.values())}
+# pg_trigger.tgenabled and pg_rewrite.ev_enabled alike
+_FIRES = {"O": "enabled", "D": "disabled", "R": "enabled on replicas only", "A": "always enabled"}
 _WORDS: dict[tuple[str, str], dict[Any, str]] = {
     ("Relation", "kind"): {
         "r": "table",
@@ -104,18 +106,8 @@ _WORDS: dict[tuple[str, str], dict[Any, str]] = {
     ("Relation", "persistence"): {"p": "permanent", "u": "unlogged", "t": "temporary"},
     ("Function", "kind"): {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"},
     ("TypeDef", "kind"): {"e": "enum", "d": "domain", "c": "composite", "r": "range", "b": "base"},
-    ("Rule", "enabled"): {
-        "O": "enabled",
-        "D": "disabled",
-        "R": "enabled on replicas only",
-        "A": "always enabled",
-    },
-    ("Trigger", "enabled"): {
-        "O": "enabled",
-        "D": "disabled",
-        "R": "enabled on replicas only",
-        "A": "always enabled",
-    },
+    ("Rule", "enabled"): _FIRES,
+    ("Trigger", "enabled"): _FIRES,
     ("Constraint", "type"): {
         "p": "primary key",
         "f": "foreign key",

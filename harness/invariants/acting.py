@@ -40,7 +40,7 @@ from psycopg import sql
 
 from harness.connections import Conn, connect, describe
 
-__all__ = ["Login", "LoginFor", "RoleSession", "RoleSessions"]
+__all__ = ["PROBE_BOUNDS", "Login", "LoginFor", "RoleSession", "RoleSessions"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ END $$;
 """
 
 _CURSOR = "pgcutover_probe_row"
-_PROBE_BOUNDS = (
+#: the harness's bounds on a probe's transaction, whatever the role's own settings
+PROBE_BOUNDS = (
     "SELECT set_config('statement_timeout', '30s', true),"
     " set_config('idle_in_transaction_session_timeout', '0', true)"
 )
@@ -128,7 +129,7 @@ class RoleSession:
             # The role's own timeouts (ALTER ROLE … SET statement_timeout) are what its
             # sessions meet, sessions.new_sessions_work's finding; a probe of its
             # privileges runs under the harness's bound instead, or a tiny one stops it.
-            self.conn.execute(_PROBE_BOUNDS, prepare=False)
+            self.conn.execute(PROBE_BOUNDS, prepare=False)
             if freeze_sequences:
                 self.conn.execute(
                     sql.SQL("SELECT {}.freeze_sequences()").format(self.helper), prepare=False

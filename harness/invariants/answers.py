@@ -35,7 +35,8 @@ from psycopg import sql
 
 from harness.catalog import Fingerprint
 from harness.connections import Conn
-from harness.invariants.new_sessions import NullForMissing
+from harness.invariants.acting import PROBE_BOUNDS
+from harness.invariants.new_sessions import NullForMissing, parameter_rows
 from harness.invariants.old_path import built_in_search_path, search_path_in
 from harness.invariants.result import Check
 from harness.plan import Plan
@@ -46,10 +47,6 @@ __all__ = ["NAME", "check_same_answers"]
 
 NAME = "reads.same_answers"
 ROWS_PER_QUERY = 2  # parameter rows each read query is compared with
-_BOUNDS = (
-    "SELECT set_config('statement_timeout', '30s', true),"
-    " set_config('idle_in_transaction_session_timeout', '0', true)"
-)
 _LIMIT = re.compile(r"\blimit\b", re.IGNORECASE)
 _ORDER = re.compile(r"\border\s+by\b", re.IGNORECASE)
 
@@ -69,7 +66,7 @@ def _answer(conn: Conn, text: str, values: dict[str, Any], path: str) -> Rows | 
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute(_BOUNDS)
+            conn.execute(PROBE_BOUNDS)
             conn.execute("SELECT set_config('search_path', %s, true)", (path,))
             cur = conn.execute(text.encode(), NullForMissing(values), prepare=False)
             return cur.fetchall() if cur.description is not None else None
@@ -78,14 +75,10 @@ def _answer(conn: Conn, text: str, values: dict[str, Any], path: str) -> Rows | 
 
 
 def _parameters(conn: Conn, q: WorkloadQuery, path: str) -> list[dict[str, Any]]:
-    if q.params is None:
-        return [{}]
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SELECT set_config('search_path', %s, true)", (path,))
-            cur = conn.execute(q.params.encode(), prepare=False)
-            names = [c.name for c in cur.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchmany(ROWS_PER_QUERY)]
+            return parameter_rows(conn, q, limit=ROWS_PER_QUERY)
     except psycopg.Error:
         return []
 

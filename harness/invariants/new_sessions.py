@@ -45,9 +45,11 @@ from harness.plan.default_workload import workload_of
 from harness.plan.workload import Workload, WorkloadQuery
 
 __all__ = [
+    "NullForMissing",
     "RoleQueries",
     "check_new_sessions_as_roles",
     "heaviest_reader",
+    "parameter_rows",
     "role_queries",
     "run_queries",
     "unjudged",
@@ -108,14 +110,19 @@ def _failure(exc: psycopg.Error) -> str:
     return f"{REFUSED}{message}" if exc.sqlstate == "42501" else message
 
 
+def parameter_rows(conn: Conn, q: WorkloadQuery, *, limit: int = 1) -> list[dict[str, Any]]:
+    """Up to ``limit`` parameter rows for ``q``, drawn in ``conn``'s session; ``[{}]`` for a
+    query that takes none."""
+    if q.params is None:
+        return [{}]
+    cur = conn.execute(q.params.encode(), prepare=False)
+    names = [c.name for c in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchmany(limit)]
+
+
 def _params(conn: Conn, q: WorkloadQuery) -> dict[str, Any]:
     """One parameter row for ``q``, drawn in the role's own session."""
-    if q.params is None:
-        return {}
-    cur = conn.execute(q.params.encode(), prepare=False)
-    row = cur.fetchone()
-    names = [c.name for c in cur.description or ()]
-    return dict(zip(names, row, strict=True)) if row is not None else {}
+    return next(iter(parameter_rows(conn, q)), {})
 
 
 def run_queries(conn: Conn, queries: RoleQueries) -> list[tuple[str, str]]:
