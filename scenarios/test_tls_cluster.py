@@ -66,3 +66,27 @@ def test_the_harness_keeps_its_trusted_socket(hosted: LocalCluster) -> None:
     )
     with connect(socket) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_pgbouncer_holds_the_servers_secret_and_logs_in_with_it(hosted: LocalCluster) -> None:
+    """As a production PgBouncer (auth_query or an auth_file of secrets): it checks a
+    login without deriving a secret, and opens server connections by SCRAM pass-through."""
+    with connect(hosted.endpoints.primary) as conn:
+        row = conn.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'"
+        ).fetchone()
+    assert row is not None
+    for bouncer in hosted.bouncers.values():
+        held = (bouncer.workdir / "users.txt").read_text()
+        assert f'"postgres" "{row[0]}"' in held
+        assert hosted.security is not None
+        assert hosted.security.password not in held
+        with connect(bouncer.admin_dsn, prepare_threshold=None) as admin:
+            admin.execute("RECONNECT")  # every server connection is opened afresh
+        dsn = (
+            hosted.endpoints.writer
+            if bouncer.settings.role == "writer"
+            else hosted.endpoints.reader
+        )
+        with connect(dsn) as through:
+            assert through.execute("SELECT 1").fetchone() == (1,)

@@ -302,7 +302,7 @@ class LocalCluster(Cluster):
                 with connect(admin) as conn:
                     conn.execute(
                         sql.SQL("ALTER ROLE postgres PASSWORD {}").format(
-                            sql.Literal(self.security.password)
+                            sql.Literal(self.security.secret)  # the one PgBouncer holds
                         )
                     )
             if self.dbname != "postgres":

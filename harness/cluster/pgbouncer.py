@@ -87,8 +87,9 @@ class PgBouncer:
 
     def _write_users(self) -> None:
         path = self.workdir / "users.txt"
-        password = "" if self.security is None else self.security.password
-        path.write_text(auth_file_text(self._users, password=password))
+        # The server's SCRAM secret, not the password (harness.cluster.security says why).
+        secret = "" if self.security is None else self.security.secret
+        path.write_text(auth_file_text(self._users, password=secret))
         give_to_server_user(path)
 
     @property

@@ -116,7 +116,8 @@ def _quoted(text: str) -> str:
 
 
 def auth_file_text(users: Iterable[str], *, password: str = "") -> str:
-    """PgBouncer's ``auth_file`` letting ``users`` in, each with ``password``.
+    """PgBouncer's ``auth_file`` letting ``users`` in, each with ``password`` (a password
+    or the servers' SCRAM secret of it).
 
     Under auth_type trust the password is never read, but a user missing from the
     file is refused all the same (PgBouncer 1.18: ``"trust" authentication failed``).
