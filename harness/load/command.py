@@ -86,6 +86,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import json
 
+    from harness.load.pinning import placement_lines
     from harness.load.tune import TuneOptions, capacity_lines, run_tune, snippet, to_json
     from harness.load.tune_page import tune_html
 
@@ -109,6 +110,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     (out / "tune.html").write_text(
         tune_html(doc, p95_reduction=wanted.p95_reduction, error_reduction=wanted.error_reduction)
     )
+    for line in placement_lines(outcome.placement) if outcome.placement else []:
+        print(line, flush=True)
     for trial in outcome.trials:
         print(
             f"{'MEETS' if trial.meets else 'misses'} {trial.candidate.label()}: "

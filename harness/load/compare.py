@@ -35,6 +35,7 @@ from harness.load.environment import (
 from harness.load.handshake import open_ms, server_sessions
 from harness.load.instance import load_samples
 from harness.load.locust import LocustRun, run_locust
+from harness.load.pinning import available_cores, pin_nodes, place
 from harness.load.planned import with_plan
 from harness.load.poolerview import PoolerView, sample_poolers
 from harness.load.results import RunResult, Verdict, pool_rounds, read_run, reduction, verdict
@@ -105,6 +106,8 @@ class CompareOutcome:
     locust_cpu: list[dict[str, float]] = field(default_factory=list)
     #: CPU ms per request each node (servers, PgBouncers, Locust) spent in each round's runs
     node_cpu: list[dict[str, dict[str, float]]] = field(default_factory=list)
+    #: the cores each architecture's nodes and Locust were pinned to (empty: not pinned)
+    placement: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     sweep: dict[str, list[RunResult]] = field(default_factory=dict)
     pgbench: dict[str, Any] | None = None
     #: the median time to open one connection on each path, before any load (ms)
@@ -215,16 +218,27 @@ def run_one(
     views: list[PoolerView] | None = None,
     cpu: dict[str, float] | None = None,
     nodes: dict[str, dict[str, float]] | None = None,
+    placed: dict[str, dict[str, list[int]]] | None = None,
 ) -> RunResult:
     """One Locust run; ``views`` gets PgBouncer's view of a target run, ``cpu`` the cores
     Locust's processes used on average over it (near 1 per process: the load generator
     itself was saturated, and its requests waited for it); ``nodes`` the CPU ms per request
-    each of this machine's nodes of the run spent, Locust's included."""
+    each of this machine's nodes of the run spent, Locust's included; ``placed`` the cores
+    each node and Locust were pinned to, when ``[machine] pin_cpus`` pinned them."""
     writer, reader = _urls(env, architecture)
     for stale in prefix.parent.glob(prefix.name + "_*"):
         stale.unlink()
     consoles = env.pgbouncer_admin if views is not None and architecture == "target" else ()
     pids = env.processes(architecture) if env.processes is not None else {}
+    placement = (
+        place(pids, cores=available_cores(), generators=options.workers)
+        if config.machine.pin_cpus
+        else None
+    )
+    if placement is not None:
+        pin_nodes(placement, pids)  # afresh each run: a restarted PgBouncer has a new pid
+        if placed is not None:
+            placed[architecture] = placement.to_json()
     servers_before = cpu_seconds(pids)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -232,6 +246,7 @@ def run_one(
         _locust(
             env, config, options, architecture=architecture, users=users, duration=duration,
             prefix=prefix, progress=progress, spawn_rate=spawn_rate, writer=writer, reader=reader,
+            cores=None if placement is None else placement.generator,
         )  # fmt: skip
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     servers_after = cpu_seconds(pids)
@@ -267,6 +282,7 @@ def _locust(
     spawn_rate: float | None,
     writer: str,
     reader: str | None,
+    cores: tuple[int, ...] | None,
 ) -> None:
     run_locust(
         LocustRun(
@@ -281,6 +297,7 @@ def _locust(
             config=options.config,
             plan=options.plan,
             workers=options.workers,
+            cores=cores,
         ),
         csv_prefix=prefix,
         progress=progress,
@@ -427,6 +444,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
                     views=views,
                     cpu=cores,
                     nodes=spent,
+                    placed=outcome.placement,
                 )
                 if results[architecture].requests == 0:
                     # Locust counts its -t from the test's start, and each process reads its

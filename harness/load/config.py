@@ -21,6 +21,7 @@ __all__ = [
     "BaselineSettings",
     "InstanceSettings",
     "LoadConfig",
+    "MachineSettings",
     "NetworkSettings",
     "PgbenchSettings",
     "RunSettings",
@@ -118,6 +119,14 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MachineSettings:
+    """How the local comparison shares this machine's cores (:mod:`harness.load.pinning`)."""
+
+    #: Locust on cores of its own, the servers and PgBouncers on the rest
+    pin_cpus: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class SweepSettings:
     instances: tuple[int, ...]
     duration: int
@@ -140,6 +149,7 @@ class LoadConfig:
     baseline: BaselineSettings
     target: TargetSettings
     network: NetworkSettings
+    machine: MachineSettings
     sweep: SweepSettings
     pgbench: PgbenchSettings
     source: str = ""
@@ -242,6 +252,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "baseline": BaselineSettings,
     "target": TargetSettings,
     "network": NetworkSettings,
+    "machine": MachineSettings,
     "sweep": SweepSettings,
     "pgbench": PgbenchSettings,
 }

@@ -115,7 +115,9 @@ def cpu_lines(report: dict[str, Any]) -> list[str]:
             each = ", ".join(f"{node} {sum(v) / len(v):.2f} ms" for node, v in nodes.items())
             parts.append(f"{name}: {each}")
     cpus = report.get("cpus") or "?"
-    return [
-        "CPU per request, mean of the rounds, every node on this machine's "
-        f"{cpus} cores: " + "; ".join(parts) + "."
-    ]
+    where = (
+        "on the cores placed above"
+        if report.get("cpu_placement")
+        else f"every node on this machine's {cpus} cores"
+    )
+    return [f"CPU per request, mean of the rounds, {where}: " + "; ".join(parts) + "."]

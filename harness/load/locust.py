@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness.cluster.processes import free_port
 from harness.errors import InfrastructureError
+from harness.load.pinning import pin_tree
 from harness.progress import Progress
 
 __all__ = ["LOCUSTFILE", "LocustRun", "run_locust"]
@@ -45,6 +46,8 @@ class LocustRun:
     plan: Path | None = None
     #: 0: one process runs the users; N: a master and N workers on loopback
     workers: int = 0
+    #: the cores Locust's processes run on (None: any)
+    cores: tuple[int, ...] | None = None
 
     def environ(self, *, latencies: Path | None = None) -> dict[str, str]:
         env = {
@@ -129,6 +132,8 @@ def run_locust(run: LocustRun, *, csv_prefix: Path, progress: Progress) -> None:
                         argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
                     )
                 )
+            if run.cores is not None:
+                pin_tree(procs[-1].pid, run.cores)
         progress(
             f"{run.architecture}: {run.users} instances for {run.duration} s"
             + (f" (1 master, {run.workers} workers)" if run.workers else "")

@@ -9,7 +9,8 @@ it. The model, a queueing model calibrated on the run it projects:
   twice: the query in, the answer out), a wait for a core;
 * that wait is M/M/c's: Erlang C's chance that all ``c`` cores are busy, times
   ``hold / (c - a)``, where ``a`` is the cores the load keeps busy (rate times CPU per
-  request) and ``hold`` how long a process keeps a core it has;
+  request) and ``hold`` how long a process keeps a core it has; where the nodes were
+  pinned (:mod:`harness.load.pinning`), each waits among those on its own cores;
 * ``hold`` is the one number not measured: it is fitted to the baseline's rounds,
   taking an exponential tail (p95 = ln 20 times mean).
 
@@ -66,6 +67,8 @@ class Point:
     p95_ms: float
     rate: float
     cpu_ms: dict[str, float]
+    #: the cores each node was pinned to (None: every node on all of them)
+    placement: dict[str, tuple[int, ...]] | None = None
 
     @property
     def cpu_total_ms(self) -> float:
@@ -86,9 +89,20 @@ class Point:
         return out
 
     def shared_wait_factor(self, cores: int) -> float | None:
-        """Wake-ups times the M/M/c wait per unit of ``hold``, every node on the same cores."""
-        per_visit = _wait_per_hold(cores, self.rate * self.cpu_total_ms / 1000)
-        return None if per_visit is None else per_visit * sum(self.visits().values())
+        """Wake-ups times the M/M/c wait per unit of ``hold`` on this machine: each node
+        waits among the nodes pinned to the same cores (unpinned: all of them, on all)."""
+        groups: dict[tuple[int, ...], list[str]] = {}
+        for node in self.cpu_ms:
+            where = self.placement.get(node) if self.placement else None
+            groups.setdefault(where or tuple(range(cores)), []).append(node)
+        visits, factor = self.visits(), 0.0
+        for on, nodes in groups.items():
+            busy = self.rate * sum(self.cpu_ms[n] for n in nodes) / 1000
+            per_visit = _wait_per_hold(len(on), busy)
+            if per_visit is None:
+                return None
+            factor += per_visit * sum(visits[n] for n in nodes)
+        return factor
 
     def mean_ms(self, cores: int, hold_ms: float, *, separate: bool) -> float | None:
         """The model's mean latency: on one machine's cores, or each node on its own."""
@@ -106,13 +120,17 @@ class Point:
 
 
 def _points(report: dict[str, Any], side: str) -> list[Point]:
+    placed = (report.get("cpu_placement") or {}).get(side)
+    placement = {n: tuple(c) for n, c in placed.items()} if placed else None
     out = []
     for entry, cpu in zip(report["rounds"], report.get("cpu_ms_per_request") or [], strict=False):
         run, spent = entry["architectures"].get(side), cpu.get(side)
         if not run or not spent:
             continue
         p95 = run["succeeded_p95_ms"] if run["succeeded_p95_ms"] is not None else run["p95_ms"]
-        out.append(Point(p95_ms=p95, rate=run["requests_per_s"], cpu_ms=dict(spent)))
+        out.append(
+            Point(p95_ms=p95, rate=run["requests_per_s"], cpu_ms=dict(spent), placement=placement)
+        )
     return out
 
 

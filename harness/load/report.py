@@ -20,6 +20,7 @@ from harness.load.capacity import capped_by, describe_pooling, limits
 from harness.load.compare import CompareOutcome
 from harness.load.confidence import interval
 from harness.load.explain import cpu_lines, latency_lines, pooler_lines, side
+from harness.load.pinning import placement_lines
 from harness.load.projection import project, projection_lines
 from harness.load.results import KINDS, RunResult, reduction
 
@@ -92,6 +93,7 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
             "server_sessions": outcome.server_sessions,
         },
         "cpu_ms_per_request": outcome.node_cpu,
+        "cpu_placement": outcome.placement,
         "intervals": _intervals(outcome),
         "reductions": {
             "pool_error_rate": reduction(base.pool_error_rate, target.pool_error_rate),
@@ -263,6 +265,8 @@ def closing_note(report: dict[str, Any]) -> str:
         )
         + ")."
     )
+    if any(report.get("cpu_ms_per_request", [])):  # the servers are this machine's own
+        lines += placement_lines(report.get("cpu_placement"))
     lines += cpu_lines(report)
     lines += pooler_lines(report)
     lines += latency_lines(report)

@@ -198,6 +198,8 @@ class TuneOutcome:
     pruned: list[Pruned] = field(default_factory=list)
     untried: int = 0
     seconds: float = 0.0
+    #: the cores each architecture's nodes and Locust were pinned to (empty: not pinned)
+    placement: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     @property
     def found(self) -> Trial | None:
@@ -277,7 +279,7 @@ def run_tune(options: TuneOptions, *, progress: Progress) -> TuneOutcome:
         outcome.baseline = run_one(env, config, compare, architecture="baseline",
                                    users=options.users, duration=options.duration,
                                    prefix=out / "baseline", progress=progress,
-                                   spawn_rate=rate)  # fmt: skip
+                                   spawn_rate=rate, placed=outcome.placement)  # fmt: skip
         if outcome.baseline.requests == 0:
             raise InfrastructureError(
                 f"the baseline completed no request in {options.duration} s (a busy machine "
@@ -299,7 +301,8 @@ def run_tune(options: TuneOptions, *, progress: Progress) -> TuneOutcome:
             run = run_one(env, cand_config, compare, architecture="target",
                           users=options.users, duration=options.duration,
                           prefix=out / f"candidate{number}", progress=progress,
-                          spawn_rate=rate, views=views)  # fmt: skip
+                          spawn_rate=rate, views=views,
+                          placed=outcome.placement)  # fmt: skip
             errors, latency, meets = _meets(config, outcome.baseline, run)
             outcome.trials.append(Trial(candidate=cand, run=run, error_reduction=errors,
                                         p95_reduction=latency, meets=meets,
@@ -403,6 +406,7 @@ def to_json(outcome: TuneOutcome) -> dict[str, Any]:
             for p in outcome.pruned
         ],
         "untried": outcome.untried,
+        "cpu_placement": outcome.placement,
         "found": None if found is None else dataclasses.asdict(found.candidate),
         "snippet": None if found is None else snippet(outcome, found),
         "capacity": [] if found is None else capacity_lines(outcome, found),
