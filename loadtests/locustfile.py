@@ -110,7 +110,14 @@ def _write_latencies(**_: Any) -> None:
         path.write_text(json.dumps(Instance.succeeded_ms))
 
 
+def _forget_start(**_: Any) -> None:
+    """Every instance has started: from here on, as Locust's --reset-stats does for its own."""
+    Instance.succeeded_ms.clear()
+
+
 # Locust's EventHook.add_listener carries no annotations.
 events.quitting.add_listener(_write_latencies)  # type: ignore[no-untyped-call]
+if os.environ.get("PGCUTOVER_LOAD_AFTER_START"):
+    events.spawning_complete.add_listener(_forget_start)  # type: ignore[no-untyped-call]
 # Before any user starts, on every node that runs users.
 events.test_start.add_listener(_ensure_samples)  # type: ignore[no-untyped-call]

@@ -362,3 +362,17 @@ def test_the_report_labels_the_projection_and_keeps_the_measured_verdict(tmp_pat
     assert all(line.startswith("PROJECTION") for line in lines)
     assert "not a measurement" in lines[0]
     assert "\n".join(lines) in report["closing_note"]
+
+
+def test_a_sides_interval_stays_within_what_its_quantity_can_be() -> None:
+    from harness.load.confidence import interval
+
+    wide = interval([1.0, 1.0, 120.0], floor=0.0)  # two quick rounds and one slow
+    assert wide.low == 0.0
+    assert wide.high is not None
+    assert wide.high > 120.0
+    share = interval([0.99, 0.999, 0.90], floor=0.0, ceiling=1.0)
+    assert share.high == 1.0
+    free = interval([1.0, 1.0, 120.0])  # a reduction may be below 0: no cut unless asked
+    assert free.low is not None
+    assert free.low < 0

@@ -219,12 +219,14 @@ def run_one(
     cpu: dict[str, float] | None = None,
     nodes: dict[str, dict[str, float]] | None = None,
     placed: dict[str, dict[str, list[int]]] | None = None,
+    after_start: bool = False,
 ) -> RunResult:
     """One Locust run; ``views`` gets PgBouncer's view of a target run, ``cpu`` the cores
     Locust's processes used on average over it (near 1 per process: the load generator
     itself was saturated, and its requests waited for it); ``nodes`` the CPU ms per request
     each of this machine's nodes of the run spent, Locust's included; ``placed`` the cores
-    each node and Locust were pinned to, when ``[machine] pin_cpus`` pinned them."""
+    each node and Locust were pinned to, when ``[machine] pin_cpus`` pinned them.
+    ``after_start``: count only the requests after every instance has started."""
     writer, reader = _urls(env, architecture)
     for stale in prefix.parent.glob(prefix.name + "_*"):
         stale.unlink()
@@ -246,7 +248,7 @@ def run_one(
         _locust(
             env, config, options, architecture=architecture, users=users, duration=duration,
             prefix=prefix, progress=progress, spawn_rate=spawn_rate, writer=writer, reader=reader,
-            cores=None if placement is None else placement.generator,
+            cores=None if placement is None else placement.generator, after_start=after_start,
         )  # fmt: skip
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     servers_after = cpu_seconds(pids)
@@ -283,6 +285,7 @@ def _locust(
     writer: str,
     reader: str | None,
     cores: tuple[int, ...] | None,
+    after_start: bool,
 ) -> None:
     run_locust(
         LocustRun(
@@ -298,6 +301,7 @@ def _locust(
             plan=options.plan,
             workers=options.workers,
             cores=cores,
+            after_start=after_start,
         ),
         csv_prefix=prefix,
         progress=progress,

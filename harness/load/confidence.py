@@ -71,15 +71,24 @@ class Interval:
         return f"{show(self.mean)} (95% interval {show(self.low)} to {show(self.high)}, n={self.n})"
 
 
-def interval(values: Sequence[float]) -> Interval:
-    """Mean and Student-t 95 % interval of ``values`` (independent rounds)."""
+def interval(
+    values: Sequence[float], *, floor: float | None = None, ceiling: float | None = None
+) -> Interval:
+    """Mean and Student-t 95 % interval of ``values`` (independent rounds), cut to what the
+    quantity can be (a time is never below 0 ms, a share never above 100 %): three rounds of
+    a wide spread otherwise give an interval past them."""
     if not values:
         raise ValueError("an interval needs at least one value")
     mean = statistics.fmean(values)
     if len(values) == 1:
         return Interval(mean=mean, low=None, high=None, n=1)
     half = t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return Interval(mean=mean, low=mean - half, high=mean + half, n=len(values))
+    low, high = mean - half, mean + half
+    if floor is not None:
+        low = max(floor, low)
+    if ceiling is not None:
+        high = min(ceiling, high)
+    return Interval(mean=mean, low=low, high=high, n=len(values))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -48,6 +48,8 @@ class LocustRun:
     workers: int = 0
     #: the cores Locust's processes run on (None: any)
     cores: tuple[int, ...] | None = None
+    #: count only what runs once every instance has started (Locust's --reset-stats)
+    after_start: bool = False
 
     def environ(self, *, latencies: Path | None = None) -> dict[str, str]:
         env = {
@@ -60,6 +62,7 @@ class LocustRun:
                 "PGCUTOVER_LOAD_CONFIG",
                 "PGCUTOVER_LOAD_PLAN",
                 "PGCUTOVER_LOAD_WORKERS",
+                "PGCUTOVER_LOAD_AFTER_START",
             }
         }
         env.update(
@@ -75,6 +78,8 @@ class LocustRun:
             env["PGCUTOVER_LOAD_PLAN"] = str(self.plan.resolve())
         if latencies is not None:
             env["PGCUTOVER_LOAD_LATENCIES"] = str(latencies)
+        if self.after_start:
+            env["PGCUTOVER_LOAD_AFTER_START"] = "1"
         # Each worker process keeps its own request budget: it gets its share of the cap.
         env["PGCUTOVER_LOAD_WORKERS"] = str(max(1, self.workers))
         return env
@@ -108,6 +113,7 @@ def run_locust(run: LocustRun, *, csv_prefix: Path, progress: Progress) -> None:
     timing = [
         "--headless", "-u", str(run.users), "-r", str(run.spawn_rate), "-t", f"{run.duration}s",
         "--stop-timeout", str(run.stop_timeout), "--csv", str(csv_prefix), "--only-summary",
+        *(["--reset-stats"] if run.after_start else []),
     ]  # fmt: skip
     commands: list[tuple[str, list[str]]]
     if run.workers == 0:

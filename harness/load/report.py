@@ -148,6 +148,7 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
 
 def _intervals(outcome: CompareOutcome) -> dict[str, dict[str, Any]]:
     """Each architecture's per-round numbers: mean and 95 % interval over the rounds."""
+    shares = {"error_rate", "pool_error_rate"}  # the rest are times and counts: none below 0
     measures: dict[str, Callable[[RunResult], float | None]] = {
         "error_rate": lambda r: r.error_rate,
         "pool_error_rate": lambda r: r.pool_error_rate,
@@ -161,7 +162,10 @@ def _intervals(outcome: CompareOutcome) -> dict[str, dict[str, Any]]:
         for key, measure in measures.items():
             values = [measure(r[name]) for r in outcome.rounds]
             known = [float(v) for v in values if v is not None]
-            out[name][key] = interval(known).to_json() if known else None
+            ceiling = 1.0 if key in shares else None
+            out[name][key] = (
+                interval(known, floor=0.0, ceiling=ceiling).to_json() if known else None
+            )
     return out
 
 
