@@ -14,7 +14,9 @@ itself, no pooler; ``target``, the default: DATABASE_URL is PgBouncer's writer a
 DATABASE_READONLY_URL its reader), ``PGCUTOVER_LOAD_CONFIG`` (default
 loadtests/compare.toml), ``PGCUTOVER_LOAD_SEED``, ``PGCUTOVER_LOAD_WORKERS`` (the worker
 processes sharing [run] max_requests, default 1), ``PGCUTOVER_LOAD_LATENCIES`` (a
-prefix for the successful requests' times, written at exit). ``PGCUTOVER_ROUTING=writer``
+prefix for the successful requests' times, written at exit), ``PGCUTOVER_LOAD_LOOP`` (a
+prefix for how late this process's event loop ran, written at exit; see
+:func:`_watch_loop`). ``PGCUTOVER_ROUTING=writer``
 sends a target's reads to the writer too.
 
 Each Locust user is one application instance with its own pool; see pguser.py.
@@ -27,9 +29,11 @@ import logging
 import math
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import events
 from pguser import InstanceUser
 
@@ -110,13 +114,45 @@ def _write_latencies(**_: Any) -> None:
         path.write_text(json.dumps(Instance.succeeded_ms))
 
 
+#: how often the loop's watch wakes, in seconds
+LOOP_TICK = 0.01
+#: how late each wake-up of the watch was, in ms (this process)
+_loop_late_ms: list[float] = []
+
+
+def _watch_loop() -> None:
+    """How late this process's one event loop runs: every instance of the process shares
+    it, so while one instance computes (a TLS handshake, SCRAM's 4,096 PBKDF2 rounds at its
+    cold start) every other instance's request waits, and is measured waiting. On separate
+    machines an instance waits for its own work only. A greenlet asks to wake every
+    ``LOOP_TICK`` and records how late it woke."""
+    while True:
+        asked = time.perf_counter()
+        gevent.sleep(LOOP_TICK)
+        _loop_late_ms.append(max(0.0, (time.perf_counter() - asked - LOOP_TICK) * 1000))
+
+
+def _start_watch(**_: Any) -> None:
+    if os.environ.get("PGCUTOVER_LOAD_LOOP"):
+        gevent.spawn(_watch_loop)
+
+
+def _write_loop(**_: Any) -> None:
+    prefix = os.environ.get("PGCUTOVER_LOAD_LOOP")
+    if prefix and _loop_late_ms:
+        Path(f"{prefix}.{os.getpid()}.json").write_text(json.dumps(_loop_late_ms))
+
+
 def _forget_start(**_: Any) -> None:
     """Every instance has started: from here on, as Locust's --reset-stats does for its own."""
     Instance.succeeded_ms.clear()
+    _loop_late_ms.clear()
 
 
 # Locust's EventHook.add_listener carries no annotations.
 events.quitting.add_listener(_write_latencies)  # type: ignore[no-untyped-call]
+events.quitting.add_listener(_write_loop)  # type: ignore[no-untyped-call]
+events.test_start.add_listener(_start_watch)  # type: ignore[no-untyped-call]
 if os.environ.get("PGCUTOVER_LOAD_AFTER_START"):
     events.spawning_complete.add_listener(_forget_start)  # type: ignore[no-untyped-call]
 # Before any user starts, on every node that runs users.

@@ -113,6 +113,21 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
         }  # fmt: skip
         assert entry["baseline"]["primary"] > 0
         assert entry["target"]["Locust"] > 0
+    # where each process ran: Locust apart from the servers (the shipped [machine]), and both
+    # sides' database nodes on the same cores
+    placed = report["cpu_placement"]
+    if len(os.sched_getaffinity(0)) > 1:
+        for side in ("baseline", "target"):
+            servers = {tuple(c) for n, c in placed[side].items() if n != "Locust"}
+            assert not set(placed[side]["Locust"]) & set().union(*servers), placed
+        assert placed["baseline"]["primary"] == placed["target"]["primary"], placed
+        assert "CPU placement, target:" in report["closing_note"]
+    # the load generator's own loop was watched on each side, in every round
+    for entry in report["rounds"]:
+        for name in ("baseline", "target"):
+            run = entry["architectures"][name]
+            assert 0 <= run["loop_late_p95_ms"] <= run["loop_late_max_ms"], run
+            assert 0 <= run["loop_late_share"] < 1, run
     # the separate-machines projection is made of these rounds' numbers, and says it is one
     projection = report["projection"]
     assert projection is not None

@@ -16,6 +16,7 @@ from harness.errors import InfrastructureError, UsageError
 from harness.load.compare import CompareOutcome, round_prefix, verdicts
 from harness.load.confidence import INCONCLUSIVE_EXIT, interval, t_quantile
 from harness.load.config import load_config
+from harness.load.explain import loop_lines
 from harness.load.projection import projection_lines
 from harness.load.report import break_point, build_report, write_report
 from harness.load.results import KINDS, RunResult, kind_of, pool_rounds, read_run, verdict
@@ -376,3 +377,20 @@ def test_a_sides_interval_stays_within_what_its_quantity_can_be() -> None:
     free = interval([1.0, 1.0, 120.0])  # a reduction may be below 0: no cut unless asked
     assert free.low is not None
     assert free.low < 0
+
+
+def test_how_late_the_load_generators_loop_ran_is_read_from_every_process(
+    tmp_path: Path,
+) -> None:
+    write_locust_csvs(tmp_path / "run", requests=50, failures={}, p95=12.5)
+    # two processes' watches: 19 wake-ups on time, one 90 ms late
+    (tmp_path / "run_loop_late_ms.11.json").write_text(json.dumps([0.0] * 10))
+    (tmp_path / "run_loop_late_ms.12.json").write_text(json.dumps([0.0] * 9 + [90.0]))
+    run = read_run(tmp_path / "run", architecture="target", users=5)
+    assert run.loop_late_max_ms == 90.0
+    assert run.loop_late_p95_ms == 0.0  # 19 of 20 on time: the 95th is still on time
+    assert run.loop_late_share == pytest.approx(90 / (90 + 20 * 10))
+    report = {"architectures": {"target": run.to_json()}}
+    (line,) = loop_lines(report)
+    assert "target 0.00 ms at p95, 90 ms at longest, late 31.0% of the time" in line
+    assert loop_lines({"architectures": {"target": {"loop_late_p95_ms": None}}}) == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["cpu_lines", "latency_lines", "pooler_lines", "side"]
+__all__ = ["cpu_lines", "latency_lines", "loop_lines", "pooler_lines", "side"]
 
 
 def side(name: str, spread: dict[str, Any]) -> str:
@@ -121,3 +121,28 @@ def cpu_lines(report: dict[str, Any]) -> list[str]:
         else f"every node on this machine's {cpus} cores"
     )
     return [f"CPU per request, mean of the rounds, {where}: " + "; ".join(parts) + "."]
+
+
+def loop_lines(report: dict[str, Any]) -> list[str]:
+    """How late the load generator's own event loop ran on each side.
+
+    Every instance a Locust process runs shares its one loop: while one computes (a
+    TLS handshake, SCRAM's key derivation at a cold start), the others' requests wait
+    and are measured waiting, which instances on machines of their own would not.
+    """
+    parts = []
+    for name in ("baseline", "target"):
+        run = report["architectures"].get(name, {})
+        if run.get("loop_late_p95_ms") is None:
+            continue
+        parts.append(
+            f"{name} {run['loop_late_p95_ms']:.2f} ms at p95, {run['loop_late_max_ms']:.0f} ms "
+            f"at longest, late {run['loop_late_share']:.1%} of the time"
+        )
+    if not parts:
+        return []
+    return [
+        "Locust's event loop (every instance of a process shares it; a request measured "
+        "while it ran late waited for it, as one on a machine of its own would not) woke "
+        "late by: " + "; ".join(parts) + "."
+    ]

@@ -51,7 +51,7 @@ class LocustRun:
     #: count only what runs once every instance has started (Locust's --reset-stats)
     after_start: bool = False
 
-    def environ(self, *, latencies: Path | None = None) -> dict[str, str]:
+    def environ(self, *, latencies: Path | None = None, loop: Path | None = None) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -63,6 +63,7 @@ class LocustRun:
                 "PGCUTOVER_LOAD_PLAN",
                 "PGCUTOVER_LOAD_WORKERS",
                 "PGCUTOVER_LOAD_AFTER_START",
+                "PGCUTOVER_LOAD_LOOP",
             }
         }
         env.update(
@@ -78,6 +79,8 @@ class LocustRun:
             env["PGCUTOVER_LOAD_PLAN"] = str(self.plan.resolve())
         if latencies is not None:
             env["PGCUTOVER_LOAD_LATENCIES"] = str(latencies)
+        if loop is not None:
+            env["PGCUTOVER_LOAD_LOOP"] = str(loop)
         if self.after_start:
             env["PGCUTOVER_LOAD_AFTER_START"] = "1"
         # Each worker process keeps its own request budget: it gets its share of the cap.
@@ -126,7 +129,10 @@ def run_locust(run: LocustRun, *, csv_prefix: Path, progress: Progress) -> None:
         ]  # fmt: skip
         worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
         commands = [("master", master)] + [(f"worker{i}", worker) for i in range(run.workers)]
-    env = run.environ(latencies=csv_prefix.with_name(csv_prefix.name + "_succeeded_ms"))
+    env = run.environ(
+        latencies=csv_prefix.with_name(csv_prefix.name + "_succeeded_ms"),
+        loop=csv_prefix.with_name(csv_prefix.name + "_loop_late_ms"),
+    )
     logs = [csv_prefix.with_name(f"{csv_prefix.name}_{name}.log") for name, _ in commands]
     procs: list[subprocess.Popen[bytes]] = []
     try:

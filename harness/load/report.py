@@ -19,7 +19,7 @@ from typing import Any
 from harness.load.capacity import capped_by, describe_pooling, limits
 from harness.load.compare import CompareOutcome
 from harness.load.confidence import interval
-from harness.load.explain import cpu_lines, latency_lines, pooler_lines, side
+from harness.load.explain import cpu_lines, latency_lines, loop_lines, pooler_lines, side
 from harness.load.pinning import placement_lines
 from harness.load.projection import project, projection_lines
 from harness.load.results import KINDS, RunResult, reduction
@@ -272,6 +272,7 @@ def closing_note(report: dict[str, Any]) -> str:
     if any(report.get("cpu_ms_per_request", [])):  # the servers are this machine's own
         lines += placement_lines(report.get("cpu_placement"))
     lines += cpu_lines(report)
+    lines += loop_lines(report)
     lines += pooler_lines(report)
     lines += latency_lines(report)
     lines += projection_lines(report.get("projection"))

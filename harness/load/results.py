@@ -64,6 +64,12 @@ class RunResult:
     succeeded_p50_ms: float | None = None
     succeeded_p95_ms: float | None = None
     succeeded_p99_ms: float | None = None
+    #: how late Locust's event loop woke (every instance of a process shares it, so a
+    #: request measured meanwhile waited for it): the 95th percentile of its wake-ups,
+    #: the longest, and the share of the run it was late
+    loop_late_p95_ms: float | None = None
+    loop_late_max_ms: float | None = None
+    loop_late_share: float | None = None
     by_operation: dict[str, dict[str, float]] = field(default_factory=dict)
     history: tuple[HistoryPoint, ...] = ()
 
@@ -129,11 +135,25 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return values[min(len(values) - 1, max(0, math.ceil(fraction * len(values)) - 1))]
 
 
-def _succeeded(prefix: Path) -> list[float]:
+def _recorded(prefix: Path, what: str) -> list[float]:
+    """The times the locustfile's processes wrote for ``what``, sorted."""
     times: list[float] = []
-    for path in prefix.parent.glob(prefix.name + "_succeeded_ms.*.json"):
+    for path in prefix.parent.glob(f"{prefix.name}_{what}.*.json"):
         times.extend(float(v) for v in json.loads(path.read_text()))
     return sorted(times)
+
+
+#: the loop watch's period in ms (loadtests/locustfile.py LOOP_TICK)
+LOOP_TICK_MS = 10.0
+
+
+def _loop_late(prefix: Path) -> tuple[float | None, float | None, float | None]:
+    """The loop's lateness: its 95th percentile, its longest, and the share of time late."""
+    late = _recorded(prefix, "loop_late_ms")
+    if not late:
+        return None, None, None
+    # each wake-up covers its tick and its lateness
+    return percentile(late, 0.95), late[-1], sum(late) / (sum(late) + LOOP_TICK_MS * len(late))
 
 
 def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
@@ -171,7 +191,8 @@ def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
                 p95_ms=_float(row["95%"]),
             )
         )
-    succeeded = _succeeded(prefix)
+    succeeded = _recorded(prefix, "succeeded_ms")
+    late_p95, late_max, late_share = _loop_late(prefix)
     return RunResult(
         architecture=architecture,
         users=users,
@@ -188,6 +209,9 @@ def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
         succeeded_p99_ms=percentile(succeeded, 0.99),
         by_operation=by_operation,
         history=tuple(history),
+        loop_late_p95_ms=late_p95,
+        loop_late_max_ms=late_max,
+        loop_late_share=late_share,
     )
 
 
@@ -238,6 +262,11 @@ def pool_rounds(results: list[RunResult]) -> RunResult:
         succeeded_p50_ms=_mean([r.succeeded_p50_ms for r in results]),
         succeeded_p95_ms=_mean([r.succeeded_p95_ms for r in results]),
         succeeded_p99_ms=_mean([r.succeeded_p99_ms for r in results]),
+        loop_late_p95_ms=_mean([r.loop_late_p95_ms for r in results]),
+        loop_late_max_ms=max(
+            (r.loop_late_max_ms for r in results if r.loop_late_max_ms is not None), default=None
+        ),
+        loop_late_share=_mean([r.loop_late_share for r in results]),
         by_operation=operations,
         history=results[-1].history,
     )
