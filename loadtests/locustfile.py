@@ -14,7 +14,8 @@ itself, no pooler; ``target``, the default: DATABASE_URL is PgBouncer's writer a
 DATABASE_READONLY_URL its reader), ``PGCUTOVER_LOAD_CONFIG`` (default
 loadtests/compare.toml), ``PGCUTOVER_LOAD_SEED``, ``PGCUTOVER_LOAD_WORKERS`` (the worker
 processes sharing [run] max_requests, default 1), ``PGCUTOVER_LOAD_LATENCIES`` (a
-prefix for the successful requests' times, written at exit), ``PGCUTOVER_LOAD_LOOP`` (a
+prefix for the successful requests' times, written at exit), ``PGCUTOVER_LOAD_TARGET`` (the target's
+``[target]`` numbers as JSON, which replace the config's and the plan's), ``PGCUTOVER_LOAD_LOOP`` (a
 prefix for how late this process's event loop ran, written at exit; see
 :func:`_watch_loop`). ``PGCUTOVER_ROUTING=writer``
 sends a target's reads to the writer too.
@@ -24,6 +25,7 @@ Each Locust user is one application instance with its own pool; see pguser.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -38,7 +40,7 @@ from locust import events
 from pguser import InstanceUser
 
 from harness.errors import UsageError
-from harness.load.config import load_config
+from harness.load.config import TargetSettings, load_config
 from harness.load.instance import ARCHITECTURES, load_samples
 from harness.load.planned import with_plan
 from harness.load.workload import workload_for
@@ -64,8 +66,12 @@ def _settings() -> tuple[str, Any, tuple[str, str | None], Path]:
         reader = None
     plan = Path(os.environ.get("PGCUTOVER_LOAD_PLAN") or ROOT / config.run.plan)
     # The target's instances open the plan's [application] pools, as its PgBouncers run its
-    # [pgbouncer] settings.
+    # [pgbouncer] settings; or the pools the harness runs this side with (a tune's candidate,
+    # another plan's pooling in a sweep), which it passes whole.
     config = with_plan(config, load_plan(plan))
+    if os.environ.get("PGCUTOVER_LOAD_TARGET"):
+        given = json.loads(os.environ["PGCUTOVER_LOAD_TARGET"])
+        config = dataclasses.replace(config, target=TargetSettings(**given))
     return architecture, config, (writer, reader), plan
 
 

@@ -38,11 +38,15 @@ def _failures(path: Path) -> int:
 def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
     config = tmp_path / "small.toml"
     # 12 instances against 8 connections: the baseline must refuse some (53300).
-    config.write_text("[baseline]\nmax_connections = 8\n[instance]\nlifetime = 2.0\n")
+    # A two-point sweep of the plan's pooling and of the plan as written's beside it.
+    config.write_text(
+        "[baseline]\nmax_connections = 8\n[instance]\nlifetime = 2.0\n"
+        "[sweep]\ninstances = [4, 12]\nduration = 3\n"
+    )
     done = subprocess.run(
         [sys.executable, "-m", "harness.cli", "load", "compare", "--users", "12",
          "--spawn-rate", "12", "--duration", "5", "--repeat", "2", "--config", str(config),
-         "--reports", str(tmp_path)],
+         "--sweep", "--sweep-also", "plans/as-written", "--reports", str(tmp_path)],
         capture_output=True, text=True, cwd=ROOT, timeout=170, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
@@ -113,6 +117,22 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
         }  # fmt: skip
         assert entry["baseline"]["primary"] > 0
         assert entry["target"]["Locust"] > 0
+    # three capacity curves on one plot: the seed's pooling beside the corrected one's,
+    # each point Locust's own count
+    sweep = report["sweep"]
+    also = "target, as-written's pooling"
+    assert list(sweep["results"]) == ["baseline", "target", also]
+    for name, prefix in (("baseline", "baseline"), ("target", "target"), (also, "also")):
+        points = sweep["results"][name]
+        assert [p["users"] for p in points] == [4, 12]
+        for point in points:
+            stats = out / "sweep" / f"{prefix}-{point['users']}_stats.csv"
+            assert point["requests"] == int(_aggregated(stats)["Request Count"]) > 0
+    # the seed's reader pools sessions, and its curve says so
+    assert "reader: session pooling" in " ".join(sweep["pooling"][also])
+    assert f"Sweep: the {also}: " in report["closing_note"]
+    page = (out / "report.html").read_text()
+    assert also in page
     # where each process ran: Locust apart from the servers (the shipped [machine]), and both
     # sides' database nodes on the same cores
     placed = report["cpu_placement"]

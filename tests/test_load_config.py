@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.cluster.pgbouncer import READER, WRITER
 from harness.errors import UsageError
 from harness.load.capacity import capped_by, describe_pooling, limits
@@ -178,3 +179,19 @@ def test_a_plan_whose_workload_is_broken_stops_the_comparison_before_any_load(
     assert code == 2
     assert "role 'nobody'" in capsys.readouterr().err
     assert not (tmp_path / "r" / "load" / "round1").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--sweep-also", "plans/as-written"], "--sweep-also draws beside a sweep: add --sweep"),
+        (["--sweep", "--sweep-also", "plans/nowhere"], "plans/nowhere"),
+    ],
+)
+def test_another_plans_sweep_is_refused_before_any_load(
+    extra: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["load", "compare", *extra, "--reports", str(tmp_path / "r")])
+    assert code == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "r" / "load").exists()

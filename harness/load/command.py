@@ -58,6 +58,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seed=args.seed,
         reports=args.reports,
         sweep=args.sweep,
+        sweep_also=args.sweep_also,
         reference=args.reference,
         plan=args.plan,
         scale=args.scale,
@@ -205,6 +206,14 @@ def add_parser(
         "--sweep",
         action="store_true",
         help="also run both over [sweep] instances and plot error rate and p95 against them",
+    )
+    p.add_argument(
+        "--sweep-also",
+        type=Path,
+        metavar="PLAN",
+        help="with --sweep: sweep the target again with this plan's pooling (its PgBouncer "
+        "settings and instance pools, on the same migrated database), drawn beside the others: "
+        "plans/as-written's numbers beside the corrected ones",
     )
     p.add_argument(
         "--reference",

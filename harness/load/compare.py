@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cluster.pooling import DEFAULT_POOLERS
 from harness.errors import InfrastructureError, UsageError
+from harness.load.capacity import describe_pooling
 from harness.load.confidence import INCONCLUSIVE_EXIT
 from harness.load.config import LoadConfig, load_config
 from harness.load.cpu import cpu_seconds, per_request_ms
@@ -40,7 +42,7 @@ from harness.load.planned import with_plan
 from harness.load.poolerview import PoolerView, sample_poolers
 from harness.load.results import RunResult, Verdict, pool_rounds, read_run, reduction, verdict
 from harness.load.workload import Workload, workload_for
-from harness.plan import load_plan
+from harness.plan import Plan, load_plan
 from harness.progress import Progress
 
 __all__ = [
@@ -73,6 +75,8 @@ class CompareOptions:
     seed: int | None = None
     reports: Path = Path("reports")
     sweep: bool = False
+    #: another plan whose pooling is swept on the same target, beside the plan's own
+    sweep_also: Path | None = None
     reference: str | None = None
     plan: Path | None = None  # None: the config's [run] plan
     scale: int = 1
@@ -109,6 +113,8 @@ class CompareOutcome:
     #: the cores each architecture's nodes and Locust were pinned to (empty: not pinned)
     placement: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     sweep: dict[str, list[RunResult]] = field(default_factory=dict)
+    #: the pooling each extra sweep curve ran with (``--sweep-also``), by curve
+    sweep_pooling: dict[str, list[str]] = field(default_factory=dict)
     pgbench: dict[str, Any] | None = None
     #: the median time to open one connection on each path, before any load (ms)
     open_ms: dict[str, float | None] = field(default_factory=dict)
@@ -302,6 +308,7 @@ def _locust(
             workers=options.workers,
             cores=cores,
             after_start=after_start,
+            target=config.target,  # the instances open the pools this run is judged with
         ),
         csv_prefix=prefix,
         progress=progress,
@@ -390,6 +397,36 @@ def _pgbench(
     }
 
 
+def _sweep_pooling(
+    env: LoadEnvironment,
+    config: LoadConfig,
+    options: CompareOptions,
+    *,
+    also: Plan,
+    own: Plan,
+    out: Path,
+    outcome: CompareOutcome,
+    progress: Progress,
+) -> None:
+    """The target swept again with ``also``'s pooling (its PgBouncers and instance pools,
+    the same migrated database), then its own PgBouncers back: one more capacity curve."""
+    assert env.reconfigure is not None  # checked before any load
+    name = f"target, {also.name}'s pooling"
+    other = with_plan(config, also)
+    progress(f"sweep: the target with plan {also.name!r}'s pooling")
+    env.reconfigure(also.pgbouncer or DEFAULT_POOLERS)
+    try:
+        for users in config.sweep.instances:
+            outcome.sweep.setdefault(name, []).append(
+                run_one(env, other, options, architecture="target", users=users,
+                        duration=config.sweep.duration, prefix=out / "sweep" / f"also-{users}",
+                        progress=progress, spawn_rate=sweep_spawn_rate(config, users=users))
+            )  # fmt: skip
+    finally:
+        env.reconfigure(own.pgbouncer or DEFAULT_POOLERS)
+    outcome.sweep_pooling[name] = describe_pooling(other)
+
+
 def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcome:
     """Check the input, run both architectures (and the sweep, pgbench), return what was found."""
     if options.reference is not None and options.reference not in REFERENCES:
@@ -403,6 +440,9 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
             f"--repeat {options.repeat}: give 1 to {MAX_REPEAT} rounds (3, the default, is the "
             "fewest that give an interval worth reading)"
         )
+    if options.sweep_also is not None and not options.sweep:
+        raise UsageError("--sweep-also draws beside a sweep: add --sweep")
+    also = load_plan(options.sweep_also) if options.sweep_also is not None else None
     config = configure(options)
     plan = options.plan or Path(config.run.plan)
     options = dataclasses.replace(options, plan=plan)
@@ -413,6 +453,11 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
     for stale in out.glob("round*"):  # a longer run before this one
         shutil.rmtree(stale, ignore_errors=True)
     with environment_for(options, config, plan=plan, progress=progress) as env:
+        if also is not None and env.reconfigure is None:
+            raise UsageError(
+                "--sweep-also restarts the target's PgBouncers with the other plan's settings: "
+                "local servers only (drop --baseline-url/--target-url, or --sweep-also)"
+            )
         # Read once, before any load: both sides seeded and reachable, or exit 2 now.
         samples = {a: load_samples(_urls(env, a)[0], workload) for a in ("baseline", "target")}
         outcome = CompareOutcome(
@@ -494,6 +539,9 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
                             spawn_rate=sweep_spawn_rate(config, users=users),
                         )
                     )
+        if also is not None:
+            _sweep_pooling(env, config, options, also=also, own=load_plan(plan), out=out,
+                           outcome=outcome, progress=progress)  # fmt: skip
         if options.reference == "pgbench":
             outcome.pgbench = _pgbench(
                 env, config, workload, options, samples=samples, out=out, progress=progress

@@ -10,6 +10,8 @@ timeout stops every child (Locust first, gracefully, then for good).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from harness.cluster.processes import free_port
 from harness.errors import InfrastructureError
+from harness.load.config import TargetSettings
 from harness.load.pinning import pin_tree
 from harness.progress import Progress
 
@@ -50,6 +53,9 @@ class LocustRun:
     cores: tuple[int, ...] | None = None
     #: count only what runs once every instance has started (Locust's --reset-stats)
     after_start: bool = False
+    #: the pools the target's instances open and the PgBouncer numbers they are judged
+    #: against (None: the config's and the plan's, as the locustfile reads them)
+    target: TargetSettings | None = None
 
     def environ(self, *, latencies: Path | None = None, loop: Path | None = None) -> dict[str, str]:
         env = {
@@ -64,6 +70,7 @@ class LocustRun:
                 "PGCUTOVER_LOAD_WORKERS",
                 "PGCUTOVER_LOAD_AFTER_START",
                 "PGCUTOVER_LOAD_LOOP",
+                "PGCUTOVER_LOAD_TARGET",
             }
         }
         env.update(
@@ -83,6 +90,8 @@ class LocustRun:
             env["PGCUTOVER_LOAD_LOOP"] = str(loop)
         if self.after_start:
             env["PGCUTOVER_LOAD_AFTER_START"] = "1"
+        if self.target is not None:
+            env["PGCUTOVER_LOAD_TARGET"] = json.dumps(dataclasses.asdict(self.target))
         # Each worker process keeps its own request budget: it gets its share of the cap.
         env["PGCUTOVER_LOAD_WORKERS"] = str(max(1, self.workers))
         return env

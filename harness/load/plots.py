@@ -21,6 +21,8 @@ from harness.load.results import RunResult
 __all__ = ["COLOURS", "over_time", "svg_of", "sweep_curves"]
 
 COLOURS = {"baseline": "#b8860b", "target": "#1f6fb4"}
+#: a curve of another plan's pooling (``--sweep-also``)
+OTHER_COLOUR = "#7d3c98"
 
 
 def svg_of(fig: Figure) -> str:
@@ -62,7 +64,7 @@ def sweep_curves(
     fig, (rate_ax, p95_ax) = plt.subplots(1, 2, figsize=(10.4, 3.4))
     for architecture, results in sweep.items():
         xs = [r.users for r in results]
-        colour = COLOURS.get(architecture, "black")
+        colour = COLOURS.get(architecture, OTHER_COLOUR)
         rate_ax.plot(
             xs, [100 * r.error_rate for r in results], marker="o", color=colour, label=architecture
         )

@@ -132,6 +132,8 @@ def build_report(outcome: CompareOutcome) -> dict[str, Any]:
                 str(n): [x.describe() for x in capped_by(config, users=n)]
                 for n in config.sweep.instances
             },
+            # the pooling of each curve beyond the plan's own (--sweep-also)
+            "pooling": outcome.sweep_pooling,
         }
     if outcome.pgbench is not None:
         pg = dict(outcome.pgbench)
@@ -288,6 +290,8 @@ def closing_note(report: dict[str, Any]) -> str:
     for capped in report["capacity"]["capped_by"]:
         lines.append(f"The plan's own numbers cap the target: {capped}.")
     if "sweep" in report:
+        for name, pooling in report["sweep"].get("pooling", {}).items():
+            lines.append(f"Sweep: the {name}: " + "; ".join(pooling) + ".")
         for name, point in report["sweep"]["break_points"].items():
             lines.append(
                 f"Sweep: the {name} breaks at {point} instances."
