@@ -448,6 +448,8 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
     options = dataclasses.replace(options, plan=plan)
     workload = workload_for(plan).weighted(config.mix)
     config = with_plan(config, load_plan(plan))
+    if also is not None:
+        with_plan(config, also)  # a --config at odds with its pooling: exit 2 before any load
     out = options.reports / "load"
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("round*"):  # a longer run before this one
