@@ -43,6 +43,7 @@ from harness.errors import UsageError
 from harness.load.config import TargetSettings, load_config
 from harness.load.instance import ARCHITECTURES, load_samples
 from harness.load.planned import with_plan
+from harness.load.results import LOOP_TICK_MS
 from harness.load.workload import workload_for
 from harness.plan import load_plan
 from harness.routing import urls_from_env
@@ -112,16 +113,21 @@ def _ensure_samples(**_: Any) -> None:
             Instance.samples = load_samples(_URLS[0], Instance.workload)
 
 
+def _write(variable: str, values: list[float]) -> None:
+    """``values`` for the report at the prefix ``variable`` names, one file per process
+    (master, workers)."""
+    prefix = os.environ.get(variable)
+    if prefix and values:
+        Path(f"{prefix}.{os.getpid()}.json").write_text(json.dumps(values))
+
+
 def _write_latencies(**_: Any) -> None:
-    """Successful requests' times for the report, one file per process (master, workers)."""
-    prefix = os.environ.get("PGCUTOVER_LOAD_LATENCIES")
-    if prefix and Instance.succeeded_ms:
-        path = Path(f"{prefix}.{os.getpid()}.json")
-        path.write_text(json.dumps(Instance.succeeded_ms))
+    """Successful requests' times."""
+    _write("PGCUTOVER_LOAD_LATENCIES", Instance.succeeded_ms)
 
 
-#: how often the loop's watch wakes, in seconds
-LOOP_TICK = 0.01
+#: how often the loop's watch wakes, in seconds (the report reads its lateness against it)
+LOOP_TICK = LOOP_TICK_MS / 1000
 #: how late each wake-up of the watch was, in ms (this process)
 _loop_late_ms: list[float] = []
 
@@ -144,9 +150,7 @@ def _start_watch(**_: Any) -> None:
 
 
 def _write_loop(**_: Any) -> None:
-    prefix = os.environ.get("PGCUTOVER_LOAD_LOOP")
-    if prefix and _loop_late_ms:
-        Path(f"{prefix}.{os.getpid()}.json").write_text(json.dumps(_loop_late_ms))
+    _write("PGCUTOVER_LOAD_LOOP", _loop_late_ms)
 
 
 def _forget_start(**_: Any) -> None:

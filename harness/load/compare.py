@@ -447,7 +447,8 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
     plan = options.plan or Path(config.run.plan)
     options = dataclasses.replace(options, plan=plan)
     workload = workload_for(plan).weighted(config.mix)
-    config = with_plan(config, load_plan(plan))
+    own = load_plan(plan)
+    config = with_plan(config, own)
     if also is not None:
         with_plan(config, also)  # a --config at odds with its pooling: exit 2 before any load
     out = options.reports / "load"
@@ -542,7 +543,7 @@ def run_compare(options: CompareOptions, *, progress: Progress) -> CompareOutcom
                         )
                     )
         if also is not None:
-            _sweep_pooling(env, config, options, also=also, own=load_plan(plan), out=out,
+            _sweep_pooling(env, config, options, also=also, own=own, out=out,
                            outcome=outcome, progress=progress)  # fmt: skip
         if options.reference == "pgbench":
             outcome.pgbench = _pgbench(

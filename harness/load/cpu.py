@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "per_request_ms"]
+__all__ = ["cpu_seconds", "per_request_ms", "process_tree"]
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PROC = Path("/proc")
@@ -42,23 +42,36 @@ def _processes() -> dict[int, tuple[int, float]]:
     return found
 
 
+def _children(table: Mapping[int, tuple[int, float]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        out.setdefault(parent, []).append(pid)
+    return out
+
+
+def _tree(children: Mapping[int, list[int]], root: int) -> list[int]:
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it, as /proc has them now."""
+    return _tree(_children(_processes()), root)
+
+
 def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
     """Each named process tree's CPU seconds so far; a tree whose root is gone is left out."""
     table = _processes()
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in table.items():
-        children.setdefault(parent, []).append(pid)
-    out = {}
-    for name, root in pids.items():
-        if root not in table:
-            continue
-        total, stack = 0.0, [root]
-        while stack:
-            pid = stack.pop()
-            total += table[pid][1]
-            stack.extend(children.get(pid, ()))
-        out[name] = total
-    return out
+    children = _children(table)
+    return {
+        name: sum(table[pid][1] for pid in _tree(children, root))
+        for name, root in pids.items()
+        if root in table
+    }
 
 
 def per_request_ms(

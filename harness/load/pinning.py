@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.load.cpu import process_tree
+
 __all__ = ["Placement", "available_cores", "pin_nodes", "pin_tree", "place", "placement_lines"]
 
 _PROC = Path("/proc")
@@ -65,31 +67,11 @@ def place(nodes: Iterable[str], *, cores: tuple[int, ...], generators: int) -> P
     return Placement(nodes=out, generator=generator)
 
 
-def _tree(root: int) -> list[int]:
-    """``root`` and every process below it, read from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in _PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(text[text.rindex(")") + 2 :].split()[1])
-        parents.setdefault(parent, []).append(int(entry.name))
-    out, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        out.append(pid)
-        stack.extend(parents.get(pid, ()))
-    return out
-
-
 def pin_tree(root: int, cores: Iterable[int]) -> None:
     """Every thread of ``root`` and of its descendants onto ``cores``; children forked
     later (a server's new backends) inherit it. A process that ends meanwhile is skipped."""
     wanted = set(cores)
-    for pid in _tree(root):
+    for pid in process_tree(root):
         try:
             threads = [int(t.name) for t in (_PROC / str(pid) / "task").iterdir()]
         except OSError:

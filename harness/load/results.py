@@ -143,7 +143,7 @@ def _recorded(prefix: Path, what: str) -> list[float]:
     return sorted(times)
 
 
-#: the loop watch's period in ms (loadtests/locustfile.py LOOP_TICK)
+#: the period of the locustfile's loop watch, in ms
 LOOP_TICK_MS = 10.0
 
 
