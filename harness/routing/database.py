@@ -15,10 +15,11 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
 import psycopg
@@ -30,9 +31,12 @@ from harness.connections import (
     Lsn,
     abort_connection,
     connect_primary,
+    connect_timeout,
     describe,
     fetch_bounded,
     insert_lsn,
+    is_standby,
+    standby_refusal,
     wait_for_replay,
 )
 from harness.dsn import redact
@@ -66,6 +70,9 @@ Row = tuple[Any, ...]
 
 
 DEFAULT_POLICY = ReplicaPolicy()
+_WRITER_FIX = "point DATABASE_URL at the primary"
+#: how often the wait for the writer pool's first connection looks for a failed login
+_LOGIN_STEP = 0.05
 
 
 @contextmanager
@@ -128,29 +135,39 @@ class Database:
         self.policy = replica
         self.writer_config = writer_pool
         self.reader_config = reader_pool
-        self._health_app = health_application_name
         self._inflight: set[Conn] = set()
         self._up_hooks: list[Callable[[], None]] = []
         self._fallbacks: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._reader_pool: Pool | None = None
+        # The replica's pool while the first probe runs; then it is _reader_pool, or closed.
+        self._opening: Pool | None = None
+        self._closer: threading.Thread | None = None
         self._monitor: ReplicaMonitor | None = None
         self._closed = False
-        self._check_writer()
-        self._writer_pool = make_pool(writer_url, writer_pool, read_only=False)
+        # Opened with the one connection the writer check needs (see _check_writer) and
+        # room for no other: psycopg_pool logs in once more for a request that waits
+        # while it is below max_size. The rest of min_size once the check has passed.
+        self._writer_pool = make_pool(
+            writer_url,
+            replace(writer_pool, min_size=min(1, writer_pool.min_size), max_size=1),
+            read_only=False,
+        )
         try:
+            self._check_writer()
+            self._writer_pool.resize(writer_pool.min_size, writer_pool.max_size)
             if self.reader_url is None:
                 self._reader_pool = make_pool(writer_url, reader_pool, read_only=True)
             else:
                 self._monitor = ReplicaMonitor(
-                    writer_url=writer_url,
                     reader_url=self.reader_url,
                     policy=replica,
                     application_name=health_application_name,
+                    writer=self._lend_writer,
                     on_up=self._replica_up,
                     on_down=self._abort_inflight,
                 )
-                self._monitor.check()
+                self._first_probe()
                 self._monitor.start()
         except BaseException:
             self.close()
@@ -174,30 +191,151 @@ class Database:
 
     # -- setup ------------------------------------------------------------------------
     def _check_writer(self) -> None:
+        """Check that the writer is a primary, on the writer pool's first connection.
+
+        A cold start pays each login (TLS and SCRAM in production): the check runs
+        on the connection the pool makes anyway, and the replica monitor borrows the
+        pool's connections for its probes of the writer (:meth:`_lend_writer`), so
+        the pool's are the only logins to the writer. The router logs in by itself
+        only when the pool could not, once, for libpq's reason.
+        """
+        conn = self._first_writer_connection()
+        if conn is None:
+            self._diagnose_writer()
+            return
+        try:
+            with _autocommit(conn):
+                standby = is_standby(conn, timeout=self.writer_config.connect_timeout)
+        except psycopg.Error as exc:
+            raise self._writer_unavailable(exc) from None
+        finally:
+            self._writer_pool.putconn(conn)  # broken: the pool discards it
+        if standby:
+            raise WriterUnavailable(
+                standby_refusal(f"the writer at {redact(self.writer_url)}", fix=_WRITER_FIX)
+            )
+
+    def _first_writer_connection(self) -> Conn | None:
+        """The writer pool's first connection; None once its login failed or is overdue.
+
+        psycopg_pool keeps a failed login's error to its log and tries again a second
+        later, and more slowly after that: whoever waits for a connection meanwhile
+        learns nothing until the wait ends. So the wait is in short steps (each ends
+        the moment the connection comes) and stops at the first failed login the pool
+        counts; it lasts at most as long as libpq may take over that login.
+        """
+        pool = self._writer_pool
+        deadline = time.monotonic() + connect_timeout(self.writer_config.connect_timeout)
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                return pool.getconn(timeout=min(left, _LOGIN_STEP))
+            except psycopg_pool.PoolTimeout:
+                if pool.get_stats().get("connections_errors"):
+                    return None
+        return None
+
+    def _diagnose_writer(self) -> None:
+        """The pool could not log in to the writer: log in directly, once, to say why.
+
+        Raises :class:`WriterUnavailable` with libpq's reason (or the standby
+        refusal); returns if the writer answers as a primary after all: the pool's
+        login was slow or refused for a moment, and it tries again by itself.
+        """
         try:
             conn = connect_primary(
                 self.writer_url,
                 subject=f"the writer at {redact(self.writer_url)}",
-                fix="point DATABASE_URL at the primary",
+                fix=_WRITER_FIX,
                 error=WriterUnavailable,
-                application_name=self._health_app,
+                application_name=self.writer_config.application_name,
                 timeout=self.writer_config.connect_timeout,
             )
         except psycopg.Error as exc:
-            error = WriterUnavailable(
-                f"cannot connect to the writer at {redact(self.writer_url)}: {describe(exc)}; "
-                "check DATABASE_URL and that PostgreSQL (or PgBouncer) is running and accepts "
-                "connections"
-            )
-            error.kind = classify(exc)
-            raise error from None  # the cause would print the libpq text unredacted
+            raise self._writer_unavailable(exc) from None
         conn.close()
 
+    def _writer_unavailable(self, exc: psycopg.Error) -> WriterUnavailable:
+        """The error for a writer that cannot be reached; raise it ``from None``: the
+        cause would print the libpq text unredacted."""
+        error = WriterUnavailable(
+            f"cannot connect to the writer at {redact(self.writer_url)}: {describe(exc)}; "
+            "check DATABASE_URL and that PostgreSQL (or PgBouncer) is running and accepts "
+            "connections"
+        )
+        error.kind = classify(exc)
+        return error
+
+    @contextmanager
+    def _lend_writer(self) -> Iterator[Conn]:
+        """One of the writer pool's connections, outside a transaction, for one query.
+
+        The replica monitor's: it asks the writer where its WAL is at every probe. A
+        connection of its own would be one more login at every cold start (TLS and
+        SCRAM in production) and one more session on the writer for good. Autocommit
+        makes the query a transaction of its own: no BEGIN and COMMIT round trips,
+        nothing left open, nothing set in the session (PgBouncer's transaction
+        pooling hands the server connection on). It waits for a free connection as
+        long as a probe may take; a busy pool makes the writer's position unknown
+        for that probe, not the replica unavailable.
+        """
+        pool = self._writer_pool
+        conn = pool.getconn(timeout=self.policy.probe_timeout)
+        try:
+            with _autocommit(conn):
+                yield conn
+        finally:
+            pool.putconn(conn)  # broken: the pool discards it and opens another
+
+    def _first_probe(self) -> None:
+        """Probe the replica for the first time while its pool makes its first connection.
+
+        A cold start pays each login (TLS and SCRAM in production). Opened only after
+        the probe had answered, the pool would make the first read wait for a login
+        after the probe's; opened now (psycopg_pool connects in the background), the
+        probe's login and the pool's overlap. It opens with one connection, the one
+        the first read needs: ``min_size`` logins at once would hold up the probe's,
+        which the first read waits for too (PgBouncer does every TLS handshake on
+        its one thread), and cost that many refused logins when the replica is down.
+        The rest are opened once the replica has answered.
+
+        Reads still go to the writer until the probe says the replica is up. If it
+        does not, the pool is closed rather than left retrying against a replica
+        that is down (a warning each time, for minutes): the replica's first answer
+        later opens a pool of its own, as before.
+        """
+        assert self._monitor is not None
+        assert self.reader_url is not None
+        config = self.reader_config
+        self._opening = make_pool(
+            self.reader_url, replace(config, min_size=min(1, config.min_size)), read_only=True
+        )
+        self._monitor.check()  # on success _replica_up takes the pool
+        unused, self._opening = self._opening, None
+        if unused is not None:
+            # Its login may still be under way, for up to its connect timeout when the
+            # replica does not answer: construction does not wait for it; close() does.
+            self._closer = threading.Thread(
+                target=unused.close, name="reader-pool-close", daemon=True
+            )
+            self._closer.start()
+
     def _replica_up(self) -> None:
-        """The replica answers (again): open its pool, or renew every connection in it."""
+        """The replica answers (again): open its pool, or renew every connection in it.
+
+        At construction the pool is already open (see :meth:`_first_probe`): it is kept.
+        """
         assert self.reader_url is not None
         if self._reader_pool is None:
-            self._reader_pool = make_pool(self.reader_url, self.reader_config, read_only=True)
+            config = self.reader_config
+            opened, self._opening = self._opening, None
+            if opened is None:  # the replica was down at start: it answers for the first time
+                opened = make_pool(self.reader_url, config, read_only=True)
+            else:
+                # The first probe's answer: the pool opened beside it has made (or is
+                # making) its connection just now, to a replica that answers. Nothing to
+                # renew; only the rest of min_size to open.
+                opened.resize(config.min_size, config.max_size)
+            self._reader_pool = opened
         else:
             # Connections made while it was down were refused or parked by PgBouncer, and
             # those from before were cut when it stopped: drain replaces them all, without
@@ -477,6 +615,8 @@ class Database:
         self._closed = True
         if self._monitor is not None:
             self._monitor.stop()
-        for pool in (self._reader_pool, getattr(self, "_writer_pool", None)):
+        for pool in (self._opening, self._reader_pool, self._writer_pool):
             if pool is not None:
                 pool.close()
+        if self._closer is not None:
+            self._closer.join()  # bounded: psycopg_pool waits for its workers a few seconds

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -94,25 +95,32 @@ class ReplicaMonitor:
     ``on_up`` runs when the replica becomes available (the router opens or
     renews its replica pool there); ``on_down`` runs after every failed probe
     (the router breaks reads still stuck on the replica there).
+
+    The replica is probed on a connection of the monitor's own, under
+    ``application_name``. ``writer`` lends a connection to the writer, outside a
+    transaction, for the one query that asks where the primary's WAL is: the
+    router lends one of its writer pool's, so the probes cost the writer no login
+    (a cold start pays each, TLS and SCRAM in production) and no session. When it
+    lends none in time, or the query fails, the writer's position is unknown for
+    that probe (the lag is the last known), and the replica is not called down for it.
     """
 
     def __init__(
         self,
         *,
-        writer_url: str,
         reader_url: str,
         policy: ReplicaPolicy,
         application_name: str,
+        writer: Callable[[], AbstractContextManager[Conn]],
         on_up: Callable[[], None],
         on_down: Callable[[], None],
     ) -> None:
         self.policy = policy
-        self._writer_url = writer_url
         self._reader_url = reader_url
         self._app = application_name
         self._on_up = on_up
         self._on_down = on_down
-        self._writer: Conn | None = None
+        self._writer = writer
         self._reader: Conn | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -151,7 +159,6 @@ class ReplicaMonitor:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.policy.probe_timeout * 2 + 1)
-        _close(self._writer)
         _close(self._reader)
 
     def _run(self) -> None:
@@ -204,14 +211,11 @@ class ReplicaMonitor:
 
     def _primary_lsn(self) -> Lsn | None:
         """Where the primary's WAL is; None when the writer cannot say (its own problem)."""
+        query = "SELECT pg_current_wal_lsn()::text"
         try:
-            self._writer = self._writer or self._connect(self._writer_url)
-            rows = fetch_bounded(
-                self._writer, "SELECT pg_current_wal_lsn()::text", timeout=self.policy.probe_timeout
-            )
-        except psycopg.Error:
-            _close(self._writer)
-            self._writer = None
+            with self._writer() as conn:
+                rows = fetch_bounded(conn, query, timeout=self.policy.probe_timeout)
+        except psycopg.Error:  # a pool's timeout and its being closed are ones too
             return None
         return Lsn.parse(rows[0][0])
 
