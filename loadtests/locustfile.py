@@ -113,17 +113,29 @@ def _ensure_samples(**_: Any) -> None:
             Instance.samples = load_samples(_URLS[0], Instance.workload)
 
 
-def _write(variable: str, values: list[float]) -> None:
-    """``values`` for the report at the prefix ``variable`` names, one file per process
-    (master, workers)."""
+def _write(variable: str, values: list[float], suffix: str = "") -> None:
+    """``values`` for the report at the prefix ``variable`` names (and ``suffix``), one file
+    per process (master, workers)."""
     prefix = os.environ.get(variable)
     if prefix and values:
-        Path(f"{prefix}.{os.getpid()}.json").write_text(json.dumps(values))
+        Path(f"{prefix}{suffix}.{os.getpid()}.json").write_text(json.dumps(values))
+
+
+#: how many successful requests this process had timed when its last instance started
+_started_at: list[int] = []
+
+
+def _mark_started(**_: Any) -> None:
+    _started_at[:] = [len(Instance.succeeded_ms)]
 
 
 def _write_latencies(**_: Any) -> None:
-    """Successful requests' times."""
+    """Successful requests' times: all of them, and those after the last instance started
+    (the fleet running, its start-up behind it), which say what the start-up cost."""
     _write("PGCUTOVER_LOAD_LATENCIES", Instance.succeeded_ms)
+    _write("PGCUTOVER_LOAD_LATENCIES", Instance.cold_ms, "_cold")
+    if _started_at:
+        _write("PGCUTOVER_LOAD_LATENCIES", Instance.succeeded_ms[_started_at[0] :], "_started")
 
 
 #: how often the loop's watch wakes, in seconds (the report reads its lateness against it)
@@ -156,6 +168,7 @@ def _write_loop(**_: Any) -> None:
 def _forget_start(**_: Any) -> None:
     """Every instance has started: from here on, as Locust's --reset-stats does for its own."""
     Instance.succeeded_ms.clear()
+    Instance.cold_ms.clear()
     _loop_late_ms.clear()
 
 
@@ -165,5 +178,7 @@ events.quitting.add_listener(_write_loop)  # type: ignore[no-untyped-call]
 events.test_start.add_listener(_start_watch)  # type: ignore[no-untyped-call]
 if os.environ.get("PGCUTOVER_LOAD_AFTER_START"):
     events.spawning_complete.add_listener(_forget_start)  # type: ignore[no-untyped-call]
+# After _forget_start, which empties the record: its mark is then 0.
+events.spawning_complete.add_listener(_mark_started)  # type: ignore[no-untyped-call]
 # Before any user starts, on every node that runs users.
 events.test_start.add_listener(_ensure_samples)  # type: ignore[no-untyped-call]

@@ -67,6 +67,9 @@ class InstanceUser(User):
     #: milliseconds of every successful request in this process (Locust's own
     #: percentiles mix in failures, which are fast when refused and slow when timed out)
     succeeded_ms: ClassVar[list[float]] = []
+    #: milliseconds of each instance's first request, the one its cold start opened the
+    #: pools in, when it succeeded (a part of ``succeeded_ms``)
+    cold_ms: ClassVar[list[float]] = []
 
     def on_start(self) -> None:
         number = next(_numbers)
@@ -87,7 +90,9 @@ class InstanceUser(User):
             return DirectInstance(first, settings=self.config.baseline, application_name=self.name)
         return RoutedInstance(first, second, settings=self.config.target)
 
-    def _measure(self, kind: str, name: str, action: Callable[[], None]) -> None:
+    def _measure(
+        self, kind: str, name: str, action: Callable[[], None], *, cold: bool = False
+    ) -> None:
         started = time.perf_counter()
         error: Exception | None = None
         try:
@@ -97,6 +102,8 @@ class InstanceUser(User):
         elapsed = (time.perf_counter() - started) * 1000
         if error is None:
             self.succeeded_ms.append(elapsed)
+            if cold:
+                self.cold_ms.append(elapsed)
         self.environment.events.request.fire(
             request_type=kind,
             name=name,
@@ -118,7 +125,7 @@ class InstanceUser(User):
         def run() -> None:
             self.instances.instance().run(operation, params)
 
-        self._measure(operation.kind, operation.name, run)
+        self._measure(operation.kind, operation.name, run, cold=self.instances.cold)
 
     def on_stop(self) -> None:
         self.instances.close()

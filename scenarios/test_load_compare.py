@@ -18,6 +18,7 @@ import pytest
 from harness.cli import main
 from harness.cluster.pooling import DEFAULT_POOLERS
 from harness.cluster.processes import free_port
+from harness.load.results import percentile
 from harness.load.workload import workload_for
 from harness.plan import load_plan
 from harness.report.schema import parse_load
@@ -148,13 +149,31 @@ def test_small_compare_reports_locusts_own_counts(tmp_path: Path) -> None:
             run = entry["architectures"][name]
             assert 0 <= run["loop_late_p95_ms"] <= run["loop_late_max_ms"], run
             assert 0 <= run["loop_late_share"] < 1, run
+            # its whole record (for the projection), the same watch's wake-ups
+            assert run["loop_wait"]["wake_ups"] > 0, run
+            assert sum(n for _, n in run["loop_wait"]["late"]) <= run["loop_wait"]["wake_ups"]
+            # the times after the last instance started: the last of the successful ones
+            folder = (out / entry["files"][name]).parent
+            every, started = (
+                [t for f in folder.glob(f"{name}_{what}.*.json") for t in json.loads(f.read_text())]
+                for what in ("succeeded_ms", "succeeded_ms_started")
+            )
+            assert 0 < len(started) <= len(every), run
+            assert run["started_p95_ms"] == percentile(sorted(started), 0.95), run
+            # every instance's first request that succeeded, timed apart too
+            cold = [t for f in folder.glob(f"{name}_succeeded_ms_cold.*.json")
+                    for t in json.loads(f.read_text())]  # fmt: skip
+            assert run["cold_starts"] == len(cold) > 0, run
+            assert set(cold) <= set(every)
     # the separate-machines projection is made of these rounds' numbers, and says it is one
     projection = report["projection"]
     assert projection is not None
     assert "not a measurement" in projection["label"]
-    succeeded = [r["architectures"]["target"]["succeeded_p95_ms"] for r in report["rounds"]]
+    # fitted and checked on the running fleet's p95, every round having recorded it
+    assert projection["validation"]["window"] == "once every instance had started"
+    started = [r["architectures"]["target"]["started_p95_ms"] for r in report["rounds"]]
     assert projection["sides"]["target"]["measured_p95_ms"] == pytest.approx(
-        sum(succeeded) / len(succeeded)
+        sum(started) / len(started)
     )
     assert "PROJECTION for separate machines" in report["closing_note"]
     assert (out / "report.html").read_text().count("<svg") >= 2

@@ -7,13 +7,17 @@ one per request, and pays a whole set-up (here TLS and SCRAM) each time.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hosted import hosted_cluster  # noqa: F401  (the fixture "hosted")
 
 from harness.cluster.local import LocalCluster
 from harness.load.config import load_config
 from harness.load.handshake import open_ms, server_sessions
 from harness.load.instance import DirectInstance, PerRequestInstance
-from harness.load.workload import Operation
+from harness.load.pgbench import find_pgbench, run_pgbench
+from harness.load.pinning import available_cores
+from harness.load.workload import Operation, Workload
 
 READ = Operation(name="one", kind="read", weight=1, statements=("SELECT 1",))
 
@@ -57,3 +61,30 @@ def test_opening_a_connection_is_measured_on_every_path(hosted: LocalCluster) ->
     refused = e.primary.replace(f":{hosted.primary.port}/", ":1/")
     assert refused != e.primary
     assert open_ms(refused, samples=1) is None
+
+
+def test_pgbench_runs_the_workload_on_the_cores_it_is_given(
+    hosted: LocalCluster, tmp_path: Path
+) -> None:
+    """The cross-check's pgbench, pinned as Locust is, through the same TLS and SCRAM."""
+    cores = tuple(sorted(available_cores()))[-1:]
+    result = run_pgbench(
+        pgbench=find_pgbench(),
+        url=hosted.endpoints.primary,
+        architecture="baseline",
+        workload=Workload(name="one", operations=(READ,)),
+        samples={READ.name: [{}]},
+        clients=2,
+        jobs=1,
+        duration=2,
+        workdir=tmp_path,
+        cores=cores,
+    )
+    assert result.exit_code == 0, (tmp_path / "baseline.out").read_text()
+    assert result.transactions > 0
+    assert result.error_rate == 0
+    assert result.p95_ms is not None
+    assert result.p95_ms > 0
+    # -C: every transaction paid a connection, TLS and SCRAM included
+    assert result.connection_ms is not None
+    assert result.connection_ms > 0

@@ -58,18 +58,22 @@ def _succession(**changes: Any) -> tuple[Succession, Clock, list[Recorded]]:
 
 def test_an_instance_is_stopped_at_the_end_of_its_lifetime_and_the_next_cold_starts() -> None:
     life, clock, made = _succession()
+    assert life.cold  # the first request starts the first instance
     assert life.instance() is made[0]
     first = made[0]
+    assert not life.cold
     assert life.instance() is first
     assert len(made) == 1
     clock.now += 9.9
     life.recycle_if_due()
+    assert not life.cold
     assert life.instance() is first
     assert not first.closed
     clock.now += 0.1
     life.recycle_if_due()
     assert first.closed
     assert life.suspended == []
+    assert life.cold  # its request will pay the next instance's connections
     assert life.instance() is not first
     assert len(made) == 2
 

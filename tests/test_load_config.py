@@ -155,8 +155,10 @@ def test_capacity_names_the_setting_that_caps_the_target() -> None:
     config = load_config()
     by_setting = {x.setting: x for x in limits(config)}
     assert by_setting["max_connections"].instances == 100
-    # dbConfig.writer min 2 plus the router's health-check connection: 3 per instance
-    assert by_setting["writer max_client_conn"].instances == 100 // 3
+    # dbConfig.writer min 2: the router's checks of the writer borrow them, 2 per instance
+    assert by_setting["writer max_client_conn"].instances == 100 // 2
+    # dbConfig.reader min 5 plus the replica monitor's own connection: 6 per instance
+    assert by_setting["reader max_client_conn"].instances == 200 // 6
     assert capped_by(config, users=5) == []
     capping = {x.setting for x in capped_by(config, users=150)}
     assert "writer max_client_conn" in capping

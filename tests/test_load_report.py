@@ -16,7 +16,7 @@ from harness.errors import InfrastructureError, UsageError
 from harness.load.compare import CompareOutcome, round_prefix, verdicts
 from harness.load.confidence import INCONCLUSIVE_EXIT, interval, t_quantile
 from harness.load.config import load_config
-from harness.load.explain import loop_lines
+from harness.load.explain import loop_lines, startup_lines
 from harness.load.projection import projection_lines
 from harness.load.report import break_point, build_report, write_report
 from harness.load.results import KINDS, RunResult, kind_of, pool_rounds, read_run, verdict
@@ -250,7 +250,7 @@ def test_a_plan_setting_that_caps_the_target_is_named(tmp_path: Path) -> None:
     outcome = _outcome(tmp_path, base_errors=100, target_errors=10)
     outcome.config = outcome.config.with_run(users=150)
     report = build_report(outcome)
-    assert "writer max_client_conn 100 admits 33 instances" in report["closing_note"]
+    assert "writer max_client_conn 100 admits 50 instances" in report["closing_note"]
     assert any("writer max_client_conn" in c for c in report["capacity"]["capped_by"])
     outcome.config = outcome.config.with_run(users=5)
     assert build_report(outcome)["capacity"]["capped_by"] == []
@@ -394,3 +394,42 @@ def test_how_late_the_load_generators_loop_ran_is_read_from_every_process(
     (line,) = loop_lines(report)
     assert "target 0.00 ms at p95, 90 ms at longest, late 31.0% of the time" in line
     assert loop_lines({"architectures": {"target": {"loop_late_p95_ms": None}}}) == []
+    assert run.loop_wait is not None
+    assert run.loop_wait.wake_ups == 20
+    assert run.loop_wait.share == pytest.approx(run.loop_late_share)
+
+
+def test_the_start_ups_share_of_the_p95_is_judged_from_the_times_after_it(
+    tmp_path: Path,
+) -> None:
+    rounds = []
+    for number, (before, after) in enumerate(((8.0, 4.0), (10.0, 5.0)), start=1):
+        sides = {}
+        for name, started_ms in (("baseline", before), ("target", after)):
+            prefix = tmp_path / f"r{number}" / name
+            prefix.parent.mkdir(exist_ok=True)
+            write_locust_csvs(prefix, requests=40, failures={}, p95=12.5)
+            # every request, the start-up's slow ones among them; then those after it
+            (prefix.parent / f"{name}_succeeded_ms.1.json").write_text(json.dumps([60.0] * 40))
+            (prefix.parent / f"{name}_succeeded_ms_started.1.json").write_text(
+                json.dumps([started_ms] * 20)
+            )
+            # four instances' first requests, among every request's times
+            cold = [started_ms * 10] * 3 + [started_ms * 20]
+            (prefix.parent / f"{name}_succeeded_ms_cold.1.json").write_text(json.dumps(cold))
+            run = read_run(prefix, architecture=name, users=5)
+            assert run.started_p95_ms == started_ms
+            assert run.succeeded_p95_ms == 60.0
+            assert (run.cold_starts, run.cold_p50_ms) == (4, started_ms * 10)
+            assert run.cold_p95_ms == started_ms * 20
+            sides[name] = run.to_json()
+        rounds.append({"round": number, "architectures": sides})
+    report = {"rounds": rounds, "architectures": rounds[-1]["architectures"]}
+    judged, cold = startup_lines(report, wanted=0.30)
+    assert "9 ms -> 4.5 ms" in judged
+    assert "(met with the start-up left out)" in judged
+    assert "not the verdict" in judged
+    # 4 cold starts of the 40 successful requests of the last round
+    assert "target 50 ms at p50 and 100 ms at p95 over 4 cold starts (10.0% of" in cold
+    del rounds[1]["architectures"]["target"]["started_p95_ms"]
+    assert startup_lines(report, wanted=0.30) == []

@@ -3,9 +3,9 @@
 The load shows *that* an architecture breaks; this says *which setting* breaks
 it. Every instance holds connections for its lifetime: the baseline's lazy pool
 one (an instance serves one request at a time), the target's router its
-writer and reader pools' ``min_size`` plus one health-check connection to each
-(``harness.routing``'s replica monitor). Divided into each server or pooler
-limit, that gives the number of instances past which requests are refused or
+writer and reader pools' ``min_size`` plus the replica monitor's own connection
+to the reader (its checks of the writer borrow the writer pool's). Divided into
+each server or pooler limit, that gives the number of instances past which requests are refused or
 wait, and the smallest one names the setting that caps the architecture.
 """
 
@@ -71,7 +71,7 @@ def _session_limit(config: LoadConfig, *, role: str, per_instance: int) -> Limit
 def limits(config: LoadConfig) -> list[Limit]:
     """Every limit of both architectures, smallest first within each."""
     t = config.target
-    writer_each = t.writer_min_size + 1
+    writer_each = t.writer_min_size
     reader_each = t.reader_min_size + 1
     found = [
         Limit(

@@ -37,7 +37,7 @@ from harness.load.environment import (
 from harness.load.handshake import open_ms, server_sessions
 from harness.load.instance import load_samples
 from harness.load.locust import LocustRun, run_locust
-from harness.load.pinning import available_cores, pin_nodes, place
+from harness.load.pinning import Placement, available_cores, pin_nodes, place
 from harness.load.planned import with_plan
 from harness.load.poolerview import PoolerView, sample_poolers
 from harness.load.results import RunResult, Verdict, pool_rounds, read_run, reduction, verdict
@@ -238,15 +238,9 @@ def run_one(
         stale.unlink()
     consoles = env.pgbouncer_admin if views is not None and architecture == "target" else ()
     pids = env.processes(architecture) if env.processes is not None else {}
-    placement = (
-        place(pids, cores=available_cores(), generators=options.workers)
-        if config.machine.pin_cpus
-        else None
-    )
-    if placement is not None:
-        pin_nodes(placement, pids)  # afresh each run: a restarted PgBouncer has a new pid
-        if placed is not None:
-            placed[architecture] = placement.to_json()
+    placement = _pinned(config, pids, generators=options.workers)
+    if placement is not None and placed is not None:
+        placed[architecture] = placement.to_json()
     servers_before = cpu_seconds(pids)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -360,6 +354,18 @@ def verdicts(config: LoadConfig, rounds: Sequence[Mapping[str, RunResult]]) -> l
     ]
 
 
+def _pinned(config: LoadConfig, pids: Mapping[str, int], *, generators: int) -> Placement | None:
+    """The side's nodes pinned to their cores, where ``[machine] pin_cpus`` asks: afresh
+    each run, since a restarted PgBouncer has a new pid. Their placement, with the
+    load generator's cores; None when not pinned."""
+    if not config.machine.pin_cpus:
+        return None
+    placement = place(pids, cores=available_cores(), generators=generators)
+    if placement is not None:
+        pin_nodes(placement, pids)
+    return placement
+
+
 def _pgbench(
     env: LoadEnvironment,
     config: LoadConfig,
@@ -377,6 +383,8 @@ def _pgbench(
     for architecture in ("baseline", "target"):
         url = _urls(env, architecture)[0]
         progress(f"pgbench -C against the {architecture}: {config.run.users} clients")
+        pids = env.processes(architecture) if env.processes is not None else {}
+        placement = _pinned(config, pids, generators=1)  # the cores Locust's runs had
         results[architecture] = run_pgbench(
             pgbench=pgbench,
             url=url,
@@ -387,6 +395,7 @@ def _pgbench(
             jobs=config.pgbench.jobs,
             duration=config.pgbench.duration,
             workdir=out / "pgbench",
+            cores=None if placement is None else placement.generator,
         )
     base, target = results["baseline"], results["target"]
     return {

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["cpu_lines", "latency_lines", "loop_lines", "pooler_lines", "side"]
+from harness.load.confidence import judge
+
+__all__ = ["cpu_lines", "latency_lines", "loop_lines", "pooler_lines", "side", "startup_lines"]
 
 
 def side(name: str, spread: dict[str, Any]) -> str:
@@ -16,6 +18,7 @@ def side(name: str, spread: dict[str, Any]) -> str:
         ("error_rate", "error rate", True),
         ("succeeded_p95_ms", "successful requests' p95", False),
         ("p95_ms", "all requests' p95", False),
+        ("started_p95_ms", "successful requests' p95 once every instance had started", False),
     ):
         value = spread.get(key)
         if value is not None:
@@ -63,7 +66,7 @@ def latency_lines(report: dict[str, Any]) -> list[str]:
         return []
     target = report["architectures"]["target"]
     views = [v for e in report["rounds"] for v in e.get("pgbouncer", []) if v["samples"]]
-    lines = []
+    lines = startup_lines(report, wanted=report["config"]["targets"]["p95_reduction"])
     if views:
 
         def mean(key: str) -> float:
@@ -98,6 +101,58 @@ def latency_lines(report: dict[str, Any]) -> list[str]:
                 "load generator itself was saturated and requests waited for it)."
             )
     return lines
+
+
+def startup_lines(report: dict[str, Any], *, wanted: float) -> list[str]:
+    """The latency reduction with the fleet's start-up left out, beside the verdict's.
+
+    The verdict counts the whole run: the ramp in which every instance cold-starts
+    at once and PgBouncer opens its first server connections is part of what the
+    plan's users get. Judged again from the moment the last instance started, the
+    difference says how much of the target's p95 its start-up is.
+    """
+    started = [
+        [entry["architectures"][name].get("started_p95_ms") for name in ("baseline", "target")]
+        for entry in report["rounds"]
+        if "target" in entry["architectures"]
+    ]
+    pairs = [(b, t) for b, t in started if b is not None and t is not None]
+    if not pairs or len(pairs) != len(started):
+        return []
+    judged = judge(
+        metric="successful requests' p95 once every instance had started",
+        baseline=[b for b, _ in pairs],
+        target=[t for _, t in pairs],
+        wanted=wanted,
+        unit=" ms",
+    )
+    return [
+        f"The start-up's share of the target's p95 (not the verdict, which counts the whole "
+        f"run): {judged.reason} ({judged.status} with the start-up left out).",
+        *_cold_lines(report),
+    ]
+
+
+def _cold_lines(report: dict[str, Any]) -> list[str]:
+    """What a new instance's first request paid on each side: its connections opened."""
+    parts = []
+    for name in ("baseline", "target"):
+        run = report["architectures"].get(name, {})
+        if run.get("cold_p95_ms") is None:
+            continue
+        succeeded = run["requests"] - run["failures"]
+        parts.append(
+            f"{name} {run['cold_p50_ms']:.3g} ms at p50 and {run['cold_p95_ms']:.3g} ms at "
+            f"p95 over {run['cold_starts']:,} cold starts "
+            f"({run['cold_starts'] / max(1, succeeded):.1%} of its successful requests)"
+        )
+    if not parts:
+        return []
+    return [
+        "A new instance's first request, which opens its connections (all rounds): "
+        + "; ".join(parts)
+        + "."
+    ]
 
 
 def cpu_lines(report: dict[str, Any]) -> list[str]:

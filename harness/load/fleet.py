@@ -51,6 +51,11 @@ class Succession:
         #: (reclaimed at, instance): suspended with their connections open
         self.suspended: list[tuple[float, Instance]] = []
 
+    @property
+    def cold(self) -> bool:
+        """Whether the next request starts a new instance (and pays its connections)."""
+        return self._current is None
+
     def instance(self) -> Instance:
         """The running instance; a new one (a cold start) when there is none."""
         if self._current is None:

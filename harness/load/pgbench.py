@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.dsn import child_env
 from harness.errors import InfrastructureError
+from harness.load.pinning import pin_tree
 from harness.load.results import percentile
 from harness.load.workload import Workload
 
@@ -95,6 +96,7 @@ def run_pgbench(
     duration: int,
     workdir: Path,
     reconnect: bool = True,
+    cores: tuple[int, ...] | None = None,
 ) -> PgbenchResult:
     """One bounded pgbench run of the workload's weighted scripts against ``url``.
 
@@ -102,7 +104,8 @@ def run_pgbench(
     efficiency benchmark needs to compare with Locust instances that keep theirs.
     ``-M extended`` is psycopg's protocol (unnamed statements, parameters bound by
     the server), so both tools ask the server for the same work; PgBouncer in
-    transaction pooling takes it, as it cannot take ``-M prepared``.
+    transaction pooling takes it, as it cannot take ``-M prepared``. ``cores``: pgbench
+    runs on these, as Locust does (the servers pinned apart by the caller).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [pgbench, "-n", *(["-C"] if reconnect else []), "-M", "extended"]
@@ -113,26 +116,26 @@ def run_pgbench(
         script.write_text(op.pgbench_script(rows=samples[op.name]))
         argv += ["-f", f"{script}@{op.weight}"]
     conninfo, env = child_env(url)  # a password goes in the environment, not on argv
+    proc = subprocess.Popen(
+        [*argv, conninfo], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
-        done = subprocess.run(
-            [*argv, conninfo],
-            capture_output=True,
-            text=True,
-            timeout=duration + 60,
-            check=False,
-            env=env,
-        )
+        if cores is not None:
+            pin_tree(proc.pid, cores)  # every thread it has; those it makes later inherit it
+        out, err = proc.communicate(timeout=duration + 60)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         raise InfrastructureError(
             f"pgbench against the {architecture} did not end 60 s after its {duration} s"
         ) from None
-    text = done.stdout + done.stderr
+    text = out + err
     (workdir / f"{architecture}.out").write_text(text)
     processed = _number(r"number of transactions actually processed: (\d+)", text)
     if processed is None:
         raise InfrastructureError(
             f"pgbench against the {architecture} printed no summary (exit code "
-            f"{done.returncode}): {text.strip()[-1500:]}"
+            f"{proc.returncode}): {text.strip()[-1500:]}"
         )
     aborted = len(set(re.findall(r"client (\d+) aborted", text)))
     return PgbenchResult(
@@ -145,5 +148,5 @@ def run_pgbench(
         latency_avg_ms=_number(r"latency average = ([\d.]+) ms", text),
         p95_ms=_p95_from_logs(workdir / architecture),
         connection_ms=_number(r"average connection time = ([\d.]+) ms", text),
-        exit_code=done.returncode,
+        exit_code=proc.returncode,
     )

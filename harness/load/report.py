@@ -156,6 +156,7 @@ def _intervals(outcome: CompareOutcome) -> dict[str, dict[str, Any]]:
         "pool_error_rate": lambda r: r.pool_error_rate,
         "p95_ms": lambda r: r.p95_ms,
         "succeeded_p95_ms": lambda r: r.succeeded_p95_ms,
+        "started_p95_ms": lambda r: r.started_p95_ms,
         "requests": lambda r: float(r.requests),
     }
     out: dict[str, dict[str, Any]] = {}

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.errors import InfrastructureError
 from harness.load.confidence import Interval, judge
+from harness.load.loopwait import LoopWait
 from harness.routing import ErrorKind
 
 __all__ = [
@@ -64,12 +65,22 @@ class RunResult:
     succeeded_p50_ms: float | None = None
     succeeded_p95_ms: float | None = None
     succeeded_p99_ms: float | None = None
+    #: successful requests' p95 once every instance had started: the fleet running, the
+    #: start-up (each instance's first logins, PgBouncer's first server connections) behind
+    started_p95_ms: float | None = None
+    #: each new instance's first request, in which it opened its connections: how many
+    #: succeeded, and their p50 and p95
+    cold_starts: int | None = None
+    cold_p50_ms: float | None = None
+    cold_p95_ms: float | None = None
     #: how late Locust's event loop woke (every instance of a process shares it, so a
     #: request measured meanwhile waited for it): the 95th percentile of its wake-ups,
     #: the longest, and the share of the run it was late
     loop_late_p95_ms: float | None = None
     loop_late_max_ms: float | None = None
     loop_late_share: float | None = None
+    #: the loop watch's whole record, for the projection's model
+    loop_wait: LoopWait | None = None
     by_operation: dict[str, dict[str, float]] = field(default_factory=dict)
     history: tuple[HistoryPoint, ...] = ()
 
@@ -147,13 +158,18 @@ def _recorded(prefix: Path, what: str) -> list[float]:
 LOOP_TICK_MS = 10.0
 
 
-def _loop_late(prefix: Path) -> tuple[float | None, float | None, float | None]:
-    """The loop's lateness: its 95th percentile, its longest, and the share of time late."""
+def _loop_late(
+    prefix: Path,
+) -> tuple[float | None, float | None, float | None, LoopWait | None]:
+    """The loop's lateness: its 95th percentile, its longest, the share of time late, and
+    the whole record."""
     late = _recorded(prefix, "loop_late_ms")
     if not late:
-        return None, None, None
+        return None, None, None, None
+    wait = LoopWait.from_samples(late, tick_ms=LOOP_TICK_MS)
     # each wake-up covers its tick and its lateness
-    return percentile(late, 0.95), late[-1], sum(late) / (sum(late) + LOOP_TICK_MS * len(late))
+    share = sum(late) / (sum(late) + LOOP_TICK_MS * len(late))
+    return percentile(late, 0.95), late[-1], share, wait
 
 
 def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
@@ -192,7 +208,8 @@ def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
             )
         )
     succeeded = _recorded(prefix, "succeeded_ms")
-    late_p95, late_max, late_share = _loop_late(prefix)
+    cold = _recorded(prefix, "succeeded_ms_cold")
+    late_p95, late_max, late_share, loop_wait = _loop_late(prefix)
     return RunResult(
         architecture=architecture,
         users=users,
@@ -207,11 +224,16 @@ def read_run(prefix: Path, *, architecture: str, users: int) -> RunResult:
         succeeded_p50_ms=percentile(succeeded, 0.50),
         succeeded_p95_ms=percentile(succeeded, 0.95),
         succeeded_p99_ms=percentile(succeeded, 0.99),
+        started_p95_ms=percentile(_recorded(prefix, "succeeded_ms_started"), 0.95),
+        cold_starts=len(cold) if succeeded else None,
+        cold_p50_ms=percentile(cold, 0.50),
+        cold_p95_ms=percentile(cold, 0.95),
         by_operation=by_operation,
         history=tuple(history),
         loop_late_p95_ms=late_p95,
         loop_late_max_ms=late_max,
         loop_late_share=late_share,
+        loop_wait=loop_wait,
     )
 
 
@@ -240,6 +262,8 @@ def pool_rounds(results: list[RunResult]) -> RunResult:
     if len(results) == 1:
         return results[0]
     first = results[0]
+    waits = [r.loop_wait for r in results if r.loop_wait is not None]
+    colds = [r.cold_starts for r in results if r.cold_starts is not None]
     errors = {k: sum(r.errors_by_kind[k] for r in results) for k in first.errors_by_kind}
     operations: dict[str, dict[str, float]] = {}
     for r in results:
@@ -262,11 +286,16 @@ def pool_rounds(results: list[RunResult]) -> RunResult:
         succeeded_p50_ms=_mean([r.succeeded_p50_ms for r in results]),
         succeeded_p95_ms=_mean([r.succeeded_p95_ms for r in results]),
         succeeded_p99_ms=_mean([r.succeeded_p99_ms for r in results]),
+        started_p95_ms=_mean([r.started_p95_ms for r in results]),
+        cold_starts=sum(colds) if colds else None,
+        cold_p50_ms=_mean([r.cold_p50_ms for r in results]),
+        cold_p95_ms=_mean([r.cold_p95_ms for r in results]),
         loop_late_p95_ms=_mean([r.loop_late_p95_ms for r in results]),
         loop_late_max_ms=max(
             (r.loop_late_max_ms for r in results if r.loop_late_max_ms is not None), default=None
         ),
         loop_late_share=_mean([r.loop_late_share for r in results]),
+        loop_wait=LoopWait.merged(waits) if waits else None,
         by_operation=operations,
         history=results[-1].history,
     )
