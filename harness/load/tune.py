@@ -327,7 +327,8 @@ def snippet(outcome: TuneOutcome, trial: Trial) -> str:
         f"errors {_pct(trial.error_reduction)}, successful requests' p95 "
         f"{_pct(trial.p95_reduction)} against the baseline (the plan asks "
         f"-{wanted.error_reduction:.0%} and -{wanted.p95_reduction:.0%}).",
-        "# One short run screens; confirm with harness load compare --repeat 3.",
+        "# One short run screens; confirm with harness load compare --repeat 3, and with",
+        "# harness gate: the application's whole traffic through these pools, not the load's only.",
     ]
     for role, mode in (("writer", "transaction"), ("reader", cand.reader_mode)):
         lines += [
