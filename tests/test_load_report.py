@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -402,7 +403,7 @@ def test_how_late_the_load_generators_loop_ran_is_read_from_every_process(
 def test_the_start_ups_share_of_the_p95_is_judged_from_the_times_after_it(
     tmp_path: Path,
 ) -> None:
-    rounds = []
+    rounds: list[dict[str, Any]] = []
     for number, (before, after) in enumerate(((8.0, 4.0), (10.0, 5.0)), start=1):
         sides = {}
         for name, started_ms in (("baseline", before), ("target", after)):
@@ -415,8 +416,8 @@ def test_the_start_ups_share_of_the_p95_is_judged_from_the_times_after_it(
                 json.dumps([started_ms] * 20)
             )
             # four instances' first requests, among every request's times
-            cold = [started_ms * 10] * 3 + [started_ms * 20]
-            (prefix.parent / f"{name}_succeeded_ms_cold.1.json").write_text(json.dumps(cold))
+            firsts = [started_ms * 10] * 3 + [started_ms * 20]
+            (prefix.parent / f"{name}_succeeded_ms_cold.1.json").write_text(json.dumps(firsts))
             run = read_run(prefix, architecture=name, users=5)
             assert run.started_p95_ms == started_ms
             assert run.succeeded_p95_ms == 60.0
