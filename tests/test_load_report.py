@@ -17,7 +17,7 @@ from harness.errors import InfrastructureError, UsageError
 from harness.load.compare import CompareOutcome, round_prefix, verdicts
 from harness.load.confidence import INCONCLUSIVE_EXIT, interval, t_quantile
 from harness.load.config import load_config
-from harness.load.explain import loop_lines, startup_lines
+from harness.load.explain import cold_start_lines, loop_lines, startup_lines
 from harness.load.projection import projection_lines
 from harness.load.report import break_point, build_report, write_report
 from harness.load.results import KINDS, RunResult, kind_of, pool_rounds, read_run, verdict
@@ -426,7 +426,8 @@ def test_the_start_ups_share_of_the_p95_is_judged_from_the_times_after_it(
             sides[name] = run.to_json()
         rounds.append({"round": number, "architectures": sides})
     report = {"rounds": rounds, "architectures": rounds[-1]["architectures"]}
-    judged, cold = startup_lines(report, wanted=0.30)
+    (judged,) = startup_lines(report, wanted=0.30)
+    (cold,) = cold_start_lines(report)
     assert "9 ms -> 4.5 ms" in judged
     assert "(met with the start-up left out)" in judged
     assert "not the verdict" in judged
@@ -434,3 +435,4 @@ def test_the_start_ups_share_of_the_p95_is_judged_from_the_times_after_it(
     assert "target 50 ms at p50 and 100 ms at p95 over 4 cold starts (10.0% of" in cold
     del rounds[1]["architectures"]["target"]["started_p95_ms"]
     assert startup_lines(report, wanted=0.30) == []
+    assert cold_start_lines(report) == [cold]  # a round without the record takes no other

@@ -9,7 +9,15 @@ from typing import Any
 
 from harness.load.confidence import judge
 
-__all__ = ["cpu_lines", "latency_lines", "loop_lines", "pooler_lines", "side", "startup_lines"]
+__all__ = [
+    "cold_start_lines",
+    "cpu_lines",
+    "latency_lines",
+    "loop_lines",
+    "pooler_lines",
+    "side",
+    "startup_lines",
+]
 
 
 def side(name: str, spread: dict[str, Any]) -> str:
@@ -67,6 +75,7 @@ def latency_lines(report: dict[str, Any]) -> list[str]:
     target = report["architectures"]["target"]
     views = [v for e in report["rounds"] for v in e.get("pgbouncer", []) if v["samples"]]
     lines = startup_lines(report, wanted=report["config"]["targets"]["p95_reduction"])
+    lines += cold_start_lines(report)
     if views:
 
         def mean(key: str) -> float:
@@ -128,12 +137,11 @@ def startup_lines(report: dict[str, Any], *, wanted: float) -> list[str]:
     )
     return [
         f"The start-up's share of the target's p95 (not the verdict, which counts the whole "
-        f"run): {judged.reason} ({judged.status} with the start-up left out).",
-        *_cold_lines(report),
+        f"run): {judged.reason} ({judged.status} with the start-up left out)."
     ]
 
 
-def _cold_lines(report: dict[str, Any]) -> list[str]:
+def cold_start_lines(report: dict[str, Any]) -> list[str]:
     """What a new instance's first request paid on each side: its connections opened."""
     parts = []
     for name in ("baseline", "target"):
@@ -149,9 +157,8 @@ def _cold_lines(report: dict[str, Any]) -> list[str]:
     if not parts:
         return []
     return [
-        "A new instance's first request, which opens its connections (all rounds): "
-        + "; ".join(parts)
-        + "."
+        "A new instance's first request, which opens its connections (counted over all "
+        "rounds, p50 and p95 the rounds' mean): " + "; ".join(parts) + "."
     ]
 
 
