@@ -22,7 +22,7 @@ from harness.plan import load_plan
 from harness.plan.workload import Workload, WorkloadQuery
 from harness.testing.fix_legacy import LegacyDatabase
 from harness.traffic import TrafficOptions
-from harness.traffic.clients import Traffic, prepare_params
+from harness.traffic.clients import PRIME_BOUND, Traffic, prepare_params
 from harness.traffic.logins import Logins
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
@@ -95,11 +95,13 @@ def _touch(name: str, *, weight: int) -> WorkloadQuery:
     )
 
 
-def _traffic(endpoints: Endpoints, *queries: WorkloadQuery, clients: int) -> Traffic:
+def _traffic(
+    endpoints: Endpoints, *queries: WorkloadQuery, clients: int, pools: dict[str, int] | None = None
+) -> Traffic:
     """Traffic of ``queries`` as the harness itself, started; the caller stops it."""
     workload = Workload(queries=queries, clients=clients, think_time=0.002)
     logins = Logins(endpoints=endpoints, admin=endpoints.primary, passwords={})
-    traffic = Traffic(workload, logins, prepare_params(endpoints.primary, workload))
+    traffic = Traffic(workload, logins, prepare_params(endpoints.primary, workload), pools=pools)
     traffic.start()
     return traffic
 
@@ -280,6 +282,38 @@ def test_the_baseline_lasts_until_a_rare_path_has_served_a_request(
     finally:
         traffic.stop()
     assert served == {"reader", "writer"}
+
+
+def test_a_pool_smaller_than_the_clients_is_filled_without_waiting_out_the_bound(
+    cluster: Cluster, legacy_database: LegacyDatabase
+) -> None:
+    """More clients than the writer's pool: the traffic starts once the pool holds all its
+    server connections at once, not after the bound that a pool smaller than the plan
+    says would need, and no burst of the traffic opens more later."""
+    admin = cluster.pgbouncer_admin.get("writer")
+    if admin is None:
+        pytest.skip("the provider starts no PgBouncer of its own to read the pool of")
+    with psycopg.connect(admin, autocommit=True, prepare_threshold=None) as conn:
+        config = {str(r[0]): str(r[1]) for r in conn.execute("SHOW CONFIG").fetchall()}
+    pool = int(config["default_pool_size"])
+    started = time.monotonic()
+    traffic = _traffic(
+        legacy_database.endpoints, _touch("touch", weight=1), clients=pool + 3,
+        pools={"writer": pool},
+    )  # fmt: skip
+    try:
+        took = time.monotonic() - started
+        with psycopg.connect(admin, autocommit=True, prepare_threshold=None) as conn:
+            cur = conn.execute("SHOW POOLS")
+            names = [d.name for d in cur.description or ()]
+            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        traffic.stop()
+    database = psycopg.conninfo.conninfo_to_dict(legacy_database.endpoints.writer)["dbname"]
+    mine = [r for r in rows if r["database"] == database]
+    servers = sum(int(r[k]) for r in mine for k in ("sv_active", "sv_idle", "sv_used", "sv_tested"))
+    assert servers == pool, mine
+    assert took < PRIME_BOUND / 2, took
 
 
 def test_no_request_runs_while_the_traffic_is_on_hold(legacy_database: LegacyDatabase) -> None:

@@ -30,7 +30,7 @@ import bisect
 import random
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -359,11 +359,15 @@ class Traffic:
         params: dict[str, list[dict[str, Any]]],
         *,
         clients: int | None = None,
+        pools: Mapping[str, int] | None = None,
     ) -> None:
+        """``pools``: the server connections a path's pooler holds for one role at once
+        (its ``default_pool_size``); a path not named reaches its server directly."""
         self.workload = workload
         self.logins = logins
         self.params = params
         self.clients = clients or workload.clients
+        self.pools = dict(pools or {})
         self.timeline = Timeline()
         self.requests: list[Request] = []
         self.stopping = threading.Event()
@@ -457,29 +461,45 @@ class Traffic:
         database's settings (its ``search_path``, a role's): which requests met the
         stale-session hazard then varied between runs. Held at once, every client
         connection has had a server connection of its own before the migration, so no
-        burst of the traffic needs a new one. A pool smaller than that keeps the rest
-        waiting: they are let go after ``bound`` seconds.
+        burst of the traffic needs a new one. A pool smaller than the clients is full
+        once it holds its ``default_pool_size`` at once: no burst opens more, and the
+        rest are let go then. A pool smaller than the plan says keeps them waiting:
+        they are let go after ``bound`` seconds.
         """
-        conns = [conn for client in self._clients for conn in client.conns.values()]
-        opened = threading.Semaphore(0)
+        groups: dict[tuple[str | None, str], list[Conn]] = {}
+        for client in self._clients:
+            for key, conn in client.conns.items():
+                groups.setdefault(key, []).append(conn)
+        wanted = {
+            key: min(len(conns), self.pools.get(key[1], len(conns)))
+            for key, conns in groups.items()
+        }
+        held = dict.fromkeys(groups, 0)
+        changed = threading.Condition()
         release = threading.Event()
 
-        def hold(conn: Conn) -> None:
+        def hold(key: tuple[str | None, str], conn: Conn) -> None:
             try:
                 with conn.transaction(force_rollback=True):
                     conn.execute("SELECT 1", prepare=False)
-                    opened.release()
+                    with changed:
+                        held[key] += 1
+                        changed.notify_all()
                     release.wait(bound)
             except psycopg.Error:
-                opened.release()  # the requests will meet and report what broke here
+                with changed:  # the requests will meet and report what broke here
+                    held[key] += 1
+                    changed.notify_all()
 
-        threads = [threading.Thread(target=hold, args=(c,), daemon=True) for c in conns]
+        threads = [
+            threading.Thread(target=hold, args=(key, conn), daemon=True)
+            for key, conns in groups.items()
+            for conn in conns
+        ]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + bound
-        for _ in conns:
-            if not opened.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                break
+        with changed:
+            changed.wait_for(lambda: all(held[k] >= n for k, n in wanted.items()), timeout=bound)
         release.set()
         for thread in threads:
             thread.join(timeout=bound)

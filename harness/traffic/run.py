@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import psycopg
 
 from harness.cluster import Endpoints
+from harness.cluster.pooling import DEFAULT_POOLERS
 from harness.connections import connect, replay_target, wait_for_replay
 from harness.errors import InfrastructureError
 from harness.invariants.new_sessions import heaviest_reader
@@ -95,8 +96,22 @@ class TrafficRun:
         )
         self._replica_has_logins()
         params = prepare_params(self.endpoints.primary, self.workload)
-        self.traffic = Traffic(self.workload, self.logins, params, clients=self.options.clients)
+        self.traffic = Traffic(
+            self.workload, self.logins, params, clients=self.options.clients, pools=self._pools()
+        )
         self.traffic.check_queries()
+
+    def _pools(self) -> dict[str, int]:
+        """Each pooled path's pool for one role, as the plan configures its PgBouncers."""
+        poolers = self.plan.pgbouncer or DEFAULT_POOLERS
+        pools = {}
+        for settings, path, server in (
+            (poolers.writer, "writer", self.endpoints.primary),
+            (poolers.reader, "reader", self.endpoints.replica),
+        ):
+            if getattr(self.endpoints, path) != server:
+                pools[path] = settings.default_pool_size
+        return pools
 
     def _replica_has_logins(self) -> None:
         """The reader logs in on the replica: the logins just made must be replayed there
