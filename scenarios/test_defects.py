@@ -337,12 +337,12 @@ DEFECTS = (
     Defect(
         "a connection limit on an application role below what its PgBouncer opens",
         "connections.room",
-        "kct_readonly may open 20 connections per server (CONNECTION LIMIT 20, set by the "
-        "migration), but the plan's PgBouncer reader opens up to 55 as kct_readonly",
+        "kct_readonly may open 4 connections per server (CONNECTION LIMIT 4, set by the "
+        "migration), but the plan's PgBouncer writer opens up to 5 as kct_readonly",
         _step(
             7,
             "limit",
-            up="ALTER ROLE kct_readonly CONNECTION LIMIT 20;\n",
+            up="ALTER ROLE kct_readonly CONNECTION LIMIT 4;\n",
             down="ALTER ROLE kct_readonly CONNECTION LIMIT -1;\n",
         ),
     ),
