@@ -73,6 +73,8 @@ DEFAULT_POLICY = ReplicaPolicy()
 _WRITER_FIX = "point DATABASE_URL at the primary"
 #: how often the wait for the writer pool's first connection looks for a failed login
 _LOGIN_STEP = 0.05
+# A connection the pool has idle comes at once; psycopg_pool takes a timeout of 0 as spent.
+_AT_ONCE = 0.001
 
 
 @contextmanager
@@ -83,6 +85,25 @@ def _autocommit(conn: Conn) -> Iterator[None]:
         yield
     finally:
         conn.autocommit = False
+
+
+def _first_connection(pool: Pool, config: PoolConfig) -> Conn | None:
+    """A new pool's first connection; None once its login failed or is overdue.
+
+    psycopg_pool keeps a failed login's error to its log and tries again a second
+    later, and more slowly after that: whoever waits for a connection meanwhile
+    learns nothing until the wait ends. So the wait is in short steps (each ends
+    the moment the connection comes) and stops at the first failed login the pool
+    counts; it lasts at most as long as libpq may take over that login.
+    """
+    deadline = time.monotonic() + connect_timeout(config.connect_timeout)
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            return pool.getconn(timeout=min(left, _LOGIN_STEP))
+        except psycopg_pool.PoolTimeout:
+            if pool.get_stats().get("connections_errors"):
+                return None
+    return None
 
 
 def _insert_lsn(conn: Conn) -> Lsn | None:
@@ -164,6 +185,7 @@ class Database:
                     policy=replica,
                     application_name=health_application_name,
                     writer=self._lend_writer,
+                    reader=self._lend_reader,
                     on_up=self._replica_up,
                     on_down=self._abort_inflight,
                 )
@@ -199,7 +221,7 @@ class Database:
         the pool's are the only logins to the writer. The router logs in by itself
         only when the pool could not, once, for libpq's reason.
         """
-        conn = self._first_writer_connection()
+        conn = _first_connection(self._writer_pool, self.writer_config)
         if conn is None:
             self._diagnose_writer()
             return
@@ -214,25 +236,6 @@ class Database:
             raise WriterUnavailable(
                 standby_refusal(f"the writer at {redact(self.writer_url)}", fix=_WRITER_FIX)
             )
-
-    def _first_writer_connection(self) -> Conn | None:
-        """The writer pool's first connection; None once its login failed or is overdue.
-
-        psycopg_pool keeps a failed login's error to its log and tries again a second
-        later, and more slowly after that: whoever waits for a connection meanwhile
-        learns nothing until the wait ends. So the wait is in short steps (each ends
-        the moment the connection comes) and stops at the first failed login the pool
-        counts; it lasts at most as long as libpq may take over that login.
-        """
-        pool = self._writer_pool
-        deadline = time.monotonic() + connect_timeout(self.writer_config.connect_timeout)
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                return pool.getconn(timeout=min(left, _LOGIN_STEP))
-            except psycopg_pool.PoolTimeout:
-                if pool.get_stats().get("connections_errors"):
-                    return None
-        return None
 
     def _diagnose_writer(self) -> None:
         """The pool could not log in to the writer: log in directly, once, to say why.
@@ -286,17 +289,45 @@ class Database:
         finally:
             pool.putconn(conn)  # broken: the pool discards it and opens another
 
-    def _first_probe(self) -> None:
-        """Probe the replica for the first time while its pool makes its first connection.
+    @contextmanager
+    def _lend_reader(self) -> Iterator[Conn | None]:
+        """One of the reader pool's connections, outside a transaction, for one probe of
+        the replica; None when the pool has none to lend at once.
 
-        A cold start pays each login (TLS and SCRAM in production). Opened only after
-        the probe had answered, the pool would make the first read wait for a login
-        after the probe's; opened now (psycopg_pool connects in the background), the
-        probe's login and the pool's overlap. It opens with one connection, the one
-        the first read needs: ``min_size`` logins at once would hold up the probe's,
-        which the first read waits for too (PgBouncer does every TLS handshake on
-        its one thread), and cost that many refused logins when the replica is down.
-        The rest are opened once the replica has answered.
+        A probe connection of the monitor's own would be one more login at every cold
+        start. The first probe waits for the connection the pool opens beside it (see
+        :meth:`_first_probe`): a replica that refuses it is probed on a connection of
+        the monitor's own, which says why. Later probes take an idle connection only:
+        a probe that waited would make psycopg_pool log in once more, and with the
+        replica down every connection may be parked in PgBouncer, where only the
+        monitor's own connection, whose query it bounds, finds out.
+        """
+        pool = self._opening or self._reader_pool
+        conn = None
+        if pool is self._opening and pool is not None:
+            conn = _first_connection(pool, self.reader_config)
+        elif pool is not None and pool.get_stats().get("pool_available"):
+            with contextlib.suppress(psycopg_pool.PoolTimeout):  # taken meanwhile
+                conn = pool.getconn(timeout=_AT_ONCE)
+        if pool is None or conn is None:
+            yield None
+            return
+        try:
+            with _autocommit(conn):
+                yield conn
+        finally:
+            pool.putconn(conn)  # broken: the pool discards it and opens another
+
+    def _first_probe(self) -> None:
+        """Probe the replica for the first time, on its pool's first connection.
+
+        A cold start pays each login (TLS and SCRAM in production): the probe runs on
+        the connection the first read needs anyway (see :meth:`_lend_reader`), so the
+        pool's are the only logins to the replica. The pool opens with that one
+        connection and room for no other (as the writer's, see ``__init__``):
+        ``min_size`` logins at once would hold up the first (PgBouncer does every TLS
+        handshake on its one thread), and cost that many refused logins when the
+        replica is down. The rest are opened once the replica has answered.
 
         Reads still go to the writer until the probe says the replica is up. If it
         does not, the pool is closed rather than left retrying against a replica
@@ -307,7 +338,9 @@ class Database:
         assert self.reader_url is not None
         config = self.reader_config
         self._opening = make_pool(
-            self.reader_url, replace(config, min_size=min(1, config.min_size)), read_only=True
+            self.reader_url,
+            replace(config, min_size=min(1, config.min_size), max_size=1),
+            read_only=True,
         )
         self._monitor.check()  # on success _replica_up takes the pool
         unused, self._opening = self._opening, None
@@ -331,8 +364,7 @@ class Database:
             if opened is None:  # the replica was down at start: it answers for the first time
                 opened = make_pool(self.reader_url, config, read_only=True)
             else:
-                # The first probe's answer: the pool opened beside it has made (or is
-                # making) its connection just now, to a replica that answers. Nothing to
+                # The first probe's answer, on the pool's first connection: nothing to
                 # renew; only the rest of min_size to open.
                 opened.resize(config.min_size, config.max_size)
             self._reader_pool = opened

@@ -96,13 +96,16 @@ class ReplicaMonitor:
     renews its replica pool there); ``on_down`` runs after every failed probe
     (the router breaks reads still stuck on the replica there).
 
-    The replica is probed on a connection of the monitor's own, under
-    ``application_name``. ``writer`` lends a connection to the writer, outside a
-    transaction, for the one query that asks where the primary's WAL is: the
-    router lends one of its writer pool's, so the probes cost the writer no login
-    (a cold start pays each, TLS and SCRAM in production) and no session. When it
-    lends none in time, or the query fails, the writer's position is unknown for
-    that probe (the lag is the last known), and the replica is not called down for it.
+    ``reader`` lends one of the router's reader pool's connections for a probe of the
+    replica, when the pool has one to lend at once (see ``Database._lend_reader``);
+    when it has none, the replica is probed on a connection of the monitor's own,
+    under ``application_name``, kept for the next probes. ``writer`` lends a
+    connection to the writer, outside a transaction, for the one query that asks
+    where the primary's WAL is: the router lends one of its writer pool's. So the
+    probes cost no login of their own (a cold start pays each, TLS and SCRAM in
+    production) and no session. When the writer lends none in time, or the query
+    fails, the writer's position is unknown for that probe (the lag is the last
+    known), and the replica is not called down for it.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class ReplicaMonitor:
         policy: ReplicaPolicy,
         application_name: str,
         writer: Callable[[], AbstractContextManager[Conn]],
+        reader: Callable[[], AbstractContextManager[Conn | None]] | None = None,
         on_up: Callable[[], None],
         on_down: Callable[[], None],
     ) -> None:
@@ -121,6 +125,7 @@ class ReplicaMonitor:
         self._on_up = on_up
         self._on_down = on_down
         self._writer = writer
+        self._lend_reader = reader or (lambda: contextlib.nullcontext(None))
         self._reader: Conn | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -191,6 +196,17 @@ class ReplicaMonitor:
 
     def _ask_replica(self) -> list[tuple[Any, ...]]:
         query = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text"
+        if self._reader is None:
+            with self._lend_reader() as lent:
+                if lent is not None:
+                    try:
+                        return fetch_bounded(lent, query, timeout=self.policy.probe_timeout)
+                    except psycopg.Error as exc:
+                        # One that died alone (server_lifetime, a pooler restart) is the
+                        # pool's to replace; one that hung, a connection of our own
+                        # through PgBouncer would hang on too.
+                        if "no answer from the server" in str(exc):
+                            raise
         reused = self._reader is not None
         while True:
             try:
