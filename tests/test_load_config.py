@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -157,8 +158,11 @@ def test_capacity_names_the_setting_that_caps_the_target() -> None:
     assert by_setting["max_connections"].instances == 100
     # dbConfig.writer min 2: the router's checks of the writer borrow them, 2 per instance
     assert by_setting["writer max_client_conn"].instances == 100 // 2
-    # dbConfig.reader min 5 plus the replica monitor's own connection: 6 per instance
-    assert by_setting["reader max_client_conn"].instances == 200 // 6
+    # dbConfig.reader min 5: the replica monitor's probes borrow an idle one, 5 per instance
+    assert by_setting["reader max_client_conn"].instances == 200 // 5
+    # a reader pool that keeps none: the monitor's own connection, 1 per instance
+    lazy = dataclasses.replace(config, target=dataclasses.replace(config.target, reader_min_size=0))
+    assert {x.setting: x for x in limits(lazy)}["reader max_client_conn"].instances == 200
     assert capped_by(config, users=5) == []
     capping = {x.setting for x in capped_by(config, users=150)}
     assert "writer max_client_conn" in capping

@@ -2,11 +2,11 @@
 
 The load shows *that* an architecture breaks; this says *which setting* breaks
 it. Every instance holds connections for its lifetime: the baseline's lazy pool
-one (an instance serves one request at a time), the target's router its
-writer and reader pools' ``min_size`` plus the replica monitor's own connection
-to the reader (its checks of the writer borrow the writer pool's). Divided into
-each server or pooler limit, that gives the number of instances past which requests are refused or
-wait, and the smallest one names the setting that caps the architecture.
+one (an instance serves one request at a time), the target's router its writer and
+reader pools' ``min_size``, and at least one to the reader (the replica monitor probes
+on an idle one of the pool's, or on its own when the pool keeps none). Divided into
+each server or pooler limit, that gives the number of instances past which requests
+are refused or wait, and the smallest one names the setting that caps the architecture.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def limits(config: LoadConfig) -> list[Limit]:
     """Every limit of both architectures, smallest first within each."""
     t = config.target
     writer_each = t.writer_min_size
-    reader_each = t.reader_min_size + 1
+    reader_each = max(1, t.reader_min_size)
     found = [
         Limit(
             architecture="baseline",
