@@ -115,7 +115,7 @@ class ReplicaMonitor:
         policy: ReplicaPolicy,
         application_name: str,
         writer: Callable[[], AbstractContextManager[Conn]],
-        reader: Callable[[], AbstractContextManager[Conn | None]] | None = None,
+        reader: Callable[[], AbstractContextManager[Conn | None]],
         on_up: Callable[[], None],
         on_down: Callable[[], None],
     ) -> None:
@@ -125,7 +125,7 @@ class ReplicaMonitor:
         self._on_up = on_up
         self._on_down = on_down
         self._writer = writer
-        self._lend_reader = reader or (lambda: contextlib.nullcontext(None))
+        self._lend_reader = reader
         self._reader: Conn | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()

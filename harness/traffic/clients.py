@@ -478,18 +478,19 @@ class Traffic:
         changed = threading.Condition()
         release = threading.Event()
 
+        def count(key: tuple[str | None, str]) -> None:
+            with changed:
+                held[key] += 1
+                changed.notify_all()
+
         def hold(key: tuple[str | None, str], conn: Conn) -> None:
             try:
                 with conn.transaction(force_rollback=True):
                     conn.execute("SELECT 1", prepare=False)
-                    with changed:
-                        held[key] += 1
-                        changed.notify_all()
+                    count(key)
                     release.wait(bound)
             except psycopg.Error:
-                with changed:  # the requests will meet and report what broke here
-                    held[key] += 1
-                    changed.notify_all()
+                count(key)  # the requests will meet and report what broke here
 
         threads = [
             threading.Thread(target=hold, args=(key, conn), daemon=True)
