@@ -302,10 +302,10 @@ class Database:
         replica down every connection may be parked in PgBouncer, where only the
         monitor's own connection, whose query it bounds, finds out.
         """
-        pool = self._opening or self._reader_pool
+        opening, pool = self._opening, self._opening or self._reader_pool
         conn = None
-        if pool is self._opening and pool is not None:
-            conn = _first_connection(pool, self.reader_config)
+        if opening is not None:
+            conn = _first_connection(opening, self.reader_config)
         elif pool is not None and pool.get_stats().get("pool_available"):
             with contextlib.suppress(psycopg_pool.PoolTimeout):  # taken meanwhile
                 conn = pool.getconn(timeout=_AT_ONCE)
