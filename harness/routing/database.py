@@ -87,6 +87,16 @@ def _autocommit(conn: Conn) -> Iterator[None]:
         conn.autocommit = False
 
 
+@contextmanager
+def _lent(pool: Pool, conn: Conn) -> Iterator[Conn]:
+    """``conn``, taken from ``pool``, outside a transaction for one query; then given back."""
+    try:
+        with _autocommit(conn):
+            yield conn
+    finally:
+        pool.putconn(conn)  # broken: the pool discards it and opens another
+
+
 def _first_connection(pool: Pool, config: PoolConfig) -> Conn | None:
     """A new pool's first connection; None once its login failed or is overdue.
 
@@ -282,12 +292,8 @@ class Database:
         for that probe, not the replica unavailable.
         """
         pool = self._writer_pool
-        conn = pool.getconn(timeout=self.policy.probe_timeout)
-        try:
-            with _autocommit(conn):
-                yield conn
-        finally:
-            pool.putconn(conn)  # broken: the pool discards it and opens another
+        with _lent(pool, pool.getconn(timeout=self.policy.probe_timeout)) as conn:
+            yield conn
 
     @contextmanager
     def _lend_reader(self) -> Iterator[Conn | None]:
@@ -312,11 +318,8 @@ class Database:
         if pool is None or conn is None:
             yield None
             return
-        try:
-            with _autocommit(conn):
-                yield conn
-        finally:
-            pool.putconn(conn)  # broken: the pool discards it and opens another
+        with _lent(pool, conn) as lent:
+            yield lent
 
     def _first_probe(self) -> None:
         """Probe the replica for the first time, on its pool's first connection.

@@ -89,6 +89,11 @@ def _close(conn: Conn | None) -> None:
             conn.close()
 
 
+def _hung(exc: psycopg.Error) -> bool:
+    """The probe's query got no answer in time (:func:`harness.connections.bounded`)."""
+    return "no answer from the server" in str(exc)
+
+
 class ReplicaMonitor:
     """A daemon thread that probes the replica and publishes :attr:`usable`.
 
@@ -205,7 +210,7 @@ class ReplicaMonitor:
                         # One that died alone (server_lifetime, a pooler restart) is the
                         # pool's to replace; one that hung, a connection of our own
                         # through PgBouncer would hang on too.
-                        if "no answer from the server" in str(exc):
+                        if _hung(exc):
                             raise
         reused = self._reader is not None
         while True:
@@ -218,7 +223,7 @@ class ReplicaMonitor:
                 # A kept connection can die alone (a pooler restart, server_lifetime):
                 # one retry on a new one before calling the replica down, unless it
                 # hung, which a new connection through PgBouncer would do again.
-                if not reused or "no answer from the server" in str(exc):
+                if not reused or _hung(exc):
                     raise
                 reused = False
 
